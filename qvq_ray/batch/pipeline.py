@@ -1,0 +1,119 @@
+"""The batch solve job: read -> prepare -> solve -> score -> write, on Ray Data.
+
+The driver loads the problem set with the dataset adapters (rows the loader cannot parse become
+rows carrying an `error`), then Ray Data streams blocks through the stages: image preparation on
+CPU tasks, solving on an actor pool where each actor is one engine replica, scoring on a CPU
+actor, and Parquet (or JSONL) files under the output directory. The summary is computed from the
+files written, so it reconciles what is on disk: rows in = solved + errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from qvq_ray.batch.report import JobSummary, summarize_output
+from qvq_ray.config import QvqConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _input_rows(input_path: str, input_format: str | None, limit: int | None) -> list[dict]:
+    from qvq_ray.datasets import LoadError, load_problems
+    from qvq_ray.problem import problem_to_row
+
+    rows: list[dict] = []
+    for item in load_problems(input_path, format=input_format, limit=limit):
+        if isinstance(item, LoadError):
+            rows.append({"id": str(item.ref), "question": "", "images": [], "choices": [], "meta": "{}", "error": f"bad input row: {item.reason}"})
+        else:
+            row = problem_to_row(item)
+            row["error"] = None
+            rows.append(row)
+    return rows
+
+
+def prepare_images_batch(batch, config_json: str):
+    """Ray Data task UDF (a function so it runs as stateless CPU tasks)."""
+    from qvq_ray.batch.stages import PrepareImages
+
+    return PrepareImages(config_json)(batch)
+
+
+def _ensure_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Start a local cluster for the run (or join `address`); True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def run_solve_job(
+    input_path: str,
+    out_dir: str,
+    config: QvqConfig,
+    *,
+    limit: int | None = None,
+    input_format: str | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+) -> JobSummary:
+    import pyarrow as pa
+    import ray
+    from ray.data import ActorPoolStrategy
+
+    from qvq_ray.batch.stages import ScoreAgainstGold, SolveProblems, input_schema
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"output directory {out} is not empty; choose a new one (resume arrives with --resume)")
+    started = time.perf_counter()
+    rows = _input_rows(input_path, input_format, limit)
+    if not rows:
+        raise ValueError(f"no problems found in {input_path}")
+    started_ray = _ensure_ray(address, num_cpus)
+    try:
+        config_json = config.model_dump_json()
+        resources = config.resources
+        gpus = resources.num_gpus if resources.tensor_parallel_size == 1 else float(resources.tensor_parallel_size)
+        block_rows = config.batch.rows_per_batch
+        ds = ray.data.from_arrow(pa.Table.from_pylist(rows, schema=input_schema()))
+        ds = ds.repartition(max(1, (len(rows) + block_rows - 1) // block_rows))
+        ds = ds.map_batches(
+            prepare_images_batch,
+            fn_kwargs={"config_json": config_json},
+            batch_format="pyarrow",
+            batch_size=block_rows,
+            num_cpus=0.25,
+        )
+        ds = ds.map_batches(
+            SolveProblems,
+            fn_constructor_kwargs={"config_json": config_json},
+            compute=ActorPoolStrategy(size=config.batch.num_replicas),
+            batch_format="pyarrow",
+            batch_size=block_rows,
+            num_cpus=resources.num_cpus,
+            num_gpus=gpus,
+        )
+        ds = ds.map_batches(
+            ScoreAgainstGold,
+            fn_constructor_kwargs={"config_json": config_json},
+            compute=ActorPoolStrategy(size=1),
+            batch_format="pyarrow",
+            batch_size=block_rows,
+            num_cpus=0.25,
+        )
+        if config.batch.output_format == "jsonl":
+            ds.write_json(str(out))
+        else:
+            ds.write_parquet(str(out))
+    finally:
+        if started_ray:
+            ray.shutdown()
+    return summarize_output(out, rows_in=len(rows), seconds=time.perf_counter() - started)

@@ -1,0 +1,142 @@
+"""Ray Data stages of the batch job: prepare (CPU) -> solve (engine actors) -> score (CPU).
+
+Each stage takes and returns Arrow tables with a fixed schema and handles rows one by one inside
+a try/except: a bad row becomes an error row carrying its reason and skips the later stages' work,
+while the rest of its block goes on. Every input row yields exactly one output row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from qvq_ray.config import QvqConfig
+from qvq_ray.problem import (
+    Problem,
+    error_row,
+    problem_from_row,
+    problem_schema,
+    solution_schema,
+    solution_to_row,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def input_schema():
+    """Problem rows as read, plus `error` for rows the loader could not parse."""
+    import pyarrow as pa
+
+    return problem_schema().append(pa.field("error", pa.string()))
+
+
+def prepared_schema():
+    import pyarrow as pa
+
+    return input_schema().append(pa.field("prepared_images", pa.list_(pa.binary())))
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _error_from_input(row: dict[str, Any], reason: str) -> dict[str, Any]:
+    try:
+        problem = problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
+    except Exception:
+        problem = None
+    return error_row(str(row.get("id") or "?"), reason, problem)
+
+
+class PrepareImages:
+    """CPU stage: read, validate and resize each row's images so engines get ready-to-use bytes."""
+
+    def __init__(self, config_json: str):
+        self.config = QvqConfig.model_validate_json(config_json)
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        from qvq_ray.images import prepare_problem_images
+
+        rows = batch.to_pylist()
+        for row in rows:
+            row["prepared_images"] = []
+            if row.get("error"):
+                continue
+            try:
+                problem = problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
+                row["prepared_images"] = prepare_problem_images(problem.images, self.config.model)
+                # the original bytes are not needed past this point; keep rows light
+                row["images"] = [{"bytes": None, "path": im.get("path")} for im in row.get("images") or []]
+            except Exception as exc:
+                row["error"] = f"bad image: {_reason(exc)}"
+        return pa.Table.from_pylist(rows, schema=prepared_schema())
+
+
+class SolveProblems:
+    """Engine actor: one engine replica running many solves at once on its own event loop."""
+
+    def __init__(self, config_json: str):
+        from qvq_ray.engines import build_engine
+        from qvq_ray.solver import Solver
+        from qvq_ray.verify import Verifier
+
+        self.config = QvqConfig.model_validate_json(config_json)
+        self.engine = build_engine(self.config)
+        self.verifier = Verifier(self.config.verifier)
+        self.solver = Solver.from_config(self.engine, self.verifier, self.config)
+        self._limit: asyncio.Semaphore | None = None
+
+    async def _solve_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        if row.get("error"):
+            return _error_from_input(row, row["error"])
+        problem: Problem | None = None
+        try:
+            problem = problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
+            if self._limit is None:
+                self._limit = asyncio.Semaphore(self.config.batch.max_concurrent_solves)
+            async with self._limit:
+                solution = await self.solver.solve(problem, image_bytes=list(row.get("prepared_images") or []))
+            return solution_to_row(solution, problem)
+        except Exception as exc:
+            logger.warning("solve failed for %s: %s", row.get("id"), exc)
+            return error_row(str(row.get("id")), f"solve failed: {_reason(exc)}", problem)
+
+    async def __call__(self, batch):
+        import pyarrow as pa
+
+        rows = await asyncio.gather(*(self._solve_row(row) for row in batch.to_pylist()))
+        return pa.Table.from_pylist(list(rows), schema=solution_schema())
+
+
+class ScoreAgainstGold:
+    """CPU stage after solving: `correct` from the final answer vs gold (None without gold)."""
+
+    def __init__(self, config_json: str):
+        from qvq_ray.verify import Verifier
+
+        self.config = QvqConfig.model_validate_json(config_json)
+        self.verifier = Verifier(self.config.verifier)
+
+    async def _score(self, row: dict[str, Any]) -> dict[str, Any]:
+        gold = row.get("gold")
+        if row.get("error") or gold is None or gold == "":
+            row["correct"] = None if gold in (None, "") else False
+            return row
+        if row.get("answer") is None:
+            row["correct"] = False
+            return row
+        try:
+            row["correct"] = bool(await self.verifier.equivalent(row["answer"], gold))
+        except Exception as exc:  # a verifier failure must not lose the row
+            row["correct"] = None
+            row["issues"] = list(row.get("issues") or []) + ["timeout" if "Timeout" in type(exc).__name__ else "unparseable"]
+        return row
+
+    async def __call__(self, batch):
+        import pyarrow as pa
+
+        rows = await asyncio.gather(*(self._score(row) for row in batch.to_pylist()))
+        return pa.Table.from_pylist(list(rows), schema=solution_schema())

@@ -1,0 +1,169 @@
+"""Pydantic configs for every part of qvq-ray, loadable from one YAML file.
+
+One `QvqConfig` object carries model, engine, sampling, policy, verifier, resources, batch and
+serve settings, so the tiny CPU demo and QVQ-72B on a GPU cluster differ by config, never by code.
+Every model forbids unknown keys: a typo in a YAML file is an error, not a silently ignored field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+QVQ_SYSTEM_PROMPT = (
+    "You are a helpful and harmless assistant. You are Qwen developed by Alibaba. "
+    "You should think step-by-step."
+)
+
+# Qwen2-VL image geometry (preprocessor_config.json of Qwen2-VL / QVQ-72B-Preview).
+QWEN2VL_PATCH = 14
+QWEN2VL_MERGE = 2
+QWEN2VL_FACTOR = QWEN2VL_PATCH * QWEN2VL_MERGE  # 28 pixels per visual token side
+
+
+class StrictModel(BaseModel):
+    """Base for configs: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(StrictModel):
+    path: str = Field(
+        "tiny",
+        description="Checkpoint to load: a local directory, a Hugging Face id such as "
+        "'Qwen/QVQ-72B-Preview', 'tiny' (the embedded random-weight Qwen2-VL, built offline "
+        "into the user cache on first use) or 'tiny-random' (same as tiny).",
+    )
+    served_model_name: str | None = Field(
+        None, description="Name reported by /v1/models and accepted in requests; defaults to the path's last part."
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; 'auto' uses the checkpoint's (bf16 for QVQ-72B), float32 on CPU."
+    )
+    system_prompt: str = Field(QVQ_SYSTEM_PROMPT, description="System message sent with every problem.")
+    min_pixels: int = Field(4 * QWEN2VL_FACTOR**2, ge=QWEN2VL_FACTOR**2, description="Qwen2-VL min pixels per image.")
+    max_pixels: int = Field(
+        1280 * QWEN2VL_FACTOR**2,
+        ge=QWEN2VL_FACTOR**2,
+        description="Qwen2-VL max pixels per image after smart_resize (QVQ card suggests 256..1280 x 28^2).",
+    )
+    max_images_per_prompt: int = Field(8, ge=0, description="Images allowed in one prompt.")
+    max_model_len: int | None = Field(
+        None, description="Prompt + output token limit; None = the checkpoint's own (set it for QVQ-72B on vLLM)."
+    )
+    trust_remote_code: bool = Field(False, description="Passed to from_pretrained; Qwen2-VL needs none.")
+
+
+class SamplingConfig(StrictModel):
+    """Sampling for one generation; always explicit so no engine applies hidden checkpoint defaults."""
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_k: int = Field(0, ge=0, description="0 = off.")
+    max_tokens: int = Field(8192, ge=1, description="Max new tokens (QVQ card: 8192).")
+    seed: int | None = Field(None, description="Seed for sampling; None = engine's RNG.")
+    stop: list[str] = Field(default_factory=list, description="Stop strings (not included in the output).")
+    n: int = Field(1, ge=1, le=16, description="Samples returned for one prompt.")
+    repetition_penalty: float = Field(1.0, gt=0.0, description="1.0 = off.")
+
+
+class EngineConfig(StrictModel):
+    kind: Literal["hf"] = Field("hf", description="Engine implementation: 'hf' (transformers).")
+    device: str = Field("auto", description="'auto' (cuda if available else cpu), 'cpu', 'cuda', 'cuda:1'...")
+    device_map: str | None = Field(
+        None,
+        description="transformers device_map, e.g. 'auto' to shard one replica's copy over its GPUs; "
+        "None = whole model on `device`.",
+    )
+    max_batch_size: int = Field(8, ge=1, description="Micro-batcher: most concurrent requests in one generate.")
+    batch_wait_ms: float = Field(5.0, ge=0, description="Micro-batcher: how long to wait to fill a batch.")
+    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads for CPU engines.")
+
+
+class ResourcesConfig(StrictModel):
+    """What one engine replica (batch actor or Serve replica) reserves on the Ray cluster."""
+
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per engine replica (fractional allowed).")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica when tensor_parallel_size is 1.")
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="GPUs one replica spans; >1 reserves one bundle per GPU with STRICT_PACK."
+    )
+
+
+class PolicyConfig(StrictModel):
+    mode: Literal["self"] = Field(
+        "self", description="'self': gold is never read while solving (the honest benchmark mode)."
+    )
+    max_attempts: int = Field(3, ge=1, le=64, description="Most generations per problem.")
+    resample_on: list[str] = Field(
+        default_factory=lambda: ["no_final_answer", "truncated"],
+        description="Verdict issues that trigger a fresh sample (gold-free).",
+    )
+    resample_sampling: SamplingConfig | None = Field(
+        None,
+        description="Sampling for re-samples; None = first attempt's sampling at temperature 0.7 "
+        "(a greedy re-sample would repeat the same failure).",
+    )
+
+
+class VerifierConfig(StrictModel):
+    timeout_s: float = Field(5.0, gt=0, description="Hard per-call timeout; the worker process is killed past it.")
+    workers: int = Field(2, ge=1, description="Verifier worker processes.")
+
+
+class BatchConfig(StrictModel):
+    num_replicas: int = Field(1, ge=1, description="Engine actors in the solve stage's ActorPoolStrategy.")
+    max_concurrent_solves: int = Field(16, ge=1, description="Solves in flight per engine actor (asyncio).")
+    rows_per_batch: int = Field(16, ge=1, description="Rows per Ray Data batch handed to an actor.")
+    output_format: Literal["parquet", "jsonl"] = Field("parquet", description="Output files' format.")
+
+
+class AutoscalingConfig(StrictModel):
+    min_replicas: int = Field(1, ge=0, description="0 allows scale to zero.")
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float | None = Field(
+        None, gt=0, description="Per replica; None = derived from the engine's batch capacity (max_batch_size)."
+    )
+    upscale_delay_s: float = Field(5.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+
+
+class ServeConfig(StrictModel):
+    route_prefix: str = Field("/", description="HTTP route prefix of the ingress.")
+    engine_autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    ingress_num_cpus: float = Field(0.25, gt=0, description="CPUs for each ingress replica.")
+    max_request_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
+    max_tokens_limit: int = Field(8192, ge=1, description="Largest max_tokens a client may ask for.")
+
+
+class QvqConfig(StrictModel):
+    """The whole configuration of one qvq-ray job or app."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    verifier: VerifierConfig = Field(default_factory=VerifierConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "QvqConfig":
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return cls.model_validate(data)
+
+    @classmethod
+    def from_any(cls, value: "QvqConfig | dict[str, Any] | str | Path | None") -> "QvqConfig":
+        """Accept a config object, a dict (Serve YAML `args`), a YAML path, or None (defaults)."""
+        if value is None:
+            return cls()
+        if isinstance(value, QvqConfig):
+            return value
+        if isinstance(value, dict):
+            return cls.model_validate(value)
+        return cls.from_yaml(value)

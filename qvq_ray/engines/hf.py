@@ -1,0 +1,421 @@
+"""The transformers engine: Qwen2-VL / QVQ through `generate`, with a micro-batcher.
+
+Why a micro-batcher: a Ray Data actor or a Serve replica runs many solves at once; each calls
+`generate` on its own. Concurrent calls queue up and are run as one left-padded `generate` batch
+(grouped by sampling settings), so the accelerator sees a full batch instead of one chain at a
+time. Greedy output in a batch equals greedy output alone (tested).
+
+One model call runs at a time on a dedicated thread, so the event loop (Serve, the solver, the
+verifier) never blocks on the model. A request that cannot be prepared (bad image, prompt too long)
+fails alone; the rest of its batch goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, SamplingConfig
+from qvq_ray.engines.base import Completion, EngineError, InvalidRequestError, Message
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Request:
+    messages: list[Message]
+    sampling: SamplingConfig
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    enqueued: float = field(default_factory=time.perf_counter)
+    deltas: asyncio.Queue | None = None  # set for streaming requests
+    # filled by _prepare
+    text: str = ""
+    images: list[Any] = field(default_factory=list)
+
+
+def _group_key(sampling: SamplingConfig, index: int) -> tuple:
+    """Requests sharing a key can run in one `generate` call.
+
+    max_tokens is not part of it (rows are cut to their own limit). A seeded sampled request runs
+    alone so its seed gives the same text whatever else is in flight.
+    """
+    seeded = sampling.temperature > 0 and sampling.seed is not None
+    return (
+        sampling.temperature,
+        sampling.top_p if sampling.temperature > 0 else 1.0,
+        sampling.top_k if sampling.temperature > 0 else 0,
+        tuple(sampling.stop),
+        sampling.n,
+        sampling.repetition_penalty,
+        (sampling.seed, index) if seeded else None,
+    )
+
+
+class HFEngine:
+    """`Engine` over transformers' `Qwen2VLForConditionalGeneration` (any Qwen2-VL checkpoint)."""
+
+    def __init__(self, model: ModelConfig, engine: EngineConfig | None = None):
+        from qvq_ray.engines.tiny import resolve_model_path
+
+        self.model_config = model
+        self.engine_config = engine or EngineConfig()
+        self.path = resolve_model_path(model.path)
+        self.model_name = model.served_model_name or model.path.rstrip("/").split("/")[-1]
+        self._load()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._loop_task: asyncio.Task | None = None
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: QvqConfig) -> "HFEngine":
+        return cls(config.model, config.engine)
+
+    # ------------------------------------------------------------------ loading
+
+    def _load(self) -> None:
+        import torch
+        from transformers import Qwen2VLForConditionalGeneration
+
+        from qvq_ray.engines.processor import load_processor
+
+        cfg = self.engine_config
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        device = cfg.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
+        dtype = self.model_config.dtype
+        if dtype == "auto":
+            torch_dtype = "auto" if device.startswith("cuda") else torch.float32
+        else:
+            torch_dtype = getattr(torch, dtype)
+        kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": self.model_config.trust_remote_code}
+        if cfg.device_map:
+            kwargs["device_map"] = cfg.device_map  # shard one replica's copy over its GPUs
+        model = Qwen2VLForConditionalGeneration.from_pretrained(self.path, **kwargs)
+        if not cfg.device_map:
+            model = model.to(device)
+        self.model = model.eval()
+        self.processor = load_processor(
+            self.path, min_pixels=self.model_config.min_pixels, max_pixels=self.model_config.max_pixels
+        )
+        self.tokenizer = self.processor.tokenizer
+        text_cfg = self.model.config.get_text_config()
+        self.eos_token_ids = self._eos_ids(text_cfg)
+        self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0]
+        self.max_model_len = self.model_config.max_model_len or int(text_cfg.max_position_embeddings)
+
+    def _eos_ids(self, text_cfg) -> list[int]:
+        ids: list[int] = []
+        for source in (getattr(self.model.generation_config, "eos_token_id", None), text_cfg.eos_token_id):
+            if source is None:
+                continue
+            for i in source if isinstance(source, (list, tuple)) else [source]:
+                if i not in ids:
+                    ids.append(int(i))
+        im_end = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if isinstance(im_end, int) and im_end not in ids and im_end != self.tokenizer.unk_token_id:
+            ids.append(im_end)
+        return ids
+
+    # ------------------------------------------------------------------ public API
+
+    async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
+        request = self._submit(messages, sampling)
+        return await request.future
+
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str]:
+        """Yield text deltas of one sample as tokens are generated; ends when the sample ends."""
+        if sampling.n != 1:
+            raise InvalidRequestError("streaming supports n=1 per request")
+        request = self._submit(messages, sampling, stream=True)
+        assert request.deltas is not None
+        while True:
+            getter = asyncio.ensure_future(request.deltas.get())
+            done, _ = await asyncio.wait({getter, request.future}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                delta = getter.result()
+                if delta is None:
+                    break
+                yield delta
+            else:
+                getter.cancel()
+                while not request.deltas.empty():
+                    delta = request.deltas.get_nowait()
+                    if delta is not None:
+                        yield delta
+                break
+        await request.future  # raise the request's error, if any
+
+    async def generate_with_stream(self, messages: list[Message], sampling: SamplingConfig):
+        """Stream deltas and return the final Completion as the last item (a `Completion`)."""
+        request = self._submit(messages, sampling, stream=True)
+        assert request.deltas is not None
+        while True:
+            delta = await request.deltas.get()
+            if delta is None:
+                break
+            yield delta
+        completions = await request.future
+        yield completions[0]
+
+    async def check_health(self) -> None:
+        if self._closed:
+            raise EngineError("engine is closed")
+        probe = [{"role": "user", "content": [{"type": "text", "text": "1+1"}]}]
+        await asyncio.wait_for(self.generate(probe, SamplingConfig(max_tokens=1)), timeout=60)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ batching
+
+    def _submit(self, messages: list[Message], sampling: SamplingConfig, stream: bool = False) -> _Request:
+        if self._closed:
+            raise EngineError("engine is closed")
+        loop = asyncio.get_running_loop()
+        if self._queue is None or self._loop_task is None or self._loop_task.get_loop() is not loop:
+            self._queue = asyncio.Queue()
+            self._loop_task = loop.create_task(self._batch_loop(self._queue))
+        request = _Request(messages, sampling, loop.create_future(), loop, deltas=asyncio.Queue() if stream else None)
+        self._queue.put_nowait(request)
+        return request
+
+    async def _batch_loop(self, queue: asyncio.Queue) -> None:
+        cfg = self.engine_config
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            deadline = loop.time() + cfg.batch_wait_ms / 1000.0
+            while len(batch) < cfg.max_batch_size:
+                remaining = deadline - loop.time()
+                if remaining <= 0 and queue.empty():
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(queue.get(), timeout=max(remaining, 0.0)))
+                except asyncio.TimeoutError:
+                    break
+            groups: dict[tuple, list[_Request]] = {}
+            for index, request in enumerate(batch):
+                if not request.future.done():
+                    groups.setdefault(_group_key(request.sampling, index), []).append(request)
+            for group in groups.values():
+                try:
+                    await loop.run_in_executor(self._executor, self._run_group, group)
+                except Exception as exc:  # a bug or an engine crash: fail the group, keep serving
+                    logger.exception("generate failed")
+                    for request in group:
+                        _resolve(request, exc=EngineError(f"generation failed: {exc}"))
+
+    # ------------------------------------------------------------------ model thread
+
+    def _prepare(self, request: _Request) -> None:
+        from PIL import Image
+
+        template_messages: list[Message] = []
+        images: list[Any] = []
+        for message in request.messages:
+            content = message.get("content")
+            if isinstance(content, str):
+                template_messages.append({"role": message["role"], "content": [{"type": "text", "text": content}]})
+                continue
+            parts = []
+            for part in content or []:
+                if part.get("type") == "image":
+                    data = part.get("image")
+                    if not isinstance(data, (bytes, bytearray)):
+                        raise InvalidRequestError("image parts must carry encoded image bytes")
+                    try:
+                        images.append(Image.open(io.BytesIO(data)).convert("RGB"))
+                    except Exception as exc:
+                        raise InvalidRequestError(f"cannot decode image: {exc}") from exc
+                    parts.append({"type": "image"})
+                elif part.get("type") == "text":
+                    parts.append({"type": "text", "text": str(part.get("text", ""))})
+                else:
+                    raise InvalidRequestError(f"unsupported content part type: {part.get('type')!r}")
+            template_messages.append({"role": message["role"], "content": parts})
+        if len(images) > self.model_config.max_images_per_prompt:
+            raise InvalidRequestError(
+                f"{len(images)} images in one prompt; the limit is {self.model_config.max_images_per_prompt}"
+            )
+        request.text = self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
+        request.images = images
+
+    def _run_group(self, group: list[_Request]) -> None:
+        import torch
+
+        ready: list[_Request] = []
+        for request in group:
+            try:
+                self._prepare(request)
+                ready.append(request)
+            except Exception as exc:
+                _resolve(request, exc=exc if isinstance(exc, InvalidRequestError) else InvalidRequestError(str(exc)))
+        if not ready:
+            return
+        images = [im for r in ready for im in r.images]
+        inputs = self.processor(
+            text=[r.text for r in ready], images=images or None, return_tensors="pt", padding=True
+        )
+        prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
+        keep: list[int] = []
+        for i, request in enumerate(ready):
+            if prompt_lens[i] + request.sampling.max_tokens > self.max_model_len:
+                _resolve(
+                    request,
+                    exc=InvalidRequestError(
+                        f"prompt ({prompt_lens[i]} tokens) + max_tokens ({request.sampling.max_tokens}) "
+                        f"exceeds the model's limit of {self.max_model_len} tokens"
+                    ),
+                )
+            else:
+                keep.append(i)
+        if len(keep) < len(ready):
+            ready = [ready[i] for i in keep]
+            if not ready:
+                return
+            images = [im for r in ready for im in r.images]
+            inputs = self.processor(text=[r.text for r in ready], images=images or None, return_tensors="pt", padding=True)
+            prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
+        device = self.model.device
+        inputs = inputs.to(device)
+        sampling = ready[0].sampling
+        max_new = max(r.sampling.max_tokens for r in ready)
+        gen_kwargs = self._generation_kwargs(sampling, max_new)
+        streamer = _RowStreamer(self, ready, sampling.n) if any(r.deltas is not None for r in ready) else None
+        if sampling.temperature > 0 and sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **gen_kwargs, streamer=streamer)
+        sequences = output.sequences if hasattr(output, "sequences") else output
+        new_tokens = sequences[:, inputs["input_ids"].shape[1]:].tolist()
+        now = time.perf_counter()
+        n = sampling.n
+        for i, request in enumerate(ready):
+            completions = [
+                self._to_completion(new_tokens[i * n + j], request, int(prompt_lens[i]), now) for j in range(n)
+            ]
+            _resolve(request, result=completions)
+
+    def _generation_kwargs(self, sampling: SamplingConfig, max_new: int) -> dict[str, Any]:
+        from transformers import GenerationConfig
+
+        do_sample = sampling.temperature > 0
+        # Sampling is always explicit: nothing falls back to the checkpoint's generation_config.
+        config = GenerationConfig(
+            max_new_tokens=max_new,
+            do_sample=do_sample,
+            temperature=sampling.temperature if do_sample else None,
+            top_p=sampling.top_p if do_sample else None,
+            top_k=sampling.top_k if do_sample else None,
+            num_return_sequences=sampling.n,
+            repetition_penalty=sampling.repetition_penalty,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+            stop_strings=list(sampling.stop) or None,
+        )
+        kwargs: dict[str, Any] = {"generation_config": config}
+        if sampling.stop:
+            kwargs["tokenizer"] = self.tokenizer
+        return kwargs
+
+    def _to_completion(self, tokens: list[int], request: _Request, prompt_tokens: int, now: float) -> Completion:
+        limit = request.sampling.max_tokens
+        finish = "length"
+        used: list[int] = []
+        for token in tokens:
+            if token in self.eos_token_ids:
+                used.append(token)
+                finish = "stop"
+                break
+            if token == self.pad_token_id and token not in self.eos_token_ids:
+                break  # padding after this row ended on a stop string
+            used.append(token)
+        if len(used) > limit:
+            used, finish = used[:limit], "length"
+        text = self.tokenizer.decode(used, skip_special_tokens=True)
+        for stop in request.sampling.stop:
+            cut = text.find(stop)
+            if stop and cut >= 0:
+                text, finish = text[:cut], "stop"
+        if finish == "length" and len(used) < limit and len(used) < len(tokens):
+            finish = "stop"  # ended on a stop string inside generate
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(used),
+            latency_s=now - request.enqueued,
+        )
+
+
+class _RowStreamer:
+    """A `generate` streamer fanning each step's tokens out to the streaming requests' queues."""
+
+    def __init__(self, engine: HFEngine, requests: list[_Request], n: int):
+        self.engine = engine
+        self.rows = {i * n: r for i, r in enumerate(requests) if r.deltas is not None}
+        self.tokens: dict[int, list[int]] = {row: [] for row in self.rows}
+        self.sent: dict[int, str] = {row: "" for row in self.rows}
+        self.finished: set[int] = set()
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if not self.prompt_seen:  # the first call carries the prompt ids
+            self.prompt_seen = True
+            return
+        step = value.view(-1).tolist()
+        for row, request in self.rows.items():
+            if row in self.finished or row >= len(step):
+                continue
+            token = step[row]
+            if token in self.engine.eos_token_ids or len(self.tokens[row]) >= request.sampling.max_tokens:
+                self.finished.add(row)
+                continue
+            self.tokens[row].append(token)
+            text = self.engine.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue  # an incomplete UTF-8 sequence: wait for the next token
+            delta = text[len(self.sent[row]) :]
+            if delta:
+                self.sent[row] = text
+                request.loop.call_soon_threadsafe(request.deltas.put_nowait, delta)
+
+    def end(self) -> None:
+        pass
+
+
+def _resolve(request: _Request, result: Any = None, exc: BaseException | None = None) -> None:
+    def set_outcome() -> None:
+        if request.future.done():
+            return
+        if exc is not None:
+            request.future.set_exception(exc)
+        else:
+            request.future.set_result(result)
+        if request.deltas is not None:
+            request.deltas.put_nowait(None)
+
+    if _in_loop(request.loop):
+        set_outcome()
+    else:
+        request.loop.call_soon_threadsafe(set_outcome)
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

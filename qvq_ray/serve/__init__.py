@@ -1,0 +1,1 @@
+"""Ray Serve front end: an engine deployment and an OpenAI-compatible ingress over it."""

@@ -29,6 +29,27 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class ImageLimits(StrictModel):
+    """What an image may cost before we refuse it: bytes, decoded pixels, count, and where from."""
+
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest encoded image accepted, in bytes.")
+    max_pixels_decoded: int = Field(
+        50_000_000,
+        ge=1,
+        description="Largest width*height accepted, read from the header before any pixel is decoded "
+        "(decompression-bomb guard). PIL itself refuses more than 2 x Image.MAX_IMAGE_PIXELS.",
+    )
+    max_images: int = Field(8, ge=0, description="Most images in one problem or request.")
+    allow_urls: bool = Field(False, description="Fetch http(s) image URLs (never from private/loopback hosts).")
+    allow_local_files: bool = Field(
+        True,
+        description="Read file paths. Problem files need this; an online ingress must set it False so a "
+        "request cannot read the server's files.",
+    )
+    url_timeout_s: float = Field(10.0, gt=0, description="Total time allowed to fetch one image URL.")
+    max_redirects: int = Field(3, ge=0, description="Redirects followed when fetching a URL (each one re-checked).")
+
+
 class ModelConfig(StrictModel):
     path: str = Field(
         "tiny",
@@ -146,6 +167,7 @@ class QvqConfig(StrictModel):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)
+    images: ImageLimits = Field(default_factory=ImageLimits, description="Limits on every image read.")
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)

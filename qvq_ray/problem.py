@@ -7,6 +7,7 @@ schema. Images travel like Hugging Face's Image feature: a struct of `bytes` and
 
 from __future__ import annotations
 
+import builtins
 import json
 from typing import Any
 
@@ -21,7 +22,7 @@ class ImageRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bytes: bytes | None = Field(None, description="Encoded image bytes (PNG, JPEG, ...).")
+    bytes: builtins.bytes | None = Field(None, description="Encoded image bytes (PNG, JPEG, ...).")
     path: str | None = Field(None, description="File path, data URL or URL when bytes are absent.")
 
 

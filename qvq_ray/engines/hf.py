@@ -13,7 +13,6 @@ fails alone; the rest of its batch goes on.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -221,7 +220,7 @@ class HFEngine:
     # ------------------------------------------------------------------ model thread
 
     def _prepare(self, request: _Request) -> None:
-        from PIL import Image
+        from qvq_ray.images import decode_image
 
         template_messages: list[Message] = []
         images: list[Any] = []
@@ -237,7 +236,7 @@ class HFEngine:
                     if not isinstance(data, (bytes, bytearray)):
                         raise InvalidRequestError("image parts must carry encoded image bytes")
                     try:
-                        images.append(Image.open(io.BytesIO(data)).convert("RGB"))
+                        images.append(decode_image(bytes(data)))
                     except Exception as exc:
                         raise InvalidRequestError(f"cannot decode image: {exc}") from exc
                     parts.append({"type": "image"})

@@ -114,7 +114,7 @@ class Ingress:
         from qvq_ray.images import ImageError, load_and_prepare
 
         try:
-            return load_and_prepare(url, self.config.model)
+            return load_and_prepare(url, self.config.model, self.config.images)
         except ImageError as exc:
             raise ClientError(400, f"bad image: {exc}", param="messages") from exc
 
@@ -140,14 +140,14 @@ class Ingress:
         body: ChatCompletionRequest = await self._body(request, ChatCompletionRequest)
         self._check_model(body.model)
         try:
-            messages = messages_from_openai([m.model_dump(exclude_none=True) for m in body.messages], self._load_image)
+            messages = messages_from_openai(
+                [m.model_dump(exclude_none=True) for m in body.messages],
+                self._load_image,
+                max_images=self.config.model.max_images_per_prompt,
+                system_prompt=self.config.model.system_prompt,
+            )
         except ValueError as exc:
             raise ClientError(400, str(exc), param="messages") from exc
-        images = sum(1 for m in messages for p in (m.get("content") or []) if isinstance(p, dict) and p.get("type") == "image")
-        if images > self.config.model.max_images_per_prompt:
-            raise ClientError(400, f"{images} images; at most {self.config.model.max_images_per_prompt} per request", param="messages")
-        if messages and messages[0]["role"] != "system":
-            messages.insert(0, {"role": "system", "content": [{"type": "text", "text": self.config.model.system_prompt}]})
         base = self.config.sampling
         sampling = SamplingConfig(
             temperature=base.temperature if body.temperature is None else body.temperature,

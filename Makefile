@@ -1,0 +1,30 @@
+# CPU setup on a fresh machine: a venv with the CPU torch 2.13.0 (never a CUDA build), then qvq-ray.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test serve bench clean
+
+$(BIN)/qvq-ray: pyproject.toml constraints-cpu.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints-cpu.txt torch==2.13.0
+	$(BIN)/pip install -q -c constraints-cpu.txt -e ".[dev]"
+	touch $(BIN)/qvq-ray
+
+setup: $(BIN)/qvq-ray
+
+demo: setup
+	rm -rf results/demo
+	$(BIN)/qvq-ray solve examples/problems --out results/demo --config pipelines/tiny-cpu.yaml
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+serve: setup
+	$(BIN)/qvq-ray serve serve_configs/tiny-cpu.yaml
+
+bench: setup
+	$(BIN)/python benchmarks/engine_microbatch.py
+
+clean:
+	rm -rf $(VENV) results

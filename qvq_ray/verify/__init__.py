@@ -1,0 +1,46 @@
+"""Verification: final-answer extraction, equivalence (math-verify in a worker pool), verdicts.
+
+Public names load lazily (module `__getattr__`), so `import qvq_ray.verify.verdict` (the record
+type, needed by `qvq_ray.problem`) never pulls in the pool, sympy or math-verify.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Verdict": "qvq_ray.verify.verdict",
+    "ISSUES": "qvq_ray.verify.verdict",
+    "Verifier": "qvq_ray.verify.verifier",
+    "check": "qvq_ray.verify.verifier",
+    "extract_final_answer": "qvq_ray.verify.extract",
+    "detect_issues": "qvq_ray.verify.extract",
+    "answers_equivalent": "qvq_ray.verify.equivalence",
+    "canonical_form": "qvq_ray.verify.equivalence",
+    "VerifyPool": "qvq_ray.verify.pool",
+    "VerifyTimeout": "qvq_ray.verify.pool",
+    "VerifyWorkerError": "qvq_ray.verify.pool",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from qvq_ray.verify.equivalence import answers_equivalent, canonical_form
+    from qvq_ray.verify.extract import detect_issues, extract_final_answer
+    from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
+    from qvq_ray.verify.verdict import ISSUES, Verdict
+    from qvq_ray.verify.verifier import Verifier, check
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -18,6 +18,10 @@ from qvq_ray.config import QvqConfig
 
 logger = logging.getLogger(__name__)
 
+# CPU stages (prepare, score, write) take a fraction of a CPU so that on a small machine they fit
+# beside the engine actors instead of waiting forever for a whole free CPU.
+AUX_CPUS = 0.25
+
 
 def _input_rows(input_path: str, input_format: str | None, limit: int | None) -> list[dict]:
     from qvq_ray.datasets import LoadError, load_problems
@@ -83,14 +87,15 @@ def run_solve_job(
         resources = config.resources
         gpus = resources.num_gpus if resources.tensor_parallel_size == 1 else float(resources.tensor_parallel_size)
         block_rows = config.batch.rows_per_batch
-        ds = ray.data.from_arrow(pa.Table.from_pylist(rows, schema=input_schema()))
-        ds = ds.repartition(max(1, (len(rows) + block_rows - 1) // block_rows))
+        table = pa.Table.from_pylist(rows, schema=input_schema())
+        # One block per batch of rows, built here: a repartition would need a whole CPU of its own.
+        ds = ray.data.from_arrow([table.slice(i, block_rows) for i in range(0, len(rows), block_rows)])
         ds = ds.map_batches(
             prepare_images_batch,
             fn_kwargs={"config_json": config_json},
             batch_format="pyarrow",
             batch_size=block_rows,
-            num_cpus=0.25,
+            num_cpus=AUX_CPUS,
         )
         ds = ds.map_batches(
             SolveProblems,
@@ -107,12 +112,12 @@ def run_solve_job(
             compute=ActorPoolStrategy(size=1),
             batch_format="pyarrow",
             batch_size=block_rows,
-            num_cpus=0.25,
+            num_cpus=AUX_CPUS,
         )
         if config.batch.output_format == "jsonl":
-            ds.write_json(str(out))
+            ds.write_json(str(out), ray_remote_args={"num_cpus": AUX_CPUS})
         else:
-            ds.write_parquet(str(out))
+            ds.write_parquet(str(out), ray_remote_args={"num_cpus": AUX_CPUS})
     finally:
         if started_ray:
             ray.shutdown()

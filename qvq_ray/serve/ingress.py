@@ -5,7 +5,6 @@ It holds a handle to the engine deployment and the same Solver the batch job use
 error shape; nothing a client sends can take the replica down.
 """
 
-from __future__ import annotations
 
 import json
 import logging
@@ -64,6 +63,17 @@ async def _server_error(_: Request, exc: Exception):
     return JSONResponse(error_body(f"internal error: {type(exc).__name__}", type="server_error"), status_code=500)
 
 
+def _sse(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """Serve wraps a replica's exception in RayTaskError; the original is its `cause`."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
+# Helpers above stay above: serve.ingress serialises the class when it is decorated.
 @serve.deployment(name="QvqIngress")
 @serve.ingress(app)
 class Ingress:
@@ -222,13 +232,3 @@ class Ingress:
                 raise ClientError(400, str(_unwrap(exc))) from exc
             raise
         return solution.model_dump(mode="json")
-
-
-def _sse(payload: dict) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    """Serve wraps a replica's exception in RayTaskError; the original is its `cause`."""
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc

@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class ChatMessage(BaseModel):
@@ -61,6 +61,13 @@ class SolveRequest(BaseModel):
     tolerance: float | None = None
     max_attempts: int | None = Field(None, ge=1, le=16, description="Override the policy's attempt budget.")
     max_tokens: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_gold(cls, data):
+        if isinstance(data, dict) and ({"answer", "gold"} & set(data)):
+            raise ValueError("gold answers are not accepted: online solving never looks at gold (mode 'self')")
+        return data
 
 
 def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:

@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--model", default="tiny")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16")
     args = parser.parse_args()
 
     prompts = [
@@ -49,7 +51,9 @@ def main() -> None:
     sampling = SamplingConfig(max_tokens=args.max_tokens)
     figures = {}
     for label, batch in (("baseline_batch1", 1), (f"microbatch_{args.batch}", args.batch)):
-        engine = HFEngine(ModelConfig(path=args.model), EngineConfig(max_batch_size=batch, batch_wait_ms=5))
+        engine = HFEngine(
+            ModelConfig(path=args.model, dtype=args.dtype), EngineConfig(device=args.device, max_batch_size=batch, batch_wait_ms=5)
+        )
         asyncio.run(_run(engine, prompts[:2], sampling))  # warm-up
         elapsed, tokens = asyncio.run(_run(engine, prompts, sampling))
         figures[label] = {"seconds": round(elapsed, 3), "requests_per_s": round(args.requests / elapsed, 2), "tokens_per_s": round(tokens / elapsed, 1)}
@@ -59,7 +63,7 @@ def main() -> None:
         print(f"{key:22}{base[key]:>20}{micro[key]:>14}")
     speedup = round(micro["requests_per_s"] / base["requests_per_s"], 2)
     print(f"speedup {speedup}x over {args.requests} concurrent requests, {args.max_tokens} new tokens each")
-    print(json.dumps({"benchmark": "engine_microbatch", "requests": args.requests, "baseline": base, "microbatch": micro, "speedup": speedup}))
+    print(json.dumps({"benchmark": "engine_microbatch", "device": engine.device, "requests": args.requests, "baseline": base, "microbatch": micro, "speedup": speedup}))
 
 
 if __name__ == "__main__":

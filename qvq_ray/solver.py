@@ -68,7 +68,12 @@ class Solver:
         accepted: Attempt | None = None
         for index in range(self.policy.max_attempts):
             sampling = self.sampling_for(index)
-            completion = (await self.engine.generate(messages, sampling.model_copy(update={"n": 1})))[0]
+            try:
+                completion = (await self.engine.generate(messages, sampling.model_copy(update={"n": 1})))[0]
+            except Exception as exc:
+                if not attempts:
+                    raise  # nothing to keep: the caller reports the error (a 4xx online, an error row in batch)
+                return self._solution(problem, attempts, None, started, error=f"engine failed on attempt {index + 1}: {exc}")
             verdict = await self.verifier.check(
                 completion.text, gold=None, choices=problem.choices or None, finish_reason=completion.finish_reason
             )
@@ -85,6 +90,12 @@ class Solver:
             if not set(verdict.issues) & set(self.policy.resample_on):
                 accepted = attempt
                 break
+        return self._solution(problem, attempts, accepted, started)
+
+    def _solution(
+        self, problem: Problem, attempts: list[Attempt], accepted: Attempt | None, started: float, error: str | None = None
+    ) -> Solution:
+        """The accepted attempt, else the last one with an answer, else the last one; totals over all."""
         chosen = accepted or next((a for a in reversed(attempts) if a.verdict.answer is not None), attempts[-1])
         return Solution(
             id=problem.id,
@@ -95,4 +106,5 @@ class Solver:
             prompt_tokens=sum(a.prompt_tokens for a in attempts),
             completion_tokens=sum(a.completion_tokens for a in attempts),
             latency_s=time.perf_counter() - started,
+            error=error,
         )

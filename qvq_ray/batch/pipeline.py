@@ -28,14 +28,23 @@ def _input_rows(input_path: str, input_format: str | None, limit: int | None) ->
     from qvq_ray.problem import problem_to_row
 
     rows: list[dict] = []
+    seen: set[str] = set()
     for item in load_problems(input_path, format=input_format, limit=limit):
         if isinstance(item, LoadError):
-            rows.append({"id": str(item.ref), "question": "", "images": [], "choices": [], "meta": "{}", "error": f"bad input row: {item.reason}"})
-        else:
-            row = problem_to_row(item)
-            row["error"] = None
-            rows.append(row)
+            rows.append(_load_error_row(str(item.ref), f"bad input row: {item.reason}"))
+            continue
+        if item.id in seen:  # ids key the output (and resume): a second row with the same id is an error row
+            rows.append(_load_error_row(f"{item.id}#dup{len(rows)}", f"duplicate id {item.id!r}"))
+            continue
+        seen.add(item.id)
+        row = problem_to_row(item)
+        row["error"] = None
+        rows.append(row)
     return rows
+
+
+def _load_error_row(row_id: str, reason: str) -> dict:
+    return {"id": row_id, "question": "", "images": [], "choices": [], "meta": "{}", "error": reason}
 
 
 def prepare_images_batch(batch, config_json: str):

@@ -35,14 +35,19 @@ def engine_deployment_options(config: QvqConfig) -> dict[str, Any]:
         "health_check_period_s": 10,
         "health_check_timeout_s": 120,
     }
-    if res.tensor_parallel_size > 1:
-        # One bundle per GPU, packed on one node; the replica actor itself runs in bundle 0.
-        bundles = [{"CPU": res.num_cpus, "GPU": 1.0}] + [{"GPU": 1.0} for _ in range(res.tensor_parallel_size - 1)]
-        options["placement_group_bundles"] = bundles
+    gpus_per_replica = res.num_gpus if res.tensor_parallel_size == 1 else float(res.tensor_parallel_size)
+    if res.tensor_parallel_size > 1 and config.engine.kind != "hf":
+        # Multi-process engines (vLLM's tensor-parallel workers): one bundle per GPU, packed on one
+        # node; the replica itself runs in bundle 0 and its workers take the others.
+        options["placement_group_bundles"] = [{"CPU": res.num_cpus, "GPU": 1.0}] + [
+            {"GPU": 1.0} for _ in range(res.tensor_parallel_size - 1)
+        ]
         options["placement_group_strategy"] = "STRICT_PACK"
         options["ray_actor_options"] = {"num_cpus": res.num_cpus, "num_gpus": 1.0}
     else:
-        options["ray_actor_options"] = {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus}
+        # The transformers engine is one process: it must own all of the replica's GPUs itself
+        # (Ray sets CUDA_VISIBLE_DEVICES per actor) and spreads the model over them with device_map.
+        options["ray_actor_options"] = {"num_cpus": res.num_cpus, "num_gpus": gpus_per_replica}
     return options
 
 

@@ -1,0 +1,149 @@
+"""The batch solve job on a real local Ray cluster with the real tiny Qwen2-VL (in-process driver)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qvq_ray.config import QvqConfig
+from tests.conftest import png_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "problems"
+COLUMNS = {"id", "answer", "correct", "attempts", "error", "gold", "verified", "num_attempts", "mode"}
+
+
+@pytest.fixture()
+def config(tiny_model_dir) -> QvqConfig:
+    config = QvqConfig.from_yaml(ROOT / "pipelines" / "tiny-cpu.yaml")
+    config.model.path = str(tiny_model_dir)
+    config.sampling.max_tokens = 16
+    config.policy.max_attempts = 2
+    config.resources.num_cpus = 1
+    return config
+
+
+def _run(input_path, out_dir, config):
+    from qvq_ray.batch.pipeline import run_solve_job
+
+    return run_solve_job(str(input_path), str(out_dir), config)
+
+
+def _rows(out_dir) -> list[dict]:
+    from qvq_ray.batch.report import read_output
+
+    assert list(Path(out_dir).glob("*.parquet")), "the job should write Parquet"
+    table = read_output(out_dir)
+    assert COLUMNS <= set(table.column_names)
+    return table.to_pylist()
+
+
+def test_solve_bundled_examples_one_row_per_problem(ray_cluster, config, tmp_path):
+    input_ids = [json.loads(line)["id"] for line in (EXAMPLES / "problems.jsonl").read_text().splitlines() if line.strip()]
+    out = tmp_path / "out"
+    summary = _run(EXAMPLES, out, config)
+    rows = _rows(out)
+
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == len(input_ids)
+    assert set(ids) == set(input_ids)
+    for row in rows:
+        assert row["error"] is None, row["error"]
+        assert row["gold"] not in (None, "")
+        assert row["correct"] in (True, False), row["id"]
+        assert row["mode"] == "self"
+        assert 1 <= row["num_attempts"] == len(row["attempts"]) <= 2
+        for attempt in row["attempts"]:
+            assert isinstance(attempt["text"], str)  # may be empty: a random model can stop at once
+            assert attempt["completion_tokens"] > 0 and attempt["prompt_tokens"] > 0
+            assert attempt["verdict"] is not None and attempt["verdict"]["issues"] is not None
+            assert json.loads(attempt["sampling"])["max_tokens"] == 16
+        assert row["completion_tokens"] == sum(a["completion_tokens"] for a in row["attempts"])
+        if row["answer"] is None:
+            assert row["correct"] is False
+
+    assert any(a["text"] for r in rows for a in r["attempts"])
+
+    assert summary.rows_in == summary.rows_out == len(input_ids)
+    assert summary.rows_out == summary.solved + summary.errors
+    assert summary.errors == 0
+    assert summary.with_gold == len(input_ids)
+    assert summary.correct == sum(1 for r in rows if r["correct"] is True)
+    assert summary.attempts == sum(r["num_attempts"] for r in rows)
+    assert summary.mode == "self"
+
+
+def _write_messy_set(root: Path) -> None:
+    images = root / "images"
+    images.mkdir()
+    for i in range(3):
+        (images / f"good-{i}.png").write_bytes(png_bytes(f"{i} + 1"))
+    (images / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image at all")
+    (images / "nogold.png").write_bytes(png_bytes("5 + 5"))
+    lines = [json.dumps({"id": f"good-{i}", "question": f"What is {i} + 1? <image1>", "images": [f"images/good-{i}.png"], "answer": str(i + 1)}) for i in range(3)]
+    lines.append(json.dumps({"id": "corrupt", "question": "What is shown? <image1>", "images": ["images/corrupt.png"], "answer": "1"}))
+    lines.append(json.dumps({"id": "missing", "question": "What is shown? <image1>", "images": ["images/missing.png"], "answer": "2"}))
+    lines.append('{"id": "broken", "question": "unterminated')
+    lines.append(json.dumps({"id": "nogold", "question": "What is 5 + 5? <image1>", "images": ["images/nogold.png"]}))
+    (root / "problems.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_bad_rows_become_error_rows_and_the_job_completes(ray_cluster, config, tmp_path):
+    data = tmp_path / "set"
+    data.mkdir()
+    _write_messy_set(data)
+    out = tmp_path / "out"
+    summary = _run(data, out, config)
+    rows = {r["id"]: r for r in _rows(out)}
+
+    assert len(rows) == 7  # one row per input line: six problems plus the broken line's error row
+    good = [rows[f"good-{i}"] for i in range(3)]
+    for row in good + [rows["nogold"]]:
+        assert row["error"] is None, row["error"]
+        assert row["attempts"]
+    for row in good:
+        assert row["correct"] in (True, False)
+    assert rows["nogold"]["gold"] is None and rows["nogold"]["correct"] is None
+
+    corrupt, missing = rows["corrupt"], rows["missing"]
+    assert corrupt["error"].startswith("bad image"), corrupt["error"]
+    assert any(why in corrupt["error"] for why in ("not a recognized image", "corrupt")), corrupt["error"]
+    assert missing["error"].startswith("bad image"), missing["error"]
+    assert "not found" in missing["error"] and "missing.png" in missing["error"], missing["error"]
+    for row in (corrupt, missing):
+        assert row["attempts"] == [] and row["answer"] is None and row["verified"] is False
+        assert row["gold"] is not None and row["correct"] is False
+
+    broken = [r for r in rows.values() if r["id"] not in {"good-0", "good-1", "good-2", "corrupt", "missing", "nogold"}]
+    assert len(broken) == 1
+    assert broken[0]["error"].startswith("bad input row") and "JSON" in broken[0]["error"], broken[0]["error"]
+    assert "problems.jsonl:6" in broken[0]["id"]
+
+    assert summary.rows_in == summary.rows_out == 7
+    assert summary.errors == 3 and summary.solved == 4
+    # accuracy counts rows with gold only: 3 good + corrupt + missing (errors with gold count as wrong)
+    assert summary.with_gold == 5
+    assert summary.correct == sum(1 for r in rows.values() if r["correct"] is True)
+    assert summary.accuracy == pytest.approx(summary.correct / 5)
+
+
+def test_refuses_a_non_empty_output_dir(config, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "part-0.parquet").write_bytes(b"earlier results")
+    with pytest.raises(FileExistsError):
+        _run(EXAMPLES, out, config)
+    assert (out / "part-0.parquet").read_bytes() == b"earlier results"
+
+
+def test_duplicate_ids_become_error_rows(tmp_path):
+    from qvq_ray.batch.pipeline import _input_rows
+
+    path = tmp_path / "dups.jsonl"
+    path.write_text('{"id": "a", "question": "1+1?", "answer": "2"}\n{"id": "a", "question": "2+2?", "answer": "4"}\n')
+    rows = _input_rows(str(path), None, None)
+    assert len(rows) == 2
+    assert rows[0]["id"] == "a" and rows[0]["error"] is None
+    assert rows[1]["id"] != "a" and "duplicate id 'a'" in rows[1]["error"]

@@ -40,7 +40,7 @@ import threading
 import time
 import weakref
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
@@ -307,9 +307,11 @@ class VerifyPool:
 
     async def acall(self, fn_qualified_name: str, *args: Any, timeout_s: float | None = None) -> Any:
         """`call` without blocking the event loop."""
-        loop = asyncio.get_running_loop()
-        executor = self._get_executor()
-        return await loop.run_in_executor(executor, lambda: self.call(fn_qualified_name, *args, timeout_s=timeout_s))
+        return await self.run_blocking(lambda: self.call(fn_qualified_name, *args, timeout_s=timeout_s))
+
+    async def run_blocking(self, func: Callable[[], Any]) -> Any:
+        """Run a blocking caller of this pool on the pool's own threads (not the loop's default executor)."""
+        return await asyncio.get_running_loop().run_in_executor(self._get_executor(), func)
 
     def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:

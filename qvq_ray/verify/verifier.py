@@ -14,6 +14,7 @@ A response with no final answer checked against gold is simply wrong (`correct=F
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -52,17 +53,12 @@ class Verifier:
         timeout_s: float | None = None,
     ) -> Verdict:
         """Verdict for `response`; `correct` is judged only when `gold` is given (see module doc)."""
-        start = time.perf_counter()
-        answer, issues = _extract(response, finish_reason)
-        correct = None
-        if _has_gold(gold):
-            correct = quick_equivalent(answer, gold, choices) if answer else False
-            if correct is None:
-                try:
-                    correct = bool(await self.pool.acall(EQUIVALENCE_FN, answer, gold, list(choices or []), timeout_s=timeout_s))
-                except (VerifyTimeout, VerifyWorkerError) as exc:
-                    _note_failure(exc, issues)
-        return _verdict(answer, correct, issues, start)
+        call = functools.partial(
+            self.check_sync, response, gold=gold, choices=choices, finish_reason=finish_reason, timeout_s=timeout_s
+        )
+        if not _has_gold(gold):
+            return call()  # bounded string work only: no worker, no thread hop
+        return await self.pool.run_blocking(call)
 
     def check_sync(
         self,
@@ -87,15 +83,8 @@ class Verifier:
         return _verdict(answer, correct, issues, start)
 
     async def equivalent(self, a: str, b: str, *, timeout_s: float | None = None) -> bool:
-        """Whether two answers agree (self-consistency clustering); False on timeout or failure."""
-        quick = quick_equivalent(a, b)
-        if quick is not None:
-            return quick
-        try:
-            return bool(await self.pool.acall(EQUIVALENCE_FN, a, b, [], timeout_s=timeout_s))
-        except (VerifyTimeout, VerifyWorkerError) as exc:
-            logger.debug("equivalence not judged: %s", exc)
-            return False
+        """Whether two answers agree (self-consistency clustering, scoring); False on timeout or failure."""
+        return await self.pool.run_blocking(functools.partial(self.equivalent_sync, a, b, timeout_s=timeout_s))
 
     def equivalent_sync(self, a: str, b: str, *, timeout_s: float | None = None) -> bool:
         """`equivalent` for synchronous callers."""

@@ -15,7 +15,7 @@ setup: $(BIN)/qvq-ray
 
 demo: setup
 	rm -rf results/demo
-	$(BIN)/qvq-ray solve examples/problems --out results/demo --config pipelines/tiny-cpu.yaml
+	$(BIN)/qvq-ray solve examples/problems --out results/demo --model tiny
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -8,11 +8,19 @@ import sys
 
 
 def _load_config(args):
+    """--config if given; else the tiny CPU preset for the tiny model, and plain defaults for real ones."""
     from qvq_ray.config import QvqConfig
+    from qvq_ray.engines.tiny import TINY_ALIASES
 
-    config = QvqConfig.from_yaml(args.config) if getattr(args, "config", None) else QvqConfig()
-    if getattr(args, "model", None):
-        config.model.path = args.model
+    model = getattr(args, "model", None)
+    if getattr(args, "config", None):
+        config = QvqConfig.from_yaml(args.config)
+    elif model in (None, *TINY_ALIASES):
+        config = QvqConfig.preset("tiny-cpu")
+    else:
+        config = QvqConfig()
+    if model:
+        config.model.path = model
     return config
 
 
@@ -78,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("input", help="Problem set: our JSONL/Parquet, or a native benchmark (MathVision dir/jsonl).")
     solve.add_argument("--out", required=True, help="Output directory (must be new or empty).")
     solve.add_argument("--model", help="Checkpoint path or HF id, or 'tiny' (default from config: tiny).")
-    solve.add_argument("--config", help="QvqConfig YAML (see pipelines/).")
+    solve.add_argument("--config", help="QvqConfig YAML (see pipelines/); default: the tiny CPU preset for --model tiny.")
     solve.add_argument("--limit", type=int, help="Solve only the first N problems.")
     solve.add_argument("--format", help="Force the input format (problems, mathvision).")
     solve.add_argument("--address", help="Join an existing Ray cluster instead of starting a local one.")

@@ -180,6 +180,11 @@ class QvqConfig(StrictModel):
         return cls.model_validate(data)
 
     @classmethod
+    def preset(cls, name: str) -> "QvqConfig":
+        """A config shipped inside the package (qvq_ray/presets/NAME.yaml), e.g. 'tiny-cpu'."""
+        return cls.from_yaml(Path(__file__).parent / "presets" / f"{name}.yaml")
+
+    @classmethod
     def from_any(cls, value: "QvqConfig | dict[str, Any] | str | Path | None") -> "QvqConfig":
         """Accept a config object, a dict (Serve YAML `args`), a YAML path, or None (defaults)."""
         if value is None:

@@ -17,7 +17,7 @@ COLUMNS = {"id", "answer", "correct", "attempts", "error", "gold", "verified", "
 
 @pytest.fixture()
 def config(tiny_model_dir) -> QvqConfig:
-    config = QvqConfig.from_yaml(ROOT / "pipelines" / "tiny-cpu.yaml")
+    config = QvqConfig.preset("tiny-cpu")
     config.model.path = str(tiny_model_dir)
     config.sampling.max_tokens = 16
     config.policy.max_attempts = 2

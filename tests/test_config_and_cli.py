@@ -14,7 +14,7 @@ from qvq_ray.config import QvqConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*(ROOT / "pipelines").glob("*.yaml"), *(ROOT / "qvq_ray" / "presets").glob("*.yaml")]), ids=lambda p: p.name)
 def test_pipeline_configs_validate(path):
     QvqConfig.from_yaml(path)
 

@@ -91,16 +91,90 @@ class SamplingConfig(StrictModel):
 
 
 class EngineConfig(StrictModel):
-    kind: Literal["hf"] = Field("hf", description="Engine implementation: 'hf' (transformers).")
-    device: str = Field("auto", description="'auto' (cuda if available else cpu), 'cpu', 'cuda', 'cuda:1'...")
+    """Which engine runs the model, and that engine's own settings.
+
+    Fields are grouped by engine; each engine reads its group and ignores the others', so one
+    YAML file switches engines by changing `kind`.
+    """
+
+    kind: Literal["hf", "vllm", "openai"] = Field(
+        "hf",
+        description="Engine implementation: 'hf' (transformers, in-process, CPU or GPU), 'vllm' (vLLM's async "
+        "engine: continuous batching, tensor parallel; needs `pip install 'qvq-ray[vllm]'` and CUDA) or "
+        "'openai' (any OpenAI-compatible HTTP endpoint: `vllm serve`, a hosted QVQ, another qvq-ray app).",
+    )
+    # ---- hf (transformers)
+    device: str = Field("auto", description="hf: 'auto' (cuda if available else cpu), 'cpu', 'cuda', 'cuda:1'...")
     device_map: str | None = Field(
         None,
-        description="transformers device_map, e.g. 'auto' to shard one replica's copy over its GPUs; "
+        description="hf: transformers device_map, e.g. 'auto' to shard one replica's copy over its GPUs; "
         "None = whole model on `device`.",
     )
-    max_batch_size: int = Field(8, ge=1, description="Micro-batcher: most concurrent requests in one generate.")
-    batch_wait_ms: float = Field(5.0, ge=0, description="Micro-batcher: how long to wait to fill a batch.")
-    torch_threads: int | None = Field(None, ge=1, description="torch.set_num_threads for CPU engines.")
+    max_batch_size: int = Field(
+        8,
+        ge=1,
+        description="Requests one replica works on at once: hf's micro-batch size; vllm's max_num_seqs unless "
+        "that is set; the Serve autoscaling target (ongoing requests per replica) for every kind.",
+    )
+    batch_wait_ms: float = Field(5.0, ge=0, description="hf micro-batcher: how long to wait to fill a batch.")
+    torch_threads: int | None = Field(None, ge=1, description="hf: torch.set_num_threads for CPU engines.")
+    # ---- vllm
+    gpu_memory_utilization: float = Field(
+        0.90, gt=0.0, le=1.0, description="vllm: fraction of each GPU's memory vLLM may take (weights + KV cache)."
+    )
+    max_num_seqs: int | None = Field(
+        None, ge=1, description="vllm: most sequences in one continuous batch; None = max_batch_size."
+    )
+    enforce_eager: bool = Field(
+        False, description="vllm: disable CUDA graphs (less memory, slower decode; useful to debug)."
+    )
+    distributed_executor_backend: Literal["auto", "ray", "mp", "uni"] = Field(
+        "auto",
+        description="vllm: how tensor-parallel workers run. 'auto': 'ray' inside a Ray placement group with one "
+        "GPU bundle per shard (a Serve replica), 'mp' (worker processes on this process's GPUs, e.g. a Ray "
+        "Data actor that owns tensor_parallel_size GPUs) otherwise; vLLM's own default when TP is 1.",
+    )
+    vllm_engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vllm: further vllm.AsyncEngineArgs fields passed as given (e.g. quantization, "
+        "kv_cache_dtype, enable_prefix_caching). Fields this config already maps are refused here.",
+    )
+    # ---- openai (remote endpoint)
+    base_url: str | None = Field(
+        None, description="openai: the endpoint's API root, e.g. 'http://host:8000/v1' or 'https://api.example.com/v1'."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="openai: environment variable holding the API key, read when a request is sent. If neither "
+        "it nor api_key is set, requests go without an Authorization header (a local `vllm serve`).",
+    )
+    api_key: str | None = Field(
+        None,
+        description="openai: the API key itself; prefer api_key_env so the key stays out of config files "
+        "(a literal key travels with the config to every replica).",
+    )
+    remote_model: str | None = Field(
+        None, description="openai: model name sent to the endpoint; None = model.served_model_name or model.path."
+    )
+    max_concurrency: int = Field(
+        64, ge=1, description="openai: most HTTP requests in flight from one engine (one replica or actor)."
+    )
+    request_timeout_s: float = Field(
+        900.0, gt=0, description="openai: time allowed for one request, read gaps while streaming included."
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="openai: time allowed to open a connection.")
+    max_retries: int = Field(
+        4, ge=0, description="openai: retries after a 429, a 5xx, a timeout or a dropped connection; other 4xx never."
+    )
+    retry_backoff_s: float = Field(
+        1.0, ge=0, description="openai: first retry delay; doubles each retry (with jitter); Retry-After wins."
+    )
+    retry_backoff_max_s: float = Field(30.0, ge=0, description="openai: longest delay between two retries.")
+    send_extra_sampling: bool = Field(
+        True,
+        description="openai: also send top_k and repetition_penalty (vLLM / qvq-ray extensions) so the server "
+        "applies no checkpoint defaults; set False for endpoints that reject unknown fields.",
+    )
 
 
 class ResourcesConfig(StrictModel):
@@ -114,19 +188,51 @@ class ResourcesConfig(StrictModel):
 
 
 class PolicyConfig(StrictModel):
-    mode: Literal["self"] = Field(
-        "self", description="'self': gold is never read while solving (the honest benchmark mode)."
+    """How the solver spends its samples. `self` never reads gold; `oracle` is rejection sampling."""
+
+    mode: Literal["self", "oracle"] = Field(
+        "self",
+        description="'self': gold is never read while solving (honest benchmark accuracy; the only mode "
+        "online). 'oracle': re-sample until the answer matches gold (data generation); its accuracy is "
+        "pass@k and is labelled so.",
     )
-    max_attempts: int = Field(3, ge=1, le=64, description="Most generations per problem.")
+    max_attempts: int = Field(3, ge=1, le=64, description="Most samples per problem (k).")
+    schedule: list[SamplingConfig] = Field(
+        default_factory=list,
+        description="Sampling per attempt: attempt i uses schedule[i] (the last entry repeats). Empty: "
+        "attempt 0 uses `sampling`, later ones `resample_sampling`.",
+    )
     resample_on: list[str] = Field(
-        default_factory=lambda: ["no_final_answer", "truncated"],
-        description="Verdict issues that trigger a fresh sample (gold-free).",
+        default_factory=lambda: ["no_final_answer", "truncated", "repetition_loop", "language_mixing", "unparseable"],
+        description="Verdict issues that make an attempt a failure to re-sample (gold-free).",
     )
     resample_sampling: SamplingConfig | None = Field(
         None,
-        description="Sampling for re-samples; None = first attempt's sampling at temperature 0.7 "
-        "(a greedy re-sample would repeat the same failure).",
+        description="Sampling for re-samples when no schedule is given; None = `sampling` at temperature "
+        ">= 0.7 (a greedy re-sample would repeat the same failure).",
     )
+    self_consistency: bool = Field(
+        False,
+        description="Sample up to max_attempts answers, cluster them by equivalence and answer with the "
+        "largest cluster (confidence = its share). Off: stop at the first healthy attempt.",
+    )
+    quorum: int = Field(3, ge=1, description="Self-consistency: stop early once one answer has this many votes.")
+    parallel_samples: int = Field(
+        1, ge=1, le=16, description="Samples of one problem in flight at once (each a separate request)."
+    )
+    token_budget: int | None = Field(
+        None, ge=1, description="Most completion tokens per problem; no new attempt starts past it."
+    )
+    retry_hint: str | None = Field(
+        None,
+        description="Appended to the question on re-samples (QVQ is single-turn: a re-sample is a fresh "
+        "prompt), e.g. 'End with **Final Answer** and \\boxed{}.'",
+    )
+    loop_cutoff: bool = Field(
+        True, description="With a streaming engine, stop a generation that has fallen into a repetition loop."
+    )
+    loop_min_chars: int = Field(200, ge=20, description="Loop cut-off: the repeated tail must span this many chars.")
+    loop_repeats: int = Field(4, ge=2, description="Loop cut-off: copies of the same cycle that count as a loop.")
 
 
 class VerifierConfig(StrictModel):

@@ -55,6 +55,8 @@ class Attempt(BaseModel):
     latency_s: float = 0.0
     finish_reason: str = "stop"
     verdict: Verdict = Field(default_factory=Verdict)
+    cut_off: bool = Field(False, description="Stopped early by the loop cut-off.")
+    tokens_saved: int = Field(0, description="max_tokens minus tokens generated, when cut off.")
 
 
 class Solution(BaseModel):
@@ -63,10 +65,15 @@ class Solution(BaseModel):
     id: str
     answer: str | None = None
     verdict: Verdict = Field(default_factory=Verdict)
-    mode: str = "self"
+    confidence: float | None = Field(
+        None, description="Share of the winning answer's votes (self-consistency); 1.0 accepted, 0.0 none healthy."
+    )
+    mode: str = Field("self", description="'self' (gold never read) or 'oracle' (accuracy is pass@k).")
+    chosen_attempt: int | None = Field(None, description="Index in `attempts` of the answer given.")
     attempts: list[Attempt] = Field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tokens_saved: int = Field(0, description="Tokens the loop cut-off saved over all attempts.")
     latency_s: float = 0.0
     error: str | None = None
 
@@ -130,6 +137,9 @@ def attempt_struct_type():
             ("latency_s", pa.float64()),
             ("finish_reason", pa.string()),
             ("verdict", verdict_struct_type()),
+            ("cut_off", pa.bool_()),
+            ("tokens_saved", pa.int64()),
+            ("correct", pa.bool_()),  # this attempt's answer vs gold, filled by the score stage
         ]
     )
 
@@ -149,11 +159,17 @@ def solution_schema():
             ("verified", pa.bool_()),
             ("issues", pa.list_(pa.string())),
             ("correct", pa.bool_()),
+            ("pass_at_1", pa.bool_()),
+            ("maj_at_k", pa.bool_()),
+            ("pass_at_k", pa.bool_()),
+            ("confidence", pa.float64()),
             ("mode", pa.string()),
+            ("chosen_attempt", pa.int64()),
             ("attempts", pa.list_(attempt_struct_type())),
             ("num_attempts", pa.int64()),
             ("prompt_tokens", pa.int64()),
             ("completion_tokens", pa.int64()),
+            ("tokens_saved", pa.int64()),
             ("latency_s", pa.float64()),
             ("error", pa.string()),
             ("problem", pa.string()),  # JSON of the Problem without image bytes, for re-scoring
@@ -187,6 +203,7 @@ def problem_json_without_images(problem: Problem) -> str:
 def attempt_to_row(attempt: Attempt) -> dict[str, Any]:
     row = attempt.model_dump(exclude={"sampling"})
     row["sampling"] = attempt.sampling.model_dump_json()
+    row["correct"] = None
     return row
 
 
@@ -203,11 +220,17 @@ def solution_to_row(solution: Solution, problem: Problem | None) -> dict[str, An
         "verified": solution.error is None and solution.answer is not None and not solution.verdict.issues,
         "issues": list(solution.verdict.issues),
         "correct": None,
+        "pass_at_1": None,
+        "maj_at_k": None,
+        "pass_at_k": None,
+        "confidence": solution.confidence,
         "mode": solution.mode,
+        "chosen_attempt": solution.chosen_attempt,
         "attempts": [attempt_to_row(a) for a in solution.attempts],
         "num_attempts": len(solution.attempts),
         "prompt_tokens": solution.prompt_tokens,
         "completion_tokens": solution.completion_tokens,
+        "tokens_saved": solution.tokens_saved,
         "latency_s": solution.latency_s,
         "error": solution.error,
         "problem": problem_json_without_images(problem) if problem else None,

@@ -1,22 +1,41 @@
 """The solve loop shared by the batch job and the online endpoint.
 
-`Solver.solve(problem)` generates, verifies and re-samples until an attempt passes the gold-free
-checks or the attempt budget ends. Many solves run concurrently on one engine (the engine batches
-them), and each problem re-samples the moment its own failure is known: there are no rounds and
-no barrier waiting for the slowest chain of thought.
+`Solver.solve(problem)` runs samples of one problem, verifies each the moment it ends, and decides:
+accept, re-sample, or (self-consistency) keep voting until a quorum. Many solves run concurrently on
+one engine (the engine batches them), and a re-sample starts as soon as its failure is known: there
+are no rounds and no barrier waiting for the slowest chain of thought.
 
-In the `self` mode the gold answer is never read here: the verifier is called without it, and
-scoring against gold happens later in its own stage.
+Two modes, never mixed up:
+- `self`: gold is never read here. The verifier is called without it; scoring against gold happens
+  later in its own stage. The only mode online.
+- `oracle`: rejection sampling for data generation: an attempt is accepted when it matches gold.
+  Its accuracy is pass@k, and the Solution says `mode="oracle"` so reports label it so.
+
+With a streaming engine, a generation that falls into a repetition loop is cut off early (the
+attempt records `repetition_loop` and the tokens it saved).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
-from qvq_ray.engines.base import Engine
+from qvq_ray.engines.base import Completion, Engine
+from qvq_ray.loop_cutoff import LoopDetector
 from qvq_ray.problem import Attempt, Problem, Solution
+from qvq_ray.verify.verdict import Verdict
+
+
+@dataclass
+class _Cluster:
+    """Attempts whose answers are equivalent (one vote each)."""
+
+    answer: str
+    canonical: str | None
+    members: list[int] = field(default_factory=list)
 
 
 class Solver:
@@ -37,23 +56,38 @@ class Solver:
 
     @classmethod
     def from_config(cls, engine: Engine, verifier: Any, config: QvqConfig) -> "Solver":
-        return cls(
-            engine,
-            verifier,
-            policy=config.policy,
-            sampling=config.sampling,
-            model=config.model,
+        return cls(engine, verifier, policy=config.policy, sampling=config.sampling, model=config.model)
+
+    def with_overrides(self, **policy_updates: Any) -> "Solver":
+        return Solver(
+            self.engine, self.verifier, policy=self.policy.model_copy(update=policy_updates), sampling=self.sampling, model=self.model
         )
 
+    # ------------------------------------------------------------------ sampling schedule
+
     def sampling_for(self, attempt_index: int) -> SamplingConfig:
-        """Attempt 0 uses the configured sampling; re-samples must differ or they repeat the failure."""
-        if attempt_index == 0:
-            return self.sampling
-        base = self.policy.resample_sampling or self.sampling.model_copy(
-            update={"temperature": max(self.sampling.temperature, 0.7)}
-        )
-        seed = None if base.seed is None else base.seed + attempt_index
-        return base.model_copy(update={"seed": seed, "n": 1})
+        """The schedule's entry, else: attempt 0 as configured, re-samples warmer (a greedy re-sample repeats)."""
+        if self.policy.schedule:
+            chosen = self.policy.schedule[min(attempt_index, len(self.policy.schedule) - 1)]
+        elif attempt_index == 0:
+            chosen = self.sampling
+        else:
+            chosen = self.policy.resample_sampling or self.sampling.model_copy(
+                update={"temperature": max(self.sampling.temperature, 0.7)}
+            )
+        seed = None if chosen.seed is None else chosen.seed + attempt_index
+        return chosen.model_copy(update={"seed": seed, "n": 1})
+
+    def _messages_for(self, base: list[dict], attempt_index: int) -> list[dict]:
+        hint = self.policy.retry_hint
+        if attempt_index == 0 or not hint:
+            return base
+        messages = [dict(m) for m in base]
+        user = messages[-1]
+        user["content"] = list(user["content"]) + [{"type": "text", "text": "\n" + hint}]
+        return messages
+
+    # ------------------------------------------------------------------ solving
 
     async def solve(self, problem: Problem, image_bytes: list[bytes] | None = None) -> Solution:
         """Solve one problem. `image_bytes`: images already prepared (decoded, resized), else loaded here."""
@@ -64,47 +98,164 @@ class Solver:
         if image_bytes is None:
             image_bytes = prepare_problem_images(problem.images, self.model)
         messages = build_messages(problem, image_bytes, system_prompt=self.model.system_prompt)
-        attempts: list[Attempt] = []
-        accepted: Attempt | None = None
-        for index in range(self.policy.max_attempts):
-            sampling = self.sampling_for(index)
-            try:
-                completion = (await self.engine.generate(messages, sampling.model_copy(update={"n": 1})))[0]
-            except Exception as exc:
-                if not attempts:
-                    raise  # nothing to keep: the caller reports the error (a 4xx online, an error row in batch)
-                return self._solution(problem, attempts, None, started, error=f"engine failed on attempt {index + 1}: {exc}")
-            verdict = await self.verifier.check(
-                completion.text, gold=None, choices=problem.choices or None, finish_reason=completion.finish_reason
-            )
-            attempt = Attempt(
-                text=completion.text,
-                sampling=sampling,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                latency_s=completion.latency_s,
-                finish_reason=completion.finish_reason,
-                verdict=verdict,
-            )
-            attempts.append(attempt)
-            if not set(verdict.issues) & set(self.policy.resample_on):
-                accepted = attempt
-                break
-        return self._solution(problem, attempts, accepted, started)
+        gold = problem.answer if self.policy.mode == "oracle" else None  # `self` never reads gold
+
+        attempts: dict[int, Attempt] = {}
+        clusters: list[_Cluster] = []
+        running: dict[asyncio.Task, int] = {}
+        launched = 0
+        decided: int | None = None  # index of the accepted attempt
+        error: str | None = None
+
+        def tokens_used() -> int:
+            return sum(a.completion_tokens for a in attempts.values())
+
+        def launch_more() -> None:
+            nonlocal launched
+            while (
+                len(running) < self.policy.parallel_samples
+                and launched < self.policy.max_attempts
+                and (self.policy.token_budget is None or tokens_used() < self.policy.token_budget)
+            ):
+                index = launched
+                task = asyncio.ensure_future(self._attempt(problem, self._messages_for(messages, index), index, gold))
+                running[task] = index
+                launched += 1
+
+        launch_more()
+        try:
+            while running:
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(done, key=running.__getitem__):
+                    index = running.pop(task)
+                    try:
+                        attempt = task.result()
+                    except Exception as exc:
+                        if not attempts and not running and launched == 1:
+                            raise  # nothing to keep: the caller reports it (a 4xx online, an error row in batch)
+                        error = f"engine failed on attempt {index + 1}: {exc}"
+                        continue
+                    attempts[index] = attempt
+                    if decided is None:
+                        decided = await self._decide(index, attempt, clusters)
+                if decided is not None:
+                    break
+                launch_more()
+        finally:
+            for task in running:
+                task.cancel()  # a streaming engine aborts the request; the tokens are not spent
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
+        return self._solution(problem, attempts, clusters, decided, started, error)
+
+    async def _decide(self, index: int, attempt: Attempt, clusters: list[_Cluster]) -> int | None:
+        """Index of the attempt that settles the problem, or None to keep sampling."""
+        healthy = attempt.verdict.answer is not None and not set(attempt.verdict.issues) & set(self.policy.resample_on)
+        if not healthy:
+            return None
+        if self.policy.mode == "oracle":
+            return index if attempt.verdict.correct else None
+        if not self.policy.self_consistency:
+            return index
+        cluster = await self._join_cluster(index, attempt, clusters)
+        return cluster.members[0] if len(cluster.members) >= self.policy.quorum else None
+
+    async def _join_cluster(self, index: int, attempt: Attempt, clusters: list[_Cluster]) -> _Cluster:
+        verdict = attempt.verdict
+        for cluster in clusters:
+            same = verdict.canonical is not None and verdict.canonical == cluster.canonical
+            if same or await self.verifier.equivalent(verdict.answer, cluster.answer):
+                cluster.members.append(index)
+                return cluster
+        cluster = _Cluster(answer=verdict.answer, canonical=verdict.canonical, members=[index])
+        clusters.append(cluster)
+        return cluster
+
+    async def _attempt(self, problem: Problem, messages: list[dict], index: int, gold: str | None) -> Attempt:
+        sampling = self.sampling_for(index)
+        completion, saved = await self._generate(messages, sampling)
+        verdict = await self.verifier.check(
+            completion.text, gold=gold, choices=problem.choices or None, finish_reason=completion.finish_reason
+        )
+        if saved is not None and "repetition_loop" not in verdict.issues:
+            verdict.issues.append("repetition_loop")
+        return Attempt(
+            text=completion.text,
+            sampling=sampling,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            latency_s=completion.latency_s,
+            finish_reason=completion.finish_reason,
+            verdict=verdict,
+            cut_off=saved is not None,
+            tokens_saved=saved or 0,
+        )
+
+    async def _generate(self, messages: list[dict], sampling: SamplingConfig) -> tuple[Completion, int | None]:
+        """One sample; with a streaming engine and loop cut-off on, stop it once it loops.
+
+        Returns the completion and, when cut off, the tokens saved (max_tokens - tokens generated).
+        """
+        stream = getattr(self.engine, "generate_with_stream", None)
+        if not (self.policy.loop_cutoff and stream):
+            return (await self.engine.generate(messages, sampling))[0], None
+        detector = LoopDetector(min_chars=self.policy.loop_min_chars, repeats=self.policy.loop_repeats)
+        started = time.perf_counter()
+        pieces: list[str] = []
+        generator = stream(messages, sampling)
+        try:
+            async for item in generator:
+                if isinstance(item, Completion):
+                    return item, None
+                pieces.append(item)
+                if detector.feed(item):
+                    break
+        finally:
+            await generator.aclose()  # aborts the request on the engine when we stop early
+        generated = len(pieces)  # the engines stream one delta per token (at most)
+        completion = Completion(
+            text="".join(pieces),
+            finish_reason="abort",
+            completion_tokens=generated,
+            latency_s=time.perf_counter() - started,
+        )
+        return completion, max(sampling.max_tokens - generated, 0)
 
     def _solution(
-        self, problem: Problem, attempts: list[Attempt], accepted: Attempt | None, started: float, error: str | None = None
+        self,
+        problem: Problem,
+        attempts_by_index: dict[int, Attempt],
+        clusters: list[_Cluster],
+        decided: int | None,
+        started: float,
+        error: str | None,
     ) -> Solution:
-        """The accepted attempt, else the last one with an answer, else the last one; totals over all."""
-        chosen = accepted or next((a for a in reversed(attempts) if a.verdict.answer is not None), attempts[-1])
+        attempts = [attempts_by_index[i] for i in sorted(attempts_by_index)]
+        position = {index: pos for pos, index in enumerate(sorted(attempts_by_index))}
+        confidence: float | None = None
+        if self.policy.self_consistency and clusters:
+            best = max(clusters, key=lambda c: (len(c.members), -c.members[0]))
+            chosen_index = best.members[0]
+            confidence = len(best.members) / sum(len(c.members) for c in clusters)
+        elif decided is not None:
+            chosen_index = decided
+            confidence = 1.0
+        else:
+            answered = [i for i in sorted(attempts_by_index) if attempts_by_index[i].verdict.answer is not None]
+            chosen_index = answered[-1] if answered else (max(attempts_by_index) if attempts_by_index else None)
+            confidence = 0.0 if attempts_by_index else None
+        chosen = attempts_by_index.get(chosen_index) if chosen_index is not None else None
         return Solution(
             id=problem.id,
-            answer=chosen.verdict.answer,
-            verdict=chosen.verdict,
+            answer=chosen.verdict.answer if chosen else None,
+            verdict=chosen.verdict if chosen else Verdict(),
+            confidence=confidence,
             mode=self.policy.mode,
+            chosen_attempt=position.get(chosen_index) if chosen_index is not None else None,
             attempts=attempts,
             prompt_tokens=sum(a.prompt_tokens for a in attempts),
             completion_tokens=sum(a.completion_tokens for a in attempts),
+            tokens_saved=sum(a.tokens_saved for a in attempts),
             latency_s=time.perf_counter() - started,
             error=error,
         )

@@ -112,7 +112,12 @@ class SolveProblems:
 
 
 class ScoreAgainstGold:
-    """CPU stage after solving: `correct` from the final answer vs gold (None without gold)."""
+    """CPU stage after solving: the final answer and every attempt against gold.
+
+    Fills `correct` (final answer; None without gold), each attempt's `correct`, and the problem's
+    pass@1 / maj@k / pass@k. Answers are grouped for maj@k the way the solver votes: equal canonical
+    forms, else the verifier's equivalence.
+    """
 
     def __init__(self, config_json: str):
         from qvq_ray.verify import Verifier
@@ -120,16 +125,43 @@ class ScoreAgainstGold:
         self.config = QvqConfig.model_validate_json(config_json)
         self.verifier = Verifier(self.config.verifier)
 
+    async def _matches_gold(self, answer: str | None, gold: str, cache: dict[str, bool]) -> bool:
+        if answer is None:
+            return False
+        if answer not in cache:
+            cache[answer] = bool(await self.verifier.equivalent(answer, gold))
+        return cache[answer]
+
+    async def _cluster_key(self, answer: str, canonical: str | None, reps: list[tuple[str, str]]) -> str:
+        """Key of the cluster `answer` joins; reps holds (key, representative answer)."""
+        for key, rep in reps:
+            if (canonical is not None and canonical == key) or await self.verifier.equivalent(answer, rep):
+                return key
+        key = canonical if canonical is not None else answer
+        reps.append((key, answer))
+        return key
+
     async def _score(self, row: dict[str, Any]) -> dict[str, Any]:
+        from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
+
         gold = row.get("gold")
-        if row.get("error") or gold is None or gold == "":
-            row["correct"] = None if gold in (None, "") else False
-            return row
-        if row.get("answer") is None:
-            row["correct"] = False
+        if gold in (None, ""):
+            return row  # nothing to score against: correct and the metrics stay None
+        if row.get("error") and not row.get("attempts"):
+            row.update(correct=False, pass_at_1=False, maj_at_k=False, pass_at_k=False)
             return row
         try:
-            row["correct"] = bool(await self.verifier.equivalent(row["answer"], gold))
+            cache: dict[str, bool] = {}
+            reps: list[tuple[str, str]] = []
+            outcomes = []
+            for attempt in row.get("attempts") or []:
+                verdict = attempt.get("verdict") or {}
+                answer = verdict.get("answer")
+                attempt["correct"] = await self._matches_gold(answer, gold, cache)
+                key = None if answer is None else await self._cluster_key(answer, verdict.get("canonical"), reps)
+                outcomes.append(AttemptOutcome(cluster=key, correct=attempt["correct"]))
+            row["pass_at_1"], row["maj_at_k"], row["pass_at_k"] = problem_metrics(outcomes)
+            row["correct"] = False if row.get("error") else await self._matches_gold(row.get("answer"), gold, cache)
         except Exception as exc:  # a verifier failure must not lose the row
             row["correct"] = None
             row["issues"] = list(row.get("issues") or []) + ["timeout" if "Timeout" in type(exc).__name__ else "unparseable"]

@@ -33,6 +33,7 @@ class _Request:
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)
     deltas: asyncio.Queue | None = None  # set for streaming requests
+    cancelled: bool = False  # set when the consumer stops listening: the row stops generating
     # filled by _prepare
     text: str = ""
     images: list[Any] = field(default_factory=list)
@@ -155,16 +156,26 @@ class HFEngine:
         await request.future  # raise the request's error, if any
 
     async def generate_with_stream(self, messages: list[Message], sampling: SamplingConfig):
-        """Stream deltas and return the final Completion as the last item (a `Completion`)."""
+        """Stream deltas and return the final Completion as the last item (a `Completion`).
+
+        Closing this generator early (the client went away, the solver cut a loop) aborts the
+        request: its row stops generating at the next step, the rest of its batch goes on.
+        """
         request = self._submit(messages, sampling, stream=True)
         assert request.deltas is not None
-        while True:
-            delta = await request.deltas.get()
-            if delta is None:
-                break
-            yield delta
-        completions = await request.future
-        yield completions[0]
+        finished = False
+        try:
+            while True:
+                delta = await request.deltas.get()
+                if delta is None:
+                    break
+                yield delta
+            completions = await request.future
+            finished = True
+            yield completions[0]
+        finally:
+            if not finished:
+                request.cancelled = True
 
     async def check_health(self) -> None:
         if self._closed:
@@ -296,6 +307,8 @@ class HFEngine:
         streamer = _RowStreamer(self, ready, sampling.n) if any(r.deltas is not None for r in ready) else None
         if sampling.temperature > 0 and sampling.seed is not None:
             torch.manual_seed(sampling.seed)
+        if any(r.deltas is not None for r in ready):
+            gen_kwargs["stopping_criteria"] = [_CancelledRows(ready, sampling.n)]
         with torch.inference_mode():
             output = self.model.generate(**inputs, **gen_kwargs, streamer=streamer)
         sequences = output.sequences if hasattr(output, "sequences") else output
@@ -351,6 +364,8 @@ class HFEngine:
                 text, finish = text[:cut], "stop"
         if finish == "length" and len(used) < limit and len(used) < len(tokens):
             finish = "stop"  # ended on a stop string inside generate
+        if request.cancelled and finish != "stop":
+            finish = "abort"
         return Completion(
             text=text,
             finish_reason=finish,
@@ -358,6 +373,18 @@ class HFEngine:
             completion_tokens=len(used),
             latency_s=now - request.enqueued,
         )
+
+
+class _CancelledRows:
+    """A per-row stopping criterion: rows whose request was cancelled stop; the others go on."""
+
+    def __init__(self, requests: list[_Request], n: int):
+        self.rows = [r for r in requests for _ in range(n)]
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        return torch.tensor([r.cancelled for r in self.rows], dtype=torch.bool, device=input_ids.device)
 
 
 class _RowStreamer:

@@ -1,0 +1,40 @@
+"""pass@1, maj@k and pass@k of one problem from its attempts' outcomes against gold.
+
+- pass@1: the first attempt's answer is correct (what a single sample scores).
+- maj@k: the most common answer over all k attempts is correct (ties go to the answer seen first).
+- pass@k: some attempt's answer is correct (an upper bound: it needs gold to pick; oracle mode's
+  accuracy is this number, and reports say so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    """One attempt as scoring sees it: its answer's cluster (equivalent answers share a key) and correctness."""
+
+    cluster: str | None  # None: no answer
+    correct: bool
+
+
+def problem_metrics(outcomes: list[AttemptOutcome]) -> tuple[bool, bool, bool]:
+    """(pass@1, maj@k, pass@k) for one problem; all False without attempts."""
+    if not outcomes:
+        return False, False, False
+    pass_at_1 = outcomes[0].correct
+    pass_at_k = any(o.correct for o in outcomes)
+    votes: dict[str, int] = {}
+    first_seen: dict[str, int] = {}
+    correct_cluster: dict[str, bool] = {}
+    for position, outcome in enumerate(outcomes):
+        if outcome.cluster is None:
+            continue
+        votes[outcome.cluster] = votes.get(outcome.cluster, 0) + 1
+        first_seen.setdefault(outcome.cluster, position)
+        correct_cluster[outcome.cluster] = correct_cluster.get(outcome.cluster, False) or outcome.correct
+    if not votes:
+        return pass_at_1, False, pass_at_k
+    winner = max(votes, key=lambda c: (votes[c], -first_seen[c]))
+    return pass_at_1, correct_cluster[winner], pass_at_k

@@ -110,10 +110,17 @@ class Solver:
         def tokens_used() -> int:
             return sum(a.completion_tokens for a in attempts.values())
 
+        def in_flight_limit() -> int:
+            """parallel_samples; with self-consistency at least the samples the quorum certainly needs."""
+            if not self.policy.self_consistency or self.policy.mode != "self":
+                return self.policy.parallel_samples
+            leader = max((len(c.members) for c in clusters), default=0)
+            return max(self.policy.parallel_samples, self.policy.quorum - leader)
+
         def launch_more() -> None:
             nonlocal launched
             while (
-                len(running) < self.policy.parallel_samples
+                len(running) < in_flight_limit()
                 and launched < self.policy.max_attempts
                 and (self.policy.token_budget is None or tokens_used() < self.policy.token_budget)
             ):

@@ -218,7 +218,14 @@ class PolicyConfig(StrictModel):
     )
     quorum: int = Field(3, ge=1, description="Self-consistency: stop early once one answer has this many votes.")
     parallel_samples: int = Field(
-        1, ge=1, le=16, description="Samples of one problem in flight at once (each a separate request)."
+        1, ge=1, le=16, description="Requests of one problem in flight at once (streamed: each can be cut off)."
+    )
+    samples_per_request: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Samples asked of the engine in one request (`n`): shares the prompt's prefill; such "
+        "requests are not streamed, so the loop cut-off does not apply to them.",
     )
     token_budget: int | None = Field(
         None, ge=1, description="Most completion tokens per problem; no new attempt starts past it."

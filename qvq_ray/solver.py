@@ -125,9 +125,10 @@ class Solver:
                 and (self.policy.token_budget is None or tokens_used() < self.policy.token_budget)
             ):
                 index = launched
-                task = asyncio.ensure_future(self._attempt(problem, self._messages_for(messages, index), index, gold))
+                count = min(self.policy.samples_per_request, self.policy.max_attempts - launched)
+                task = asyncio.ensure_future(self._attempts(problem, self._messages_for(messages, index), index, count, gold))
                 running[task] = index
-                launched += 1
+                launched += count
 
         launch_more()
         try:
@@ -136,15 +137,16 @@ class Solver:
                 for task in sorted(done, key=running.__getitem__):
                     index = running.pop(task)
                     try:
-                        attempt = task.result()
+                        batch = task.result()
                     except Exception as exc:
-                        if not attempts and not running and launched == 1:
+                        if index == 0 and not attempts and not running:
                             raise  # nothing to keep: the caller reports it (a 4xx online, an error row in batch)
                         error = f"engine failed on attempt {index + 1}: {exc}"
                         continue
-                    attempts[index] = attempt
-                    if decided is None:
-                        decided = await self._decide(index, attempt, clusters)
+                    for offset, attempt in enumerate(batch):
+                        attempts[index + offset] = attempt
+                        decision = await self._decide(index + offset, attempt, clusters)  # every vote counts
+                        decided = decided if decided is not None else decision
                 if decided is not None:
                     break
                 launch_more()
@@ -178,9 +180,20 @@ class Solver:
         clusters.append(cluster)
         return cluster
 
-    async def _attempt(self, problem: Problem, messages: list[dict], index: int, gold: str | None) -> Attempt:
+    async def _attempts(
+        self, problem: Problem, messages: list[dict], index: int, count: int, gold: str | None
+    ) -> list[Attempt]:
+        """`count` samples from one request (n=count), or one streamed sample when count is 1."""
         sampling = self.sampling_for(index)
-        completion, saved = await self._generate(messages, sampling)
+        if count == 1:
+            completion, saved = await self._generate(messages, sampling)
+            return [await self._judge(problem, sampling, completion, saved, gold)]
+        completions = await self.engine.generate(messages, sampling.model_copy(update={"n": count}))
+        return [await self._judge(problem, sampling, c, None, gold) for c in completions]
+
+    async def _judge(
+        self, problem: Problem, sampling: SamplingConfig, completion: Completion, saved: int | None, gold: str | None
+    ) -> Attempt:
         verdict = await self.verifier.check(
             completion.text, gold=gold, choices=problem.choices or None, finish_reason=completion.finish_reason
         )

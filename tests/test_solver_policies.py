@@ -215,3 +215,22 @@ def test_token_budget_and_attempt_budget_on_the_tiny_model(tiny_model_dir, verif
 )
 def test_pass_at_1_maj_at_k_pass_at_k(outcomes, expected):
     assert problem_metrics([AttemptOutcome(cluster=c, correct=ok) for c, ok in outcomes]) == expected
+
+
+def test_samples_per_request_asks_the_engine_for_n(verifier):
+    class NSamplesEngineFake(ScriptedStreamingEngineFake):
+        """A fake that answers every sample of a request; no streaming, so n>1 is honoured in one call."""
+
+        generate_with_stream = None
+
+        async def generate(self, messages, sampling):
+            self.calls.append(sampling)
+            return [
+                Completion(text=boxed(str(5 + (i % 2))), finish_reason="stop", prompt_tokens=10, completion_tokens=12)
+                for i in range(sampling.n)
+            ]
+
+    engine = NSamplesEngineFake([""])
+    solution = _solve(engine, verifier, self_consistency=True, quorum=3, max_attempts=6, samples_per_request=4)
+    assert [c.n for c in engine.calls] == [4, 2]  # 5,6,5,6 then 5,6: quorum 3 reached in the second request
+    assert len(solution.attempts) == 6 and solution.answer == "5" and solution.confidence == pytest.approx(3 / 6)

@@ -1,0 +1,107 @@
+"""Crash and resume: kill -9 of the driver or of an engine actor mid-run, then `--resume`.
+
+Runs the real CLI in a subprocess (its own local Ray cluster) on the bundled examples; the end
+state must be exactly one row per input id.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qvq_ray.config import QvqConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "problems"
+
+
+def _input_ids() -> set[str]:
+    import json
+
+    return {json.loads(line)["id"] for line in (EXAMPLES / "problems.jsonl").read_text().splitlines() if line.strip()}
+
+
+def _config(tmp_path: Path) -> Path:
+    config = QvqConfig.preset("tiny-cpu")
+    config.sampling.max_tokens = 48
+    config.batch.rows_per_batch = 2
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    return path
+
+
+def _solve(out: Path, config: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "qvq_ray.cli", "solve", str(EXAMPLES), "--out", str(out), "--config", str(config), "--num-cpus", "2", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,  # its Ray processes are in its session: kill them with it
+    )
+
+
+def _wait_for_parts(out: Path, count: int, proc: subprocess.Popen, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if len(list(out.glob("*.parquet"))) >= count:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"job ended before writing {count} parts:\n{proc.stdout.read()}")
+        time.sleep(0.2)
+    pytest.fail("timed out waiting for part files")
+
+
+def _ids_on_disk(out: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return [i for p in sorted(out.glob("*.parquet")) for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def test_kill_driver_then_resume_gives_one_row_per_id(tmp_path):
+    out = tmp_path / "out"
+    config = _config(tmp_path)
+    first = _solve(out, config)
+    _wait_for_parts(out, 2, first)
+    _kill_session(first)  # kill -9 of the driver (and the Ray cluster it started)
+    before = _ids_on_disk(out)
+    assert 0 < len(before) < len(_input_ids()), "the kill should land mid-run"
+
+    second = _solve(out, config, "--resume")
+    output, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, output
+    assert f"resume: {len(before)} of 16 rows already" in output
+    ids = _ids_on_disk(out)
+    assert sorted(ids) == sorted(_input_ids())  # exactly one row per input id
+    assert '"duplicates": 0' in output and '"rows_out": 16' in output
+
+
+def test_kill_engine_actor_mid_run_then_resume_gives_one_row_per_id(tmp_path):
+    out = tmp_path / "out"
+    config = _config(tmp_path)
+    job = _solve(out, config)
+    _wait_for_parts(out, 1, job)
+    killed = subprocess.run(["pkill", "-9", "-f", "MapBatches\\(SolveProblems\\)"], capture_output=True)
+    assert killed.returncode == 0, "no engine actor found to kill"
+    output, _ = job.communicate(timeout=300)  # Ray Data restarts the actor and retries its blocks
+    resumed = _solve(out, config, "--resume")
+    resumed_output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output + resumed_output
+    ids = _ids_on_disk(out)
+    assert sorted(ids) == sorted(_input_ids()), output + resumed_output

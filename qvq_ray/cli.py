@@ -28,22 +28,47 @@ def cmd_solve(args) -> int:
     from qvq_ray.batch.pipeline import run_solve_job
 
     config = _load_config(args)
+    engine = getattr(args, "engine", None)
+    base_url = getattr(args, "base_url", None)
+    if base_url and engine not in (None, "openai"):
+        print(f"qvq-ray solve: --base-url is for --engine openai, not --engine {engine}", file=sys.stderr)
+        return 2
+    if engine or base_url:
+        config.engine.kind = engine or "openai"
+    if base_url:
+        config.engine.base_url = base_url
+    if config.engine.kind == "openai" and not config.engine.base_url:
+        print("qvq-ray solve: --engine openai needs --base-url (or engine.base_url in --config)", file=sys.stderr)
+        return 2
     if args.max_attempts:
         config.policy.max_attempts = args.max_attempts
+    if args.mode:
+        config.policy.mode = args.mode
+    if args.self_consistency:
+        config.policy.self_consistency = True
+    if args.quorum:
+        config.policy.quorum = args.quorum
     if args.max_tokens:
         config.sampling.max_tokens = args.max_tokens
     if args.replicas:
         config.batch.num_replicas = args.replicas
     if args.output_format:
         config.batch.output_format = args.output_format
+    input_path = args.input or config.batch.input
+    out_dir = args.out or config.batch.output
+    if not input_path or not out_dir:
+        print("qvq-ray solve: give INPUT and --out (or batch.input and batch.output in --config)", file=sys.stderr)
+        return 2
+    args.input, args.out = input_path, out_dir
     summary = run_solve_job(
-        args.input,
-        args.out,
+        input_path,
+        out_dir,
         config,
-        limit=args.limit,
-        input_format=args.format,
+        limit=args.limit or config.batch.limit,
+        input_format=args.format or config.batch.input_format,
         address=args.address,
         num_cpus=args.num_cpus,
+        resume=args.resume,
     )
     print(f"qvq-ray solve: {args.input} -> {args.out}  (model {config.model.path})")
     for line in summary.lines():
@@ -76,6 +101,20 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from qvq_ray.batch.report import headline_table, read_output, write_report
+
+    try:
+        written = write_report(args.dir, args.out)
+    except FileNotFoundError as exc:
+        print(f"qvq-ray report: {exc}", file=sys.stderr)
+        return 2
+    print(headline_table(read_output(args.dir)))
+    for name in ("report.md", "report.html"):
+        print(f"{name:12} {written[name]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qvq-ray", description="Run QVQ / Qwen2-VL on Ray: batch solving with Ray Data, serving with Ray Serve."
@@ -83,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     solve = sub.add_parser("solve", help="Solve a problem set with a Ray Data job; write Parquet and print a summary.")
-    solve.add_argument("input", help="Problem set: our JSONL/Parquet, or a native benchmark (MathVision dir/jsonl).")
-    solve.add_argument("--out", required=True, help="Output directory (must be new or empty).")
+    solve.add_argument(
+        "input", nargs="?", help="Problem set: our JSONL/Parquet or a native benchmark (default: batch.input of --config)."
+    )
+    solve.add_argument("--out", help="Output directory, new or empty unless --resume (default: batch.output).")
     solve.add_argument("--model", help="Checkpoint path or HF id, or 'tiny' (default from config: tiny).")
     solve.add_argument("--config", help="QvqConfig YAML (see pipelines/); default: the tiny CPU preset for --model tiny.")
     solve.add_argument("--limit", type=int, help="Solve only the first N problems.")
@@ -95,6 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--max-attempts", type=int, help="Most attempts per problem.")
     solve.add_argument("--max-tokens", type=int, help="Max new tokens per attempt.")
     solve.add_argument("--output-format", choices=["parquet", "jsonl"])
+    solve.add_argument("--resume", action="store_true", help="Skip ids already written in --out (after a crash).")
+    solve.add_argument("--mode", choices=["self", "oracle"], help="self: gold never read; oracle: rejection sampling (pass@k).")
+    solve.add_argument("--self-consistency", action="store_true", help="Vote over up to --max-attempts answers.")
+    solve.add_argument("--quorum", type=int, help="Self-consistency: stop once an answer has this many votes.")
+    solve.add_argument(
+        "--engine",
+        choices=["hf", "vllm", "openai"],
+        help="Engine (default from config: hf). vllm needs `pip install 'qvq-ray[vllm]'` and CUDA; "
+        "openai sends every generation to --base-url.",
+    )
+    solve.add_argument(
+        "--base-url",
+        help="OpenAI-compatible endpoint for --engine openai, e.g. http://host:8000/v1 "
+        "(API key from $OPENAI_API_KEY; model name from --model).",
+    )
     solve.set_defaults(func=cmd_solve)
 
     serve = sub.add_parser("serve", help="Run a Serve config file (e.g. serve_configs/tiny-cpu.yaml).")
@@ -114,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--choices", nargs="*", help="Multiple-choice options, in order A, B, ...")
     verify.add_argument("--timeout", type=float, default=5.0)
     verify.set_defaults(func=cmd_verify)
+
+    report = sub.add_parser("report", help="Write report.md and a self-contained report.html for a solve job's output.")
+    report.add_argument("dir", help="Output directory of `qvq-ray solve` (Parquet or JSONL files).")
+    report.add_argument("--out", help="Report directory (default: DIR/report).")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

@@ -252,6 +252,10 @@ class BatchConfig(StrictModel):
     max_concurrent_solves: int = Field(16, ge=1, description="Solves in flight per engine actor (asyncio).")
     rows_per_batch: int = Field(16, ge=1, description="Rows per Ray Data batch handed to an actor.")
     output_format: Literal["parquet", "jsonl"] = Field("parquet", description="Output files' format.")
+    input: str | None = Field(None, description="Problem set to solve (a job config's default for INPUT).")
+    input_format: str | None = Field(None, description="Force the loader (mathvision, mathvista, mmmu, ...).")
+    output: str | None = Field(None, description="Output directory (a job config's default for --out).")
+    limit: int | None = Field(None, ge=1, description="Solve only the first N problems.")
 
 
 class AutoscalingConfig(StrictModel):

@@ -14,7 +14,7 @@ from qvq_ray.config import QvqConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("path", sorted([*(ROOT / "pipelines").glob("*.yaml"), *(ROOT / "qvq_ray" / "presets").glob("*.yaml")]), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted([*(ROOT / "pipelines").glob("**/*.yaml"), *(ROOT / "qvq_ray" / "presets").glob("*.yaml")]), ids=lambda p: p.name)
 def test_pipeline_configs_validate(path):
     QvqConfig.from_yaml(path)
 
@@ -30,7 +30,8 @@ def test_serve_configs_validate_and_build_deployment_options(path):
         config = QvqConfig.from_any(app["args"]["config"])
         options = engine_deployment_options(config)
         scaling = options["autoscaling_config"]
-        assert scaling["target_ongoing_requests"] == config.engine.max_batch_size  # derived from batch capacity
+        expected = config.serve.engine_autoscaling.target_ongoing_requests or config.engine.max_batch_size
+        assert scaling["target_ongoing_requests"] == expected  # derived from batch capacity unless set
         assert scaling["min_replicas"] <= scaling["max_replicas"]
 
 

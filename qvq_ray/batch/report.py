@@ -1,8 +1,16 @@
-"""The job summary, computed from the files a job wrote (what is on disk is what is reported)."""
+"""The job summary and the report, computed from the files a job wrote (what is on disk is what is reported).
+
+`summarize_output` gives the summary the solve command prints; `write_report` writes report.md,
+report.html (self-contained) and the plots' PNG files; `headline_table` is the report's headline as
+text. The numbers come from report_stats, the tables from report_tables, the plots from
+report_plots, and report_render turns them into Markdown and HTML.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -25,6 +33,7 @@ class JobSummary(BaseModel):
     attempts: int = 0
     completion_tokens: int = 0
     tokens_saved: int = Field(0, description="Tokens the loop cut-off saved.")
+    duplicates: int = Field(0, description="Output rows whose id appears more than once (0 when all is well).")
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -54,10 +63,13 @@ def read_output(out_dir: str | Path):
     import pyarrow as pa
     import pyarrow.dataset as pads
 
+    from qvq_ray.batch.output import part_files
+
     root = Path(out_dir)
-    if list(root.glob("*.parquet")):
-        return pads.dataset(str(root), format="parquet").to_table()
-    files = sorted(root.glob("*.json*"))
+    parquet = [str(p) for p in part_files(root) if p.suffix == ".parquet"]
+    if parquet:
+        return pads.dataset(parquet, format="parquet").to_table()
+    files = [p for p in part_files(root) if p.suffix == ".jsonl"]
     if files:
         import pyarrow.json as pj
 
@@ -67,6 +79,8 @@ def read_output(out_dir: str | Path):
 
 def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> JobSummary:
     rows = read_output(out_dir).to_pylist()
+    ids = [r.get("id") for r in rows]
+    duplicates = len(ids) - len(set(ids))
     errors = sum(1 for r in rows if r.get("error"))
     with_gold = [r for r in rows if r.get("gold") not in (None, "")]
     correct = sum(1 for r in with_gold if r.get("correct") is True)
@@ -91,5 +105,86 @@ def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> Jo
         attempts=sum(int(r.get("num_attempts") or 0) for r in rows),
         completion_tokens=sum(int(r.get("completion_tokens") or 0) for r in rows),
         tokens_saved=sum(int(r.get("tokens_saved") or 0) for r in rows),
+        duplicates=duplicates,
         seconds=seconds,
     )
+
+
+# ---------------------------------------------------------------- report
+
+REPORT_FILES = ("report.md", "report.html")
+
+
+def _pylist(rows: Any) -> list[dict[str, Any]]:
+    return rows.to_pylist() if hasattr(rows, "to_pylist") else list(rows)
+
+
+def headline_table(rows: Any) -> str:
+    """The report's headline as fixed-width text: one line per mode (oracle labelled pass@k)."""
+    from qvq_ray.batch import report_stats, report_tables
+
+    return report_tables.headline(report_stats.views(_pylist(rows))).text()
+
+
+def _can_plot(notes: list[str]) -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        notes.append(f"plots left out: {exc} (pip install matplotlib)")
+        return False
+    return True
+
+
+def report_blocks(rows: Any, *, plots: bool = True) -> tuple[list, list[str]]:
+    """The report's blocks in order, and notes for its introduction."""
+    from qvq_ray.batch import report_plots as rp
+    from qvq_ray.batch import report_stats as st
+    from qvq_ray.batch import report_tables as tb
+    from qvq_ray.batch.report_render import Heading
+
+    views = st.views(_pylist(rows))
+    present = st.modes(views)
+    notes = ["modes: " + "; ".join(f"{tb.mode_label(m)} ({tb.MODE_NOTES.get(m, 'unknown mode')})" for m in present)]
+    draw = plots and _can_plot(notes)
+
+    blocks: list = [tb.headline(views), Heading("Scores by benchmark, subject and level")]
+    blocks += tb.accuracy_tables(views)
+    blocks.append(Heading("Scores vs attempts"))
+    for mode in present:  # one table and one plot per mode: oracle and self curves are never pooled
+        curve = tb.curve_table(views, mode)
+        if curve is not None:
+            blocks.append(curve)
+            if draw:
+                blocks.append(rp.accuracy_vs_attempts(st.attempts_curve([v for v in views if v.mode == mode]), mode))
+    blocks += [Heading("Attempts and tokens"), tb.attempts_table(views), tb.tokens_table(views)]
+    tokens = st.tokens_per_problem(views)
+    if draw and tokens:
+        blocks.append(rp.tokens_histogram(tokens))
+    blocks += [Heading("Answer issues and errors"), tb.issues_table(views), tb.errors_table(views)]
+    return blocks, notes
+
+
+def write_report(out_dir: str | Path, report_dir: str | Path | None = None, *, plots: bool = True) -> dict[str, Path]:
+    """Write report.md, report.html and the plot PNGs; returns their paths by file name."""
+    from qvq_ray.batch.report_plots import Plot
+    from qvq_ray.batch.report_render import render_html, render_markdown
+
+    out = Path(out_dir)
+    rows = read_output(out).to_pylist()
+    target = Path(report_dir) if report_dir is not None else out / "report"
+    target.mkdir(parents=True, exist_ok=True)
+    blocks, notes = report_blocks(rows, plots=plots)
+    title = f"qvq-ray report: {out.resolve().name}"
+    intro = [f"output: {out.resolve()} ({len(rows)} rows)", *notes,
+             f"generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"]
+    written = {}
+    for block in blocks:
+        if isinstance(block, Plot):
+            path = target / block.filename
+            path.write_bytes(block.png)
+            written[block.filename] = path
+    for name, text in (("report.md", render_markdown(title, intro, blocks)), ("report.html", render_html(title, intro, blocks))):
+        path = target / name
+        path.write_text(text, encoding="utf-8")
+        written[name] = path
+    return written

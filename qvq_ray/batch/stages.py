@@ -41,12 +41,12 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _error_from_input(row: dict[str, Any], reason: str) -> dict[str, Any]:
+def _error_from_input(row: dict[str, Any], reason: str, mode: str) -> dict[str, Any]:
     try:
         problem = problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
     except Exception:
         problem = None
-    return error_row(str(row.get("id") or "?"), reason, problem)
+    return error_row(str(row.get("id") or "?"), reason, problem, mode=mode)
 
 
 class PrepareImages:
@@ -91,7 +91,7 @@ class SolveProblems:
 
     async def _solve_row(self, row: dict[str, Any]) -> dict[str, Any]:
         if row.get("error"):
-            return _error_from_input(row, row["error"])
+            return _error_from_input(row, row["error"], self.config.policy.mode)
         problem: Problem | None = None
         try:
             problem = problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
@@ -102,7 +102,7 @@ class SolveProblems:
             return solution_to_row(solution, problem)
         except Exception as exc:
             logger.warning("solve failed for %s: %s", row.get("id"), exc)
-            return error_row(str(row.get("id")), f"solve failed: {_reason(exc)}", problem)
+            return error_row(str(row.get("id")), f"solve failed: {_reason(exc)}", problem, mode=self.config.policy.mode)
 
     async def __call__(self, batch):
         import pyarrow as pa

@@ -1,0 +1,126 @@
+"""Markdown and self-contained HTML from the report's blocks (headings, tables, plots).
+
+Cells carry text from output rows (benchmark names, ids, error messages that quote model output),
+so every piece of text is escaped: `html.escape` in HTML, and in Markdown too (renderers pass
+raw HTML through) plus the characters that would break a table row.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass
+
+from qvq_ray.batch.report_plots import Plot
+from qvq_ray.batch.report_tables import Table
+
+
+@dataclass(frozen=True)
+class Heading:
+    text: str
+
+
+Block = Heading | Table | Plot
+
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
+
+
+def md_escape(text: str) -> str:
+    text = " ".join(str(text).split())  # no newlines inside a table row or a heading
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def _md_table(table: Table) -> list[str]:
+    out = [f"### {md_escape(table.title)}", ""]
+    if table.rows:
+        out.append("| " + " | ".join(md_escape(h) for h in table.headers) + " |")
+        out.append("|" + "|".join([":---"] + ["---:"] * (len(table.headers) - 1)) + "|")
+        out += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in table.rows]
+        out.append("")
+    if table.note:
+        out += [f"_{md_escape(table.note)}_", ""]
+    return out
+
+
+def render_markdown(title: str, intro: list[str], blocks: list[Block]) -> str:
+    """Markdown; plots are linked as PNG files written beside it under their `filename`."""
+    out = [f"# {md_escape(title)}", ""]
+    out += [md_escape(line) + "  " for line in intro] + [""]
+    for block in blocks:
+        if isinstance(block, Heading):
+            out += [f"## {md_escape(block.text)}", ""]
+        elif isinstance(block, Table):
+            out += _md_table(block)
+        else:
+            out += [f"![{md_escape(block.title)}]({block.filename})", ""]
+            if block.caption:
+                out += [f"_{md_escape(block.caption)}_", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+CSS = """
+body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1f2328;
+       max-width: 1100px; margin: 2em auto; padding: 0 1em; }
+h1 { font-size: 1.7em; border-bottom: 1px solid #d0d7de; padding-bottom: .3em; }
+h2 { font-size: 1.35em; margin-top: 1.8em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; }
+h3 { font-size: 1.05em; margin: 1.3em 0 .4em; }
+p.intro { margin: .1em 0; color: #57606a; }
+table { border-collapse: collapse; margin: .3em 0; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #d0d7de; padding: 4px 10px; text-align: right; vertical-align: top; }
+th { background: #f6f8fa; }
+th:first-child, td:first-child { text-align: left; }
+td.text { text-align: left; max-width: 40em; overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: .9em; }
+table.total tr:last-child td { font-weight: 600; }
+p.note, figcaption { color: #57606a; font-size: .9em; margin: .3em 0 1em; }
+figure { margin: 1em 0; }
+figure img { max-width: 100%; border: 1px solid #d0d7de; }
+.oracle { color: #9a6700; }
+"""
+
+def _h(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _html_table(table: Table) -> str:
+    oracle = " oracle" if "ORACLE" in table.title else ""
+    cls = ' class="total"' if table.total else ""
+    anchor = f' id="{_h(table.anchor)}"' if table.anchor else ""
+    parts = [f'<h3{anchor} class="title{oracle}">{_h(table.title)}</h3>']
+    if table.rows:
+        text_cols = set(table.text_columns)
+        parts.append(f"<table{cls}>")
+        parts.append("<tr>" + "".join(f"<th>{_h(h)}</th>" for h in table.headers) + "</tr>")
+        for row in table.rows:
+            cells = "".join(
+                f'<td class="text">{_h(c)}</td>' if i in text_cols else f"<td>{_h(c)}</td>" for i, c in enumerate(row)
+            )
+            parts.append(f"<tr>{cells}</tr>")
+        parts.append("</table>")
+    if table.note:
+        parts.append(f'<p class="note">{_h(table.note)}</p>')
+    return "\n".join(parts)
+
+
+def _html_plot(plot: Plot) -> str:
+    data = base64.b64encode(plot.png).decode("ascii")
+    caption = f"<figcaption>{_h(plot.caption)}</figcaption>" if plot.caption else ""
+    return f'<figure><img alt="{_h(plot.title)}" src="data:image/png;base64,{data}">{caption}</figure>'
+
+
+def render_html(title: str, intro: list[str], blocks: list[Block]) -> str:
+    """One self-contained page: inline CSS, plots as base64 PNG data URIs, no external assets."""
+    body = [f"<h1>{_h(title)}</h1>"] + [f'<p class="intro">{_h(line)}</p>' for line in intro]
+    for block in blocks:
+        if isinstance(block, Heading):
+            body.append(f"<h2>{_h(block.text)}</h2>")
+        elif isinstance(block, Table):
+            body.append(_html_table(block))
+        else:
+            body.append(_html_plot(block))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{_h(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )

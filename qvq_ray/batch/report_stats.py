@@ -1,0 +1,312 @@
+"""The numbers behind the report, computed from output rows (no formatting, no plotting).
+
+Output rows become `RowView`s once (mode, benchmark, subject, level and each attempt's outcome
+pulled out), and every figure is a small function over a list of them. Accuracy figures are always
+computed over rows of one mode: `oracle` rows used gold while solving and are never pooled with
+`self` rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
+
+# meta keys that carry a difficulty level, first match wins (MathVision `level`, OlympiadBench
+# `difficulty`, MMMU `topic_difficulty`).
+LEVEL_KEYS = ("level", "difficulty", "topic_difficulty")
+NONE_LABEL = "(none)"
+CORRECT_CLUSTER = "\x00gold"  # attempts scored correct are equivalent to gold, hence to each other
+
+
+@dataclass(frozen=True)
+class RowView:
+    """One output row as the report sees it."""
+
+    id: str
+    mode: str
+    source: str
+    subject: str
+    level: str
+    has_gold: bool
+    correct: bool  # final answer vs gold (False without gold or when unscored)
+    pass_at_1: bool
+    maj_at_k: bool
+    pass_at_k: bool
+    verified: bool
+    error: str | None
+    num_attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    tokens_saved: int
+    latency_s: float
+    issues: tuple[str, ...] = ()
+    attempt_issues: tuple[str, ...] = ()
+    outcomes: tuple[AttemptOutcome, ...] = field(default=(), repr=False)
+
+
+def _problem(row: dict[str, Any]) -> dict[str, Any]:
+    raw = row.get("problem")
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str) and raw:
+        try:
+            data = json.loads(raw)
+            return data if isinstance(data, dict) else {}
+        except ValueError:
+            return {}
+    return {}
+
+
+def _label(value: Any) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return NONE_LABEL
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def _level(problem: dict[str, Any]) -> Any:
+    meta = problem.get("meta")
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            meta = {}
+    if not isinstance(meta, dict):
+        return None
+    for key in LEVEL_KEYS:
+        if meta.get(key) not in (None, ""):
+            return meta[key]
+    return None
+
+
+def _outcomes(attempts: list[dict[str, Any]]) -> tuple[AttemptOutcome, ...]:
+    """Each attempt's answer cluster and correctness, in order.
+
+    Correct attempts share one cluster (each equals gold); others are grouped by canonical form,
+    else by the answer as written. The score stage also merges non-identical canonical forms the
+    verifier finds equivalent, so maj@j here can differ from the row's maj@k on rare rows.
+    """
+    out = []
+    for attempt in attempts:
+        verdict = attempt.get("verdict") or {}
+        correct = attempt.get("correct") is True
+        answer = verdict.get("answer")
+        if answer is None:
+            cluster = None
+        elif correct:
+            cluster = CORRECT_CLUSTER
+        else:
+            cluster = verdict.get("canonical") if verdict.get("canonical") is not None else answer
+        out.append(AttemptOutcome(cluster=cluster, correct=correct))
+    return tuple(out)
+
+
+def _int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+def job_mode(rows: list[dict[str, Any]]) -> str | None:
+    """The one mode of the rows that reached the solver, if there is exactly one."""
+    modes = {r.get("mode") for r in rows if r.get("attempts") and r.get("mode")}
+    return modes.pop() if len(modes) == 1 else None
+
+
+def views(rows: Iterable[dict[str, Any]]) -> list[RowView]:
+    """RowViews of output rows (dicts as `Table.to_pylist()` gives them).
+
+    A row that failed before any attempt never saw gold, and error rows are written with the
+    default mode; such rows join the job's mode (when the job has one) so that an oracle job's
+    error rows count against its pass@k instead of opening a `self` section of their own.
+    """
+    rows = list(rows)
+    default_mode = job_mode(rows)
+    out = []
+    for row in rows:
+        attempts = list(row.get("attempts") or [])
+        mode = row.get("mode") or "self"
+        if not attempts and default_mode:
+            mode = default_mode
+        problem = _problem(row)
+        gold = row.get("gold")
+        out.append(
+            RowView(
+                id=str(row.get("id")),
+                mode=mode,
+                source=_label(row.get("source") or problem.get("source")),
+                subject=_label(problem.get("subject")),
+                level=_label(_level(problem)),
+                has_gold=gold not in (None, ""),
+                correct=row.get("correct") is True,
+                pass_at_1=row.get("pass_at_1") is True,
+                maj_at_k=row.get("maj_at_k") is True,
+                pass_at_k=row.get("pass_at_k") is True,
+                verified=bool(row.get("verified")),
+                error=row.get("error") or None,
+                num_attempts=_int(row.get("num_attempts")) or len(attempts),
+                prompt_tokens=_int(row.get("prompt_tokens")),
+                completion_tokens=_int(row.get("completion_tokens")),
+                tokens_saved=_int(row.get("tokens_saved")),
+                latency_s=float(row.get("latency_s") or 0.0),
+                issues=tuple(row.get("issues") or ()),
+                attempt_issues=tuple(i for a in attempts for i in ((a.get("verdict") or {}).get("issues") or ())),
+                outcomes=_outcomes(attempts),
+            )
+        )
+    return out
+
+
+def modes(rows: list[RowView]) -> list[str]:
+    """Modes present, `self` first."""
+    return sorted({r.mode for r in rows}, key=lambda m: (m != "self", m))
+
+
+# ---------------------------------------------------------------- accuracy
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Counts over rows of one mode; shares are over `scored` (rows with gold)."""
+
+    n: int
+    scored: int
+    correct: int
+    pass_at_1: int
+    maj_at_k: int
+    pass_at_k: int
+
+    def share(self, count: int) -> float | None:
+        return count / self.scored if self.scored else None
+
+
+def rates(rows: list[RowView]) -> Rates:
+    if len({r.mode for r in rows}) > 1:
+        raise ValueError("accuracy over rows of different modes: split oracle and self rows first")
+    gold = [r for r in rows if r.has_gold]
+    return Rates(
+        n=len(rows),
+        scored=len(gold),
+        correct=sum(r.correct for r in gold),
+        pass_at_1=sum(r.pass_at_1 for r in gold),
+        maj_at_k=sum(r.maj_at_k for r in gold),
+        pass_at_k=sum(r.pass_at_k for r in gold),
+    )
+
+
+def _sort_key(label: str):
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1 if label != NONE_LABEL else 2, 0.0, label)
+
+
+def grouped(rows: list[RowView], key: str) -> list[tuple[str, list[RowView]]]:
+    """Rows grouped by a RowView attribute (source, subject, level), numeric labels in order."""
+    groups: dict[str, list[RowView]] = {}
+    for row in rows:
+        groups.setdefault(getattr(row, key), []).append(row)
+    return [(label, groups[label]) for label in sorted(groups, key=_sort_key)]
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    j: int
+    pass_at_j: float
+    maj_at_j: float
+
+
+def attempts_curve(rows: list[RowView]) -> list[CurvePoint]:
+    """pass@j and maj@j for j = 1..(most attempts) over the scored rows of one mode.
+
+    pass@j: some of the first j attempts is correct; maj@j: the most common answer of the first j
+    is correct. A problem that stopped after fewer than j attempts keeps its last value (the
+    policy needed no more); a row without attempts counts as wrong.
+    """
+    if len({r.mode for r in rows}) > 1:
+        raise ValueError("a curve over rows of different modes: split oracle and self rows first")
+    scored = [r for r in rows if r.has_gold]
+    most = max((len(r.outcomes) for r in scored), default=0)
+    points = []
+    for j in range(1, most + 1):
+        passed = maj = 0
+        for row in scored:
+            _, m, p = problem_metrics(list(row.outcomes[:j]))
+            passed += p
+            maj += m
+        points.append(CurvePoint(j, passed / len(scored), maj / len(scored)))
+    return points
+
+
+# ---------------------------------------------------------------- attempts, tokens, errors
+
+
+def attempts_distribution(rows: list[RowView]) -> list[tuple[int, int]]:
+    """(attempts, problems) for each attempt count seen, ascending."""
+    counts = Counter(r.num_attempts for r in rows)
+    return sorted(counts.items())
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolation percentile (numpy's default), q in [0, 100]."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class Spread:
+    n: int
+    mean: float | None
+    median: float | None
+    p90: float | None
+    max: float | None
+
+
+def spread(values: list[float]) -> Spread:
+    if not values:
+        return Spread(0, None, None, None, None)
+    return Spread(len(values), sum(values) / len(values), percentile(values, 50), percentile(values, 90), max(values))
+
+
+def tokens_per_problem(rows: list[RowView]) -> list[float]:
+    """Completion tokens of each problem that reached the engine (rows with attempts)."""
+    return [float(r.completion_tokens) for r in rows if r.num_attempts > 0]
+
+
+def error_reason(message: str) -> str:
+    """The group of an error message: its text before the first ':'."""
+    return message.split(":", 1)[0].strip() or message.strip()
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    reason: str
+    count: int
+    example_id: str
+    example: str
+
+
+def error_groups(rows: list[RowView]) -> list[ErrorGroup]:
+    """Error rows grouped by reason, most frequent first, each with its first example."""
+    groups: dict[str, list[RowView]] = {}
+    for row in rows:
+        if row.error:
+            groups.setdefault(error_reason(row.error), []).append(row)
+    ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
+    return [ErrorGroup(reason, len(members), members[0].id, members[0].error or "") for reason, members in ordered]
+
+
+def issue_counts(rows: list[RowView]) -> list[tuple[str, int, int]]:
+    """(issue, final answers with it, attempts with it), most frequent first."""
+    final = Counter(i for r in rows for i in r.issues)
+    attempts = Counter(i for r in rows for i in r.attempt_issues)
+    names = set(final) | set(attempts)
+    return sorted(((n, final[n], attempts[n]) for n in names), key=lambda t: (-t[2], -t[1], t[0]))

@@ -1,0 +1,192 @@
+"""The report's tables: each a title, a header, rows of already formatted cells, and a note.
+
+Accuracy tables are built per mode. `self` tables have an `accuracy` column (the final answer
+against gold); `oracle` tables never do: gold picked their final answer, so it is pass@k and the
+tables are titled and labelled so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qvq_ray.batch import report_stats as st
+
+MODE_NOTES = {
+    "self": "gold never read while solving",
+    "oracle": "gold used while solving, so the final answer's accuracy is pass@k",
+}
+GROUPINGS = (("source", "benchmark"), ("subject", "subject"), ("level", "level"))
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[str]]
+    note: str = ""
+    anchor: str = ""
+    total: bool = False  # the last row is a total over the rows above
+    text_columns: tuple[int, ...] = ()  # free-text columns (shown left-aligned, monospace)
+
+    def text(self) -> str:
+        """Plain fixed-width text (for the terminal)."""
+        widths = [len(h) for h in self.headers]
+        for row in self.rows:
+            widths = [max(w, len(c)) for w, c in zip(widths, row)]
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+        out = [self.title, line(self.headers), "  ".join("-" * w for w in widths)]
+        out += [line(row) for row in self.rows]
+        if self.note:
+            out.append(self.note)
+        return "\n".join(out)
+
+
+def mode_label(mode: str) -> str:
+    return "ORACLE" if mode == "oracle" else mode
+
+
+def pct(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.1%}"
+
+
+def frac(count: int, total: int) -> str:
+    return "n/a" if not total else f"{count / total:.1%} ({count}/{total})"
+
+
+def num(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+# ---------------------------------------------------------------- headline
+
+
+def headline(rows: list[st.RowView]) -> Table:
+    """One line per mode: counts, accuracy (self only), pass@1 / maj@k / pass@k, attempts, tokens.
+
+    The accuracy column exists only when some rows are not oracle rows; an oracle row never fills it.
+    """
+    present = st.modes(rows)
+    with_accuracy = any(m != "oracle" for m in present)
+    headers = ["mode", "problems", "errors", "verified", "with gold", *(["accuracy"] if with_accuracy else []),
+               "pass@1", "maj@k", "pass@k", "attempts/problem", "tokens/problem"]
+    body = []
+    for mode in present:
+        part = [r for r in rows if r.mode == mode]
+        rates = st.rates(part)
+        accuracy = ["n/a: oracle" if mode == "oracle" else pct(rates.share(rates.correct))] if with_accuracy else []
+        shares = [pct(rates.share(c)) for c in (rates.pass_at_1, rates.maj_at_k, rates.pass_at_k)]
+        body.append([mode_label(mode), *_counts(part), str(rates.scored), *accuracy, *shares, *_usage(part)])
+    if len(present) > 1:  # totals, with no accuracy figure: modes are never pooled
+        body.append(["all", *_counts(rows), *[""] * (4 + with_accuracy), *_usage(rows)])
+    notes = [f"{mode_label(m)}: {MODE_NOTES.get(m, 'unknown mode')}" for m in present]
+    return Table("Headline", headers, body, note="; ".join(notes) + ".", anchor="headline", total=len(present) > 1)
+
+
+def _counts(rows: list[st.RowView]) -> list[str]:
+    return [str(len(rows)), str(sum(1 for r in rows if r.error)), str(sum(r.verified for r in rows))]
+
+
+def _usage(rows: list[st.RowView]) -> list[str]:
+    attempts = st.spread([float(r.num_attempts) for r in rows])
+    tokens = st.spread(st.tokens_per_problem(rows))
+    return [num(attempts.mean, 2), num(tokens.mean)]
+
+
+# ---------------------------------------------------------------- accuracy by group
+
+
+def accuracy_by(rows: list[st.RowView], mode: str, key: str, name: str) -> Table:
+    """pass@1, maj@k and pass@k side by side per group (and accuracy for `self`)."""
+    part = [r for r in rows if r.mode == mode]
+    oracle = mode == "oracle"
+    headers = [name, "n", "with gold"] + ([] if oracle else ["accuracy"]) + ["pass@1", "maj@k", "pass@k"]
+    body = []
+    for label, members in st.grouped(part, key) + [("all", part)]:
+        r = st.rates(members)
+        cells = [label, str(r.n), str(r.scored)]
+        if not oracle:
+            cells.append(frac(r.correct, r.scored))
+        cells += [frac(r.pass_at_1, r.scored), frac(r.maj_at_k, r.scored), frac(r.pass_at_k, r.scored)]
+        body.append(cells)
+    if oracle:
+        title = f"ORACLE mode: pass@1, maj@k, pass@k by {name}"
+        note = "Gold was used while solving: the final answer's score is pass@k, not an accuracy."
+    else:
+        title = f"Accuracy by {name} ({mode} mode)"
+        note = "accuracy: final answer vs gold. Shares are over rows with gold; error rows count as wrong."
+    return Table(title, headers, body, note=note, anchor=f"{mode}-by-{key}", total=True)
+
+
+def accuracy_tables(rows: list[st.RowView]) -> list[Table]:
+    """Per mode, one table per grouping; a grouping no row has a value for is left out."""
+    tables = []
+    for mode in st.modes(rows):
+        part = [r for r in rows if r.mode == mode]
+        for key, name in GROUPINGS:
+            if key != "source" and all(getattr(r, key) == st.NONE_LABEL for r in part):
+                continue
+            tables.append(accuracy_by(rows, mode, key, name))
+    return tables
+
+
+def curve_table(rows: list[st.RowView], mode: str) -> Table | None:
+    part = [r for r in rows if r.mode == mode]
+    points = st.attempts_curve(part)
+    if not points:
+        return None
+    scored = sum(r.has_gold for r in part)
+    body = [[str(p.j), pct(p.pass_at_j), pct(p.maj_at_j)] for p in points]
+    if mode == "oracle":
+        title = "ORACLE mode: pass@j and maj@j vs attempts"
+        note = f"Over {scored} rows with gold. Gold stopped the sampling: these are pass@j figures, not accuracy."
+    else:
+        title = f"pass@j and maj@j vs attempts ({mode} mode)"
+        note = (f"Over {scored} rows with gold; pass@j: one of the first j attempts is correct; maj@j: their most "
+                "common answer is. A problem that stopped earlier keeps its last value.")
+    return Table(title, ["attempts j", "pass@j", "maj@j"], body, note=note, anchor=f"{mode}-curve")
+
+
+# ---------------------------------------------------------------- attempts, tokens, errors
+
+
+def attempts_table(rows: list[st.RowView]) -> Table:
+    total = len(rows)
+    body = [[str(k), str(n), f"{n / total:.1%}"] for k, n in st.attempts_distribution(rows)]
+    spread = st.spread([float(r.num_attempts) for r in rows])
+    note = f"mean {num(spread.mean, 2)}, median {num(spread.median, 1)}, max {num(spread.max)} attempts per problem."
+    return Table("Attempts per problem", ["attempts", "problems", "share"], body, note=note, anchor="attempts")
+
+
+def tokens_table(rows: list[st.RowView]) -> Table:
+    headers = ["benchmark", "problems", "mean", "median", "p90", "max", "saved by cut-off", "latency mean (s)", "latency p90 (s)"]
+    body = []
+    for label, members in st.grouped(rows, "source") + [("all", rows)]:
+        reached = [r for r in members if r.num_attempts > 0]
+        tokens = st.spread(st.tokens_per_problem(members))
+        latency = st.spread([r.latency_s for r in reached])
+        body.append([label, str(tokens.n), num(tokens.mean), num(tokens.median), num(tokens.p90), num(tokens.max),
+                     str(sum(r.tokens_saved for r in members)), num(latency.mean, 2), num(latency.p90, 2)])
+    note = "Completion tokens over all attempts of each problem that reached the engine."
+    return Table("Tokens per problem", headers, body, note=note, anchor="tokens", total=True)
+
+
+def errors_table(rows: list[st.RowView], example_chars: int = 200) -> Table:
+    body = []
+    for group in st.error_groups(rows):
+        example = group.example if len(group.example) <= example_chars else group.example[: example_chars - 1] + "…"
+        body.append([group.reason, str(group.count), group.example_id, example])
+    errors = sum(1 for r in rows if r.error)
+    note = f"{errors} error rows of {len(rows)}; grouped by the text before the first ':'." if errors else "No error rows."
+    return Table("Error reasons", ["reason", "rows", "example id", "example"], body, note=note, anchor="errors",
+                 text_columns=(0, 2, 3))
+
+
+def issues_table(rows: list[st.RowView]) -> Table:
+    body = [[name, str(final), str(attempts)] for name, final, attempts in st.issue_counts(rows)]
+    note = "Gold-free checks of the verifier." if body else "No answer issues."
+    return Table("Answer issues", ["issue", "final answers", "attempts"], body, note=note, anchor="issues")

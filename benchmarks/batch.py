@@ -110,7 +110,7 @@ def main() -> None:
     from qvq_ray.config import QvqConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problems", type=int, default=160)
+    parser.add_argument("--problems", type=int, default=480)
     parser.add_argument("--prepare-problems", type=int, default=3000)
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=48)

@@ -73,6 +73,10 @@ def cmd_solve(args) -> int:
     print(f"qvq-ray solve: {args.input} -> {args.out}  (model {config.model.path})")
     for line in summary.lines():
         print("  " + line)
+    from qvq_ray.batch.report import headline_table, read_output
+
+    print(headline_table(read_output(out_dir)))
+    print(f"full report: qvq-ray report {out_dir}")
     print(json.dumps(summary.model_dump()))
     return 0 if summary.rows_out == summary.rows_in else 1
 
@@ -129,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--model", help="Checkpoint path or HF id, or 'tiny' (default from config: tiny).")
     solve.add_argument("--config", help="QvqConfig YAML (see pipelines/); default: the tiny CPU preset for --model tiny.")
     solve.add_argument("--limit", type=int, help="Solve only the first N problems.")
-    solve.add_argument("--format", help="Force the input format (problems, mathvision).")
+    solve.add_argument(
+        "--format", help="Force the input format: problems, mathvision, mathvista, mmmu, olympiadbench, vlmevalkit."
+    )
     solve.add_argument("--address", help="Join an existing Ray cluster instead of starting a local one.")
     solve.add_argument("--num-cpus", type=int, help="CPUs of the local cluster started for the run.")
     solve.add_argument("--replicas", type=int, help="Engine replicas (actors) in the solve stage.")

@@ -243,8 +243,36 @@ class PolicyConfig(StrictModel):
 
 
 class VerifierConfig(StrictModel):
-    timeout_s: float = Field(5.0, gt=0, description="Hard per-call timeout; the worker process is killed past it.")
-    workers: int = Field(2, ge=1, description="Verifier worker processes.")
+    """The verifier (`qvq_ray.verify`): its worker pool, limits and gold-free checks."""
+
+    timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="Wall-clock limit of one check (all of its sympy work together); a worker still "
+        "busy past it is killed and replaced, and the verdict carries the issue 'timeout'.",
+    )
+    workers: int = Field(2, ge=1, description="Verifier worker processes (each runs one check at a time).")
+    memory_limit_mb: int = Field(
+        1024,
+        ge=0,
+        description="Address-space cap (RLIMIT_AS) of each worker process in MiB; 0 = none. A check "
+        "past it fails with the issue 'timeout' instead of exhausting the machine's memory.",
+    )
+    check_calculations: bool = Field(
+        True,
+        description="Check the closed numeric claims of a chain of thought (97-73=24) with sympy and "
+        "flag 'false_calculation' when one is wrong.",
+    )
+    max_claims: int = Field(64, ge=0, description="Most numeric claims checked per response.")
+    health_checks: bool = Field(
+        True, description="Flag 'repetition_loop' and 'language_mixing' (gold-free, in-process string work)."
+    )
+    missing_unit: Literal["reject", "assume_gold"] = Field(
+        "reject",
+        description="A gold that writes its unit (0.64 N) against an answer without one: 'reject' (the "
+        "OlympiadBench judge's rule) or 'assume_gold' (read the bare number in the gold's unit). With "
+        "the problem's own `unit` field, a bare number is always read in that unit.",
+    )
 
 
 class BatchConfig(StrictModel):
@@ -274,6 +302,13 @@ class ServeConfig(StrictModel):
     ingress_num_cpus: float = Field(0.25, gt=0, description="CPUs for each ingress replica.")
     max_request_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     max_tokens_limit: int = Field(8192, ge=1, description="Largest max_tokens a client may ask for.")
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Bearer keys accepted on /v1 routes; empty and no keys in `api_keys_env` = no auth.",
+    )
+    api_keys_env: str = Field(
+        "QVQ_RAY_API_KEYS", description="Environment variable with more accepted keys, comma-separated."
+    )
 
 
 class QvqConfig(StrictModel):

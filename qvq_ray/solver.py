@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, Engine
@@ -89,8 +89,17 @@ class Solver:
 
     # ------------------------------------------------------------------ solving
 
-    async def solve(self, problem: Problem, image_bytes: list[bytes] | None = None) -> Solution:
-        """Solve one problem. `image_bytes`: images already prepared (decoded, resized), else loaded here."""
+    async def solve(
+        self,
+        problem: Problem,
+        image_bytes: list[bytes] | None = None,
+        on_attempt: Callable[[int, Attempt], Awaitable[None]] | None = None,
+    ) -> Solution:
+        """Solve one problem. `image_bytes`: images already prepared (decoded, resized), else loaded here.
+
+        `on_attempt(index, attempt)` is awaited as each attempt is judged (the online endpoint
+        streams these as events).
+        """
         from qvq_ray.images import prepare_problem_images
         from qvq_ray.prompt import build_messages
 
@@ -145,6 +154,8 @@ class Solver:
                         continue
                     for offset, attempt in enumerate(batch):
                         attempts[index + offset] = attempt
+                        if on_attempt is not None:
+                            await on_attempt(index + offset, attempt)
                         decision = await self._decide(index + offset, attempt, clusters)  # every vote counts
                         decided = decided if decided is not None else decision
                 if decided is not None:

@@ -16,8 +16,15 @@ APP_CONFIG = {
     "policy": {"max_attempts": 2},
     "verifier": {"workers": 1},
     "resources": {"num_cpus": 0.5},
-    "serve": {"ingress_num_cpus": 0.25, "engine_autoscaling": {"min_replicas": 1, "max_replicas": 2}},
+    "serve": {
+        "ingress_num_cpus": 0.25,
+        "engine_autoscaling": {"min_replicas": 1, "max_replicas": 2},
+        "api_keys": ["test-key"],
+        "max_request_bytes": 2 * 1024 * 1024,
+    },
+    "images": {"max_pixels_decoded": 4_000_000},
 }
+AUTH = {"Authorization": "Bearer test-key"}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +44,11 @@ def base_url(ray_cluster):
 def client(base_url):
     from openai import OpenAI
 
-    return OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+    return OpenAI(base_url=f"{base_url}/v1", api_key="test-key", max_retries=0, timeout=60)
+
+
+def _image_part(image: bytes) -> dict:
+    return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(image).decode()}}
 
 
 def _image_message(text="What is the result?", image=None):
@@ -71,7 +82,9 @@ def test_chat_with_image_n_and_stream(client):
 
 def test_solve_returns_verified_solution_with_attempts(base_url):
     image = base64.b64encode(png_bytes("40 + 2")).decode()
-    response = httpx.post(f"{base_url}/v1/solve", json={"id": "p1", "question": "What is the result?", "images": [image]}, timeout=120)
+    response = httpx.post(
+        f"{base_url}/v1/solve", json={"id": "p1", "question": "What is the result?", "images": [image]}, headers=AUTH, timeout=120
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["id"] == "p1" and body["mode"] == "self"
@@ -91,11 +104,17 @@ def test_solve_returns_verified_solution_with_attempts(base_url):
         ({"messages": [{"role": "wizard", "content": "hi"}]}, 400, "role"),
         ({"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}, 404, "not served"),
         ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**6}, 400, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": "lots"}, 400, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "hi"}], "temperature": [1]}, 400, "temperature"),
+        ({"messages": "hello"}, 400, "messages"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,@@not-base64@@"}}]}]}, 400, "bad image"),
+        ({"messages": [{"role": "user", "content": [_image_part(png_bytes("1", (3000, 3000)))]}]}, 400, "pixels"),
+        ({"messages": [{"role": "user", "content": [_image_part(png_bytes())] * 9}]}, 400, "images"),
     ],
 )
 def test_malformed_chat_requests_get_openai_errors_and_service_keeps_serving(base_url, client, payload, status, needle):
     kwargs = {"content": payload} if isinstance(payload, bytes) else {"json": payload}
-    response = httpx.post(f"{base_url}/v1/chat/completions", timeout=60, **kwargs)
+    response = httpx.post(f"{base_url}/v1/chat/completions", timeout=60, headers=AUTH, **kwargs)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert needle in error["message"] and error["type"] == "invalid_request_error"
@@ -104,6 +123,38 @@ def test_malformed_chat_requests_get_openai_errors_and_service_keeps_serving(bas
 
 
 def test_solve_refuses_gold(base_url):
-    response = httpx.post(f"{base_url}/v1/solve", json={"question": "What is 1+1?", "answer": "2"}, timeout=60)
+    response = httpx.post(f"{base_url}/v1/solve", json={"question": "What is 1+1?", "answer": "2"}, headers=AUTH, timeout=60)
     assert response.status_code == 400
     assert "gold answers are not accepted" in response.json()["error"]["message"]
+
+
+def test_api_keys_are_required_when_configured(base_url):
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    missing = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=60)
+    wrong = httpx.post(f"{base_url}/v1/chat/completions", json=body, headers={"Authorization": "Bearer nope"}, timeout=60)
+    for response in (missing, wrong):
+        assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(f"{base_url}/v1/models", timeout=60).status_code == 401
+    assert httpx.post(f"{base_url}/v1/chat/completions", json=body, headers=AUTH, timeout=60).status_code == 200
+
+
+def test_request_too_large_gets_413(base_url):
+    huge = {"messages": [{"role": "user", "content": "x" * (3 * 1024 * 1024)}]}
+    response = httpx.post(f"{base_url}/v1/chat/completions", json=huge, headers=AUTH, timeout=60)
+    assert response.status_code == 413 and "exceeds" in response.json()["error"]["message"]
+
+
+def test_solve_streams_one_event_per_attempt(base_url):
+    import json
+
+    events = []
+    with httpx.stream(
+        "POST", f"{base_url}/v1/solve", json={"question": "What is 2 + 2?", "max_attempts": 2, "stream": True}, headers=AUTH, timeout=120
+    ) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                events.append(json.loads(line[6:]))
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "solution" and kinds[:-1] == ["attempt"] * (len(kinds) - 1) and len(kinds) >= 2
+    assert len(events[-1]["solution"]["attempts"]) == len(kinds) - 1

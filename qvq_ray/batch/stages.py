@@ -67,7 +67,7 @@ class PrepareImages:
                 continue
             try:
                 problem = problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
-                row["prepared_images"] = prepare_problem_images(problem.images, self.config.model)
+                row["prepared_images"] = prepare_problem_images(problem.images, self.config.model, limits=self.config.images)
                 # the original bytes are not needed past this point; keep rows light
                 row["images"] = [{"bytes": None, "path": im.get("path")} for im in row.get("images") or []]
             except Exception as exc:

@@ -6,9 +6,12 @@ batch job writes as that row's error output, so every input row yields exactly o
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -71,4 +74,147 @@ def as_text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-__all__ = ["LoadError", "LoadResult", "as_text", "iter_jsonl", "resolve_image_path", "validation_message"]
+def parse_literal_list(value: Any, what: str) -> list[Any]:
+    """A list written as a Python literal ("['1', '2']": MMMU options, VLMEvalKit image lists).
+
+    Parsed with `ast.literal_eval` (literals only, never `eval`); anything else is a ValueError
+    naming `what`, which the adapter turns into that row's LoadError.
+    """
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a list written as text, got {type(value).__name__}")
+    text = value.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        raise ValueError(f"{what} is not a list literal: {_short(text)}")
+    try:
+        parsed = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        raise ValueError(f"{what} is not a valid Python-literal list ({type(e).__name__}): {_short(text)}") from None
+    if not isinstance(parsed, list):
+        raise ValueError(f"{what} is not a list: {_short(text)}")
+    return parsed
+
+
+def answer_alternatives(text: str) -> tuple[str, list[str] | None]:
+    """(gold, every acceptable gold) for a gold that lists alternatives as a literal list of strings.
+
+    MMMU's open answers: "['24/7', '3.429']" -> ("24/7", ["24/7", "3.429"]). Anything else, a
+    list of numbers ("[2014, 2016]" is one list-valued answer) or bracketed math ("[0, 1)"), is
+    the gold as written.
+    """
+    stripped = text.strip()
+    if stripped.startswith("[") and stripped.endswith("]"):
+        try:
+            values = parse_literal_list(stripped, "'answer'")
+        except ValueError:
+            return text, None
+        if values and all(isinstance(v, str) for v in values):
+            return values[0], [str(v) for v in values]
+    return text, None
+
+
+def read_json(file: Path) -> Any:
+    """A whole JSON document; a broken one raises ValueError (it has no readable rows to keep)."""
+    try:
+        return json.loads(file.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file} is not valid JSON (one broken document has no readable rows): {e}") from None
+
+
+def first_record(data: Any) -> Any:
+    """The first row of a JSON problem file: a list's first item or an id-keyed object's first value."""
+    if isinstance(data, list):
+        return data[0] if data else None
+    if isinstance(data, dict):
+        return next(iter(data.values()), None)
+    return None
+
+
+def dataset_root(file: Path) -> Path:
+    """The folder a file's relative image paths start from: above `data/` (upstream layouts), else its own."""
+    parent = file.resolve().parent
+    return parent.parent if parent.name == "data" else parent
+
+
+def precision_tolerance(precision: Any) -> float | None:
+    """Absolute tolerance of an answer given to `precision` decimal places: half a unit in the last place.
+
+    MathVista's float golds (precision 1 -> 0.05, 2 -> 0.005): every value that rounds to the gold
+    is within it. Non-integral or negative precisions give None.
+    """
+    if precision is None or isinstance(precision, bool):
+        return None
+    try:
+        places = float(precision)
+    except (TypeError, ValueError):
+        return None
+    if places != places or not places.is_integer() or not 0 <= places <= 20:
+        return None
+    return float(Decimal(5).scaleb(-int(places) - 1))
+
+
+def parse_error_tolerances(error: Any) -> list[float | None] | None:
+    """OlympiadBench's `error`: one absolute tolerance per answer, comma-separated ("1e-1", ",1e-2").
+
+    Empty parts are None (no tolerance for that answer); None when the field is absent or holds
+    no number at all. Raises ValueError for a part that is not a number.
+    """
+    if error is None:
+        return None
+    if isinstance(error, (int, float)) and not isinstance(error, bool):
+        return [float(error)]
+    if not isinstance(error, str):
+        raise ValueError(f"'error' must be text or a number, got {type(error).__name__}")
+    out: list[float | None] = []
+    for part in error.split(","):
+        part = part.strip()
+        if not part:
+            out.append(None)
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"'error' tolerance {part!r} is not a number (in {error!r})") from None
+        if not (value >= 0 and value != float("inf")):
+            raise ValueError(f"'error' tolerance {part!r} must be a finite number >= 0")
+        out.append(value)
+    return out if any(v is not None for v in out) else None
+
+
+def single_tolerance(tolerances: list[float | None] | None) -> float | None:
+    """The one tolerance that applies to every answer, if the per-answer list has exactly one."""
+    if tolerances and len(tolerances) == 1:
+        return tolerances[0]
+    return None
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def has_cjk(text: str) -> bool:
+    """True when `text` holds Chinese characters."""
+    return bool(_CJK.search(text))
+
+
+def _short(text: str, n: int = 60) -> str:
+    return repr(text if len(text) <= n else text[:n] + "...")
+
+
+__all__ = [
+    "LoadError",
+    "LoadResult",
+    "answer_alternatives",
+    "as_text",
+    "dataset_root",
+    "first_record",
+    "has_cjk",
+    "iter_jsonl",
+    "parse_error_tolerances",
+    "parse_literal_list",
+    "precision_tolerance",
+    "read_json",
+    "resolve_image_path",
+    "single_tolerance",
+    "validation_message",
+]

@@ -6,6 +6,7 @@ error shape; nothing a client sends can take the replica down.
 """
 
 
+import hmac
 import json
 import logging
 import time
@@ -63,6 +64,13 @@ async def _server_error(_: Request, exc: Exception):
     return JSONResponse(error_body(f"internal error: {type(exc).__name__}", type="server_error"), status_code=500)
 
 
+def _api_keys(config: QvqConfig) -> list[str]:
+    import os
+
+    extra = [k.strip() for k in os.environ.get(config.serve.api_keys_env, "").split(",") if k.strip()]
+    return [*config.serve.api_keys, *extra]
+
+
 def _sse(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
@@ -87,10 +95,22 @@ class Ingress:
         self.engine = DeploymentEngine(engine_handle, self.model_name)
         self.verifier = Verifier(self.config.verifier)
         self.solver = Solver.from_config(self.engine, self.verifier, self.config)
+        self.api_keys = _api_keys(self.config)
 
     # ------------------------------------------------------------------ helpers
 
+    def _authorize(self, request: Request) -> None:
+        if not self.api_keys:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ClientError(401, "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key")
+        if not any(hmac.compare_digest(token.strip(), key) for key in self.api_keys):
+            raise ClientError(401, "invalid API key", code="invalid_api_key")
+
     async def _body(self, request: Request, model_cls):
+        self._authorize(request)
         raw = await request.body()
         if len(raw) > self.config.serve.max_request_bytes:
             raise ClientError(413, f"request body of {len(raw)} bytes exceeds {self.config.serve.max_request_bytes}")
@@ -131,7 +151,8 @@ class Ingress:
     # ------------------------------------------------------------------ routes
 
     @app.get("/v1/models")
-    async def models(self):
+    async def models(self, request: Request):
+        self._authorize(request)
         return {
             "object": "list",
             "data": [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "qvq-ray"}],
@@ -199,6 +220,31 @@ class Ingress:
             yield _sse(error_body(f"generation failed: {_unwrap(exc)}", type="server_error"))
         yield "data: [DONE]\n\n"
 
+    async def _stream_solve(self, solver, problem, image_bytes):
+        """One `attempt` event per judged attempt, then the `solution` (or an `error`), then [DONE]."""
+        import asyncio
+
+        events: asyncio.Queue = asyncio.Queue()
+
+        async def on_attempt(index, attempt):
+            await events.put({"event": "attempt", "index": index, "attempt": attempt.model_dump(mode="json")})
+
+        async def run():
+            try:
+                solution = await solver.solve(problem, image_bytes=image_bytes, on_attempt=on_attempt)
+                await events.put({"event": "solution", "solution": solution.model_dump(mode="json")})
+            except Exception as exc:
+                await events.put({"event": "error", **error_body(f"solve failed: {_unwrap(exc)}", type="server_error")})
+            await events.put(None)
+
+        task = asyncio.ensure_future(run())
+        try:
+            while (event := await events.get()) is not None:
+                yield _sse(event)
+            yield "data: [DONE]\n\n"
+        finally:
+            task.cancel()  # the client went away: stop solving
+
     @app.post("/v1/solve")
     async def solve(self, request: Request):
         from qvq_ray.problem import ImageRef, Problem
@@ -223,6 +269,8 @@ class Ingress:
             policy = self.config.policy.model_copy(update={"max_attempts": body.max_attempts or self.config.policy.max_attempts})
             sampling = self.config.sampling.model_copy(update={"max_tokens": self._max_tokens(body.max_tokens)})
             solver = Solver(self.engine, self.verifier, policy=policy, sampling=sampling, model=self.config.model)
+        if body.stream:
+            return StreamingResponse(self._stream_solve(solver, problem, image_bytes), media_type="text/event-stream")
         try:
             solution = await solver.solve(problem, image_bytes=image_bytes)
         except Exception as exc:

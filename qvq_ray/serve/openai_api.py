@@ -61,6 +61,7 @@ class SolveRequest(BaseModel):
     tolerance: float | None = None
     max_attempts: int | None = Field(None, ge=1, le=16, description="Override the policy's attempt budget.")
     max_tokens: int | None = Field(None, ge=1)
+    stream: bool = Field(False, description="Server-sent events: one per attempt, then the solution.")
 
     @model_validator(mode="before")
     @classmethod

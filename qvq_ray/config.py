@@ -292,8 +292,10 @@ class AutoscalingConfig(StrictModel):
     target_ongoing_requests: float | None = Field(
         None, gt=0, description="Per replica; None = derived from the engine's batch capacity (max_batch_size)."
     )
-    upscale_delay_s: float = Field(5.0, ge=0)
-    downscale_delay_s: float = Field(60.0, ge=0)
+    upscale_delay_s: float = Field(5.0, ge=0, description="Load must stay high this long before a scale-up.")
+    downscale_delay_s: float = Field(60.0, ge=0, description="Load must stay low this long before a scale-down.")
+    look_back_period_s: float = Field(10.0, gt=0, description="Window over which ongoing requests are averaged.")
+    metrics_interval_s: float = Field(2.0, gt=0, description="How often replicas report their load.")
 
 
 class ServeConfig(StrictModel):

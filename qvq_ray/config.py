@@ -302,6 +302,9 @@ class ServeConfig(StrictModel):
     route_prefix: str = Field("/", description="HTTP route prefix of the ingress.")
     engine_autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     ingress_num_cpus: float = Field(0.25, gt=0, description="CPUs for each ingress replica.")
+    engine_max_ongoing_requests: int | None = Field(
+        None, ge=1, description="Requests one engine replica accepts at once; None = 2 x max_batch_size (min 4)."
+    )
     max_request_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest accepted request body.")
     max_tokens_limit: int = Field(8192, ge=1, description="Largest max_tokens a client may ask for.")
     api_keys: list[str] = Field(

@@ -1,0 +1,136 @@
+"""The Serve endpoint under load: requests/s and p50/p99 latency at 1, 8 and 32 concurrent clients.
+
+Tiny model, one engine replica, real HTTP on 127.0.0.1 (bounded: a fixed number of requests per
+level). Dynamic batching on (the engine's micro-batcher, max_batch_size 32) vs off (max_batch_size
+1), measured in the same run; target >= 3x requests/s at 32 clients. Also the latency the Serve
+path adds over a direct in-process engine call (one client, same prompt, same engine settings).
+Ends with one JSON line of the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+BODY = {"messages": [{"role": "user", "content": "What is 17 + 25? Think step by step."}], "max_tokens": 32}
+
+
+async def _load(url: str, clients: int, requests: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    failures = 0
+    queue: asyncio.Queue = asyncio.Queue()
+    for _ in range(requests):
+        queue.put_nowait(None)
+
+    async def client(http):
+        nonlocal failures
+        while not queue.empty():
+            queue.get_nowait()
+            started = time.perf_counter()
+            response = await http.post(url, json=BODY)
+            latencies.append(time.perf_counter() - started)
+            failures += response.status_code != 200
+
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=clients)) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {
+        "requests_per_s": round(requests / elapsed, 2),
+        "p50_ms": round(1000 * _percentile(latencies, 0.50), 1),
+        "p99_ms": round(1000 * _percentile(latencies, 0.99), 1),
+        "failures": failures,
+    }
+
+
+def _app_config(batch: int) -> dict:
+    return {
+        "model": {"path": "tiny", "served_model_name": "qvq-tiny"},
+        "engine": {"max_batch_size": batch, "batch_wait_ms": 5, "torch_threads": 1},
+        "sampling": {"max_tokens": 32},
+        "verifier": {"workers": 1},
+        "resources": {"num_cpus": 1},
+        "serve": {
+            "ingress_num_cpus": 0.25,
+            "engine_max_ongoing_requests": 64,  # the same admission for both: only batching differs
+            "engine_autoscaling": {"min_replicas": 1, "max_replicas": 1},
+        },
+    }
+
+
+def _direct_latency_ms(repeats: int) -> float:
+    from qvq_ray.config import EngineConfig, ModelConfig, SamplingConfig
+    from qvq_ray.engines.hf import HFEngine
+
+    engine = HFEngine(ModelConfig(path="tiny"), EngineConfig(max_batch_size=32, torch_threads=1))
+    messages = [{"role": "user", "content": [{"type": "text", "text": BODY["messages"][0]["content"]}]}]
+    sampling = SamplingConfig(max_tokens=BODY["max_tokens"])
+
+    async def run() -> list[float]:
+        await engine.generate(messages, sampling)  # warm-up
+        out = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            await engine.generate(messages, sampling)
+            out.append(time.perf_counter() - started)
+        return out
+
+    return 1000 * statistics.median(asyncio.run(run()))
+
+
+def main() -> None:
+    import ray
+    from ray import serve
+
+    from qvq_ray.serve.app import build_app
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=96, help="Requests per concurrency level.")
+    parser.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    levels = (1, 8, 32)
+
+    direct_ms = _direct_latency_ms(repeats=10)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    results: dict[str, dict] = {}
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": args.port})
+        url = f"http://127.0.0.1:{args.port}/v1/chat/completions"
+        for label, batch in (("batching_off", 1), ("batching_on", 32)):
+            serve.run(build_app({"config": _app_config(batch)}), name="bench", route_prefix="/")
+            asyncio.run(_load(url, 1, 3))  # warm-up
+            results[label] = {str(c): asyncio.run(_load(url, c, args.requests if c > 1 else 24)) for c in levels}
+            serve.delete("bench")
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+    print(f"{args.requests} requests per level (24 at 1 client), {BODY['max_tokens']} new tokens each, tiny model, 1 replica")
+    print(f"{'clients':>8}{'off: req/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'on: req/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'speedup':>9}")
+    for c in levels:
+        off, on = results["batching_off"][str(c)], results["batching_on"][str(c)]
+        print(f"{c:>8}{off['requests_per_s']:>12}{off['p50_ms']:>9}{off['p99_ms']:>9}{on['requests_per_s']:>12}"
+              f"{on['p50_ms']:>9}{on['p99_ms']:>9}{on['requests_per_s'] / off['requests_per_s']:>8.2f}x")
+    serve_ms = results["batching_on"]["1"]["p50_ms"]
+    print(f"latency at 1 client: direct engine call {direct_ms:.1f} ms, through Serve {serve_ms:.1f} ms "
+          f"(+{serve_ms - direct_ms:.1f} ms for HTTP, ingress and the handle)")
+    speedup = round(results["batching_on"]["32"]["requests_per_s"] / results["batching_off"]["32"]["requests_per_s"], 2)
+    print(f"speedup at 32 clients: {speedup}x (target >= 3x)")
+    print(json.dumps({"benchmark": "serve", "results": results, "speedup_at_32": speedup,
+                      "direct_p50_ms": round(direct_ms, 1), "serve_p50_ms_1_client": serve_ms,
+                      "added_latency_ms": round(serve_ms - direct_ms, 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -26,10 +26,11 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_cluster(tiny_model_dir):
-    """One real local Ray cluster for the session (4 logical CPUs on this 2-core machine)."""
+    """One real local Ray cluster for the session: 4 logical CPUs on this 2-core machine, 4 fake GPUs
+    (declared resources only: placement tests need them; nothing runs on them)."""
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"QVQ_RAY_CACHE": os.environ["QVQ_RAY_CACHE"]}})
+    ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"QVQ_RAY_CACHE": os.environ["QVQ_RAY_CACHE"]}})
     yield ray
     ray.shutdown()
 

@@ -40,13 +40,15 @@ def test_config_forbids_unknown_keys():
         QvqConfig.model_validate({"model": {"pathh": "x"}})
 
 
-def test_sharded_hf_replica_owns_all_its_gpus():
+@pytest.mark.parametrize("kind", ["hf", "vllm"])
+def test_sharded_replica_reserves_one_gpu_bundle_each_strict_pack(kind):
     from qvq_ray.serve.app import engine_deployment_options
 
-    config = QvqConfig.model_validate({"resources": {"tensor_parallel_size": 4, "num_cpus": 8}, "engine": {"device_map": "auto"}})
+    config = QvqConfig.model_validate({"resources": {"tensor_parallel_size": 4, "num_cpus": 8}, "engine": {"kind": kind}})
     options = engine_deployment_options(config)
-    assert options["ray_actor_options"] == {"num_cpus": 8, "num_gpus": 4.0}
-    assert "placement_group_bundles" not in options
+    assert options["placement_group_strategy"] == "STRICT_PACK"
+    assert [b.get("GPU") for b in options["placement_group_bundles"]] == [1.0] * 4
+    assert options["ray_actor_options"] == {"num_cpus": 8, "num_gpus": 0}  # the replica itself sits on CPUs
 
 
 def test_help_is_fast_and_imports_nothing_heavy():

@@ -23,7 +23,7 @@ def engine_deployment_options(config: QvqConfig) -> dict[str, Any]:
     scaling = config.serve.engine_autoscaling
     capacity = config.engine.max_batch_size
     options: dict[str, Any] = {
-        "max_ongoing_requests": max(2 * capacity, 4),
+        "max_ongoing_requests": config.serve.engine_max_ongoing_requests or max(2 * capacity, 4),
         "autoscaling_config": {
             "min_replicas": scaling.min_replicas,
             "initial_replicas": max(scaling.min_replicas, 1),
@@ -31,23 +31,26 @@ def engine_deployment_options(config: QvqConfig) -> dict[str, Any]:
             "target_ongoing_requests": scaling.target_ongoing_requests or float(capacity),
             "upscale_delay_s": scaling.upscale_delay_s,
             "downscale_delay_s": scaling.downscale_delay_s,
+            "look_back_period_s": scaling.look_back_period_s,
+            "metrics_interval_s": scaling.metrics_interval_s,
         },
         "health_check_period_s": 10,
         "health_check_timeout_s": 120,
     }
-    gpus_per_replica = res.num_gpus if res.tensor_parallel_size == 1 else float(res.tensor_parallel_size)
-    if res.tensor_parallel_size > 1 and config.engine.kind != "hf":
-        # Multi-process engines (vLLM's tensor-parallel workers): one bundle per GPU, packed on one
-        # node; the replica itself runs in bundle 0 and its workers take the others.
+    if config.engine.kind == "openai":
+        # The model runs at the remote endpoint: a replica is an HTTP client and holds no GPU.
+        options["ray_actor_options"] = {"num_cpus": res.num_cpus, "num_gpus": 0}
+    elif res.tensor_parallel_size > 1:
+        # One bundle per GPU, packed on one node, released when the app is deleted. The replica
+        # runs in bundle 0 on its CPUs only: vLLM puts one Ray worker per GPU bundle; the
+        # transformers engine claims the bundles' GPUs for its own process (serve/placement.py).
         options["placement_group_bundles"] = [{"CPU": res.num_cpus, "GPU": 1.0}] + [
             {"GPU": 1.0} for _ in range(res.tensor_parallel_size - 1)
         ]
         options["placement_group_strategy"] = "STRICT_PACK"
-        options["ray_actor_options"] = {"num_cpus": res.num_cpus, "num_gpus": 1.0}
+        options["ray_actor_options"] = {"num_cpus": res.num_cpus, "num_gpus": 0}
     else:
-        # The transformers engine is one process: it must own all of the replica's GPUs itself
-        # (Ray sets CUDA_VISIBLE_DEVICES per actor) and spreads the model over them with device_map.
-        options["ray_actor_options"] = {"num_cpus": res.num_cpus, "num_gpus": gpus_per_replica}
+        options["ray_actor_options"] = {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus}
     return options
 
 

@@ -21,6 +21,11 @@ class EngineServer:
         from qvq_ray.engines import build_engine
 
         self.config = QvqConfig.model_validate_json(config_json)
+        self.gpu_ids: list[str] = []
+        if self.config.engine.kind == "hf" and self.config.resources.tensor_parallel_size > 1:
+            from qvq_ray.serve.placement import claim_bundle_gpus
+
+            self.gpu_ids = claim_bundle_gpus()  # before torch initialises CUDA
         self.engine = build_engine(self.config)
 
     async def generate(self, messages: list[Message], sampling: dict[str, Any]) -> list[Completion]:
@@ -30,6 +35,12 @@ class EngineServer:
         """Text deltas, then the final Completion (its token counts and finish reason)."""
         async for item in self.engine.generate_with_stream(messages, SamplingConfig.model_validate(sampling)):
             yield item
+
+    async def placement(self) -> dict[str, Any]:
+        """GPU ids this replica claimed from its placement group, and what the process sees."""
+        import os
+
+        return {"gpu_ids": self.gpu_ids, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
 
     async def model_name(self) -> str:
         return self.engine.model_name

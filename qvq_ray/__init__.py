@@ -27,6 +27,8 @@ _EXPORTS = {
     "Completion": "qvq_ray.engines.base",
     "build_engine": "qvq_ray.engines",
     "HFEngine": "qvq_ray.engines.hf",
+    "VLLMEngine": "qvq_ray.engines.vllm",
+    "OpenAIEngine": "qvq_ray.engines.openai",
     "make_tiny_model": "qvq_ray.engines.tiny",
     "load_problems": "qvq_ray.datasets",
     "run_solve_job": "qvq_ray.batch.pipeline",

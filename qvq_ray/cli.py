@@ -97,10 +97,31 @@ def cmd_make_tiny_model(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from qvq_ray.verify import check
+    """Print the verdict of one response (a file, or stdin) as JSON; exit 0 unless it cannot run."""
+    from qvq_ray.config import VerifierConfig
+    from qvq_ray.verify import Verifier
 
-    response = sys.stdin.read() if args.response in (None, "-") else open(args.response, encoding="utf-8").read()
-    verdict = check(response, args.gold, choices=args.choices or None, timeout_s=args.timeout)
+    if args.response in (None, "-"):
+        response = sys.stdin.read()
+    else:
+        try:
+            with open(args.response, encoding="utf-8", errors="replace") as f:
+                response = f.read()
+        except OSError as exc:
+            print(f"qvq-ray verify: cannot read {args.response}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    config = VerifierConfig(timeout_s=args.timeout, workers=1, missing_unit=args.missing_unit)
+    with Verifier(config) as verifier:
+        verdict = verifier.check_sync(
+            response,
+            gold=args.gold,
+            choices=args.choices or None,
+            unit=args.unit,
+            tolerance=args.tolerance,
+            answer_type=args.answer_type,
+            precision=args.precision,
+            finish_reason=args.finish_reason,
+        )
     print(verdict.model_dump_json())
     return 0
 
@@ -170,11 +191,28 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_make_tiny_model)
 
-    verify = sub.add_parser("verify", help="Extract the final answer of a response and check it against gold.")
+    verify = sub.add_parser(
+        "verify",
+        help="Extract the final answer of a response, run the health checks and check it against gold; print JSON.",
+    )
     verify.add_argument("response", nargs="?", help="File with the response; '-' or omitted reads stdin.")
-    verify.add_argument("--gold", help="Gold answer.")
+    verify.add_argument("--gold", help="Gold answer (omit for the gold-free checks only).")
     verify.add_argument("--choices", nargs="*", help="Multiple-choice options, in order A, B, ...")
-    verify.add_argument("--timeout", type=float, default=5.0)
+    verify.add_argument("--unit", help="Unit of the gold answer, e.g. 'm/s' (a bare number in the answer is read in it).")
+    verify.add_argument(
+        "--tolerance",
+        help="Absolute tolerance of numeric answers: a number, or OlympiadBench's per-answer form ',1e-2'.",
+    )
+    verify.add_argument("--answer-type", help="e.g. Numerical, Expression, Equation, Interval, Tuple, list, float.")
+    verify.add_argument("--precision", type=int, help="Decimal places numeric answers are rounded to (MathVista).")
+    verify.add_argument("--finish-reason", default="stop", help="The engine's finish reason ('length' flags truncated).")
+    verify.add_argument(
+        "--missing-unit",
+        choices=["reject", "assume_gold"],
+        default="reject",
+        help="A gold with a unit against an answer without one (default: reject).",
+    )
+    verify.add_argument("--timeout", type=float, default=5.0, help="Seconds one check may take (default 5).")
     verify.set_defaults(func=cmd_verify)
 
     report = sub.add_parser("report", help="Write report.md and a self-contained report.html for a solve job's output.")

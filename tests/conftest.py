@@ -30,7 +30,7 @@ def ray_cluster(tiny_model_dir):
     (declared resources only: placement tests need them; nothing runs on them)."""
     import ray
 
-    ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"QVQ_RAY_CACHE": os.environ["QVQ_RAY_CACHE"]}})
+    ray.init(address="local", num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"QVQ_RAY_CACHE": os.environ["QVQ_RAY_CACHE"]}})
     yield ray
     ray.shutdown()
 

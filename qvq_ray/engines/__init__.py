@@ -11,12 +11,26 @@ if TYPE_CHECKING:
 
 
 def build_engine(config: "QvqConfig") -> Engine:
-    """The engine named by `config.engine.kind`, loaded in this process."""
-    if config.engine.kind == "hf":
+    """The engine named by `config.engine.kind`, loaded in this process.
+
+    'hf': transformers (qvq_ray/engines/hf.py); 'vllm': vLLM's async engine, needs
+    `pip install 'qvq-ray[vllm]'` (qvq_ray/engines/vllm.py); 'openai': an OpenAI-compatible
+    endpoint at `engine.base_url` (qvq_ray/engines/openai.py). Each module is imported only here.
+    """
+    kind = config.engine.kind
+    if kind == "hf":
         from qvq_ray.engines.hf import HFEngine
 
         return HFEngine.from_config(config)
-    raise ValueError(f"unknown engine kind {config.engine.kind!r}")
+    if kind == "vllm":
+        from qvq_ray.engines.vllm import VLLMEngine
+
+        return VLLMEngine.from_config(config)
+    if kind == "openai":
+        from qvq_ray.engines.openai import OpenAIEngine
+
+        return OpenAIEngine.from_config(config)
+    raise ValueError(f"unknown engine kind {kind!r}; expected 'hf', 'vllm' or 'openai'")
 
 
 __all__ = ["Completion", "Engine", "EngineError", "InvalidRequestError", "build_engine"]

@@ -129,6 +129,11 @@ class HFEngine:
     # ------------------------------------------------------------------ public API
 
     async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
+        if sampling.temperature == 0 and sampling.n > 1:
+            # Greedy is deterministic (and transformers refuses greedy num_return_sequences > 1):
+            # generate once, repeat the sample n times, as the vLLM and OpenAI engines do.
+            request = self._submit(messages, sampling.model_copy(update={"n": 1}))
+            return [c.model_copy() for c in await request.future for _ in range(sampling.n)]
         request = self._submit(messages, sampling)
         return await request.future
 

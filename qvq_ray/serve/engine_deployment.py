@@ -33,8 +33,12 @@ class EngineServer:
 
     async def stream(self, messages: list[Message], sampling: dict[str, Any]) -> AsyncIterator[Any]:
         """Text deltas, then the final Completion (its token counts and finish reason)."""
-        async for item in self.engine.generate_with_stream(messages, SamplingConfig.model_validate(sampling)):
-            yield item
+        from contextlib import aclosing
+
+        stream = self.engine.generate_with_stream(messages, SamplingConfig.model_validate(sampling))
+        async with aclosing(stream):  # a client that goes away aborts the generation at once
+            async for item in stream:
+                yield item
 
     async def placement(self) -> dict[str, Any]:
         """GPU ids this replica claimed from its placement group, and what the process sees."""

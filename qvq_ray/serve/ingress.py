@@ -187,6 +187,8 @@ class Ingress:
             seed=body.seed,
             stop=body.stop or [],
             n=body.n,
+            top_k=base.top_k if body.top_k is None else body.top_k,
+            repetition_penalty=base.repetition_penalty if body.repetition_penalty is None else body.repetition_penalty,
         )
         request_id = new_id("chatcmpl")
         if body.stream:

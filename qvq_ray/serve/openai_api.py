@@ -35,6 +35,8 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     seed: int | None = None
     stop: str | list[str] | None = None
+    top_k: int | None = Field(None, ge=0, description="vLLM-style extension; 0 = off.")
+    repetition_penalty: float | None = Field(None, gt=0, description="vLLM-style extension; 1.0 = off.")
 
     @field_validator("stop")
     @classmethod

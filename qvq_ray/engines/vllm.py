@@ -1,0 +1,587 @@
+"""The vLLM engine: QVQ / Qwen2-VL on vLLM's async engine (continuous batching, tensor parallel).
+
+Install with `pip install 'qvq-ray[vllm]'` on a CUDA host; vLLM is imported only when this engine
+is built, so the rest of qvq-ray never needs it. Written against vLLM 0.33's own source; each call
+names the vLLM file and function it follows:
+
+- engine: `vllm.engine.arg_utils.AsyncEngineArgs` (a dataclass: fields `model`, `served_model_name`,
+  `dtype`, `trust_remote_code`, `tensor_parallel_size`, `distributed_executor_backend`,
+  `max_model_len`, `limit_mm_per_prompt`, `mm_processor_kwargs`, `gpu_memory_utilization`,
+  `max_num_seqs`, `enforce_eager`, `generation_config`), then
+  `vllm.v1.engine.async_llm.AsyncLLM.from_engine_args(args)`; inside a Ray placement group,
+  `args.create_engine_config(usage_context)` + `vllm_config.parallel_config.placement_group = pg` +
+  `AsyncLLM.from_vllm_config(vllm_config, ...)`, as Ray Serve LLM does
+  (ray: python/ray/llm/_internal/serve/engines/vllm/vllm_engine.py, `_start_async_llm_engine`).
+  vLLM's Ray executor uses `parallel_config.placement_group`, else the current one
+  (vllm/v1/executor/ray_utils.py, `initialize_ray_cluster`), one worker per GPU bundle.
+- sampling: `vllm.sampling_params.SamplingParams` (`n`, `temperature`, `top_p`, `top_k`, `min_p`,
+  `seed`, `stop`, `stop_token_ids`, `max_tokens`, `repetition_penalty`, `presence_penalty`,
+  `frequency_penalty`, `skip_special_tokens`, `output_kind` = `RequestOutputKind.DELTA` |
+  `FINAL_ONLY`). Greedy with n > 1 is refused by `SamplingParams._verify_greedy_sampling`, so a
+  greedy n > 1 request runs once and its (deterministic) sample is repeated. Children of an n > 1
+  request get seeds seed, seed+1, ... (vllm/v1/engine/parallel_sampling.py,
+  `ParentRequest._get_child_sampling_params`).
+- sampling is always explicit: `generation_config="vllm"` (vllm/config/model.py, `ModelConfig.
+  generation_config`: "auto" loads the checkpoint's generation_config.json; "vllm" loads none).
+  With "vllm" the checkpoint's extra EOS ids are not read either
+  (`SamplingParams.update_from_generation_config`), so `<|im_end|>` / `<|endoftext|>` go in
+  `stop_token_ids` explicitly, the same stop set the transformers engine uses.
+- prompt: `{"prompt": text, "multi_modal_data": {"image": [PIL images]}}` (vllm.inputs TextPrompt)
+  where text is the checkpoint's chat template with `<|vision_start|><|image_pad|><|vision_end|>`
+  per image (vllm/model_executor/models/qwen2_vl.py, `get_placeholder_str`); vLLM expands each
+  `<|image_pad|>` to the image's visual tokens, so `prompt_token_ids` counts them.
+- generation: `AsyncLLM.generate(prompt, sampling_params, request_id)` (a raw prompt dict goes
+  through `AsyncLLM.add_request` -> `input_processor.process_inputs_async`, tokenization and the
+  multimodal processor off the event loop) is an async generator of
+  `vllm.outputs.RequestOutput` (`prompt_token_ids`, `finished`, `outputs`: list of
+  `CompletionOutput` with `index`, `text`, `token_ids`, `finish_reason` "stop" | "length" |
+  "abort"). `AsyncLLM.abort(request_id)` (vllm/v1/engine/async_llm.py) stops a request.
+  `generate` aborts on its own only when *its* generator is closed or cancelled; a consumer that
+  simply stops iterating leaves it to the garbage collector, so this engine closes it and calls
+  `abort` itself the moment its consumer stops (client gone, solver cut).
+- health and shutdown: `AsyncLLM.check_health()`, `AsyncLLM.shutdown()`.
+
+Pure parts (argument mapping, sampling conversion, output conversion, prompt building) are module
+functions, unit-tested without vLLM (tests/test_vllm_engine_pure.py); the engine itself runs in
+tests/test_vllm_engine_gpu.py and the conformance suite on a CUDA host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
+
+from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig
+from qvq_ray.engines.base import Completion, EngineError, FinishReason, InvalidRequestError, Message
+
+logger = logging.getLogger(__name__)
+
+VLLM_INSTALL_HINT = "pip install 'qvq-ray[vllm]'"
+# QVQ's config.json says max_position_embeddings 128000; a KV cache that long per sequence leaves
+# room for almost no batch on 4 x 80 GB. 32768 holds the model card's 8192 new tokens plus images.
+DEFAULT_MAX_MODEL_LEN = 32768
+# Stop tokens of the Qwen2 chat format, besides the tokenizer's own eos.
+QWEN_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+# EngineArgs fields that our config maps; vllm_engine_kwargs may not set them a second time.
+MAPPED_ENGINE_ARGS = frozenset(
+    {
+        "model",
+        "tokenizer",
+        "served_model_name",
+        "dtype",
+        "trust_remote_code",
+        "tensor_parallel_size",
+        "distributed_executor_backend",
+        "max_model_len",
+        "limit_mm_per_prompt",
+        "mm_processor_kwargs",
+        "gpu_memory_utilization",
+        "max_num_seqs",
+        "enforce_eager",
+        "generation_config",
+    }
+)
+
+
+def import_vllm():
+    """vLLM itself, or an ImportError that says how to get it."""
+    try:
+        import vllm  # noqa: F401  (the top-level package, not this module: absolute import)
+    except ImportError as exc:
+        raise ImportError(
+            f"engine.kind 'vllm' needs vLLM, which is not installed here ({exc}). "
+            f"Install it on a CUDA host with: {VLLM_INSTALL_HINT}"
+        ) from exc
+    return vllm
+
+
+# --------------------------------------------------------------------------- pure: engine arguments
+
+
+def choose_executor_backend(configured: str, tensor_parallel_size: int, placement_group_gpu_bundles: int | None) -> str | None:
+    """vLLM's `distributed_executor_backend` for this process.
+
+    'auto': TP 1 leaves vLLM its default (one process, no executor choice to make). TP > 1 inside a
+    Ray placement group with a GPU bundle per shard (a Serve replica of the engine deployment)
+    takes 'ray', whose workers land in the group's bundles; elsewhere (a Ray Data actor that owns
+    all of its replica's GPUs, a plain process) 'mp' runs the shards on this process's GPUs.
+    """
+    if configured != "auto":
+        return configured
+    if tensor_parallel_size <= 1:
+        return None
+    if placement_group_gpu_bundles is not None and placement_group_gpu_bundles >= tensor_parallel_size:
+        return "ray"
+    return "mp"
+
+
+def engine_args_kwargs(
+    model: ModelConfig,
+    engine: EngineConfig,
+    resources: ResourcesConfig,
+    *,
+    model_path: str | None = None,
+    executor_backend: str | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for `vllm.engine.arg_utils.AsyncEngineArgs`, from our config.
+
+    Every sampling-relevant default is pinned: `generation_config="vllm"` keeps the checkpoint's
+    generation_config.json (QVQ's: temperature 0.01, top_k 1, repetition_penalty 1.05) from
+    applying silently; our SamplingConfig is the only source of sampling settings.
+    """
+    extra = dict(engine.vllm_engine_kwargs)
+    clash = sorted(MAPPED_ENGINE_ARGS & set(extra))
+    if clash:
+        raise ValueError(
+            f"engine.vllm_engine_kwargs sets {clash}, which qvq-ray maps from its own config "
+            "(model.*, engine.*, resources.tensor_parallel_size); set them there instead"
+        )
+    tp = resources.tensor_parallel_size
+    kwargs: dict[str, Any] = {
+        "model": model_path or model.path,
+        "served_model_name": model.served_model_name or model.path.rstrip("/").split("/")[-1],
+        "dtype": model.dtype,
+        "trust_remote_code": model.trust_remote_code,
+        "tensor_parallel_size": tp,
+        "max_model_len": model.max_model_len or DEFAULT_MAX_MODEL_LEN,
+        # Images only (QVQ is single-turn, images only); video 0 also skips profiling for video.
+        "limit_mm_per_prompt": {"image": model.max_images_per_prompt, "video": 0},
+        # Qwen2-VL's processor reads min_pixels / max_pixels (smart_resize bounds).
+        "mm_processor_kwargs": {"min_pixels": model.min_pixels, "max_pixels": model.max_pixels},
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "max_num_seqs": engine.max_num_seqs or engine.max_batch_size,
+        "enforce_eager": engine.enforce_eager,
+        "generation_config": "vllm",
+    }
+    if executor_backend is not None:
+        kwargs["distributed_executor_backend"] = executor_backend
+    kwargs.update(extra)
+    return kwargs
+
+
+# --------------------------------------------------------------------------- pure: sampling
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    """How one of our requests becomes one vLLM request."""
+
+    params: dict[str, Any]  # SamplingParams kwargs; output_kind as the RequestOutputKind member name
+    repeat: int  # how many times the returned samples are repeated (greedy n > 1)
+
+
+def sampling_params_kwargs(sampling: SamplingConfig, *, stop_token_ids: list[int], stream: bool) -> RequestPlan:
+    """`vllm.SamplingParams` kwargs for our SamplingConfig: every field explicit, no vLLM defaults.
+
+    Greedy (temperature 0) ignores top_p/top_k/seed in vLLM (`SamplingParams.__post_init__` resets
+    them) and refuses n > 1, so a greedy request asks for one sample and repeats it n times.
+    """
+    greedy = sampling.temperature == 0
+    n = 1 if greedy else sampling.n
+    params: dict[str, Any] = {
+        "n": n,
+        "temperature": sampling.temperature,
+        "top_p": 1.0 if greedy else sampling.top_p,
+        "top_k": 0 if greedy else sampling.top_k,  # 0 = off (vLLM also accepts -1)
+        "min_p": 0.0,
+        "seed": None if greedy else sampling.seed,
+        "stop": list(sampling.stop),
+        "stop_token_ids": list(stop_token_ids),
+        "include_stop_str_in_output": False,
+        "ignore_eos": False,
+        "max_tokens": sampling.max_tokens,
+        "min_tokens": 0,
+        "repetition_penalty": sampling.repetition_penalty,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "skip_special_tokens": True,
+        "output_kind": "DELTA" if stream else "FINAL_ONLY",
+    }
+    return RequestPlan(params=params, repeat=sampling.n if greedy else 1)
+
+
+def stop_token_ids_for(tokenizer: Any) -> list[int]:
+    """The tokenizer's eos plus Qwen's `<|im_end|>` and `<|endoftext|>`, deduplicated."""
+    ids: list[int] = []
+    candidates = [getattr(tokenizer, "eos_token_id", None)]
+    for token in QWEN_STOP_TOKENS:
+        candidates.append(tokenizer.convert_tokens_to_ids(token))
+    unk = getattr(tokenizer, "unk_token_id", None)
+    for value in candidates:
+        if isinstance(value, int) and value >= 0 and value != unk and value not in ids:
+            ids.append(value)
+    return ids
+
+
+# --------------------------------------------------------------------------- pure: prompt
+
+
+def build_prompt(
+    messages: list[Message],
+    apply_chat_template: Callable[[list[Message]], str],
+    *,
+    max_images: int,
+    decode: Callable[[bytes], Any] | None = None,
+) -> dict[str, Any]:
+    """A vLLM prompt dict from our chat messages: the chat-templated text and the decoded images.
+
+    Image parts become `{"type": "image"}` in the template (one
+    `<|vision_start|><|image_pad|><|vision_end|>` each, in order) and their bytes are decoded to
+    RGB PIL images for `multi_modal_data["image"]`. A bad request raises InvalidRequestError.
+    """
+    if decode is None:
+        from qvq_ray.images import decode_image as decode
+    template_messages: list[Message] = []
+    images: list[Any] = []
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequestError("messages must be a non-empty list")
+    for message in messages:
+        content = message.get("content")
+        role = message.get("role")
+        if role not in ("system", "user", "assistant"):
+            raise InvalidRequestError(f"unsupported message role: {role!r}")
+        if isinstance(content, str):
+            template_messages.append({"role": role, "content": [{"type": "text", "text": content}]})
+            continue
+        parts: list[dict[str, Any]] = []
+        for part in content or []:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "image":
+                data = part.get("image")
+                if not isinstance(data, (bytes, bytearray)):
+                    raise InvalidRequestError("image parts must carry encoded image bytes")
+                try:
+                    images.append(decode(bytes(data)))
+                except Exception as exc:
+                    raise InvalidRequestError(f"cannot decode image: {exc}") from exc
+                parts.append({"type": "image"})
+            elif kind == "text":
+                parts.append({"type": "text", "text": str(part.get("text", ""))})
+            else:
+                raise InvalidRequestError(f"unsupported content part type: {kind!r}")
+        template_messages.append({"role": role, "content": parts})
+    if len(images) > max_images:
+        raise InvalidRequestError(f"{len(images)} images in one prompt; the limit is {max_images}")
+    prompt: dict[str, Any] = {"prompt": apply_chat_template(template_messages)}
+    if images:
+        prompt["multi_modal_data"] = {"image": images}
+    return prompt
+
+
+# --------------------------------------------------------------------------- pure: outputs
+
+
+def finish_reason_from_vllm(reason: str | None) -> FinishReason:
+    """vLLM's CompletionOutput.finish_reason -> ours. None (never finished) counts as aborted."""
+    if reason in ("stop", "length", "abort"):
+        return reason  # type: ignore[return-value]
+    if reason is None:
+        return "abort"
+    raise EngineError(f"vLLM finished a sample with finish_reason {reason!r}")
+
+
+def completions_from_output(output: Any, *, repeat: int, started: float, now: float | None = None) -> list[Completion]:
+    """Our Completions from a final (FINAL_ONLY) `vllm.outputs.RequestOutput`, in sample order."""
+    now = time.perf_counter() if now is None else now
+    prompt_tokens = len(output.prompt_token_ids or [])
+    samples = sorted(output.outputs, key=lambda o: o.index)
+    completions = [
+        Completion(
+            text=sample.text,
+            finish_reason=finish_reason_from_vllm(sample.finish_reason),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(sample.token_ids),
+            latency_s=now - started,
+        )
+        for sample in samples
+    ]
+    if repeat > 1:
+        completions = [c.model_copy() for c in completions for _ in range(repeat)]
+    return completions
+
+
+class DeltaAccumulator:
+    """Folds DELTA RequestOutputs of one sample (n=1) into text deltas and a final Completion."""
+
+    def __init__(self, started: float):
+        self.started = started
+        self.text = ""
+        self.tokens = 0
+        self.prompt_tokens = 0
+        self.finish: str | None = None
+        self.finished = False
+
+    def add(self, output: Any) -> str:
+        """Take one RequestOutput; return its new text (may be '')."""
+        if output.prompt_token_ids and not self.prompt_tokens:
+            self.prompt_tokens = len(output.prompt_token_ids)
+        delta = ""
+        for sample in output.outputs:
+            if sample.index != 0:
+                continue
+            delta += sample.text
+            self.tokens += len(sample.token_ids)
+            if sample.finish_reason is not None:
+                self.finish = sample.finish_reason
+        self.text += delta
+        self.finished = self.finished or bool(output.finished)
+        return delta
+
+    def completion(self, now: float | None = None) -> Completion:
+        now = time.perf_counter() if now is None else now
+        return Completion(
+            text=self.text,
+            finish_reason=finish_reason_from_vllm(self.finish),
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.tokens,
+            latency_s=now - self.started,
+        )
+
+
+def classify_error(exc: BaseException) -> Exception:
+    """vLLM's request-validation errors -> InvalidRequestError (a 4xx); the rest -> EngineError.
+
+    vLLM raises `vllm.exceptions.VLLMValidationError` (a ValueError; a `VLLMClientError` in newer
+    trees) for a bad request: prompt longer than max_model_len, too many images, bad parameters.
+    Engine failures are `EngineGenerateError` / `EngineDeadError` (vllm/v1/engine/exceptions.py).
+    """
+    if isinstance(exc, (InvalidRequestError, EngineError)):
+        return exc  # type: ignore[return-value]
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {"VLLMValidationError", "VLLMClientError"} or (
+        isinstance(exc, ValueError) and not names & {"EngineGenerateError", "EngineDeadError"}
+    ):
+        return InvalidRequestError(str(exc) or type(exc).__name__)
+    return EngineError(f"vLLM failed: {type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class _VLLMApi:
+    """The few vLLM classes a request needs (the real ones, or a named fake in unit tests)."""
+
+    SamplingParams: Any
+    RequestOutputKind: Any
+
+
+def _current_placement_group():
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        from ray.util import get_current_placement_group
+
+        return get_current_placement_group()
+    except Exception:  # not in Ray, or Ray not installed
+        return None
+
+
+def _gpu_bundles(placement_group) -> int | None:
+    if placement_group is None:
+        return None
+    return sum(1 for bundle in placement_group.bundle_specs if bundle.get("GPU", 0) > 0)
+
+
+def _prepare_process_for_ray_executor() -> None:
+    """The replica itself holds no GPU (its bundles' GPUs go to vLLM's Ray workers), so Ray may
+    have set CUDA_VISIBLE_DEVICES to ''. Ray Serve LLM clears it and vLLM's device-capability
+    cache before building the engine (ray: .../engines/vllm/vllm_engine.py,
+    `_clear_current_platform_cache`); so do we."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        del os.environ["CUDA_VISIBLE_DEVICES"]
+    try:
+        from vllm.platforms import current_platform
+
+        cache_clear = getattr(current_platform.get_device_capability, "cache_clear", None)
+        if cache_clear is not None:
+            cache_clear()
+    except Exception:
+        pass
+
+
+class VLLMEngine:
+    """`Engine` over vLLM's AsyncLLM: continuous batching, streaming, abort, n samples, TP."""
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        engine: EngineConfig | None = None,
+        resources: ResourcesConfig | None = None,
+        *,
+        _async_llm: Any = None,
+        _api: _VLLMApi | None = None,
+        _processor: Any = None,
+    ):
+        """Build the engine. The underscored arguments are a test seam: a named fake AsyncLLM, its
+        API classes and a processor stand in for vLLM where vLLM cannot run (no CUDA here)."""
+        from qvq_ray.engines.tiny import resolve_model_path
+
+        self.model_config = model
+        self.engine_config = engine or EngineConfig(kind="vllm")
+        self.resources = resources or ResourcesConfig()
+        self.model_name = model.served_model_name or model.path.rstrip("/").split("/")[-1]
+        self._closed = False
+        if _async_llm is not None:
+            self._llm, self._api, self.processor = _async_llm, _api, _processor
+        else:
+            vllm = import_vllm()
+            from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+            from qvq_ray.engines.processor import load_processor
+
+            self.path = resolve_model_path(model.path)
+            self.processor = load_processor(self.path, min_pixels=model.min_pixels, max_pixels=model.max_pixels)
+            self._api = _VLLMApi(SamplingParams=SamplingParams, RequestOutputKind=RequestOutputKind)
+            self._llm = self._start(vllm)
+        self.stop_token_ids = stop_token_ids_for(self.processor.tokenizer)
+
+    @classmethod
+    def from_config(cls, config: QvqConfig) -> "VLLMEngine":
+        return cls(config.model, config.engine, config.resources)
+
+    def _start(self, vllm) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        placement_group = _current_placement_group()
+        backend = choose_executor_backend(
+            self.engine_config.distributed_executor_backend,
+            self.resources.tensor_parallel_size,
+            _gpu_bundles(placement_group),
+        )
+        kwargs = engine_args_kwargs(
+            self.model_config, self.engine_config, self.resources, model_path=self.path, executor_backend=backend
+        )
+        try:
+            args = AsyncEngineArgs(**kwargs)
+        except TypeError as exc:  # a vllm_engine_kwargs key this vLLM does not know
+            raise ValueError(f"vLLM {getattr(vllm, '__version__', '?')} rejected engine arguments: {exc}") from exc
+        logger.info("starting vLLM %s: %s", getattr(vllm, "__version__", "?"), kwargs)
+        if backend == "ray" and placement_group is not None:
+            _prepare_process_for_ray_executor()
+            vllm_config = args.create_engine_config(usage_context=UsageContext.ENGINE_CONTEXT)
+            vllm_config.parallel_config.placement_group = placement_group
+            return AsyncLLM.from_vllm_config(
+                vllm_config, usage_context=UsageContext.ENGINE_CONTEXT, disable_log_stats=args.disable_log_stats
+            )
+        return AsyncLLM.from_engine_args(args, usage_context=UsageContext.ENGINE_CONTEXT)
+
+    # ------------------------------------------------------------------ requests
+
+    def _request(self, messages: list[Message], sampling: SamplingConfig, stream: bool) -> tuple[dict, Any, int]:
+        if self._closed:
+            raise EngineError("engine is closed")
+        prompt = build_prompt(messages, self._apply_template, max_images=self.model_config.max_images_per_prompt)
+        plan = sampling_params_kwargs(sampling, stop_token_ids=self.stop_token_ids, stream=stream)
+        params = dict(plan.params)
+        params["output_kind"] = getattr(self._api.RequestOutputKind, params["output_kind"])
+        try:
+            sampling_params = self._api.SamplingParams(**params)
+        except Exception as exc:
+            raise classify_error(exc) from exc
+        return prompt, sampling_params, plan.repeat
+
+    def _apply_template(self, template_messages: list[Message]) -> str:
+        return self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
+
+    async def _outputs(self, prompt: dict, params: Any) -> AsyncIterator[Any]:
+        """vLLM's RequestOutputs for one request; aborts it if iteration stops before it finishes."""
+        request_id = f"qvq-{uuid.uuid4().hex}"
+        outputs = self._llm.generate(prompt, params, request_id)
+        finished = False
+        try:
+            async for output in outputs:
+                finished = finished or bool(output.finished)
+                yield output
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:
+            raise classify_error(exc) from exc
+        finally:
+            if not finished:
+                await self._abort(outputs, request_id)
+
+    async def _abort(self, outputs: Any, request_id: str) -> None:
+        try:
+            await outputs.aclose()  # vLLM's generate() aborts on GeneratorExit
+        except BaseException:  # noqa: BLE001 - best effort; the explicit abort below is what counts
+            pass
+        try:
+            await self._llm.abort(request_id)
+            logger.debug("aborted vLLM request %s", request_id)
+        except Exception as exc:  # already finished or engine gone
+            logger.debug("abort of %s: %s", request_id, exc)
+
+    async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
+        started = time.perf_counter()
+        prompt, params, repeat = self._request(messages, sampling, stream=False)
+        final = None
+        async with aclosing(self._outputs(prompt, params)) as outputs:
+            async for output in outputs:
+                final = output
+        if final is None or not final.finished:
+            raise EngineError("vLLM ended the request without a final output")
+        return completions_from_output(final, repeat=repeat, started=started)
+
+    async def generate_with_stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[Any]:
+        """Text deltas of the one sample, then its final Completion (token counts, finish reason)."""
+        if sampling.n != 1:
+            raise InvalidRequestError("streaming supports n=1 per request")
+        started = time.perf_counter()
+        prompt, params, _ = self._request(messages, sampling, stream=True)
+        acc = DeltaAccumulator(started)
+        # aclosing: a consumer that stops early closes _outputs at once, which aborts the request.
+        async with aclosing(self._outputs(prompt, params)) as outputs:
+            async for output in outputs:
+                delta = acc.add(output)
+                if delta:
+                    yield delta
+        if not acc.finished:
+            raise EngineError("vLLM ended the stream without a final output")
+        yield acc.completion()
+
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str]:
+        """Yield text deltas of one sample (n must be 1)."""
+        async for item in self.generate_with_stream(messages, sampling):
+            if isinstance(item, str):
+                yield item
+
+    async def check_health(self) -> None:
+        if self._closed:
+            raise EngineError("engine is closed")
+        try:
+            await self._llm.check_health()
+        except Exception as exc:
+            raise EngineError(f"vLLM engine is unhealthy: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        shutdown = getattr(self._llm, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+
+
+__all__ = [
+    "DEFAULT_MAX_MODEL_LEN",
+    "VLLMEngine",
+    "build_prompt",
+    "choose_executor_backend",
+    "classify_error",
+    "completions_from_output",
+    "engine_args_kwargs",
+    "import_vllm",
+    "sampling_params_kwargs",
+    "stop_token_ids_for",
+]

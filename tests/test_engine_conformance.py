@@ -1,0 +1,226 @@
+"""One conformance suite every engine passes: the Engine contract, held the same way for all.
+
+- hf: the transformers engine in this process (tiny Qwen2-VL);
+- openai: the OpenAI-compatible engine against OUR OWN Serve app over real HTTP on 127.0.0.1
+  (ingress -> engine deployment -> transformers engine), started on the session's Ray cluster;
+- vllm: the vLLM engine; runs only where CUDA and vLLM are present (skipped here). On a GPU host:
+  `python -m pytest tests/test_engine_conformance.py -k vllm -q` (model from $QVQ_VLLM_TEST_MODEL,
+  default the tiny checkpoint).
+
+The contract: temperature 0 is deterministic and seeds are honoured; finish reasons are 'length'
+at max_tokens and 'stop' on a stop string; token counts are exact (the prompt's visual tokens
+included); `n` returns n samples; streaming yields text deltas in order and then one final
+Completion agreeing with `generate`; bad input raises InvalidRequestError and the engine keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from qvq_ray.config import QVQ_SYSTEM_PROMPT, EngineConfig, ModelConfig, SamplingConfig
+from qvq_ray.engines.base import Completion, InvalidRequestError
+from tests.conftest import free_port, png_bytes
+
+MAX_IMAGES = 2
+MAX_PIXELS = 200704  # 256 x 28^2
+# 112 x 56 px = 4 x 2 patches of 28 px -> 8 visual tokens, plus <|vision_start|> and <|vision_end|>.
+IMAGE_PROMPT_TOKENS = 8 + 2
+
+
+def _vllm_available() -> bool:
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return False
+        import vllm  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+ENGINES = [
+    "hf",
+    "openai",
+    pytest.param("vllm", marks=pytest.mark.skipif(not _vllm_available(), reason="needs CUDA and vLLM")),
+]
+
+
+def messages(text: str, images: list[bytes] = ()) -> list[dict]:
+    content = [{"type": "image", "image": im} for im in images] + [{"type": "text", "text": text}]
+    return [
+        {"role": "system", "content": [{"type": "text", "text": QVQ_SYSTEM_PROMPT}]},
+        {"role": "user", "content": content},
+    ]
+
+
+@pytest.fixture(scope="module")
+def loop():
+    """One event loop for the module: vLLM's AsyncLLM binds its output handler to the first loop."""
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def serve_url(ray_cluster):
+    """Our own Serve app (tiny model, transformers engine) on 127.0.0.1, as tests/test_serve.py starts it."""
+    from ray import serve
+
+    from qvq_ray.serve.app import build_app
+
+    app_config = {
+        "model": {"path": "tiny", "served_model_name": "qvq-tiny", "max_pixels": MAX_PIXELS, "max_images_per_prompt": MAX_IMAGES},
+        "engine": {"max_batch_size": 4, "torch_threads": 1},
+        "verifier": {"workers": 1},
+        "resources": {"num_cpus": 0.5},
+        "serve": {"ingress_num_cpus": 0.25},
+    }
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"config": app_config}), name="qvq-conformance", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request, tiny_model_dir, loop):
+    kind = request.param
+    if kind == "hf":
+        from qvq_ray.engines.hf import HFEngine
+
+        engine = HFEngine(
+            ModelConfig(path=tiny_model_dir, max_pixels=MAX_PIXELS, max_images_per_prompt=MAX_IMAGES),
+            EngineConfig(max_batch_size=4, batch_wait_ms=5),
+        )
+    elif kind == "openai":
+        from qvq_ray.engines.openai import OpenAIEngine
+
+        url = request.getfixturevalue("serve_url")
+        engine = OpenAIEngine(
+            ModelConfig(path="qvq-tiny"),
+            EngineConfig(kind="openai", base_url=f"{url}/v1", api_key="unused", max_retries=1, retry_backoff_s=0.1),
+        )
+    else:
+        from qvq_ray.config import ResourcesConfig
+        from qvq_ray.engines.vllm import VLLMEngine
+
+        path = os.environ.get("QVQ_VLLM_TEST_MODEL", tiny_model_dir)
+        engine = VLLMEngine(
+            ModelConfig(path=path, max_pixels=MAX_PIXELS, max_images_per_prompt=MAX_IMAGES, max_model_len=4096),
+            EngineConfig(kind="vllm", max_batch_size=16, gpu_memory_utilization=0.3, enforce_eager=True),
+            ResourcesConfig(),
+        )
+    yield engine
+    loop.run_until_complete(engine.close())
+
+
+@pytest.fixture(scope="module")
+def run(loop):
+    return loop.run_until_complete
+
+
+def collect(run, agen) -> list:
+    async def go():
+        return [item async for item in agen]
+
+    return run(go())
+
+
+GREEDY = SamplingConfig(max_tokens=16)
+IMAGE = png_bytes("12 + 30")
+
+
+def test_temperature_zero_is_deterministic_and_sees_the_image(engine, run):
+    a = run(engine.generate(messages("What is the result?", [IMAGE]), GREEDY))
+    b = run(engine.generate(messages("What is the result?", [IMAGE]), GREEDY))
+    other = run(engine.generate(messages("What is the result?", [png_bytes("95 - 17")]), GREEDY))
+    assert len(a) == 1 and isinstance(a[0], Completion)
+    assert a[0].text and a[0].text == b[0].text
+    assert other[0].text != a[0].text  # the image reaches the model
+
+
+def test_seed_is_honoured(engine, run):
+    msg = messages("Count the shapes.", [png_bytes("o o o")])
+    seeded = SamplingConfig(temperature=1.0, seed=11, max_tokens=12)
+    a = run(engine.generate(msg, seeded))[0].text
+    b = run(engine.generate(msg, seeded))[0].text
+    c = run(engine.generate(msg, seeded.model_copy(update={"seed": 12})))[0].text
+    assert a == b
+    assert c != a
+
+
+def test_length_finish_and_exact_token_counts(engine, run):
+    with_image = run(engine.generate(messages("Describe it.", [IMAGE]), SamplingConfig(max_tokens=5)))[0]
+    text_only = run(engine.generate(messages("Describe it."), SamplingConfig(max_tokens=5)))[0]
+    assert with_image.finish_reason == "length" and with_image.completion_tokens == 5
+    assert with_image.prompt_tokens - text_only.prompt_tokens == IMAGE_PROMPT_TOKENS
+    assert text_only.prompt_tokens > 20  # the system prompt is counted
+    assert with_image.latency_s > 0
+
+
+def test_stop_string_ends_with_stop_and_is_cut(engine, run):
+    msg = messages("What is the result?", [IMAGE])
+    full = run(engine.generate(msg, SamplingConfig(max_tokens=24)))[0]
+    # A plain ASCII stop string the sample contains (not at its start), as real stop strings are.
+    stop = next(
+        s
+        for k in range(2, len(full.text) - 1)
+        if (s := full.text[k : k + 2]).isascii() and s.isalnum() and full.text.find(s) >= 2
+    )
+    cut = full.text.find(stop)
+    out = run(engine.generate(msg, SamplingConfig(max_tokens=24, stop=[stop])))[0]
+    assert out.finish_reason == "stop"
+    assert out.text == full.text[:cut]
+    assert 0 < out.completion_tokens < full.completion_tokens
+
+
+def test_n_samples(engine, run):
+    msg = messages("Count the shapes.", [png_bytes("o o o")])
+    sampled = SamplingConfig(temperature=1.0, seed=5, n=3, max_tokens=8)
+    first = run(engine.generate(msg, sampled))
+    again = run(engine.generate(msg, sampled))
+    assert len(first) == 3
+    assert [c.text for c in first] == [c.text for c in again]
+    assert len({c.text for c in first}) > 1
+    assert len({c.prompt_tokens for c in first}) == 1 and first[0].prompt_tokens > 0
+    for c in first:
+        assert c.finish_reason in ("stop", "length") and 1 <= c.completion_tokens <= 8
+    greedy_one = run(engine.generate(msg, SamplingConfig(max_tokens=8)))[0]
+    greedy_two = run(engine.generate(msg, SamplingConfig(max_tokens=8, n=2)))
+    assert [c.text for c in greedy_two] == [greedy_one.text] * 2
+
+
+def test_streaming_yields_ordered_deltas_then_one_final_completion(engine, run):
+    msg = messages("What is the result?", [IMAGE])
+    full = run(engine.generate(msg, GREEDY))[0]
+    items = collect(run, engine.generate_with_stream(msg, GREEDY))
+    deltas, final = items[:-1], items[-1]
+    assert all(isinstance(d, str) and d for d in deltas) and len(deltas) > 1
+    assert isinstance(final, Completion)
+    assert "".join(deltas) == final.text == full.text
+    assert (final.finish_reason, final.completion_tokens, final.prompt_tokens) == (
+        full.finish_reason,
+        full.completion_tokens,
+        full.prompt_tokens,
+    )
+    assert "".join(collect(run, engine.stream(msg, GREEDY))) == full.text
+    with pytest.raises(InvalidRequestError):
+        collect(run, engine.stream(msg, SamplingConfig(max_tokens=4, n=2, temperature=1.0)))
+
+
+def test_bad_input_raises_invalid_request_and_engine_keeps_serving(engine, run):
+    truncated_png = png_bytes()[:60]
+    with pytest.raises(InvalidRequestError, match="(?i)image"):
+        run(engine.generate(messages("?", [truncated_png]), SamplingConfig(max_tokens=4)))
+    with pytest.raises(InvalidRequestError, match="(?i)image"):
+        run(engine.generate(messages("?", [IMAGE] * (MAX_IMAGES + 1)), SamplingConfig(max_tokens=4)))
+    bad_part = [{"role": "user", "content": [{"type": "audio", "audio": b"..."}]}]
+    with pytest.raises(InvalidRequestError, match="audio"):
+        run(engine.generate(bad_part, SamplingConfig(max_tokens=4)))
+    ok = run(engine.generate(messages("2+2?"), SamplingConfig(max_tokens=4)))
+    assert ok[0].completion_tokens > 0

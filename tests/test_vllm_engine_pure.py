@@ -1,0 +1,543 @@
+"""The vLLM engine's pure parts, without vLLM: argument mapping, sampling and output conversion.
+
+vLLM needs CUDA and cannot be installed here, so what reaches it is checked against its real
+API: the field names of `AsyncEngineArgs` and `SamplingParams` as vLLM 0.33's source defines them
+(vllm/engine/arg_utils.py `EngineArgs`, vllm/sampling_params.py `SamplingParams`) and, where vLLM
+is importable, against the installed classes themselves. The engine's request flow (streaming,
+n, abort when the consumer stops) runs over `FakeAsyncLLM`, a stand-in named as such that behaves
+like `vllm.v1.engine.async_llm.AsyncLLM.generate` / `abort`; the real engine runs in
+tests/test_vllm_engine_gpu.py and the conformance suite on a CUDA host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+
+import pytest
+import yaml
+
+from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig
+from qvq_ray.engines.base import EngineError, InvalidRequestError
+from qvq_ray.engines.vllm import (
+    DEFAULT_MAX_MODEL_LEN,
+    DeltaAccumulator,
+    VLLMEngine,
+    _VLLMApi,
+    build_prompt,
+    choose_executor_backend,
+    classify_error,
+    completions_from_output,
+    engine_args_kwargs,
+    sampling_params_kwargs,
+    stop_token_ids_for,
+)
+from tests.conftest import png_bytes
+
+# Fields of vllm.engine.arg_utils.EngineArgs / AsyncEngineArgs we set, as vLLM 0.33 declares them.
+VLLM_ENGINE_ARGS_FIELDS = {
+    "model", "served_model_name", "tokenizer", "dtype", "trust_remote_code", "seed", "max_model_len",
+    "distributed_executor_backend", "tensor_parallel_size", "pipeline_parallel_size", "gpu_memory_utilization",
+    "max_num_seqs", "max_num_batched_tokens", "enforce_eager", "limit_mm_per_prompt", "mm_processor_kwargs",
+    "generation_config", "override_generation_config", "quantization", "kv_cache_dtype", "enable_prefix_caching",
+    "disable_log_stats", "enable_log_requests",
+}
+# Fields of vllm.sampling_params.SamplingParams, as vLLM 0.33 declares them (the ones we set and more).
+VLLM_SAMPLING_FIELDS = {
+    "n", "presence_penalty", "frequency_penalty", "repetition_penalty", "temperature", "top_p", "top_k", "min_p",
+    "seed", "stop", "stop_token_ids", "ignore_eos", "max_tokens", "min_tokens", "logprobs", "prompt_logprobs",
+    "detokenize", "skip_special_tokens", "spaces_between_special_tokens", "include_stop_str_in_output",
+    "output_kind", "structured_outputs", "logit_bias", "allowed_token_ids", "extra_args", "bad_words",
+}
+QVQ = ModelConfig(path="Qwen/QVQ-72B-Preview", served_model_name="qvq-72b-preview", dtype="bfloat16", max_pixels=1003520, max_model_len=32768)
+
+
+def _installed_fields(module: str, name: str) -> set[str] | None:
+    try:
+        mod = __import__(module, fromlist=[name])
+    except Exception:
+        return None
+    cls = getattr(mod, name)
+    if dataclasses.is_dataclass(cls):
+        return {f.name for f in dataclasses.fields(cls)}
+    return set(getattr(cls, "__struct_fields__", ())) or None
+
+
+# --------------------------------------------------------------------------- engine arguments
+
+
+def test_engine_args_for_qvq_72b_tp4():
+    kwargs = engine_args_kwargs(
+        QVQ,
+        EngineConfig(kind="vllm", max_batch_size=64, gpu_memory_utilization=0.92),
+        ResourcesConfig(num_cpus=8, tensor_parallel_size=4),
+        executor_backend="ray",
+    )
+    assert kwargs == {
+        "model": "Qwen/QVQ-72B-Preview",
+        "served_model_name": "qvq-72b-preview",
+        "dtype": "bfloat16",
+        "trust_remote_code": False,
+        "tensor_parallel_size": 4,
+        "distributed_executor_backend": "ray",
+        "max_model_len": 32768,
+        "limit_mm_per_prompt": {"image": 8, "video": 0},
+        "mm_processor_kwargs": {"min_pixels": 3136, "max_pixels": 1003520},
+        "gpu_memory_utilization": 0.92,
+        "max_num_seqs": 64,
+        "enforce_eager": False,
+        "generation_config": "vllm",  # the checkpoint's generation_config never applies
+    }
+    assert set(kwargs) <= VLLM_ENGINE_ARGS_FIELDS
+    installed = _installed_fields("vllm.engine.arg_utils", "AsyncEngineArgs")
+    if installed is not None:
+        assert set(kwargs) <= installed
+
+
+def test_engine_args_defaults_and_passthrough():
+    kwargs = engine_args_kwargs(
+        ModelConfig(path="/models/qvq", max_images_per_prompt=2),
+        EngineConfig(kind="vllm", max_batch_size=12, max_num_seqs=None, enforce_eager=True, vllm_engine_kwargs={"kv_cache_dtype": "fp8"}),
+        ResourcesConfig(),
+        model_path="/resolved/qvq",
+    )
+    assert kwargs["max_model_len"] == DEFAULT_MAX_MODEL_LEN == 32768
+    assert kwargs["max_num_seqs"] == 12 and kwargs["enforce_eager"] is True
+    assert kwargs["model"] == "/resolved/qvq" and kwargs["served_model_name"] == "qvq"
+    assert kwargs["limit_mm_per_prompt"] == {"image": 2, "video": 0}
+    assert kwargs["kv_cache_dtype"] == "fp8"
+    assert "distributed_executor_backend" not in kwargs  # TP 1: vLLM's own default
+    with pytest.raises(ValueError, match="max_model_len"):
+        engine_args_kwargs(ModelConfig(), EngineConfig(kind="vllm", vllm_engine_kwargs={"max_model_len": 4096}), ResourcesConfig())
+
+
+@pytest.mark.parametrize(
+    "configured, tp, bundles, expected",
+    [
+        ("auto", 1, None, None),
+        ("auto", 1, 4, None),
+        ("auto", 4, 4, "ray"),  # a Serve replica in its STRICT_PACK group of 4 GPU bundles
+        ("auto", 4, None, "mp"),  # a Ray Data actor owning 4 GPUs, or a plain process
+        ("auto", 4, 2, "mp"),
+        ("mp", 4, 4, "mp"),
+        ("ray", 2, None, "ray"),
+    ],
+)
+def test_executor_backend(configured, tp, bundles, expected):
+    assert choose_executor_backend(configured, tp, bundles) == expected
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def test_sampling_params_are_all_explicit():
+    plan = sampling_params_kwargs(
+        SamplingConfig(temperature=0.7, top_p=0.9, top_k=20, seed=3, stop=["END"], n=4, max_tokens=8192, repetition_penalty=1.05),
+        stop_token_ids=[151645, 151643],
+        stream=False,
+    )
+    assert plan.repeat == 1
+    assert plan.params == {
+        "n": 4, "temperature": 0.7, "top_p": 0.9, "top_k": 20, "min_p": 0.0, "seed": 3, "stop": ["END"],
+        "stop_token_ids": [151645, 151643], "include_stop_str_in_output": False, "ignore_eos": False,
+        "max_tokens": 8192, "min_tokens": 0, "repetition_penalty": 1.05, "presence_penalty": 0.0,
+        "frequency_penalty": 0.0, "skip_special_tokens": True, "output_kind": "FINAL_ONLY",
+    }
+    assert set(plan.params) <= VLLM_SAMPLING_FIELDS
+    installed = _installed_fields("vllm.sampling_params", "SamplingParams")
+    if installed is not None:
+        assert set(plan.params) <= installed
+
+
+def test_greedy_n_is_one_request_repeated_and_streams_are_delta():
+    plan = sampling_params_kwargs(SamplingConfig(n=3, max_tokens=16, seed=9, top_k=5), stop_token_ids=[1], stream=True)
+    assert plan.repeat == 3
+    assert (plan.params["n"], plan.params["seed"], plan.params["top_k"], plan.params["top_p"]) == (1, None, 0, 1.0)
+    assert plan.params["output_kind"] == "DELTA"
+
+
+def test_stop_tokens_of_the_tiny_checkpoint(tiny_model_dir):
+    from qvq_ray.engines.processor import load_processor
+
+    tok = load_processor(tiny_model_dir).tokenizer
+    ids = stop_token_ids_for(tok)
+    assert tok.convert_tokens_to_ids("<|im_end|>") in ids and tok.convert_tokens_to_ids("<|endoftext|>") in ids
+    assert len(ids) == len(set(ids))
+
+
+# --------------------------------------------------------------------------- prompt
+
+
+@pytest.fixture(scope="module")
+def processor(tiny_model_dir):
+    from qvq_ray.engines.processor import load_processor
+
+    return load_processor(tiny_model_dir, max_pixels=200704)
+
+
+def _template(processor):
+    return lambda msgs: processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def test_prompt_has_one_placeholder_per_image_in_order(processor):
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": "Think."}]},
+        {"role": "user", "content": [
+            {"type": "image", "image": png_bytes("1", size=(56, 56))},
+            {"type": "text", "text": "and"},
+            {"type": "image", "image": png_bytes("2", size=(112, 56))},
+            {"type": "text", "text": "Which is larger?"},
+        ]},
+    ]
+    prompt = build_prompt(messages, _template(processor), max_images=4)
+    text = prompt["prompt"]
+    assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 2
+    assert "<|vision_start|><|image_pad|><|vision_end|>and<|vision_start|><|image_pad|><|vision_end|>Which is larger?" in text
+    assert text.endswith("<|im_start|>assistant\n") and text.startswith("<|im_start|>system\nThink.")
+    images = prompt["multi_modal_data"]["image"]
+    assert [im.size for im in images] == [(56, 56), (112, 56)] and images[0].mode == "RGB"
+    text_only = build_prompt([{"role": "user", "content": "hi"}], _template(processor), max_images=4)
+    assert "multi_modal_data" not in text_only
+
+
+@pytest.mark.parametrize(
+    "messages, needle",
+    [
+        ([{"role": "user", "content": [{"type": "image", "image": b"garbage"}]}], "cannot decode image"),
+        ([{"role": "user", "content": [{"type": "image", "image": "a string"}]}], "encoded image bytes"),
+        ([{"role": "user", "content": [{"type": "image", "image": png_bytes()}] * 3}], "3 images"),
+        ([{"role": "user", "content": [{"type": "video", "video": b""}]}], "video"),
+        ([{"role": "robot", "content": "x"}], "role"),
+        ([], "non-empty"),
+    ],
+)
+def test_bad_prompts_are_invalid_requests(processor, messages, needle):
+    with pytest.raises(InvalidRequestError, match=needle):
+        build_prompt(messages, _template(processor), max_images=2)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+@dataclass
+class FakeCompletionOutput:
+    """Field-for-field vllm.outputs.CompletionOutput (index, text, token_ids, finish_reason...)."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    cumulative_logprob: float | None = None
+    logprobs: object = None
+    finish_reason: str | None = None
+    stop_reason: object = None
+
+
+@dataclass
+class FakeRequestOutput:
+    """Field-for-field vllm.outputs.RequestOutput (request_id, prompt_token_ids, outputs, finished)."""
+
+    request_id: str
+    prompt: str | None
+    prompt_token_ids: list[int] | None
+    prompt_logprobs: object
+    outputs: list[FakeCompletionOutput]
+    finished: bool
+
+
+def test_final_output_to_completions_in_sample_order():
+    output = FakeRequestOutput("r", "p", list(range(40)), None, [
+        FakeCompletionOutput(2, "c", [5, 6, 7], finish_reason="length"),
+        FakeCompletionOutput(0, "a", [1], finish_reason="stop"),
+        FakeCompletionOutput(1, "b", [2, 3], finish_reason="abort"),
+    ], True)
+    out = completions_from_output(output, repeat=1, started=10.0, now=12.5)
+    assert [(c.text, c.finish_reason, c.completion_tokens, c.prompt_tokens) for c in out] == [
+        ("a", "stop", 1, 40), ("b", "abort", 2, 40), ("c", "length", 3, 40)
+    ]
+    assert out[0].latency_s == 2.5
+    single = FakeRequestOutput("r", "p", [1, 2], None, [FakeCompletionOutput(0, "x", [9], finish_reason="stop")], True)
+    assert [c.text for c in completions_from_output(single, repeat=3, started=0.0)] == ["x", "x", "x"]
+    with pytest.raises(EngineError, match="finish_reason 'error'"):
+        completions_from_output(
+            FakeRequestOutput("r", "p", [1], None, [FakeCompletionOutput(0, "", [], finish_reason="error")], True), repeat=1, started=0.0
+        )
+
+
+def test_delta_outputs_accumulate():
+    acc = DeltaAccumulator(started=0.0)
+    chunks = [
+        FakeRequestOutput("r", "p", [1, 2, 3], None, [FakeCompletionOutput(0, "He", [7])], False),
+        FakeRequestOutput("r", "p", None, None, [FakeCompletionOutput(0, "", [8])], False),
+        FakeRequestOutput("r", "p", None, None, [FakeCompletionOutput(0, "llo", [9, 10], finish_reason="length")], True),
+    ]
+    assert [acc.add(c) for c in chunks] == ["He", "", "llo"]
+    final = acc.completion(now=1.0)
+    assert (final.text, final.finish_reason, final.prompt_tokens, final.completion_tokens) == ("Hello", "length", 3, 4)
+
+
+def test_error_classification():
+    class VLLMValidationError(ValueError):  # the name vLLM uses (vllm/exceptions.py)
+        pass
+
+    class EngineDeadError(Exception):  # vllm/v1/engine/exceptions.py
+        pass
+
+    class EngineGenerateError(Exception):
+        pass
+
+    assert isinstance(classify_error(VLLMValidationError("The decoder prompt (length 40000) is longer")), InvalidRequestError)
+    assert isinstance(classify_error(EngineDeadError()), EngineError)
+    assert isinstance(classify_error(EngineGenerateError()), EngineError)
+    assert isinstance(classify_error(RuntimeError("x")), EngineError)
+
+
+# --------------------------------------------------------------------------- request flow over a named fake
+
+
+class FakeRequestOutputKind(enum.Enum):
+    """vllm.sampling_params.RequestOutputKind's members."""
+
+    CUMULATIVE = 0
+    DELTA = 1
+    FINAL_ONLY = 2
+
+
+class FakeSamplingParams:
+    """Records the kwargs vllm.SamplingParams would get; refuses fields it does not have."""
+
+    def __init__(self, **kwargs):
+        unknown = set(kwargs) - VLLM_SAMPLING_FIELDS
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments {unknown}")
+        self.__dict__.update(kwargs)
+
+
+@dataclass
+class FakeAsyncLLM:
+    """A stand-in for vllm.v1.engine.async_llm.AsyncLLM (vLLM needs CUDA): same `generate`
+    contract (an async generator of RequestOutputs that aborts itself when closed or cancelled),
+    `abort`, `check_health`, `shutdown`. Each sample is `tokens` pieces 't0', 't1', ..."""
+
+    tokens: int = 4
+    delay: float = 0.0
+    fail: Exception | None = None
+    requests: list = field(default_factory=list)
+    aborted: list = field(default_factory=list)
+    closed: list = field(default_factory=list)
+    shut: bool = False
+
+    async def generate(self, prompt, sampling_params, request_id):
+        self.requests.append((prompt, sampling_params, request_id))
+        if self.fail is not None:
+            raise self.fail
+        delta = sampling_params.output_kind is FakeRequestOutputKind.DELTA
+        try:
+            for step in range(self.tokens):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                last = step == self.tokens - 1
+                if delta:
+                    yield FakeRequestOutput(request_id, None, [1] * 30 if step == 0 else None, None,
+                                            [FakeCompletionOutput(0, f"t{step}", [step], finish_reason="length" if last else None)], last)
+                elif last:
+                    samples = [
+                        FakeCompletionOutput(i, "".join(f"t{k}" for k in range(self.tokens)) + f"#{i}", list(range(self.tokens)), finish_reason="length")
+                        for i in range(sampling_params.n)
+                    ]
+                    yield FakeRequestOutput(request_id, None, [1] * 30, None, samples, True)
+        except (GeneratorExit, asyncio.CancelledError):
+            await self.abort(request_id)
+            raise
+        finally:
+            self.closed.append(request_id)
+
+    async def abort(self, request_id):
+        self.aborted.append(request_id)
+
+    async def check_health(self):
+        return None
+
+    def shutdown(self):
+        self.shut = True
+
+
+def _engine(processor, llm):
+    return VLLMEngine(
+        ModelConfig(path="tiny", max_images_per_prompt=2),
+        EngineConfig(kind="vllm"),
+        _async_llm=llm,
+        _api=_VLLMApi(SamplingParams=FakeSamplingParams, RequestOutputKind=FakeRequestOutputKind),
+        _processor=processor,
+    )
+
+
+MSG = [{"role": "user", "content": [{"type": "image", "image": png_bytes()}, {"type": "text", "text": "What?"}]}]
+
+
+def test_generate_and_stream_over_the_async_engine(processor):
+    llm = FakeAsyncLLM(tokens=4)
+    engine = _engine(processor, llm)
+
+    async def go():
+        sampled = await engine.generate(MSG, SamplingConfig(temperature=1.0, seed=1, n=3, max_tokens=4))
+        items = [x async for x in engine.generate_with_stream(MSG, SamplingConfig(max_tokens=4))]
+        return sampled, items
+
+    sampled, items = asyncio.run(go())
+    assert [c.text for c in sampled] == ["t0t1t2t3#0", "t0t1t2t3#1", "t0t1t2t3#2"]
+    assert all(c.completion_tokens == 4 and c.prompt_tokens == 30 and c.finish_reason == "length" for c in sampled)
+    assert items[:-1] == ["t0", "t1", "t2", "t3"] and items[-1].text == "t0t1t2t3" and items[-1].completion_tokens == 4
+    (prompt, params, _), (_, stream_params, _) = llm.requests
+    assert params.output_kind is FakeRequestOutputKind.FINAL_ONLY and params.n == 3 and params.seed == 1
+    assert stream_params.output_kind is FakeRequestOutputKind.DELTA
+    assert engine.stop_token_ids == params.stop_token_ids and params.stop_token_ids
+    assert "<|image_pad|>" in prompt["prompt"] and len(prompt["multi_modal_data"]["image"]) == 1
+    assert llm.aborted == []  # finished requests are not aborted
+
+
+def test_consumer_that_stops_aborts_the_request(processor):
+    llm = FakeAsyncLLM(tokens=50, delay=0.001)
+    engine = _engine(processor, llm)
+
+    async def close_early():
+        agen = engine.generate_with_stream(MSG, SamplingConfig(max_tokens=50))
+        got = [await agen.__anext__(), await agen.__anext__()]
+        await agen.aclose()  # Serve closes the stream when the client disconnects
+        return got
+
+    async def break_early():
+        async for _ in engine.stream(MSG, SamplingConfig(max_tokens=50)):
+            break  # the generator is dropped without aclose: the loop's finalizer closes it
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    async def cancel():
+        task = asyncio.create_task(engine.generate(MSG, SamplingConfig(max_tokens=50)))
+        await asyncio.sleep(0.01)
+        task.cancel()  # the solver cuts a loop
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    assert asyncio.run(close_early()) == ["t0", "t1"]
+    asyncio.run(break_early())
+    asyncio.run(cancel())
+    request_ids = [r[2] for r in llm.requests]
+    assert len(request_ids) == 3
+    for request_id in request_ids:
+        assert request_id in llm.aborted and request_id in llm.closed
+
+
+def test_vllm_errors_are_classified_and_bad_input_never_reaches_vllm(processor):
+    class VLLMValidationError(ValueError):
+        pass
+
+    llm = FakeAsyncLLM(fail=VLLMValidationError("The decoder prompt (length 40000) is longer than the maximum model length"))
+    engine = _engine(processor, llm)
+    with pytest.raises(InvalidRequestError, match="maximum model length"):
+        asyncio.run(engine.generate(MSG, SamplingConfig(max_tokens=4)))
+    llm.fail = RuntimeError("CUDA error")
+    with pytest.raises(EngineError, match="CUDA error"):
+        asyncio.run(engine.generate(MSG, SamplingConfig(max_tokens=4)))
+    before = len(llm.requests)
+    with pytest.raises(InvalidRequestError):
+        asyncio.run(engine.generate([{"role": "user", "content": [{"type": "image", "image": b"x"}]}], SamplingConfig()))
+    with pytest.raises(InvalidRequestError, match="n=1"):
+        asyncio.run(anext(engine.generate_with_stream(MSG, SamplingConfig(n=2, temperature=1.0))))
+    assert len(llm.requests) == before
+    asyncio.run(engine.check_health())
+    asyncio.run(engine.close())
+    assert llm.shut
+    with pytest.raises(EngineError, match="closed"):
+        asyncio.run(engine.generate(MSG, SamplingConfig()))
+
+
+# --------------------------------------------------------------------------- wiring: build_engine, Serve, configs
+
+
+def test_build_engine_without_vllm_names_the_extra():
+    pytest.importorskip("torch")
+    try:
+        import vllm  # noqa: F401
+
+        pytest.skip("vLLM is installed here")
+    except ImportError:
+        pass
+    from qvq_ray.engines import build_engine
+
+    config = QvqConfig.model_validate({"engine": {"kind": "vllm"}})
+    with pytest.raises(ImportError, match=r"pip install 'qvq-ray\[vllm\]'"):
+        build_engine(config)
+
+
+def test_build_engine_openai_and_unknown():
+    from qvq_ray.engines import build_engine
+    from qvq_ray.engines.openai import OpenAIEngine
+
+    engine = build_engine(QvqConfig.model_validate({"engine": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1"}, "model": {"path": "m"}}))
+    assert isinstance(engine, OpenAIEngine) and engine.model_name == "m"
+    with pytest.raises(Exception, match="kind"):
+        QvqConfig.model_validate({"engine": {"kind": "sglang"}})
+
+
+def test_serve_placement_for_vllm_tp_and_openai():
+    from qvq_ray.serve.app import engine_deployment_options
+
+    vllm_tp4 = QvqConfig.model_validate({"engine": {"kind": "vllm"}, "resources": {"num_cpus": 8, "tensor_parallel_size": 4}})
+    options = engine_deployment_options(vllm_tp4)
+    assert options["placement_group_bundles"] == [{"CPU": 8.0, "GPU": 1.0}, {"GPU": 1.0}, {"GPU": 1.0}, {"GPU": 1.0}]
+    assert options["placement_group_strategy"] == "STRICT_PACK"
+    assert options["ray_actor_options"] == {"num_cpus": 8.0, "num_gpus": 0}  # every bundle's GPU is a vLLM worker's
+    vllm_tp1 = QvqConfig.model_validate({"engine": {"kind": "vllm"}, "resources": {"num_gpus": 1}})
+    assert engine_deployment_options(vllm_tp1)["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 1.0}
+    remote = QvqConfig.model_validate({"engine": {"kind": "openai", "base_url": "http://x/v1"}, "resources": {"tensor_parallel_size": 4}})
+    assert engine_deployment_options(remote)["ray_actor_options"] == {"num_cpus": 1.0, "num_gpus": 0}
+    assert "placement_group_bundles" not in engine_deployment_options(remote)
+
+
+def _app_config(path):
+    spec = yaml.safe_load(open(path))
+    return spec["applications"][0]["args"]["config"]
+
+
+def test_shipped_configs_validate():
+    raw = _app_config("serve_configs/qvq-72b-vllm-tp4.yaml")
+    assert raw["model"]["max_model_len"] == 32768  # set explicitly, not the checkpoint's 128000
+    tp4 = QvqConfig.model_validate(raw)
+    assert (tp4.engine.kind, tp4.resources.tensor_parallel_size) == ("vllm", 4)
+    scaling = tp4.serve.engine_autoscaling
+    assert scaling.min_replicas == 1 and scaling.max_replicas > 1
+    remote = QvqConfig.model_validate(_app_config("serve_configs/remote-openai.yaml"))
+    assert remote.engine.kind == "openai" and remote.engine.base_url.endswith("/v1") and remote.engine.api_key is None
+    batch = QvqConfig.from_yaml("pipelines/qvq-72b-vllm.yaml")
+    assert batch.engine.kind == "vllm" and batch.model.max_model_len == 32768
+    assert batch.batch.max_concurrent_solves >= (batch.engine.max_num_seqs or batch.engine.max_batch_size)
+    old = QvqConfig.from_yaml("pipelines/qvq-72b-hf.yaml")  # existing configs still validate
+    assert old.engine.kind == "hf"
+
+
+def test_cli_solve_engine_options(monkeypatch, capsys):
+    from qvq_ray import cli
+    from qvq_ray.batch import pipeline
+
+    class Captured(Exception):
+        pass
+
+    seen = {}
+
+    def capture(input, out, config, **kwargs):  # stands in for the Ray job: only the config is checked
+        seen["config"] = config
+        raise Captured
+
+    monkeypatch.setattr(pipeline, "run_solve_job", capture)
+    with pytest.raises(Captured):
+        cli.main(["solve", "in.jsonl", "--out", "o", "--model", "qvq-72b-preview", "--base-url", "http://h:8000/v1"])
+    assert (seen["config"].engine.kind, seen["config"].engine.base_url) == ("openai", "http://h:8000/v1")
+    assert seen["config"].model.path == "qvq-72b-preview"
+    with pytest.raises(Captured):
+        cli.main(["solve", "in.jsonl", "--out", "o", "--engine", "vllm"])
+    assert seen["config"].engine.kind == "vllm"
+    assert cli.main(["solve", "in.jsonl", "--out", "o", "--engine", "openai"]) == 2
+    assert cli.main(["solve", "in.jsonl", "--out", "o", "--engine", "hf", "--base-url", "http://h/v1"]) == 2
+    assert "--base-url" in capsys.readouterr().err

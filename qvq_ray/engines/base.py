@@ -55,3 +55,49 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def split_images(
+    messages: list[Message], *, max_images: int, decode: Any = None
+) -> tuple[list[Message], list[Any]]:
+    """Chat messages -> (template messages with `{"type": "image"}` placeholders, decoded images).
+
+    Shared by the in-process engines: the chat template renders one
+    `<|vision_start|><|image_pad|><|vision_end|>` per placeholder, in order, and the images go to
+    the processor (transformers) or `multi_modal_data` (vLLM). A bad request raises
+    InvalidRequestError naming what is wrong; nothing else is raised for client input.
+    """
+    if decode is None:
+        from qvq_ray.images import decode_image as decode
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequestError("messages must be a non-empty list")
+    template_messages: list[Message] = []
+    images: list[Any] = []
+    for message in messages:
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ("system", "user", "assistant"):
+            raise InvalidRequestError(f"unsupported message role: {role!r}")
+        content = message.get("content")
+        if isinstance(content, str):
+            template_messages.append({"role": role, "content": [{"type": "text", "text": content}]})
+            continue
+        parts: list[dict[str, Any]] = []
+        for part in content or []:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "image":
+                data = part.get("image")
+                if not isinstance(data, (bytes, bytearray)):
+                    raise InvalidRequestError("image parts must carry encoded image bytes")
+                try:
+                    images.append(decode(bytes(data)))
+                except Exception as exc:
+                    raise InvalidRequestError(f"cannot decode image: {exc}") from exc
+                parts.append({"type": "image"})
+            elif kind == "text":
+                parts.append({"type": "text", "text": str(part.get("text", ""))})
+            else:
+                raise InvalidRequestError(f"unsupported content part type: {kind!r}")
+        template_messages.append({"role": role, "content": parts})
+    if len(images) > max_images:
+        raise InvalidRequestError(f"{len(images)} images in one prompt; the limit is {max_images}")
+    return template_messages, images

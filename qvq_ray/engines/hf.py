@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, EngineError, InvalidRequestError, Message
+from qvq_ray.engines.base import Completion, EngineError, InvalidRequestError, Message, split_images
 
 logger = logging.getLogger(__name__)
 
@@ -236,37 +236,10 @@ class HFEngine:
     # ------------------------------------------------------------------ model thread
 
     def _prepare(self, request: _Request) -> None:
-        from qvq_ray.images import decode_image
-
-        template_messages: list[Message] = []
-        images: list[Any] = []
-        for message in request.messages:
-            content = message.get("content")
-            if isinstance(content, str):
-                template_messages.append({"role": message["role"], "content": [{"type": "text", "text": content}]})
-                continue
-            parts = []
-            for part in content or []:
-                if part.get("type") == "image":
-                    data = part.get("image")
-                    if not isinstance(data, (bytes, bytearray)):
-                        raise InvalidRequestError("image parts must carry encoded image bytes")
-                    try:
-                        images.append(decode_image(bytes(data)))
-                    except Exception as exc:
-                        raise InvalidRequestError(f"cannot decode image: {exc}") from exc
-                    parts.append({"type": "image"})
-                elif part.get("type") == "text":
-                    parts.append({"type": "text", "text": str(part.get("text", ""))})
-                else:
-                    raise InvalidRequestError(f"unsupported content part type: {part.get('type')!r}")
-            template_messages.append({"role": message["role"], "content": parts})
-        if len(images) > self.model_config.max_images_per_prompt:
-            raise InvalidRequestError(
-                f"{len(images)} images in one prompt; the limit is {self.model_config.max_images_per_prompt}"
-            )
+        template_messages, request.images = split_images(
+            request.messages, max_images=self.model_config.max_images_per_prompt
+        )
         request.text = self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
-        request.images = images
 
     def _run_group(self, group: list[_Request]) -> None:
         import torch

@@ -58,7 +58,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
 from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, EngineError, FinishReason, InvalidRequestError, Message
+from qvq_ray.engines.base import Completion, EngineError, FinishReason, InvalidRequestError, Message, split_images
 
 logger = logging.getLogger(__name__)
 
@@ -235,39 +235,7 @@ def build_prompt(
     `<|vision_start|><|image_pad|><|vision_end|>` each, in order) and their bytes are decoded to
     RGB PIL images for `multi_modal_data["image"]`. A bad request raises InvalidRequestError.
     """
-    if decode is None:
-        from qvq_ray.images import decode_image as decode
-    template_messages: list[Message] = []
-    images: list[Any] = []
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequestError("messages must be a non-empty list")
-    for message in messages:
-        content = message.get("content")
-        role = message.get("role")
-        if role not in ("system", "user", "assistant"):
-            raise InvalidRequestError(f"unsupported message role: {role!r}")
-        if isinstance(content, str):
-            template_messages.append({"role": role, "content": [{"type": "text", "text": content}]})
-            continue
-        parts: list[dict[str, Any]] = []
-        for part in content or []:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "image":
-                data = part.get("image")
-                if not isinstance(data, (bytes, bytearray)):
-                    raise InvalidRequestError("image parts must carry encoded image bytes")
-                try:
-                    images.append(decode(bytes(data)))
-                except Exception as exc:
-                    raise InvalidRequestError(f"cannot decode image: {exc}") from exc
-                parts.append({"type": "image"})
-            elif kind == "text":
-                parts.append({"type": "text", "text": str(part.get("text", ""))})
-            else:
-                raise InvalidRequestError(f"unsupported content part type: {kind!r}")
-        template_messages.append({"role": role, "content": parts})
-    if len(images) > max_images:
-        raise InvalidRequestError(f"{len(images)} images in one prompt; the limit is {max_images}")
+    template_messages, images = split_images(messages, max_images=max_images, decode=decode)
     prompt: dict[str, Any] = {"prompt": apply_chat_template(template_messages)}
     if images:
         prompt["multi_modal_data"] = {"image": images}

@@ -218,3 +218,16 @@ __all__ = [
     "single_tolerance",
     "validation_message",
 ]
+
+
+def id_and_question(row: Any, ref: str) -> tuple[str, str] | LoadError:
+    """The two fields every benchmark row must have, or the LoadError saying which is missing."""
+    if not isinstance(row, dict):
+        return LoadError(ref, f"expected an object, got {type(row).__name__}")
+    if row.get("id") is None or not as_text(row["id"]).strip():
+        return LoadError(ref, "missing required field 'id'")
+    problem_id = as_text(row["id"])
+    question = row.get("question")
+    if not isinstance(question, str) or not question.strip():
+        return LoadError(problem_id, "missing required field 'question'")
+    return problem_id, question

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
-from qvq_ray.datasets.base import LoadError, as_text, iter_jsonl, resolve_image_path, validation_message
+from qvq_ray.datasets.base import LoadError, as_text, id_and_question, iter_jsonl, resolve_image_path, validation_message
 from qvq_ray.problem import ImageRef, Problem
 
 NAME = "mathvision"
@@ -61,14 +61,10 @@ def _rows(file: Path, root: Path) -> Iterator[Problem | LoadError]:
 
 def row_to_problem(row: Any, *, root: Path, ref: str) -> Problem | LoadError:
     """One native MATH-V row to a Problem, or a LoadError naming the row."""
-    if not isinstance(row, dict):
-        return LoadError(ref, f"expected an object, got {type(row).__name__}")
-    if row.get("id") in (None, ""):
-        return LoadError(ref, "missing required field 'id'")
-    problem_id = as_text(row["id"])
-    question = row.get("question")
-    if not isinstance(question, str) or not question.strip():
-        return LoadError(problem_id, "missing required field 'question'")
+    checked = id_and_question(row, ref)
+    if isinstance(checked, LoadError):
+        return checked
+    problem_id, question = checked
     options = row.get("options") or []
     if not isinstance(options, list):
         return LoadError(problem_id, f"'options' must be a list, got {type(options).__name__}")

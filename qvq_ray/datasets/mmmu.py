@@ -25,6 +25,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from qvq_ray.datasets.base import (
+    id_and_question,
     LoadError,
     answer_alternatives,
     as_text,
@@ -104,14 +105,10 @@ def _rows(files: list[Path]) -> Iterator[Problem | LoadError]:
 
 def row_to_problem(row: Any, *, ref: str, base_dir: Path, subject_hint: str | None = None) -> Problem | LoadError:
     """One native MMMU row to a Problem, or a LoadError naming the row."""
-    if not isinstance(row, dict):
-        return LoadError(ref, f"expected a row, got {type(row).__name__}")
-    if row.get("id") in (None, ""):
-        return LoadError(ref, "missing required field 'id'")
-    problem_id = as_text(row["id"])
-    question = row.get("question")
-    if not isinstance(question, str) or not question.strip():
-        return LoadError(problem_id, "missing required field 'question'")
+    checked = id_and_question(row, ref)
+    if isinstance(checked, LoadError):
+        return checked
+    problem_id, question = checked
     try:
         options = parse_literal_list(row.get("options") or "[]", "'options'")
         images, image_columns = _images(row, base_dir)

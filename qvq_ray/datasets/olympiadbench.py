@@ -31,6 +31,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from qvq_ray.datasets.base import (
+    id_and_question,
     LoadError,
     as_text,
     first_record,
@@ -107,14 +108,10 @@ def _rows(documents: list[tuple[Path, list]]) -> Iterator[Problem | LoadError]:
 
 def row_to_problem(record: Any, *, ref: str, base_dir: Path, category: str | None = None) -> Problem | LoadError:
     """One native OlympiadBench record to a Problem, or a LoadError naming the row."""
-    if not isinstance(record, dict):
-        return LoadError(ref, f"expected an object, got {type(record).__name__}")
-    if record.get("id") in (None, ""):
-        return LoadError(ref, "missing required field 'id'")
-    problem_id = as_text(record["id"])
-    question = record.get("question")
-    if not isinstance(question, str) or not question.strip():
-        return LoadError(problem_id, "missing required field 'question'")
+    checked = id_and_question(record, ref)
+    if isinstance(checked, LoadError):
+        return checked
+    problem_id, question = checked
     final_answer = record.get("final_answer")
     if isinstance(final_answer, str):
         final_answer = [final_answer]

@@ -16,12 +16,15 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    """The tiny Qwen2-VL in a fresh cache dir, built through the same path as `--model tiny`."""
+    """The random tiny Qwen2-VL in a fresh cache dir, built through the same path as `--model tiny-random`.
+
+    Tests that need a model that never answers (re-sampling budgets) and speed use this one; the
+    trained `tiny` checkpoint shipped in the package has its own tests."""
     cache = tmp_path_factory.mktemp("qvq-cache")
     os.environ["QVQ_RAY_CACHE"] = str(cache)  # inherited by Ray workers started later
     from qvq_ray.engines.tiny import resolve_model_path
 
-    return resolve_model_path("tiny")
+    return resolve_model_path("tiny-random")
 
 
 @pytest.fixture(scope="session")

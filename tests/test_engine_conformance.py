@@ -74,7 +74,7 @@ def serve_url(ray_cluster):
     from qvq_ray.serve.app import build_app
 
     app_config = {
-        "model": {"path": "tiny", "served_model_name": "qvq-tiny", "max_pixels": MAX_PIXELS, "max_images_per_prompt": MAX_IMAGES},
+        "model": {"path": "tiny-random", "served_model_name": "qvq-tiny", "max_pixels": MAX_PIXELS, "max_images_per_prompt": MAX_IMAGES},
         "engine": {"max_batch_size": 4, "torch_threads": 1},
         "verifier": {"workers": 1},
         "resources": {"num_cpus": 0.5},

@@ -30,6 +30,7 @@ def _input_ids() -> set[str]:
 
 def _config(tmp_path: Path) -> Path:
     config = QvqConfig.preset("tiny-cpu")
+    config.model.path = "tiny-random"  # never stops early: the kill lands mid-run
     config.sampling.max_tokens = 48
     config.batch.rows_per_batch = 2
     path = tmp_path / "config.yaml"

@@ -10,7 +10,7 @@ import pytest
 
 APP = "tp2"
 CONFIG = {
-    "model": {"path": "tiny", "served_model_name": "qvq-tiny"},
+    "model": {"path": "tiny-random", "served_model_name": "qvq-tiny"},
     "engine": {"device": "cpu", "torch_threads": 1},
     "sampling": {"max_tokens": 8},
     "verifier": {"workers": 1},

@@ -14,7 +14,7 @@ from tests.conftest import free_port
 
 APP = "scaling"
 CONFIG = {
-    "model": {"path": "tiny", "served_model_name": "qvq-tiny"},
+    "model": {"path": "tiny-random", "served_model_name": "qvq-tiny"},
     "engine": {"max_batch_size": 2, "torch_threads": 1},
     "sampling": {"max_tokens": 64},
     "verifier": {"workers": 1},

@@ -8,6 +8,7 @@ while the rest of its block goes on. Every input row yields exactly one output r
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -111,6 +112,20 @@ class SolveProblems:
         return pa.Table.from_pylist(list(rows), schema=solution_schema())
 
 
+def _verifier_problem_fields(problem_json: str | None) -> dict[str, Any]:
+    """choices, unit, tolerance, answer_type, precision of the row's `problem` column, for the verifier."""
+    if not problem_json:
+        return {}
+    try:
+        data = json.loads(problem_json)
+    except ValueError:
+        return {}
+    from qvq_ray.verify.verifier import problem_fields
+
+    fields = problem_fields(data)
+    return {k: fields[k] for k in ("choices", "unit", "tolerance", "answer_type", "precision") if fields[k] is not None}
+
+
 class ScoreAgainstGold:
     """CPU stage after solving: the final answer and every attempt against gold.
 
@@ -125,11 +140,13 @@ class ScoreAgainstGold:
         self.config = QvqConfig.model_validate_json(config_json)
         self.verifier = Verifier(self.config.verifier)
 
-    async def _matches_gold(self, answer: str | None, gold: str, cache: dict[str, bool]) -> bool:
+    async def _matches_gold(
+        self, answer: str | None, gold: str, cache: dict[str, bool], problem: dict[str, Any] | None = None
+    ) -> bool:
         if answer is None:
             return False
         if answer not in cache:
-            cache[answer] = bool(await self.verifier.equivalent(answer, gold))
+            cache[answer] = bool(await self.verifier.equivalent(answer, gold, **(problem or {})))
         return cache[answer]
 
     async def _cluster_key(self, answer: str, canonical: str | None, reps: list[tuple[str, str]]) -> str:
@@ -154,14 +171,15 @@ class ScoreAgainstGold:
             cache: dict[str, bool] = {}
             reps: list[tuple[str, str]] = []
             outcomes = []
+            problem = _verifier_problem_fields(row.get("problem"))
             for attempt in row.get("attempts") or []:
                 verdict = attempt.get("verdict") or {}
                 answer = verdict.get("answer")
-                attempt["correct"] = await self._matches_gold(answer, gold, cache)
+                attempt["correct"] = await self._matches_gold(answer, gold, cache, problem)
                 key = None if answer is None else await self._cluster_key(answer, verdict.get("canonical"), reps)
                 outcomes.append(AttemptOutcome(cluster=key, correct=attempt["correct"]))
             row["pass_at_1"], row["maj_at_k"], row["pass_at_k"] = problem_metrics(outcomes)
-            row["correct"] = False if row.get("error") else await self._matches_gold(row.get("answer"), gold, cache)
+            row["correct"] = False if row.get("error") else await self._matches_gold(row.get("answer"), gold, cache, problem)
         except Exception as exc:  # a verifier failure must not lose the row
             row["correct"] = None
             row["issues"] = list(row.get("issues") or []) + ["timeout" if "Timeout" in type(exc).__name__ else "unparseable"]

@@ -1,4 +1,10 @@
-"""Verification: final-answer extraction, equivalence (math-verify in a worker pool), verdicts.
+"""Verification: final-answer extraction, equivalence (sympy in a worker pool), health checks, votes.
+
+Modules, one concern each: `extract` (the final answer), `health` (repetition loops, language
+mixing), `calculation` (numeric claims of a chain of thought), `choices`, `numbers`, `units`,
+`structures` (sets, intervals, tuples, matrices, equations), `equivalence` (the comparer),
+`symbolic` (the sympy side, workers only), `worker` (what a worker runs), `pool` (the worker
+processes), `verifier` (the `Verifier` and `check`), `vote` (self-consistency), `verdict`.
 
 Public names load lazily (module `__getattr__`), so `import qvq_ray.verify.verdict` (the record
 type, needed by `qvq_ray.problem`) never pulls in the pool, sympy or math-verify.
@@ -14,6 +20,14 @@ _EXPORTS = {
     "ISSUES": "qvq_ray.verify.verdict",
     "Verifier": "qvq_ray.verify.verifier",
     "check": "qvq_ray.verify.verifier",
+    "check_many": "qvq_ray.verify.verifier",
+    "problem_fields": "qvq_ray.verify.verifier",
+    "vote": "qvq_ray.verify.vote",
+    "VoteResult": "qvq_ray.verify.vote",
+    "find_claims": "qvq_ray.verify.calculation",
+    "repetition_loop": "qvq_ray.verify.health",
+    "language_mixing": "qvq_ray.verify.health",
+    "quick_equivalent": "qvq_ray.verify.equivalence",
     "extract_final_answer": "qvq_ray.verify.extract",
     "detect_issues": "qvq_ray.verify.extract",
     "answers_equivalent": "qvq_ray.verify.equivalence",
@@ -26,11 +40,14 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from qvq_ray.verify.equivalence import answers_equivalent, canonical_form
+    from qvq_ray.verify.calculation import find_claims
+    from qvq_ray.verify.equivalence import answers_equivalent, canonical_form, quick_equivalent
     from qvq_ray.verify.extract import detect_issues, extract_final_answer
+    from qvq_ray.verify.health import language_mixing, repetition_loop
     from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
     from qvq_ray.verify.verdict import ISSUES, Verdict
-    from qvq_ray.verify.verifier import Verifier, check
+    from qvq_ray.verify.verifier import Verifier, check, check_many, problem_fields
+    from qvq_ray.verify.vote import VoteResult, vote
 
 
 def __getattr__(name: str) -> Any:

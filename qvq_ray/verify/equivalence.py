@@ -1,250 +1,705 @@
-"""Is an answer equivalent to a gold answer? Cheap string rules first, then math-verify.
+"""Is an answer equivalent to a gold answer? One comparer, run in two modes.
 
-`answers_equivalent` runs INSIDE a `VerifyPool` worker process: math-verify (sympy underneath)
-can hang or chew CPU on hostile input, and the pool's hard kill is what bounds it. That is also
-why math-verify's own `signal.alarm` timeouts are switched off here (`parsing_timeout=None`,
-`timeout_seconds=None`): they would only fail outside a main thread.
+`Comparer(options, use_sympy=False)` is pure string and `fractions` work, safe in-process: it
+decides letters, option texts, text answers, plain numbers (with tolerances, percentages, degrees,
+equal units) and every structure made of those; where a leaf needs sympy it raises `NeedsSympy`.
+`Comparer(options, use_sympy=True)` is the same comparison inside a `VerifyPool` worker, with
+sympy (through `symbolic`) for expressions, unit conversion and equations.
 
-Safety: only math-verify's LaTeX extraction is used. Its plain-expression extraction feeds text
-to sympy's `parse_expr`, which is `eval` underneath; untrusted answers must never reach it.
+The order of a comparison:
 
-`canonical_form` and `choice_letter` are pure string work, safe anywhere (the solver groups
-answers by `canonical_form` in-process).
+1. multiple choice (`choices.compare_choice`): letters and option texts, when the gold names an
+   option or choices are given;
+2. equal canonical forms;
+3. the structures of both (`structures.parse_structure`) compared node by node: several answers
+   and sets unordered (OlympiadBench `is_multiple_answer`; each gold answer keeps its own
+   tolerance), tuples/points/intervals ordered with their brackets, unions of intervals unordered,
+   matrices by shape and entries, equations (`x=2` matches `2` for gold `x=2`, `y=2` does not
+   match `x=2`; `x^2+y^2=1` matches `1-x^2-y^2=0`), inequalities (`x > 2` matches `(2, \\infty)`),
+   `\\pm` expanded, text case-folded;
+4. leaves (`Leaf`): value and trailing unit/percent/degree split off; plain numbers by the rules in
+   `numbers`, everything else by `symbolic.scalars_equal`.
+
+Safety: `answers_equivalent` runs INSIDE a worker process. Only latex2sympy parses LaTeX (math-verify's
+plain-expression extraction feeds text to `parse_expr`, which is `eval` underneath, and is never used).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+from qvq_ray.verify.choices import choice_letter, compare_choice, option_index, LETTERS
+from qvq_ray.verify.numbers import Number, number_text, numbers_equal, parse_number, parse_tolerance, tolerance_for
+from qvq_ray.verify.structures import Node, expand_plus_minus, normalize_answer, parse_structure, text_value
+from qvq_ray.verify.text import braces_balanced, nesting_depth
+from qvq_ray.verify.units import Quantity, parse_unit_tokens, split_quantity
 
 # Past this length an answer is not worth a symbolic parse (and is the likeliest to hang one).
 MAX_SYMBOLIC_CHARS = 1000
-# Gold letters treated as multiple-choice options (MMMU goes up to I; a little slack).
+MAX_NESTING = 60
+# Gold letters treated as multiple-choice options without choices (MMMU goes up to I; a little slack).
 CHOICE_LETTERS = "ABCDEFGHIJ"
 
-_TEXT_COMMAND = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_SPACING = re.compile(r"\\[,;:! ]|\\q?quad\b|~")
-_SIZING = re.compile(r"\\(?:left|right|big|Big|bigg|Bigg)(?![A-Za-z])")
-_FRAC_VARIANT = re.compile(r"\\[dt]frac(?![A-Za-z])")
-_SPACES = re.compile(r"\s+")
-# Whitespace is dropped unless it separates two word characters (`2 3`, `\pi r` keep theirs).
-_DROPPABLE_SPACE = re.compile(r"(?<!\w) | (?!\w)")
-_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)")
-_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-# A lone option letter, as models write it: C, (C), [C], C., C), C: 24, (C) 24, **C**.
-_CHOICE = re.compile(r"[(\[]?([A-Za-z])[)\]]?(?:[.:)](?:\s.*)?|\s+.*)?", re.S)
-_WORDS = re.compile(r"[A-Za-z][A-Za-z .,'-]*")
-_WORD_RUN = re.compile(r"[A-Za-z]{2}")
+
+class NeedsSympy(Exception):
+    """The in-process comparer met a leaf only sympy can judge."""
 
 
-def canonical_form(answer: str | None) -> str:
+class Ctx(NamedTuple):
+    """What applies to one gold answer: its tolerance and its unit (OlympiadBench gives one per answer)."""
+
+    tolerance: float | None = None
+    unit: str | None = None
+
+
+@dataclass
+class Options:
+    """What the problem says about its answer (all optional)."""
+
+    choices: list[str] = field(default_factory=list)
+    unit: str | None = None
+    tolerance: list[float | None] | None = None
+    precision: int | None = None
+    answer_type: str | None = None
+    missing_unit: str = "reject"  # or "assume_gold"
+
+    @classmethod
+    def build(cls, options: dict[str, Any] | None = None, choices: list[str] | None = None) -> "Options":
+        o = dict(options or {})
+        precision = o.get("precision")
+        try:
+            precision = int(precision) if precision is not None and precision != "" else None
+        except (TypeError, ValueError):
+            precision = None
+        unit = o.get("unit")
+        unit = str(unit).strip() if unit not in (None, "") else None
+        return cls(
+            choices=[str(c) for c in (choices if choices is not None else o.get("choices")) or []],
+            unit=unit,
+            tolerance=parse_tolerance(o.get("tolerance")),
+            precision=precision,
+            answer_type=(str(o["answer_type"]) if o.get("answer_type") else None),
+            missing_unit=o.get("missing_unit") or "reject",
+        )
+
+    def ctx(self, index: int) -> Ctx:
+        """The tolerance and unit of the `index`-th gold answer (`unit=",kg"`: none, then kg)."""
+        unit = self.unit
+        if unit and "," in unit:
+            units = [u.strip() or None for u in unit.split(",")]
+            unit = units[index] if index < len(units) else None
+        return Ctx(tolerance_for(self.tolerance, index), unit)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "choices": list(self.choices),
+            "unit": self.unit,
+            "tolerance": self.tolerance,
+            "precision": self.precision,
+            "answer_type": self.answer_type,
+            "missing_unit": self.missing_unit,
+        }
+
+
+# ---------------------------------------------------------------- public entry points
+
+
+def answers_equivalent(
+    answer: str, gold: str, choices: list[str] | None = None, options: dict[str, Any] | None = None
+) -> bool:
+    """Whether `answer` means `gold`. Runs in a verify worker (it may call sympy).
+
+    Raises `symbolic.Undecidable` when a value is too large to judge safely.
+    """
+    return Comparer(Options.build(options, choices), use_sympy=True).equal(answer, gold)
+
+
+def quick_equivalent(
+    answer: str | None, gold: str | None, choices: list[str] | None = None, options: dict[str, Any] | None = None
+) -> bool | None:
+    """What the in-process comparer decides without sympy: True, False, or None (needs a worker)."""
+    if not answer or not gold:
+        return False
+    try:
+        return Comparer(Options.build(options, choices), use_sympy=False).equal(answer, gold)
+    except NeedsSympy:
+        return None
+
+
+def canonical_form(answer: str | None, choices: list[str] | None = None) -> str:
     """A normalised string for grouping equal answers (not a proof of equivalence).
 
-    Removes delimiters, `\\text{}` wrappers, spacing and sizing commands, most whitespace and a
-    trailing period; writes `\\dfrac` as `\\frac`, plain numbers without padding zeros or thousands
-    commas, and a lone option letter (`(c)`, `\\text{(C)}`) as its capital.
+    Delimiters, boxes, `\\text{}` wrappers, spacing and sizing commands and most whitespace
+    removed; `\\dfrac` as `\\frac`; plain numbers in one form (`024.50` -> `24.5`, `1{,}000` ->
+    `1000`, `\\frac{1}{2}` -> `0.5`); an option letter (`(c)`, `\\text{(C)}`, or the text of an
+    option when `choices` are given) as its capital letter; text answers case-folded.
     """
     if not answer:
         return ""
-    s = answer.strip()
-    s = s.replace("$", "")
-    for wrapper in ("\\[", "\\]", "\\(", "\\)"):
-        s = s.replace(wrapper, "")
-    for _ in range(3):  # nested \text{\textbf{...}}; bounded
-        s2 = _TEXT_COMMAND.sub(r"\1", s)
-        if s2 == s:
-            break
-        s = s2
-    s = _SPACING.sub(" ", s)
-    s = _SIZING.sub("", s)
-    s = _FRAC_VARIANT.sub(r"\\frac", s)
-    s = s.replace("{,}", ",")
-    s = _SPACES.sub(" ", s).strip()
-    s = _DROPPABLE_SPACE.sub("", s)
-    s = s.rstrip("。")
-    if s.endswith(".") and not s.endswith(".."):
-        s = s[:-1]
-    letter = choice_letter(s)
-    if letter is not None and len(s) <= 6:
+    if len(answer) > 4 * MAX_SYMBOLIC_CHARS:
+        return re.sub(r"\s+", "", answer)[: 4 * MAX_SYMBOLIC_CHARS]
+    s = normalize_answer(answer)
+    n = len(choices) if choices else None
+    letter = choice_letter(s, n)
+    if letter is not None and len(s) <= 12:
         return letter
-    return _canonical_number(s) or s
-
-
-def choice_letter(answer: str | None) -> str | None:
-    """The option letter an answer names (`C`, `(C)`, `C.`, `(C) 24`, `\\text{(C)}`), upper-cased, or None."""
-    if not answer:
-        return None
-    s = answer.strip().replace("$", "").strip("*").strip()
-    for _ in range(3):
-        s2 = _TEXT_COMMAND.sub(r"\1", s)
-        if s2 == s:
-            break
-        s = s2
-    s = s.strip()
-    m = _CHOICE.fullmatch(s[:200]) if len(s) <= 200 else None
-    if m is None:
-        return None
-    # `x = 2` is no option; a following text after a bare letter needs a separator: `C. 24`, `(C) 24`.
-    letter = m.group(1)
-    rest = s[m.end(1) :]
-    if rest and not (rest[0] in ".:)]" or s[0] in "(["):
-        return None
-    return letter.upper()
-
-
-def answers_equivalent(answer: str, gold: str, choices: list[str] | None = None) -> bool:
-    """Whether `answer` means `gold`. Runs in a verify worker (it may call math-verify).
-
-    `quick_equivalent` decides what string rules can; the rest goes to math-verify with both
-    sides wrapped in `\\boxed{}` so the whole answer is parsed.
-    """
-    quick = quick_equivalent(answer, gold, choices)
-    if quick is not None:
-        return quick
-    choices = list(choices or [])
-    gold_letter = _gold_letter(gold)
-    if gold_letter is not None:  # the answer states an option's text, not its letter
-        index = CHOICE_LETTERS.index(gold_letter)
-        return index < len(choices) and _values_equivalent(answer, choices[index])
-    letter = choice_letter(answer)
-    if letter is not None and choices:
-        index = ord(letter) - ord("A")
-        if 0 <= index < len(choices) and _values_equivalent(choices[index], gold):
-            return True
-    return _values_equivalent(answer, gold)
-
-
-def quick_equivalent(answer: str | None, gold: str | None, choices: list[str] | None = None) -> bool | None:
-    """What string rules alone decide, without sympy: True, False, or None (needs math-verify).
-
-    Safe in-process (bounded string work), so a caller can skip the worker round trip.
-
-    - gold an option letter (A-J): the answer's letter decides; with `choices`, an answer that
-      states the gold option's text is left to math-verify;
-    - equal canonical forms: True;
-    - both plain words (`Paris`, `yes`): compared as text (math-verify reads letters as a product
-      of symbols, so anagrams like `Paris`/`pairs` would "match");
-    - too long for a symbolic parse (`MAX_SYMBOLIC_CHARS`): False.
-    """
-    if not answer or not gold:
-        return False
-    choices = list(choices or [])
-    gold_letter = _gold_letter(gold)
-    if gold_letter is not None:
-        letter = choice_letter(answer)
+    if choices:
+        index = option_index(s, list(choices), lambda a, b: False, exact_only=True)
+        if index is not None:
+            return LETTERS[index]
         if letter is not None:
-            return letter == gold_letter
-        index = CHOICE_LETTERS.index(gold_letter)
-        if index >= len(choices):
+            return letter
+    number = parse_number(s)
+    if number is not None:
+        return number_text(number)
+    node = parse_structure(s, normalized=True)
+    if node.kind == "text":
+        return text_value(node.text)
+    return _compact(s)
+
+
+def _compact(s: str) -> str:
+    s = re.sub(r"\s+", " ", s).strip()
+    return re.sub(r"(?<!\w) | (?!\w)", "", s)
+
+
+# ---------------------------------------------------------------- the comparer
+
+
+class Comparer:
+    def __init__(self, options: Options, *, use_sympy: bool) -> None:
+        self.options = options
+        self.use_sympy = use_sympy
+        self._unit_cache: dict[str, Any] = {}
+
+    # -- top level
+
+    def equal(self, answer: str | None, gold: str | None) -> bool:
+        if not answer or not gold or not str(answer).strip() or not str(gold).strip():
             return False
-        return _quick_values(answer, choices[index])
-    letter = choice_letter(answer)
-    if letter is not None and choices and 0 <= ord(letter) - ord("A") < len(choices):
-        if _quick_values(choices[ord(letter) - ord("A")], gold) is True:
+        answer, gold = str(answer), str(gold)
+        a, g = normalize_answer(answer), normalize_answer(gold)
+        if not a or not g:
+            return False
+        if len(a) > MAX_SYMBOLIC_CHARS or len(g) > MAX_SYMBOLIC_CHARS or nesting_depth(a) > MAX_NESTING:
+            return _compact(a) == _compact(g)
+        verdict = compare_choice(a, g, self.options.choices, self._option_equal)
+        if verdict is not None:
+            return verdict
+        if _compact(a) == _compact(g) and not self.options.tolerance and self.options.precision is None:
             return True
-        direct = _quick_values(answer, gold)
-        return True if direct else None
-    return _quick_values(answer, gold)
+        g_node = parse_structure(g, normalized=True)
+        a_node = parse_structure(a, normalized=True)
+        return self.top_equal(g_node, a_node)
 
+    def _option_equal(self, option: str, answer: str) -> bool:
+        """An option's text against an answer (or the gold), as values, without choices."""
+        sub = Comparer(Options(unit=self.options.unit, missing_unit=self.options.missing_unit), use_sympy=self.use_sympy)
+        return sub.equal(answer, option)
 
-def _gold_letter(gold: str) -> str | None:
-    s = canonical_form(gold)
-    return s if len(s) == 1 and s in CHOICE_LETTERS else None
+    def top_equal(self, g: Node, a: Node) -> bool:
+        g, a = _expand_pm(g), _expand_pm(a)
+        if {g.kind, a.kind} == {"several", "union"}:  # `x < 1 or x > 2` against a union of intervals
+            return self._unions(g, a, self.options.ctx(0))
+        if {g.kind, a.kind} == {"several", "seq"}:  # `x=1, y=2` against the point `(1, 2)`
+            return self._seq_vs_several(g, a, self.options.ctx(0))
+        if g.kind in ("several", "set") or a.kind in ("several", "set"):
+            return self._collections(g, a, per_answer=True)
+        return self.node_equal(g, a, self.options.ctx(0))
 
+    # -- nodes
 
-def _quick_values(answer: str, gold: str) -> bool | None:
-    a, g = canonical_form(answer), canonical_form(gold)
-    if not a or not g:
-        return False
-    if a == g:
+    def node_equal(self, g: Node, a: Node, tol: Ctx) -> bool:
+        g, a = _expand_pm(g), _expand_pm(a)
+        gk, ak = g.kind, a.kind
+        if gk == "seq" and ak == "several" or gk == "several" and ak == "seq":
+            return self._seq_vs_several(g, a, tol)
+        if {gk, ak} == {"several", "union"}:
+            return self._unions(g, a, tol)
+        if gk in ("several", "set") or ak in ("several", "set"):
+            return self._collections(g, a, tol=tol)
+        if gk == "relation" or ak == "relation":
+            return self._relations(g, a, tol)
+        if gk == "union" or ak == "union":
+            return self._unions(g, a, tol)
+        if gk == "matrix" or ak == "matrix":
+            return self._matrices(g, a, tol)
+        if gk == "seq" or ak == "seq":
+            return self._seqs(g, a, tol)
+        if gk == "text" or ak == "text":
+            return text_value(g.text) == text_value(a.text)
+        return self.leaf_equal(g.text, a.text, tol)
+
+    def _collections(self, g: Node, a: Node, *, tol: Ctx = Ctx(), per_answer: bool = False) -> bool:
+        if g.kind == "set" and a.kind == "seq" or g.kind == "seq" and a.kind == "set":
+            return False
+        g_items = _items(g)
+        a_items = _items(a)
+        if g.kind == "set" or a.kind == "set":
+            g_items, a_items = _dedupe(g_items), _dedupe(a_items)
+        if len(g_items) != len(a_items):
+            return False
+        n = len(g_items)
+        cache: dict[tuple[int, int], bool] = {}
+
+        def eq(i: int, j: int) -> bool:
+            key = (i, j)
+            if key not in cache:
+                t = self.options.ctx(i) if per_answer else tol
+                cache[key] = self.node_equal(g_items[i], a_items[j], t)
+            return cache[key]
+
+        # Kuhn's augmenting paths: a perfect matching between gold and answer items
+        owner = [-1] * n  # answer j -> gold i
+
+        def augment(i: int, seen: list[bool]) -> bool:
+            for j in range(n):
+                if seen[j]:
+                    continue
+                if not eq(i, j):
+                    continue
+                seen[j] = True
+                if owner[j] < 0 or augment(owner[j], seen):
+                    owner[j] = i
+                    return True
+            return False
+
+        # try the same position first: most answers list items in the gold's order
+        for i in range(n):
+            if owner[i] < 0 and eq(i, i):
+                owner[i] = i
+        for i in range(n):
+            if i in owner:
+                continue
+            if not augment(i, [False] * n):
+                return False
         return True
-    if _is_words(a) and _is_words(g):
-        return _SPACES.sub(" ", a).casefold() == _SPACES.sub(" ", g).casefold()
-    if len(answer) > MAX_SYMBOLIC_CHARS or len(gold) > MAX_SYMBOLIC_CHARS:
+
+    def _seq_vs_several(self, g: Node, a: Node, tol: Ctx) -> bool:
+        seq, several = (g, a) if g.kind == "seq" else (a, g)
+        ordered_ok = seq.open == "(" and seq.close == ")" or seq.open == "[" and seq.close == "]" and len(seq.items) > 2
+        if (self.options.answer_type or "").lower() in ("list", "tuple"):
+            ordered_ok = True
+        if not ordered_ok or len(seq.items) != len(several.items):
+            return False
+        if g.kind == "seq":
+            return all(self.node_equal(x, y, tol) for x, y in zip(g.items, a.items))
+        # gold lists several answers (any order), the answer wrote them as a tuple
+        return self._collections(g, Node("several", items=a.items), tol=tol)
+
+    def _seqs(self, g: Node, a: Node, tol: Ctx) -> bool:
+        if g.kind != "seq" or a.kind != "seq":
+            # an interval against an inequality / membership
+            gi, ai = self._as_intervals(g), self._as_intervals(a)
+            if gi is not None and ai is not None:
+                return self._interval_lists(gi, ai, tol)
+            return False
+        if len(g.items) != len(a.items):
+            return False
+        if len(g.items) == 2 or (self.options.answer_type or "").lower() == "interval":
+            if _bracket(g.open) != _bracket(a.open) or _bracket(g.close) != _bracket(a.close):
+                return False
+        return all(self.node_equal(x, y, tol) for x, y in zip(g.items, a.items))
+
+    def _unions(self, g: Node, a: Node, tol: Ctx) -> bool:
+        gi, ai = self._as_intervals(g), self._as_intervals(a)
+        if gi is None or ai is None:
+            if g.kind == "union" and a.kind == "union":
+                return self._collections(Node("several", items=g.items), Node("several", items=a.items), tol=tol)
+            return False
+        return self._interval_lists(gi, ai, tol)
+
+    def _interval_lists(self, gi: list[Node], ai: list[Node], tol: Ctx) -> bool:
+        return self._collections(Node("several", items=gi), Node("several", items=ai), tol=tol)
+
+    def _as_intervals(self, node: Node) -> list[Node] | None:
+        """A union / interval / inequality / membership as a list of interval `seq` nodes."""
+        if node.kind == "seq" and len(node.items) == 2 and node.open in "([" and node.close in ")]":
+            return [node]
+        if node.kind == "union":
+            out = []
+            for item in node.items:
+                part = self._as_intervals(item)
+                if part is None:
+                    return None
+                out.extend(part)
+            return out
+        if node.kind == "relation":
+            if node.ops == ["in"] and _is_name(node.items[0]):
+                return self._as_intervals(node.items[1])
+            return _inequality_interval(node)
+        if node.kind == "several":
+            out = []
+            for item in node.items:
+                part = self._as_intervals(item)
+                if part is None:
+                    return None
+                out.extend(part)
+            return out
+        return None
+
+    def _matrices(self, g: Node, a: Node, tol: Ctx) -> bool:
+        if g.kind == "matrix" and a.kind == "matrix":
+            if (g.rows, g.cols) != (a.rows, a.cols):
+                return False
+            return all(self.node_equal(x, y, tol) for x, y in zip(g.items, a.items))
+        matrix, other = (g, a) if g.kind == "matrix" else (a, g)
+        if other.kind == "seq" and min(matrix.rows, matrix.cols) == 1 and len(other.items) == len(matrix.items):
+            return all(self.node_equal(x, y, tol) for x, y in zip(matrix.items, other.items))
+        if other.kind == "scalar" and self.use_sympy:
+            return self.leaf_equal(_matrix_latex(g) if g.kind == "matrix" else g.text, _matrix_latex(a) if a.kind == "matrix" else a.text, tol)
         return False
+
+    def _relations(self, g: Node, a: Node, tol: Ctx) -> bool:
+        g_rel, a_rel = g.kind == "relation", a.kind == "relation"
+        if g_rel and a_rel:
+            g_eq, a_eq = _equation_like(g), _equation_like(a)
+            if g_eq and a_eq:
+                g_assign, a_assign = _is_assignment(g), _is_assignment(a)
+                if g_assign and a_assign:
+                    return self._names_equal(g.items[0].text, a.items[0].text) and self.node_equal(g.items[-1], a.items[-1], tol)
+                if len(g.items) == 2 and len(a.items) == 2 and all(i.kind == "scalar" for i in g.items + a.items):
+                    if g.items[0].text == a.items[0].text:
+                        if self.node_equal(g.items[1], a.items[1], tol):
+                            return True
+                    self._need_sympy()
+                    from qvq_ray.verify import symbolic
+
+                    return symbolic.equations_equal(
+                        _leaf_text(g.items[0]), _leaf_text(g.items[1]), _leaf_text(a.items[0]), _leaf_text(a.items[1])
+                    )
+                return False
+            if g.ops == ["in"] or a.ops == ["in"]:
+                if g.ops == a.ops == ["in"]:
+                    return self._names_equal(g.items[0].text, a.items[0].text) and self.node_equal(g.items[1], a.items[1], tol)
+                gi, ai = self._as_intervals(g), self._as_intervals(a)
+                return gi is not None and ai is not None and self._interval_lists(gi, ai, tol)
+            if _inequality_like(g) and _inequality_like(a):
+                gi, ai = _inequality_interval(g), _inequality_interval(a)
+                if gi is not None and ai is not None:
+                    return _same_variable(g, a) and self._interval_lists(gi, ai, tol)
+                if len(g.items) == 2 and len(a.items) == 2 and all(i.kind == "scalar" for i in g.items + a.items):
+                    self._need_sympy()
+                    from qvq_ray.verify import symbolic
+
+                    return symbolic.inequalities_equal(
+                        _leaf_text(g.items[0]), g.ops[0], _leaf_text(g.items[1]), _leaf_text(a.items[0]), a.ops[0], _leaf_text(a.items[1])
+                    )
+                return False
+            return False
+        if g_rel:
+            if _is_assignment(g) or _is_membership(g):
+                return self.node_equal(g.items[-1], a, tol)
+            gi, ai = self._as_intervals(g), self._as_intervals(a)
+            return gi is not None and ai is not None and self._interval_lists(gi, ai, tol)
+        # the answer is a relation, the gold is not
+        if _is_assignment(a) or _is_membership(a) or (_equation_like(a) and _is_closed(a.items[0])):
+            return self.node_equal(g, a.items[-1], tol)
+        gi, ai = self._as_intervals(g), self._as_intervals(a)
+        return gi is not None and ai is not None and self._interval_lists(gi, ai, tol)
+
+    def _names_equal(self, x: str, y: str) -> bool:
+        if _name_key(x) == _name_key(y):
+            return True
+        if not self.use_sympy:
+            return False
+        from qvq_ray.verify import symbolic
+
+        return symbolic.names_equal(x, y)
+
+    def _need_sympy(self) -> None:
+        if not self.use_sympy:
+            raise NeedsSympy()
+
+    # -- leaves
+
+    def leaf_equal(self, g_text: str, a_text: str, ctx: Ctx) -> bool:
+        tol = ctx.tolerance
+        if g_text == a_text and tol is None and self.options.precision is None:
+            return True
+        gq, aq = split_quantity(g_text), split_quantity(a_text)
+        if not braces_balanced(gq.value) or not braces_balanced(aq.value):
+            return _compact(g_text) == _compact(a_text)
+        problem_unit = self._problem_unit(ctx.unit)
+        scale = Fraction(1)
+        # units (see `units`: what a missing unit means)
+        g_unit = gq.unit or problem_unit
+        a_unit = aq.unit
+        if gq.unit and not aq.unit and not problem_unit:
+            if self.options.missing_unit != "assume_gold":
+                return False
+            a_unit = gq.unit
+        if a_unit and g_unit and a_unit != g_unit:
+            ratio = self._unit_ratio(a_unit, g_unit)
+            if ratio is None:
+                return False
+            scale = ratio
+        gn, an = parse_number(gq.value), parse_number(aq.value)
+        for factor, mode in self._readings(gq, aq):
+            total = scale * factor
+            if gn is not None and an is not None and mode == "plain":
+                if numbers_equal(gn, an, tolerance=tol, precision=self.options.precision, scale=total):
+                    return True
+                continue
+            self._need_sympy()
+            import sympy
+
+            from qvq_ray.verify import symbolic
+
+            sym_scale = sympy.Rational(total.numerator, total.denominator)
+            if mode == "answer_degrees":
+                sym_scale = sym_scale * sympy.pi / 180
+            try:
+                if symbolic.scalars_equal(
+                    gq.value,
+                    aq.value,
+                    gold_number=gn,
+                    answer_number=an,
+                    tolerance=tol,
+                    precision=self.options.precision,
+                    answer_scale=None if sym_scale == 1 else sym_scale,
+                    radians_of_gold_degrees=mode == "gold_degrees",
+                ):
+                    return True
+            except symbolic.ParseError:
+                return False  # unreadable as math and not equal as text
+        return False
+
+    def _readings(self, gq: Quantity, aq: Quantity) -> list[tuple[Fraction, str]]:
+        """How to read % and degree signs present on one side only, as (answer factor, mode).
+
+        `60%` against `0.6` (ratio) or `60` (the other side left the sign out, for whole numbers
+        or a problem unit of %); `30°` against `30`, or against `\\frac{\\pi}{6}` (radians).
+        """
+        if gq.percent == aq.percent:
+            factors = [Fraction(1)]
+        elif aq.percent:
+            factors = [Fraction(1, 100)] + ([Fraction(1)] if self._label_reading_ok(gq.value) else [])
+        else:
+            factors = [Fraction(100)] + ([Fraction(1)] if self._label_reading_ok(aq.value) else [])
+        modes = ["plain"]
+        if gq.degree and not aq.degree and "\\pi" in aq.value:
+            modes.append("gold_degrees")
+        if aq.degree and not gq.degree and "\\pi" in gq.value:
+            modes.append("answer_degrees")
+        return [(f, m) for f in factors for m in modes]
+
+    def _label_reading_ok(self, value: str) -> bool:
+        number = parse_number(value)
+        unit = (self.options.unit or "").replace("\\", "").replace("$", "").strip()
+        if unit in ("%", "percent"):
+            return True
+        return number is not None and not number.infinite and number.value.denominator == 1 and abs(number.value) > 1
+
+    def _problem_unit(self, unit: str | None) -> str | None:
+        if not unit:
+            return None
+        text = normalize_answer(unit).strip()
+        text = re.sub(r"^\^?\s*\{?\s*\\circ\s*\}?$", "", text)
+        if not text or text in ("%", "\\%"):
+            return None
+        tokens = parse_unit_tokens(text)
+        if tokens is None:
+            return None
+        return " ".join(t if p == 1 else f"{t}^{{{p}}}" for t, p in tokens)
+
+    def _unit_ratio(self, answer_unit: str, gold_unit: str) -> Fraction | None:
+        """answer-unit / gold-unit, None when the dimensions differ."""
+        self._need_sympy()
+        from qvq_ray.verify.units import unit_scale
+
+        a_scale, a_dims = unit_scale(answer_unit)
+        g_scale, g_dims = unit_scale(gold_unit)
+        if a_dims != g_dims:
+            return None
+        ratio = a_scale / g_scale
+        return Fraction(int(ratio.p), int(ratio.q))
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _items(node: Node) -> list[Node]:
+    if node.kind in ("several", "set"):
+        out: list[Node] = []
+        for item in node.items:
+            item = _expand_pm(item)
+            out.extend(item.items if item.kind == "several" else [item])
+        return out
+    return [node]
+
+
+def _dedupe(items: list[Node]) -> list[Node]:
+    seen = set()
+    out = []
+    for item in items:
+        key = repr(item)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
+def _expand_pm(node: Node) -> Node:
+    """A scalar (or an assignment's right side) with one `\\pm` becomes two answers."""
+    if node.kind == "scalar":
+        variants = expand_plus_minus(node.text)
+        if variants:
+            return Node("several", items=[Node("scalar", text=v) for v in variants])
+    if node.kind == "relation" and _is_assignment(node) and node.items[-1].kind == "scalar":
+        variants = expand_plus_minus(node.items[-1].text)
+        if variants:
+            lhs = node.items[0]
+            return Node(
+                "several",
+                items=[Node("relation", items=[lhs, Node("scalar", text=v)], ops=["="], text="") for v in variants],
+            )
+    return node
+
+
+def _bracket(b: str) -> str:
+    return "(" if b in ("(", "<") else ")" if b in (")", ">") else b
+
+
+_NAME_ATOM = (
+    r"(?:[A-Za-z]|\\(?:alpha|beta|gamma|delta|epsilon|varepsilon|zeta|eta|theta|vartheta|iota|kappa|lambda|mu|nu|xi|"
+    r"pi|rho|sigma|tau|upsilon|phi|varphi|chi|psi|omega|Gamma|Delta|Theta|Lambda|Xi|Pi|Sigma|Phi|Psi|Omega|hbar|ell)"
+    r"|\\(?:angle|triangle|overline|vec|bar|hat|tilde|overrightarrow|mathrm|text|mathbf|operatorname)\s*\{?[^{}=]{0,20}\}?)"
+    r"(?:\s*_\s*(?:\{[^{}]{0,30}\}|[A-Za-z0-9])|\s*\^\s*(?:\{\\prime\}|\\prime|\{\s*\*\s*\})|')*"
+)
+_NAME = re.compile(rf"\s*{_NAME_ATOM}(?:\s*{_NAME_ATOM}){{0,3}}\s*(?:\([^()]{{0,60}}\))?\s*")
+
+
+def _is_name(node: Node) -> bool:
+    return node.kind == "scalar" and bool(_NAME.fullmatch(node.text)) and not re.fullmatch(r"\s*\d.*", node.text)
+
+
+def _equation_like(node: Node) -> bool:
+    return node.kind == "relation" and all(op in ("=", "~") for op in node.ops)
+
+
+def _inequality_like(node: Node) -> bool:
+    return node.kind == "relation" and all(op in ("<", "<=", ">", ">=") for op in node.ops)
+
+
+def _is_assignment(node: Node) -> bool:
+    return _equation_like(node) and _is_name(node.items[0])
+
+
+def _is_membership(node: Node) -> bool:
+    return node.kind == "relation" and node.ops == ["in"] and _is_name(node.items[0])
+
+
+def _is_closed(node: Node) -> bool:
+    """No letters outside LaTeX commands: `2+3`, `\\frac{1}{2}`."""
+    if node.kind != "scalar":
+        return False
+    stripped = re.sub(r"\\[A-Za-z]+", "", node.text)
+    return not re.search(r"[A-Za-z]", stripped)
+
+
+def _name_key(s: str) -> str:
+    s = re.sub(r"\\(?:mathrm|text|mathit|mathbf|operatorname)\s*\{([^{}]*)\}", r"\1", s)
+    s = re.sub(r"_\{\s*([A-Za-z0-9])\s*\}", r"_\1", s)
+    s = re.sub(r"\s+", "", s)
+    return s.casefold()
+
+
+def _leaf_text(node: Node) -> str:
+    return node.text
+
+
+def _same_variable(g: Node, a: Node) -> bool:
+    gv, av = _inequality_variable(g), _inequality_variable(a)
+    return gv is None or av is None or _name_key(gv) == _name_key(av)
+
+
+def _inequality_variable(node: Node) -> str | None:
+    names = [i.text for i in node.items if _is_name(i)]
+    return names[0] if len(names) == 1 else None
+
+
+def _inequality_interval(node: Node) -> list[Node] | None:
+    """`x > 2` -> [(2, \\infty)], `1 < x \\le 3` -> [(1, 3]], `3 \\ge x` -> [(-\\infty, 3]]; else None."""
+    if not _inequality_like(node):
+        return None
+    items, ops = node.items, node.ops
+    if any(i.kind != "scalar" for i in items):
+        return None
+    name_positions = [k for k, i in enumerate(items) if _is_name(i)]
+    if len(name_positions) != 1:
+        return None
+    k = name_positions[0]
+    if len(items) == 2:
+        op = ops[0]
+        if k == 1:  # c < x  ->  x > c
+            op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]
+        bound = items[1 - k]
+        if op in (">", ">="):
+            return [_interval(bound.text, "\\infty", op == ">=", False)]
+        return [_interval("-\\infty", bound.text, False, op == "<=")]
+    if len(items) == 3 and k == 1:
+        if all(op in ("<", "<=") for op in ops):
+            return [_interval(items[0].text, items[2].text, ops[0] == "<=", ops[1] == "<=")]
+        if all(op in (">", ">=") for op in ops):
+            return [_interval(items[2].text, items[0].text, ops[1] == ">=", ops[0] == ">=")]
     return None
 
 
-def _values_equivalent(answer: str, gold: str) -> bool:
-    quick = _quick_values(answer, gold)
-    if quick is not None:
-        return quick
-    return _math_verify_equal(_strip_delimiters(answer), _strip_delimiters(gold))
+def _interval(lo: str, hi: str, lo_closed: bool, hi_closed: bool) -> Node:
+    return Node(
+        "seq",
+        items=[Node("scalar", text=lo), Node("scalar", text=hi)],
+        open="[" if lo_closed else "(",
+        close="]" if hi_closed else ")",
+    )
 
 
-def _is_words(s: str) -> bool:
-    """Plain words (no LaTeX, no digits) with a run of 2+ letters: text, not algebra (`no`, `Paris`)."""
-    return bool(_WORDS.fullmatch(s)) and bool(_WORD_RUN.search(s))
+def _matrix_latex(node: Node) -> str:
+    rows = []
+    for r in range(node.rows):
+        rows.append(" & ".join(item.text for item in node.items[r * node.cols : (r + 1) * node.cols]))
+    return "\\begin{pmatrix}" + " \\\\ ".join(rows) + "\\end{pmatrix}"
 
 
-def _canonical_number(s: str) -> str | None:
-    """`024.50` -> `24.5`, `1,000` -> `1000`, `-0` -> `0`; None when `s` is not a plain decimal."""
-    if _THOUSANDS.fullmatch(s):
-        s = s.replace(",", "")
-    if not _DECIMAL.fullmatch(s):
-        return None
-    sign = "-" if s.startswith("-") else ""
-    s = s.lstrip("+-")
-    whole, _, frac = s.partition(".")
-    whole = whole.lstrip("0") or "0"
-    frac = frac.rstrip("0")
-    out = f"{whole}.{frac}" if frac else whole
-    return "0" if out == "0" else sign + out
+# ---------------------------------------------------------------- gold-free parse check
 
 
-def _strip_delimiters(s: str) -> str:
-    s = s.strip()
-    for left, right in (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)")):
-        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
-            s = s[len(left) : len(s) - len(right)].strip()
-    return s.rstrip(".").strip()
-
-
-def _wrap(s: str) -> str:
-    """Delimit a bare answer so math-verify parses all of it (undelimited LaTeX yields a fragment)."""
-    return f"\\boxed{{{s}}}" if _braces_balanced(s) and "$" not in s else f"${s.replace('$', '')}$"
-
-
-def _braces_balanced(s: str) -> bool:
-    depth = 0
-    i, n = 0, len(s)
-    while i < n:
-        c = s[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth < 0:
-                return False
-        i += 1
-    return depth == 0
-
-
-_MV: tuple | None = None
-
-
-def _math_verify():
-    """Import math-verify on first use (keeps worker start fast) with its signal timeouts off."""
-    global _MV
-    if _MV is None:
-        import math_verify.grader as grader
-        import math_verify.parser as parser
-        from math_verify import LatexExtractionConfig, parse, verify
-
-        # We disable its timeouts on purpose (the pool kills the process); silence the warning.
-        for module in (grader, parser):
-            if hasattr(module, "TIMEOUT_WARNING_SHOWN"):
-                module.TIMEOUT_WARNING_SHOWN = True
-        _MV = (parse, verify, [LatexExtractionConfig(boxed_match_priority=0)])
-    return _MV
-
-
-def _math_verify_equal(answer: str, gold: str) -> bool:
-    parse, verify, config = _math_verify()
-    gold_parsed = parse(_wrap(gold), config, parsing_timeout=None)
-    answer_parsed = parse(_wrap(answer), config, parsing_timeout=None)
-    if not gold_parsed or not answer_parsed:
+def answer_parses(answer: str | None, options: Options | None = None, *, use_sympy: bool) -> bool:
+    """Whether an answer is something we can read: an option, text, a number, a structure of
+    those, or LaTeX latex2sympy parses. Without sympy, raises `NeedsSympy` for leaves only sympy
+    can check (`unparseable` is a gold-free issue: the solver re-samples on it)."""
+    if not answer:
         return False
-    return bool(verify(gold_parsed, answer_parsed, timeout_seconds=None))
+    a = normalize_answer(answer)
+    if not a or len(a) > MAX_SYMBOLIC_CHARS or nesting_depth(a) > MAX_NESTING or not braces_balanced(a):
+        return False
+    n = len(options.choices) if options and options.choices else None
+    if choice_letter(a, n) is not None:
+        return True
+    return _node_parses(parse_structure(a, normalized=True), use_sympy)
+
+
+def _node_parses(node: Node, use_sympy: bool) -> bool:
+    if node.kind == "text":
+        return True
+    if node.kind == "scalar":
+        q = split_quantity(node.text)
+        if not q.value.strip():
+            return False
+        if parse_number(q.value) is not None or _is_name(Node("scalar", text=q.value)) and len(q.value) <= 2:
+            return True
+        variants = expand_plus_minus(q.value) or [q.value]
+        if not use_sympy:
+            raise NeedsSympy()
+        from qvq_ray.verify import symbolic
+
+        return all(symbolic.parses(v) for v in variants)
+    if node.kind in ("several", "set", "seq", "union", "matrix", "relation"):
+        if not node.items:
+            return node.kind == "set"
+        return all(_node_parses(item, use_sympy) for item in node.items)
+    return False

@@ -49,7 +49,10 @@ logger = logging.getLogger(__name__)
 # happen before the call's timeout starts, so a cold worker's math-verify/sympy import (seconds on
 # a loaded machine) never turns into a spurious timeout.
 ALLOWED_FUNCTIONS: dict[str, tuple[str, ...]] = {
-    "qvq_ray.verify.equivalence.answers_equivalent": ("math_verify",),
+    "qvq_ray.verify.worker.run_checks": ("qvq_ray.verify.worker",),
+    "qvq_ray.verify.equivalence.answers_equivalent": ("qvq_ray.verify.worker",),
+    # Test only: allocates `mb` megabytes (the memory limit turns it into a MemoryError).
+    "qvq_ray.verify.pool._allocate_for_test": (),
     # Test only: a call that hangs, one that raises, a worker that dies mid-call.
     "qvq_ray.verify.pool._sleep_for_test": (),
     "qvq_ray.verify.pool._raise_for_test": (),
@@ -73,17 +76,35 @@ class VerifyWorkerError(RuntimeError):
 # ---------------------------------------------------------------- child side
 
 # What a worker interpreter runs: take the parent's import path (as multiprocessing's spawn does),
-# then serve requests on the inherited socket. argv: socket fd, parent pid, sys.path as JSON.
+# cap its address space, then serve requests on the inherited socket.
+# argv: socket fd, parent pid, sys.path as JSON, memory limit in MiB (0: none).
 _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[3]); "
-    "from qvq_ray.verify.pool import _child_main; _child_main(int(sys.argv[1]), int(sys.argv[2]))"
+    "from qvq_ray.verify.pool import _child_main; "
+    "_child_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[4]))"
 )
 
 
-def _child_main(fd: int, parent_pid: int) -> None:
+def _child_main(fd: int, parent_pid: int, memory_limit_mb: int = 0) -> None:
     """Entry point of a worker interpreter (see `_BOOT`)."""
+    _limit_memory(memory_limit_mb)
     _worker_main(Connection(fd), parent_pid)
 
+
+def _limit_memory(memory_limit_mb: int) -> None:
+    """RLIMIT_AS for this process (before sympy is imported); best effort where unsupported."""
+    if memory_limit_mb <= 0:
+        return
+    try:
+        import resource
+
+        limit = memory_limit_mb * 1024 * 1024
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard if hard != resource.RLIM_INFINITY else limit))
+    except (ImportError, ValueError, OSError) as exc:  # e.g. macOS does not enforce RLIMIT_AS
+        logger.warning("verify worker memory limit not applied: %s", exc)
 
 
 def _worker_main(conn: Any, parent_pid: int) -> None:
@@ -112,8 +133,10 @@ def _worker_main(conn: Any, parent_pid: int) -> None:
         conn.send(("start", None))
         try:
             reply = ("ok", fn(*args))
-        except Exception as exc:  # noqa: BLE001 - reported to the caller
-            reply = ("err", f"{type(exc).__name__}: {exc}")
+        except MemoryError:
+            reply = ("err", "MemoryError: the worker's memory limit was reached")
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller (a stray soft timeout too)
+            reply = ("err", f"{type(exc).__name__}: {str(exc)[:500]}")
         try:
             conn.send(reply)
         except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
@@ -157,6 +180,12 @@ def _exit_for_test(code: int) -> None:
     os._exit(code)
 
 
+def _allocate_for_test(mb: int) -> int:
+    """Test only: allocate `mb` MiB and return its length (a MemoryError under the memory limit)."""
+    block = bytearray(mb * 1024 * 1024)
+    return len(block)
+
+
 # ---------------------------------------------------------------- parent side
 
 
@@ -165,12 +194,20 @@ class _Worker:
 
     __slots__ = ("process", "conn")
 
-    def __init__(self) -> None:
+    def __init__(self, memory_limit_mb: int = 0) -> None:
         ours, theirs = socket.socketpair()
         child_fd = theirs.detach()
         try:
             self.process = subprocess.Popen(
-                [_executable(), "-c", _BOOT, str(child_fd), str(os.getpid()), json.dumps(sys.path)],
+                [
+                    _executable(),
+                    "-c",
+                    _BOOT,
+                    str(child_fd),
+                    str(os.getpid()),
+                    json.dumps(sys.path),
+                    str(int(memory_limit_mb or 0)),
+                ],
                 pass_fds=(child_fd,),
                 stdin=subprocess.DEVNULL,
             )
@@ -213,18 +250,25 @@ def _kill_all(workers: set[_Worker]) -> None:
 class VerifyPool:
     """`workers` spawned processes running allowlisted functions with a hard timeout per call.
 
+    Each worker's address space is capped at `memory_limit_mb` (RLIMIT_AS; 0 = no cap): a call
+    that allocates past it gets a MemoryError (or, in C code that cannot raise, the worker dies and
+    is replaced), never the machine's memory.
+
     `call` is synchronous and thread-safe; `acall` awaits it on a small thread pool of the pool's
     own (not the event loop's default executor, which other code shares). Usable as a context
     manager; processes are also killed at interpreter exit and when the pool is garbage-collected.
     """
 
-    def __init__(self, workers: int = 2, timeout_s: float = 5.0) -> None:
+    def __init__(self, workers: int = 2, timeout_s: float = 5.0, memory_limit_mb: int = 1024) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         if timeout_s <= 0:
             raise ValueError("timeout_s must be > 0")
+        if memory_limit_mb < 0:
+            raise ValueError("memory_limit_mb must be >= 0")
         self.workers = workers
         self.timeout_s = timeout_s
+        self.memory_limit_mb = memory_limit_mb
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -248,7 +292,7 @@ class VerifyPool:
                 self._started = True
 
     def _add_worker(self) -> None:
-        worker = _Worker()
+        worker = _Worker(self.memory_limit_mb)
         self._all.add(worker)
         self._idle.put(worker)
 

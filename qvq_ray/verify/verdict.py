@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-# Gold-free issues a verdict can carry; the solver re-samples on the ones its policy names.
+# Issues a verdict can carry; the solver re-samples on the ones its policy names. All are gold-free
+# except `timeout` (a check, with or without gold, that ran past its time or memory limit).
 ISSUES = (
     "no_final_answer",
     "truncated",
@@ -20,7 +21,12 @@ class Verdict(BaseModel):
     answer: str | None = Field(None, description="Final answer as the model wrote it (None: none found).")
     canonical: str | None = Field(None, description="Normalised answer, for grouping equivalent answers.")
     correct: bool | None = Field(None, description="Against gold; None when no gold was given.")
-    issues: list[str] = Field(default_factory=list, description="Gold-free problems found in the response.")
+    issues: list[str] = Field(
+        default_factory=list, description="Problems found (names from ISSUES); all gold-free but 'timeout'."
+    )
+    false_claims: list[str] = Field(
+        default_factory=list, description="The wrong numeric claims behind 'false_calculation' (e.g. '97-73 = 34')."
+    )
     elapsed_s: float = Field(0.0, description="Time the check took.")
 
     @property

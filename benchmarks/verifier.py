@@ -1,0 +1,249 @@
+"""Verifier throughput and latency on one core, side by side with math-verify's parse + verify.
+
+The same cases go to both: the OlympiadBench judge's vectors, the gold answers of the shared
+benchmark samples (each against itself in a QVQ-style response and against a perturbed value),
+the anchor graders' faults, and hostile inputs. Both run pinned to CPU 0:
+
+- qvq-ray: `Verifier(workers=1, timeout_s=T).check_sync(response, gold=..., **problem)`, the
+  worker process inheriting the pin;
+- math-verify: `verify(parse(gold), parse(response))` with its defaults (its own 5 s signal
+  timeouts), in a child process that a watchdog kills when one call outlives T + grace (big-integer
+  work no signal interrupts), restarting it at the next case.
+
+Reported per side: cases, calls that returned within T, calls past T, cases/s (all cases, and on
+the cases math-verify returned), p50/p95 latency, and agreement with the labels. The last line
+is one JSON object with every figure.
+
+    python benchmarks/verifier.py [--timeout 5] [--limit N] [--grace 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT / "tests" / "data" / "verify"
+
+QVQ = "So, I've got this problem. Let me work through it step by step.\n\n**Final Answer**\n\n\\[ \\boxed{{{}}} \\]"
+
+ANCHORS = [  # (gold, answer, problem, right verdict)
+    ("$\\frac{1}{2006!}$", "\\frac{1}{2004!}", {}, False),
+    ("\\dfrac{9}{7}", "\\frac{9}{7}", {}, True),
+    ("1-\\sqrt2", "1", {}, False),
+    ("4", "4\\sqrt(2)", {}, False),
+    ("C", "\\text{(C)}", {"choices": ["1", "2", "Not exist"]}, True),
+    ("C", "Not exist", {"choices": ["1", "2", "Not exist"]}, True),
+    ("500 kg", "500 g", {}, False),
+    ("0.5 kg", "500 g", {}, True),
+    ("1,-2", "1,-3", {}, False),
+    ("x=2", "y=2", {}, False),
+    ("0.64N", "0.64", {}, False),
+    ("\\pi", "3.14", {}, False),
+]
+HOSTILE = [  # (gold, answer): the right verdict is False (or None with the issue timeout)
+    ("7", "9^{9^{9^{9}}}"),
+    ("1", "10^{10^{10^{10}}}"),
+    ("5", "(10^7)!"),
+    ("7", "(" * 20_000 + "1" + ")" * 20_000),
+    ("7", "\u200b1\u200b2\u200d"),
+    ("0", "__import__('os').system('true')"),
+    ("9^{9^{9^{9}}}", "x + 1"),
+    ("7", "2^{2^{2^{2^{2^{2}}}}}"),
+]
+
+
+def build_cases(limit: int | None) -> list[dict]:
+    from qvq_ray.verify.numbers import parse_number
+
+    cases: list[dict] = []
+    for group in json.loads((DATA / "olympiadbench_scoring_examples.json").read_text(encoding="utf-8")):
+        for case in group["Ans"]:
+            cases.append(
+                {"kind": "olympiadbench", "gold": group["GT"], "response": QVQ.format(case["answer"]),
+                 "problem": {"tolerance": case.get("precision")}, "label": case["equal"]}
+            )
+    for line in (DATA / "benchmark_golds.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        problem = {k: row.get(k) for k in ("choices", "unit", "tolerance", "precision", "answer_type")}
+        gold = row["gold"]
+        cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(gold.replace("$", "")), "problem": problem, "label": True})
+        number = parse_number(gold.replace("$", ""))
+        if row["choices"]:
+            letters = "ABCDEFGHIJ"
+            index = letters.index(gold) if len(gold) == 1 and gold in letters else (row["choices"].index(gold) if gold in row["choices"] else 0)
+            other = letters[(index + 1) % len(row["choices"])]
+            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(other), "problem": problem, "label": False})
+        elif number is not None and not number.infinite:
+            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(f"{float(number.value) * 2 + 1:.6g}"), "problem": problem, "label": False})
+        elif row.get("multiple") and "," in gold:  # one answer short of several
+            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(gold.replace("$", "").rsplit(",", 1)[0]), "problem": problem, "label": False})
+        else:
+            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(gold.replace("$", "") + " + 1"), "problem": problem, "label": False})
+    for gold, answer, problem, right in ANCHORS:
+        cases.append({"kind": "anchor", "gold": gold, "response": QVQ.format(answer), "problem": problem, "label": right})
+    for gold, answer in HOSTILE:
+        cases.append({"kind": "hostile", "gold": gold, "response": QVQ.format(answer), "problem": {}, "label": False})
+    return cases[:limit] if limit else cases
+
+
+# ---------------------------------------------------------------- qvq-ray
+
+
+def run_qvq_ray(cases: list[dict], timeout_s: float) -> list[dict]:
+    from qvq_ray.config import VerifierConfig
+    from qvq_ray.verify import Verifier
+
+    results = []
+    with Verifier(VerifierConfig(workers=1, timeout_s=timeout_s)) as verifier:
+        verifier.check_sync(QVQ.format("x^2"), gold="x^{2}")  # warm: worker boot is not a call
+        for case in cases:
+            start = time.perf_counter()
+            verdict = verifier.check_sync(case["response"], gold=case["gold"], **case["problem"])
+            elapsed = time.perf_counter() - start
+            results.append({"elapsed": elapsed, "verdict": verdict.correct, "returned": True})
+    return results
+
+
+# ---------------------------------------------------------------- math-verify, in a watched child
+
+_CHILD = r"""
+import json, sys, time, logging, os
+logging.disable(logging.CRITICAL)
+os.sched_setaffinity(0, {0}) if hasattr(os, "sched_setaffinity") else None
+from math_verify import parse, verify
+verify(parse("$x^2$"), parse("$x^{2}$"))  # warm
+print("ready", flush=True)
+for line in sys.stdin:
+    gold, response = json.loads(line)
+    start = time.perf_counter()
+    try:
+        verdict = bool(verify(parse(gold), parse(response)))
+    except BaseException as exc:
+        verdict = None
+    print(json.dumps([time.perf_counter() - start, verdict]), flush=True)
+"""
+
+
+class _MathVerifyChild:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def ask(self, gold: str, response: str, cap_s: float) -> tuple[float, bool | None] | None:
+        import select
+
+        self.proc.stdin.write(json.dumps([gold, response]) + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], cap_s)
+        if not ready:
+            return None
+        line = self.proc.stdout.readline()
+        if not line:
+            return None
+        elapsed, verdict = json.loads(line)
+        return elapsed, verdict
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def run_math_verify(cases: list[dict], timeout_s: float, grace_s: float) -> list[dict]:
+    results = []
+    child = _MathVerifyChild()
+    try:
+        for case in cases:
+            start = time.perf_counter()
+            answer = child.ask(case["gold"], case["response"], timeout_s + grace_s)
+            if answer is None:  # hung past its own timeout: kill it, start a fresh one for the next case
+                results.append({"elapsed": time.perf_counter() - start, "verdict": None, "returned": False})
+                child.kill()
+                child = _MathVerifyChild()
+                continue
+            elapsed, verdict = answer
+            results.append({"elapsed": elapsed, "verdict": verdict, "returned": True})
+    finally:
+        child.kill()
+    return results
+
+
+# ---------------------------------------------------------------- figures
+
+
+def figures(cases: list[dict], results: list[dict], timeout_s: float, subset: list[int]) -> dict:
+    elapsed = [r["elapsed"] for r in results]
+    past = sum(1 for r in results if r["elapsed"] > timeout_s or not r["returned"])
+    returned = [r for r in results if r["returned"] and r["elapsed"] <= timeout_s]
+    agree = sum(1 for c, r in zip(cases, results) if r["verdict"] is c["label"] or (c["kind"] == "hostile" and r["returned"] and r["verdict"] in (False, None) and r["elapsed"] <= timeout_s))
+    sub = [results[k]["elapsed"] for k in subset]
+    q = statistics.quantiles(elapsed, n=20) if len(elapsed) >= 2 else [elapsed[0]] * 19
+    return {
+        "cases": len(results),
+        "returned_within_timeout": len(returned),
+        "past_timeout": past,
+        "cases_per_s": round(len(results) / sum(elapsed), 2) if sum(elapsed) else None,
+        "cases_per_s_on_returned": round(len(sub) / sum(sub), 2) if sum(sub) else None,
+        "p50_ms": round(statistics.median(elapsed) * 1000, 2),
+        "p95_ms": round(q[18] * 1000, 2),
+        "max_ms": round(max(elapsed) * 1000, 1),
+        "agree_with_labels": agree,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--timeout", type=float, default=5.0, help="Per-call time limit T (s).")
+    parser.add_argument("--grace", type=float, default=5.0, help="Seconds past T before math-verify's child is killed.")
+    parser.add_argument("--limit", type=int, help="Only the first N cases.")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {0})  # one core; child processes inherit it
+    cases = build_cases(args.limit)
+    ours = run_qvq_ray(cases, args.timeout)
+    theirs = run_math_verify(cases, args.timeout, args.grace)
+    returned_both = [k for k, r in enumerate(theirs) if r["returned"] and r["elapsed"] <= args.timeout]
+    a = figures(cases, ours, args.timeout, returned_both)
+    b = figures(cases, theirs, args.timeout, returned_both)
+    kinds = sorted({c["kind"] for c in cases})
+    by_kind = {
+        kind: {
+            "cases": sum(c["kind"] == kind for c in cases),
+            "qvq_ray_agree": sum(1 for c, r in zip(cases, ours) if c["kind"] == kind and (r["verdict"] is c["label"] or (kind == "hostile" and r["verdict"] in (False, None)))),
+            "math_verify_agree": sum(1 for c, r in zip(cases, theirs) if c["kind"] == kind and (r["verdict"] is c["label"] or (kind == "hostile" and r["returned"] and r["verdict"] in (False, None) and r["elapsed"] <= args.timeout))),
+        }
+        for kind in kinds
+    }
+    print(f"verifier benchmark: {len(cases)} cases, one core (CPU 0), per-call limit T = {args.timeout:g} s\n")
+    print(f"{'':32}{'qvq-ray':>14}{'math-verify':>14}")
+    rows = [
+        ("cases", "cases"),
+        ("returned within T", "returned_within_timeout"),
+        ("calls past T", "past_timeout"),
+        ("cases/s (all cases)", "cases_per_s"),
+        ("cases/s (math-verify returned)", "cases_per_s_on_returned"),
+        ("p50 latency (ms)", "p50_ms"),
+        ("p95 latency (ms)", "p95_ms"),
+        ("max latency (ms)", "max_ms"),
+        ("agree with labels", "agree_with_labels"),
+    ]
+    for label, key in rows:
+        print(f"{label:32}{str(a[key]):>14}{str(b[key]):>14}")
+    print()
+    for kind, row in by_kind.items():
+        print(f"  {kind:14} {row['cases']:4} cases   agree: qvq-ray {row['qvq_ray_agree']:4}   math-verify {row['math_verify_agree']:4}")
+    print()
+    print(json.dumps({"benchmark": "verifier", "timeout_s": args.timeout, "cores": 1, "qvq_ray": a, "math_verify": b, "by_kind": by_kind}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Multiple choice: option letters <-> option texts, using the problem's choices.
+
+Never by string distance (MathVista's grader maps an empty or unrelated answer to the closest
+option): an answer names an option by its letter (`C`, `(C)`, `C.`, `\\text{(C)}`, `Option C`,
+`选C`), or by stating an option's text, judged by the same equivalence as any answer, and only
+when exactly one option matches. Anything else names no option.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+DEFAULT_LETTERS = 10  # without choices, A-J count as option letters (MMMU goes to I)
+
+_WRAP = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|textrm|operatorname)\s*\{([^{}]*)\}")
+_PREFIX = re.compile(
+    r"^(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:：]?\s*|选项\s*|选择\s*|选\s*|答案\s*[:：]?\s*)",
+    re.IGNORECASE,
+)
+_SUFFIX = re.compile(r"\s*(?:选项|项|is\s+correct|is\s+the\s+(?:correct\s+)?answer)\s*$", re.IGNORECASE)
+# (C) | [C] | C | C. text | C: text | C) text | (C) text | (c)
+_LETTER = re.compile(r"(?:\((?P<p>[A-Za-z])\)|\[(?P<b>[A-Z])\]|(?P<l>[A-Z])(?=$|[.:：)、,]))(?P<rest>.*)", re.S)
+_SEPARATORS = re.compile(r"\s*(?:,|，|、|;|\band\b|和|&)\s*")
+
+
+def _clean(answer: str) -> str:
+    s = answer.strip().replace("$", "").strip()
+    for _ in range(3):
+        s2 = _WRAP.sub(r"\1", s)
+        if s2 == s:
+            break
+        s = s2
+    s = s.strip().strip("*").strip()
+    if s.startswith("\\boxed{") and s.endswith("}"):
+        s = s[7:-1].strip()
+    s = _PREFIX.sub("", s, count=1).strip()
+    s = _SUFFIX.sub("", s).strip()
+    return s.rstrip("。.").strip()
+
+
+def choice_letter(answer: str | None, n_choices: int | None = None) -> str | None:
+    """The option letter an answer names, upper-cased, or None.
+
+    `C`, `(C)`, `(c)`, `[C]`, `C.`, `C:`, `C) 24`, `(C) 24`, `C. 24`, `\\text{(C)}`, `**C**`,
+    `Option C`, `选C`, `C选项`. Not `x = 2`, `AB`, `I think`, `A or B`. With `n_choices`, only
+    letters naming an option (A up to the n-th letter).
+    """
+    if not answer:
+        return None
+    s = _clean(answer)
+    if not s or len(s) > 300:
+        return None
+    m = _LETTER.fullmatch(s)
+    if m is None:
+        return None
+    letter = (m.group("p") or m.group("b") or m.group("l")).upper()
+    rest = m.group("rest")
+    if rest and m.group("l") and rest[0] not in ".:：)、,":
+        return None
+    if rest and not rest.strip(" .:：)、,"):
+        rest = ""
+    if rest and _SEPARATORS.match(rest) and choice_letters(s, n_choices) is not None:
+        return None  # several letters: not one option
+    limit = n_choices if n_choices else DEFAULT_LETTERS
+    if LETTERS.index(letter) >= max(limit, 1):
+        return None
+    return letter
+
+
+def choice_letters(answer: str | None, n_choices: int | None = None) -> tuple[str, ...] | None:
+    """Several option letters (`A, C`, `A and C`, `AC` with choices), sorted; None if not that."""
+    if not answer:
+        return None
+    s = _clean(answer)
+    limit = n_choices if n_choices else DEFAULT_LETTERS
+    parts = [p.strip("() []") for p in _SEPARATORS.split(s) if p.strip()]
+    if len(parts) < 2:
+        if n_choices and re.fullmatch(r"[A-Z]{2,6}", s):
+            parts = list(s)
+        else:
+            return None
+    letters = []
+    for p in parts:
+        if len(p) != 1 or p.upper() not in LETTERS[:limit] or not p.isupper():
+            return None
+        letters.append(p.upper())
+    return tuple(sorted(set(letters)))
+
+
+def is_letter_hedge(answer: str | None) -> bool:
+    """`A or B`, `(A) or (C)`, `A/B`, `A 或 B`: two options offered, which is no answer."""
+    if not answer:
+        return False
+    s = _clean(answer)
+    return bool(re.fullmatch(r"\(?[A-J]\)?\s*(?:or|/|或|或者)\s*\(?[A-J]\)?(?:\s*(?:or|/|或)\s*\(?[A-J]\)?)*", s))
+
+
+def option_index(
+    answer: str, choices: list[str], equal: Callable[[str, str], bool], *, exact_only: bool = False
+) -> int | None:
+    """The index of the one option `answer` states (by text), or None (none, or several match).
+
+    `equal(option, answer)` judges value equality (the verifier's equivalence); exact text
+    equality (case, spacing and wrappers folded) is tried first.
+    """
+    if not answer or not choices:
+        return None
+    key = _text_key(answer)
+    exact = [i for i, c in enumerate(choices) if _text_key(c) == key]
+    if len(exact) == 1:
+        return exact[0]
+    if len(exact) > 1 or exact_only:
+        return None
+    matches = [i for i, c in enumerate(choices) if c and c.strip() and equal(c, answer)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _text_key(s: str) -> str:
+    from qvq_ray.verify.structures import normalize_answer
+
+    s = _clean(normalize_answer(s))
+    s = re.sub(r"\s+", "", s)
+    return s.casefold()
+
+
+def compare_choice(
+    answer: str, gold: str, choices: list[str] | None, equal: Callable[[str, str], bool]
+) -> bool | None:
+    """The verdict when this is a multiple-choice comparison, else None (compare as values).
+
+    - the gold names an option (its letter, or its text exactly as in `choices`): the answer must
+      name the same option, by letter or by stating that option's text; an answer that names no
+      option is wrong when the gold is a letter, and compared as a value when the gold is a text;
+    - the gold is a value that is no option: an answer letter is replaced by its option's text;
+    - several letters (`AC`, `A, C`) compare as sets;
+    - no choices and no letter gold: None.
+    """
+    choices = list(choices or [])
+    n = len(choices) or None
+    if choices:
+        gold_letters = choice_letters(gold, n)
+        if gold_letters is not None:
+            answer_letters = choice_letters(answer, n)
+            if answer_letters is None:
+                single = choice_letter(answer, n)
+                answer_letters = (single,) if single else None
+            return answer_letters == gold_letters
+    gold_index = option_index(gold, choices, equal, exact_only=True) if choices else None
+    gold_is_letter = False
+    if gold_index is None:
+        gold_letter = choice_letter(gold, n)
+        if gold_letter is None:
+            if not choices:
+                return None
+            letter = choice_letter(answer, n)
+            if letter is None:
+                return None
+            index = LETTERS.index(letter)
+            return index < len(choices) and equal(gold, choices[index])
+        gold_index = LETTERS.index(gold_letter)
+        gold_is_letter = True
+    if is_letter_hedge(answer):
+        return False
+    exact = option_index(answer, choices, equal, exact_only=True) if choices else None
+    if exact is not None:  # the answer is an option's text, verbatim (even one like `(a) 2, (b) 3`)
+        return exact == gold_index
+    letter = choice_letter(answer, n)
+    if letter is not None:
+        return LETTERS.index(letter) == gold_index
+    if choices:
+        answer_index = option_index(answer, choices, equal)
+        if answer_index is not None:
+            return answer_index == gold_index
+    return False if gold_is_letter else None

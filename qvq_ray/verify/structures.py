@@ -1,0 +1,306 @@
+"""The shape of an answer: several answers, sets, intervals, tuples, matrices, equations, inequalities.
+
+`parse_structure` turns a normalised answer string into a small tree of `Node`s by splitting at
+top-level separators and brackets. Pure string work (safe in-process); the leaves (`Scalar`) are
+what `equivalence` compares numerically or with sympy. latex2sympy parses the leaves: this module
+only decides what the pieces are, so that `(1, 2]` is an interval, `\\{1, 2\\}` an unordered set,
+`(2, 1), (3, 1)` two points in any order, and `x = 2` an assignment.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from qvq_ray.verify.text import find_command_arg, matching_brace, normalize_unicode, outer_brackets, split_top_level
+
+MAX_ITEMS = 64  # more top-level items than this is not an answer we compare item by item
+MAX_DEPTH = 12
+
+
+@dataclass
+class Node:
+    kind: str  # several | set | seq | union | matrix | relation | scalar | text
+    items: list["Node"] = field(default_factory=list)
+    text: str = ""  # scalar/text: the LaTeX; relation: the operator chain joined
+    open: str = ""  # seq: the opening bracket, normalised to ( [ <
+    close: str = ""  # seq: the closing bracket ) ] >
+    ops: list[str] = field(default_factory=list)  # relation: the operators between items
+    rows: int = 0  # matrix
+    cols: int = 0
+
+    def __repr__(self) -> str:  # compact, for test failure messages
+        if self.kind in ("scalar", "text"):
+            return f"{self.kind}({self.text!r})"
+        if self.kind == "relation":
+            return f"relation({' '.join(f'{i!r} {o}' for i, o in zip(self.items, self.ops + ['']))})"
+        return f"{self.kind}{self.open}{self.items!r}{self.close}"
+
+
+# ---------------------------------------------------------------- normalisation
+
+_DELIMS = (("$$", "$$"), ("$", "$"), ("\\[", "\\]"), ("\\(", "\\)"))
+_SIZING = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|Biggl|Biggr|big|Big|bigg|Bigg)(?![A-Za-z])\s*\.?")
+_SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad(?![A-Za-z])|\\(?:hspace|vspace)\*?\{[^{}]*\}|~")
+_STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits|mathstrut)(?![A-Za-z])")
+_FRAC = re.compile(r"\\[dtc]frac(?![A-Za-z])")
+_BINOM = re.compile(r"\\[dt]binom(?![A-Za-z])")
+_LEQ = re.compile(r"\\(?:leqslant|leq|le)(?![A-Za-z])")
+_GEQ = re.compile(r"\\(?:geqslant|geq|ge)(?![A-Za-z])")
+_NEQ = re.compile(r"\\(?:neq|ne)(?![A-Za-z])")
+_TEXT_JOINER = re.compile(r"\\(?:text|mathrm|textrm|mbox)\s*\{\s*(and|or|,|;|且|或)\s*\}")
+_TEXT_WRAP = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mathit|mbox|textrm|textnormal|boldsymbol|bm|mathsf|mathtt)\s*\{([^{}]*)\}")
+_LEADING_WORDS = re.compile(
+    r"^(?:the\s+)?(?:final\s+)?(?:answer|result|solution|value)s?\s*(?:is|are|=|:)\s*", re.IGNORECASE
+)
+_SQRT_PAREN = re.compile(r"\\sqrt\s*\(")
+_ARROW = re.compile(r"\\(?:Rightarrow|implies|to|rightarrow|Longrightarrow)(?![A-Za-z])")
+
+
+def normalize_answer(text: str) -> str:
+    """An answer string cleaned for comparison: delimiters, boxes, sizing and spacing commands
+    removed, `\\dfrac` as `\\frac`, `\\le`/`\\ge`/`\\ne` spelt one way, text joiners as commas,
+    Unicode math as LaTeX, a trailing period dropped."""
+    s = normalize_unicode(text).strip()
+    for _ in range(4):
+        before = s
+        for left, right in _DELIMS:
+            if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+                s = s[len(left) : len(s) - len(right)].strip()
+        s = _unbox(s).strip()
+        if s.endswith((".", "。")) and not s.endswith("..") and not re.search(r"\d\.$", s[-2:] if len(s) > 1 else s):
+            s = s[:-1].strip()
+        if s == before:
+            break
+    s = s.replace("$", " ")
+    s = _STYLE.sub("", s)
+    s = _SIZING.sub("", s)
+    s = _TEXT_JOINER.sub(lambda m: "," if m.group(1) in (",", ";", "and", "且") else " or ", s)
+    s = _SPACING.sub(" ", s)
+    s = _FRAC.sub(r"\\frac", s)
+    s = _BINOM.sub(r"\\binom", s)
+    s = _LEQ.sub(r"\\le ", s)
+    s = _GEQ.sub(r"\\ge ", s)
+    s = _NEQ.sub(r"\\ne ", s)
+    s = s.replace("\\lbrace", "\\{").replace("\\rbrace", "\\}").replace("<=", "\\le ").replace(">=", "\\ge ").replace("!=", "\\ne ")
+    s = s.replace("\\varnothing", "\\emptyset").replace("\\{\\}", "\\emptyset").replace("\\{ \\}", "\\emptyset")
+    s = s.replace("\\vert", "|").replace("\\lvert", "|").replace("\\rvert", "|").replace("\\mid", "|")
+    s = _fix_sqrt_paren(s)
+    s = _LEADING_WORDS.sub("", s)
+    s = re.sub(r"\s+", " ", s).strip()
+    if s.endswith((".", "。")) and not s.endswith(".."):
+        s = s[:-1].strip()
+    return s
+
+
+def _unbox(s: str) -> str:
+    """`\\boxed{X}` -> X when the box is the whole string (or boxes joined by commas)."""
+    for command in ("\\boxed", "\\fbox", "\\framebox"):
+        if s.startswith(command):
+            spans = find_command_arg(s, command)
+            if spans and spans[0][0] == 0 and spans[0][1] == len(s):
+                return spans[0][2]
+    return s
+
+
+def _fix_sqrt_paren(s: str) -> str:
+    """`4\\sqrt(2)` -> `4\\sqrt{2}` (latex2sympy would read `4\\sqrt` and stop, math-verify #41)."""
+    if "\\sqrt" not in s:
+        return s
+    out = []
+    pos = 0
+    for m in _SQRT_PAREN.finditer(s):
+        if m.start() < pos:
+            continue
+        depth = 0
+        end = None
+        for k in range(m.end() - 1, len(s)):
+            if s[k] == "(":
+                depth += 1
+            elif s[k] == ")":
+                depth -= 1
+                if depth == 0:
+                    end = k
+                    break
+        if end is None:
+            continue
+        out.append(s[pos : m.start()])
+        out.append("\\sqrt{" + s[m.end() : end] + "}")
+        pos = end + 1
+    out.append(s[pos:])
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- parsing
+
+_SEVERAL_SEPARATORS = (";", ",", " and ", " or ", "\\text{and}", "\\text{or}", " 和 ", "或", "及")
+_RELATIONS = ("\\le", "\\ge", "\\ne", "\\approx", "\\in", "\\equiv", "=", "<", ">")
+_RELATION_TOKENS = re.compile(r"\\le(?![A-Za-z])|\\ge(?![A-Za-z])|\\ne(?![A-Za-z])|\\approx(?![A-Za-z])|\\in(?![A-Za-z])|\\equiv(?![A-Za-z])|\\sim(?![A-Za-z])|=|<|>")
+_MATRIX = re.compile(r"^\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.S)
+_THOUSANDS = re.compile(r"^\s*-?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*$")
+
+
+def parse_structure(text: str, *, normalized: bool = False, depth: int = 0) -> Node:
+    """The structure tree of an answer (see the module doc)."""
+    s = text if normalized else normalize_answer(text)
+    if depth > MAX_DEPTH:
+        return Node("scalar", text=s)
+    s = s.strip()
+    # several answers at the top level: `1, 2`, `x=1; y=2`, `3 and 4`
+    if not _THOUSANDS.match(s):
+        parts = [p.strip() for p in split_top_level(s, _SEVERAL_SEPARATORS)]
+        parts = [p for p in parts if p]
+        if len(parts) > 1:
+            if len(parts) > MAX_ITEMS:
+                return Node("scalar", text=s)
+            return Node("several", items=[parse_structure(p, normalized=True, depth=depth + 1) for p in parts])
+    # relations: `x = 2`, `1 < x \le 3`, `x \in (0, 1)`
+    rel = _split_relation(s)
+    if rel is not None:
+        items, ops = rel
+        return Node(
+            "relation", items=[parse_structure(p, normalized=True, depth=depth + 1) for p in items], ops=ops, text=s
+        )
+    # unions of intervals / sets
+    parts = [p.strip() for p in split_top_level(s, ("\\cup",))]
+    if len(parts) > 1 and all(parts):
+        return Node("union", items=[parse_structure(p, normalized=True, depth=depth + 1) for p in parts])
+    m = _MATRIX.match(s)
+    if m and m.group(1) not in ("vmatrix", "Vmatrix"):
+        return _matrix(m.group(2), depth)
+    outer = outer_brackets(s)
+    if outer is not None:
+        opener, inner, closer = outer
+        inner = inner.strip()
+        elements = [p.strip() for p in split_top_level(inner, (",", ";"))] if inner else []
+        if opener in ("\\{", "\\lbrace"):
+            if closer not in ("\\}", "\\rbrace"):
+                return Node("scalar", text=s)
+            if len(split_top_level(inner, ("|", "\\mid", ":"))) > 1:
+                return Node("text", text=s)  # set-builder notation: compared as written
+            return Node("set", items=[parse_structure(p, normalized=True, depth=depth + 1) for p in elements if p])
+        if len(elements) >= 2 and all(elements):
+            if len(elements) > MAX_ITEMS:
+                return Node("scalar", text=s)
+            return Node(
+                "seq",
+                items=[parse_structure(p, normalized=True, depth=depth + 1) for p in elements],
+                open={"(": "(", "[": "[", "\\langle": "<"}.get(opener, opener),
+                close={")": ")", "]": "]", "\\rangle": ">"}.get(closer, closer),
+            )
+        if len(elements) == 1 and opener == "(" and closer == ")":
+            return parse_structure(inner, normalized=True, depth=depth + 1)
+    if _is_text(s):
+        return Node("text", text=s)
+    return Node("scalar", text=s)
+
+
+def _split_relation(s: str) -> tuple[list[str], list[str]] | None:
+    """Items and operators of a top-level relation chain, or None (no relation at the top level)."""
+    positions = _top_level_relation_positions(s)
+    if not positions:
+        return None
+    items, ops = [], []
+    start = 0
+    for pos, op in positions:
+        items.append(s[start:pos].strip())
+        ops.append(op)
+        start = pos + len(op)
+    items.append(s[start:].strip())
+    if any(not item for item in items):
+        return None
+    ops = [_OP_NAMES.get(op, op) for op in ops]
+    return items, ops
+
+
+_OP_NAMES = {"\\le": "<=", "\\ge": ">=", "\\ne": "!=", "\\approx": "~", "\\sim": "~", "\\equiv": "=", "\\in": "in"}
+
+
+def _top_level_relation_positions(s: str) -> list[tuple[int, str]]:
+    out = []
+    depth = 0
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c in "{([":
+            depth += 1
+        elif c in "})]":
+            depth -= 1
+        elif c == "\\" and i + 1 < n and s[i + 1] in "{}":
+            depth += 1 if s[i + 1] == "{" else -1
+            i += 2
+            continue
+        elif depth == 0 and c in "\\=<>":
+            m = _RELATION_TOKENS.match(s, i)
+            if m:
+                out.append((i, m.group()))
+                i = m.end()
+                continue
+        if c == "\\":
+            i += 1
+            while i < n and s[i].isalpha():
+                i += 1
+            continue
+        i += 1
+    # `(1, 2]` style intervals have unbalanced depth inside; a negative depth means mismatched
+    return out if depth == 0 else []
+
+
+def _matrix(body: str, depth: int) -> Node:
+    rows = [r.strip() for r in re.split(r"\\\\", body) if r.strip() and r.strip() != "\\hline"]
+    cells = [[c.strip() for c in row.split("&")] for row in rows]
+    if not cells or any(len(r) != len(cells[0]) for r in cells):
+        return Node("scalar", text="\\begin{matrix}" + body + "\\end{matrix}")
+    flat = [parse_structure(c, normalized=True, depth=depth + 1) for row in cells for c in row]
+    return Node("matrix", items=flat, rows=len(cells), cols=len(cells[0]))
+
+
+_WORDS = re.compile(r"[^\W\d_][^\W\d_ .,'’\-]*(?:[ .,'’\-]+[^\W\d_][^\W\d_ .,'’\-]*)*", re.UNICODE)
+
+
+def _is_text(s: str) -> bool:
+    """Plain words with a run of 2+ letters (`Paris`, `no solution`, `不存在`), or `\\text{...}` only."""
+    inner = s
+    m = _TEXT_WRAP.fullmatch(s)
+    if m:
+        inner = m.group(1).strip()
+        if inner and not any(ch.isdigit() for ch in inner) and not inner.isupper():
+            return len(inner) >= 2
+    if not _WORDS.fullmatch(inner):
+        return False
+    letters = [ch for ch in inner if ch.isalpha()]
+    if any(ord(ch) > 0x2E80 for ch in letters):
+        return True
+    # `xy`, `AB`, `abc` may be algebra or a segment name: only real words count as text
+    return bool(re.search(r"[A-Za-z]{2}", inner)) and (" " in inner or len(inner) >= 4 or inner.lower() in _SHORT_WORDS)
+
+
+_SHORT_WORDS = {"yes", "no", "odd", "even", "none", "true", "and", "or", "up", "down", "left", "right", "red", "all", "one", "two", "six", "ten", "max", "min"}
+
+
+def text_value(s: str) -> str:
+    """The comparable form of a text answer: wrappers removed, case and spacing folded."""
+    for _ in range(3):
+        s2 = _TEXT_WRAP.sub(r"\1", s)
+        if s2 == s:
+            break
+        s = s2
+    s = re.sub(r"[\s.,'’\-]+", " ", s).strip().casefold()
+    return s
+
+
+def expand_plus_minus(text: str) -> list[str] | None:
+    """`a \\pm b` -> [`a + b`, `a - b`] (one `\\pm`/`\\mp` only), else None."""
+    count = text.count("\\pm") + text.count("\\mp")
+    if count != 1:
+        return None
+    if "\\pm" in text:
+        return [text.replace("\\pm", "+", 1), text.replace("\\pm", "-", 1)]
+    return [text.replace("\\mp", "-", 1), text.replace("\\mp", "+", 1)]
+
+
+def strip_braces(s: str) -> str:
+    """`{x}` -> `x` when one brace group spans the whole string."""
+    while s.startswith("{") and matching_brace(s, 0) == len(s) - 1:
+        s = s[1:-1].strip()
+    return s

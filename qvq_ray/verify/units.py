@@ -1,0 +1,324 @@
+"""Physical units: split `0.5 kg` into value and unit, and convert units with `sympy.physics.units`.
+
+Splitting (`split_quantity`) and recognising unit names are pure string work (safe in-process).
+Conversion (`unit_scale`) builds the unit from an allowlist of `sympy.physics.units` attributes
+(never `sympify` of text) and runs only in a verify worker.
+
+What a missing unit means (the rule `equivalence` applies):
+
+- the problem names a unit (`unit="m"`, OlympiadBench's and MathVista's `unit` field): the gold is
+  in that unit and a bare number in the answer is read in it; an answer with a unit is converted;
+- the gold writes its own unit (`0.64 N`) and the answer has none: not equal (the OlympiadBench
+  judge's rule: `0.64` is not `0.64N`); `VerifierConfig.missing_unit="assume_gold"` reads the bare
+  number in the gold's unit instead;
+- the answer has a unit and the gold has none (and the problem names none): the numbers are
+  compared as written;
+- both have units: converted to SI; different dimensions are not equal (500 g is not 500 kg,
+  0.5 kg is 500 g, 1 m is not 1 s).
+
+Words that are not units we know (`5 apples`, `3 元`) are labels: ignored on either side.
+A single lower-case letter glued to a number (`5m`, `3s`) is algebra, not a unit; with a space,
+`\\,`, `\\text{}` or `\\mathrm{}` it is a unit (`5 m`, `3\\,\\mathrm{s}`); upper-case ones (`0.64N`) are units.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+# unit token -> sympy.physics.units attribute (an allowlist: nothing else is ever looked up)
+_UNITS: dict[str, str] = {
+    "m": "meter", "meter": "meter", "meters": "meter", "metre": "meter", "metres": "meter",
+    "g": "gram", "gram": "gram", "grams": "gram", "gramme": "gram",
+    "kg": "kilogram", "kilogram": "kilogram", "kilograms": "kilogram",
+    "s": "second", "sec": "second", "secs": "second", "second": "second", "seconds": "second",
+    "min": "minute", "mins": "minute", "minute": "minute", "minutes": "minute",
+    "h": "hour", "hr": "hour", "hrs": "hour", "hour": "hour", "hours": "hour",
+    "d": "day", "day": "day", "days": "day",
+    "yr": "year", "year": "year", "years": "year",
+    "N": "newton", "newton": "newton", "newtons": "newton",
+    "J": "joule", "joule": "joule", "joules": "joule",
+    "W": "watt", "watt": "watt", "watts": "watt",
+    "V": "volt", "volt": "volt", "volts": "volt",
+    "A": "ampere", "amp": "ampere", "amps": "ampere", "ampere": "ampere", "amperes": "ampere",
+    "\\Omega": "ohm", "ohm": "ohm", "ohms": "ohm",
+    "C": "coulomb", "coulomb": "coulomb", "coulombs": "coulomb",
+    "F": "farad", "farad": "farad", "farads": "farad",
+    "T": "tesla", "tesla": "tesla",
+    "Hz": "hertz", "hertz": "hertz",
+    "Pa": "pascal", "pascal": "pascal", "pascals": "pascal",
+    "eV": "electronvolt", "electronvolt": "electronvolt",
+    "L": "liter", "l": "liter", "liter": "liter", "liters": "liter", "litre": "liter", "litres": "liter",
+    "mol": "mole", "mole": "mole", "moles": "mole",
+    "K": "kelvin", "kelvin": "kelvin",
+    "H": "henry", "henry": "henry",
+    "Wb": "weber", "weber": "weber",
+    "S": "siemens", "siemens": "siemens",
+    "Bq": "becquerel",
+    "atm": "atmosphere", "bar": "bar", "mmHg": "mmHg", "torr": "mmHg", "Torr": "mmHg",
+    "rad": "radian", "radian": "radian", "radians": "radian", "sr": "steradian",
+    "cd": "candela", "lx": "lux",
+    "ly": "lightyear", "AU": "astronomical_unit", "au": "astronomical_unit",
+    "ft": "foot", "foot": "foot", "feet": "foot", "in": "inch", "inch": "inch", "inches": "inch",
+    "mi": "mile", "mile": "mile", "miles": "mile", "lb": "pound", "lbs": "pound",
+    "u": "atomic_mass_unit", "amu": "atomic_mass_unit", "Da": "atomic_mass_unit",
+    "\\AA": "angstrom", "\\mathring{A}": "angstrom", "angstrom": "angstrom",
+    "c": "speed_of_light",
+}
+# units that take SI prefixes (km, mg, \mu s, kN, MeV, mL, ...)
+_PREFIXABLE = {"m", "g", "s", "N", "J", "W", "V", "A", "\\Omega", "C", "F", "T", "Hz", "Pa", "eV", "L", "l", "mol", "K", "H", "Wb", "S", "Bq", "bar"}
+_PREFIXES = {
+    "Y": "yotta", "Z": "zetta", "E": "exa", "P": "peta", "T": "tera", "G": "giga", "M": "mega", "k": "kilo",
+    "h": "hecto", "da": "deca", "d": "deci", "c": "centi", "m": "milli", "\\mu": "micro", "u": "micro",
+    "n": "nano", "p": "pico", "f": "femto", "a": "atto",
+}
+# extra non-SI units given as (factor, base unit attribute)
+_SCALED = {"cal": (4184, "joule", 1000), "kcal": (4184, "joule", 1), "kWh": (3600000, "joule", 1), "Wh": (3600, "joule", 1)}
+
+_PERCENT_TAIL = re.compile(r"\s*(?:\\%|%|\\text\{\s*\\?%\s*\}|\s(?:percent|per\s?cent)\b\.?)\s*$")
+_DEGREE_TAIL = re.compile(
+    r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|\{\}\^\{\\circ\}|\\text\{\s*(?:degrees?|deg|°)\s*\}|\s(?:degrees?|deg)\b\.?)\s*$"
+)
+_TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)(?![A-Za-z])")
+_WRAPPERS = re.compile(r"\\(?:text|mathrm|mbox|rm|textrm|operatorname|mathit|textnormal|unit)\s*")
+_SPACES = re.compile(r"\\[,;:! ]|~|\\q?quad(?![A-Za-z])")
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """A scalar answer split into its value and what trails it."""
+
+    value: str  # LaTeX of the value (the whole text when nothing trails)
+    unit: str | None = None  # a unit expression we know (`kg`, `m/s^2`, `\mu F`)
+    label: str | None = None  # trailing words that are not a unit we know (`apples`)
+    percent: bool = False
+    degree: bool = False
+
+
+def split_quantity(text: str) -> Quantity:
+    """Split trailing %, degree signs, units or labels off a scalar answer."""
+    s = text.strip()
+    percent = degree = False
+    m = _PERCENT_TAIL.search(s)
+    if m and m.start() > 0:
+        s, percent = s[: m.start()].strip(), True
+    m = _DEGREE_TAIL.search(s)
+    if m and m.start() > 0 and not _TRIG.search(s):  # `\\sin 30^\\circ`: degrees inside a function
+        s, degree = s[: m.start()].strip(), True
+    if percent or degree:
+        return Quantity(s, percent=percent, degree=degree)
+    value, tail, separated = _split_value_tail(s)
+    if tail is None:
+        return Quantity(s)
+    unit_tokens = parse_unit_tokens(tail)
+    if unit_tokens is not None:
+        if not separated and len(unit_tokens) == 1 and unit_tokens[0][1] == 1 and _is_lone_lower(unit_tokens[0][0]):
+            return Quantity(s)  # `5m`, `3s`: algebra
+        return Quantity(value, unit=_tokens_text(unit_tokens))
+    label = _label(tail)
+    if label is not None and (separated or not tail.isascii()):
+        return Quantity(value, label=label)
+    return Quantity(s)
+
+
+def _is_lone_lower(token: str) -> bool:
+    return len(token) == 1 and token.islower()
+
+
+_VALUE_END = re.compile(r"[\d}).]|\\pi(?![A-Za-z])|\\infty(?![A-Za-z])")
+
+
+def _split_value_tail(s: str) -> tuple[str, str | None, bool]:
+    """(value, tail, separated): the longest numeric-looking prefix and what trails it."""
+    # the value: digits, operators, braces and a few commands, but no bare letters
+    i, n = 0, len(s)
+    last_value_end = -1
+    while i < n:
+        c = s[i]
+        if c == "\\":
+            j = i + 1
+            while j < n and s[j].isalpha():
+                j += 1
+            name = s[i + 1 : j]
+            if name in ("frac", "dfrac", "tfrac", "sqrt", "times", "cdot", "pi", "infty", "left", "right"):
+                if name in ("pi", "infty"):
+                    last_value_end = j
+                i = j
+                continue
+            if name in ("text", "mathrm", "mbox", "rm", "textrm", "operatorname", "mathit", "textnormal", "unit", "mu", "Omega", "AA", "mathring") or not name:
+                break
+            if name == "" and j < n and s[j] in ",;:! ":
+                break
+            return s, None, False
+        if c.isalpha():
+            break
+        if c.isdigit() or c in ")}":
+            last_value_end = i + 1
+        elif c in "~":
+            break
+        i += 1
+    if last_value_end <= 0 or i >= n:
+        return s, None, False
+    value = s[:last_value_end].strip()
+    if not value or not any(ch.isdigit() for ch in value) or not _balanced(value):
+        return s, None, False
+    tail = s[last_value_end:]
+    separated = bool(re.match(r"\s|\\[,;:! ]|~|\\(?:text|mathrm|mbox|rm|textrm|unit)", tail))
+    tail = tail.strip()
+    if not tail:
+        return s, None, False
+    return value, tail, separated
+
+
+def _balanced(s: str) -> bool:
+    return s.count("{") == s.count("}") and s.count("(") == s.count(")")
+
+
+_UNIT_TOKEN = re.compile(r"(\\mu\s*|\\Omega|\\AA|\\mathring\{A\})?([A-Za-z]*)(?:\s*\^\s*(?:\{\s*([+-]?\d+)\s*\}|([+-]?\d)))?")
+
+
+def parse_unit_tokens(text: str) -> list[tuple[str, int]] | None:
+    """A unit expression as [(token, power)], e.g. `m/s^2` -> [(m, 1), (s, -2)]; None if not one.
+
+    Accepts products (space, `\\cdot`, `*`, `.`), one or more `/`, powers `^2` / `^{-1}`,
+    and `\\text{}` / `\\mathrm{}` wrappers around any part.
+    """
+    s = _unwrap(text)
+    if not s or len(s) > 60:
+        return None
+    s = s.replace("\\cdot", " ").replace("*", " ").replace("\\times", " ")
+    s = re.sub(r"(?<=[A-Za-z])\.(?=[A-Za-z\\])", " ", s)  # N.m
+    s = s.strip().rstrip(".").strip()
+    if not s:
+        return None
+    groups = s.split("/")
+    tokens: list[tuple[str, int]] = []
+    for gi, group in enumerate(groups):
+        group = group.strip()
+        if group.startswith("(") and group.endswith(")"):
+            group = group[1:-1].strip()
+        if not group:
+            return None
+        sign = 1 if gi == 0 else -1
+        pos = 0
+        while pos < len(group):
+            if group[pos] == " ":
+                pos += 1
+                continue
+            m = _UNIT_TOKEN.match(group, pos)
+            if not m or m.end() == pos:
+                return None
+            prefix, letters = (m.group(1) or "").strip(), m.group(2)
+            name = prefix + letters if prefix not in ("\\Omega", "\\AA", "\\mathring{A}") else prefix + letters
+            power = int(m.group(3) or m.group(4) or 1)
+            if not known_unit(name):
+                return None
+            tokens.append((name, sign * power))
+            pos = m.end()
+    return tokens or None
+
+
+def _unwrap(text: str) -> str:
+    s = _SPACES.sub(" ", text)
+    s = _WRAPPERS.sub("", s)
+    # drop braces that only grouped text: {m}/{s} -> m/s (exponent braces kept by the token regex)
+    out = []
+    depth_exp = 0
+    i = 0
+    while i < len(s):
+        c = s[i]
+        if c == "{":
+            if out and out[-1] == "^":
+                depth_exp += 1
+                out.append(c)
+            elif s.startswith("\\mathring", i - 9 if i >= 9 else 0) and i >= 9:
+                out.append(c)
+            else:
+                out.append("")
+        elif c == "}":
+            if depth_exp:
+                depth_exp -= 1
+                out.append(c)
+            else:
+                out.append("")
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out).strip()
+
+
+def known_unit(token: str) -> bool:
+    return _resolve(token) is not None
+
+
+@lru_cache(maxsize=512)
+def _resolve(token: str) -> tuple[str | None, str, int, int] | None:
+    """(prefix attribute or None, unit attribute, numerator, denominator) for a unit token."""
+    if token in _UNITS:
+        return None, _UNITS[token], 1, 1
+    if token in _SCALED:
+        num, attr, den = _SCALED[token]
+        return None, attr, num, den
+    for prefix, name in sorted(_PREFIXES.items(), key=lambda kv: -len(kv[0])):
+        if token.startswith(prefix) and token[len(prefix) :] in _PREFIXABLE:
+            return name, _UNITS[token[len(prefix) :]], 1, 1
+    return None
+
+
+def _tokens_text(tokens: list[tuple[str, int]]) -> str:
+    return " ".join(t if p == 1 else f"{t}^{{{p}}}" for t, p in tokens)
+
+
+def _label(tail: str) -> str | None:
+    s = _unwrap(tail).strip().rstrip(".").strip()
+    if not s or len(s) > 40:
+        return None
+    if not s.isascii():
+        return s.casefold() if re.fullmatch(r"[^\W\d_][^\d=<>+*/^_{}\\$]*", s) else None
+    # a word (`apples`, `square units`), never a lone variable (`2 \pi R`)
+    if re.fullmatch(r"[A-Za-z]{3,}(?:\s+[A-Za-z]{2,}){0,3}", s):
+        return s.casefold()
+    return None
+
+
+# ---------------------------------------------------------------- sympy side (workers only)
+
+_BASE = None
+
+
+def unit_scale(unit_text: str):
+    """(SI scale factor as a sympy number, dimension key) of a unit text from `split_quantity`."""
+    return _unit_scale_cached(unit_text)
+
+
+@lru_cache(maxsize=256)
+def _unit_scale_cached(unit_text: str):
+    import sympy
+    import sympy.physics.units as u
+    from sympy.physics.units import convert_to
+
+    global _BASE
+    if _BASE is None:
+        _BASE = [u.meter, u.kilogram, u.second, u.ampere, u.kelvin, u.mole, u.candela]
+    tokens = parse_unit_tokens(unit_text)
+    if tokens is None:
+        raise ValueError(f"not a unit: {unit_text!r}")
+    expr = sympy.Integer(1)
+    for token, power in tokens:
+        prefix, attr, num, den = _resolve(token)
+        unit = getattr(u, attr)
+        if prefix is not None:
+            unit = getattr(u, prefix).scale_factor * unit
+        expr = expr * (sympy.Rational(num, den) * unit) ** power
+    si = convert_to(expr, _BASE)
+    scale, dims = sympy.Integer(1), []
+    for factor in sympy.Mul.make_args(si):
+        base, exp = factor.as_base_exp()
+        if isinstance(base, u.Quantity):
+            dims.append((str(base), int(exp)))
+        else:
+            scale = scale * factor
+    if scale.is_Float:
+        scale = sympy.Rational(str(scale))
+    return scale, tuple(sorted(dims))

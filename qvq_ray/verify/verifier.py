@@ -60,38 +60,12 @@ class Verifier:
 
     # -- checks
 
-    async def check(
-        self,
-        response: str,
-        *,
-        gold: str | None = None,
-        choices: list[str] | None = None,
-        finish_reason: str | None = "stop",
-        timeout_s: float | None = None,
-        unit: str | None = None,
-        tolerance: Any = None,
-        answer_type: str | None = None,
-        precision: int | None = None,
-        problem: Any = None,
-    ) -> Verdict:
-        """Verdict for `response`; `correct` is judged only when `gold` is given (see module doc).
+    async def check(self, response: str, **keywords: Any) -> Verdict:
+        """`check_sync` (same keywords) on the pool's own threads, never on the event loop.
 
-        Runs on the pool's own threads, never on the event loop.
+        `correct` is judged only when `gold` is given (see module doc).
         """
-        call = functools.partial(
-            self.check_sync,
-            response,
-            gold=gold,
-            choices=choices,
-            finish_reason=finish_reason,
-            timeout_s=timeout_s,
-            unit=unit,
-            tolerance=tolerance,
-            answer_type=answer_type,
-            precision=precision,
-            problem=problem,
-        )
-        return await self.pool.run_blocking(call)
+        return await self.pool.run_blocking(functools.partial(self.check_sync, response, **keywords))
 
     def check_sync(
         self,

@@ -147,3 +147,41 @@ def test_duplicate_ids_become_error_rows(tmp_path):
     assert len(rows) == 2
     assert rows[0]["id"] == "a" and rows[0]["error"] is None
     assert rows[1]["id"] != "a" and "duplicate id 'a'" in rows[1]["error"]
+
+
+SHARED = Path("/work/shared/data")
+SAMPLES = [
+    # (sample dir, format, rows, expected error for rows whose images cannot be had here)
+    ("mathvision", "mathvision", 50, None),
+    ("mathvista", "mathvista", 40, "image file not found"),  # the repo ships no images
+    ("mmmu", "mmmu", 30, None),
+    ("olympiadbench", "olympiadbench", 42, "URL images are disabled"),  # figures are remote URLs
+]
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="the shared benchmark samples are not on this machine")
+@pytest.mark.parametrize("name, fmt, count, image_error", SAMPLES, ids=[s[0] for s in SAMPLES])
+def test_shared_benchmark_samples_end_to_end(ray_cluster, config, tmp_path, name, fmt, count, image_error):
+    """Each native sample through the whole job: one row per native record, errors that say why."""
+    from qvq_ray.batch.pipeline import run_solve_job
+    from qvq_ray.datasets import load_problems
+
+    config.sampling.max_tokens = 4
+    config.policy.max_attempts = 1
+    config.batch.rows_per_batch = 16
+    path = SHARED / name
+    native = [p for p in load_problems(str(path), format=fmt)]
+    assert len(native) == count
+    summary = run_solve_job(str(path), str(tmp_path / "out"), config, input_format=fmt, printer=lambda _: None)
+    rows = _rows(tmp_path / "out")
+    assert summary.rows_in == summary.rows_out == count == len(rows) == len({r["id"] for r in rows})
+    assert summary.solved + summary.errors == count
+    errors = [r["error"] for r in rows if r["error"]]
+    if image_error is None:
+        assert not errors, errors[:3]
+    else:
+        assert errors and all(image_error in e for e in errors), errors[:3]
+    for row in rows:
+        if not row["error"]:
+            assert row["attempts"] and row["attempts"][0]["completion_tokens"] > 0
+            assert json.loads(row["problem"])["source"]

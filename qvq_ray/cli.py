@@ -24,8 +24,22 @@ def _load_config(args):
     return config
 
 
+def _quiet_ray_data() -> None:
+    """Our own progress lines replace Ray Data's INFO logging and progress bars on the console."""
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+
 def cmd_solve(args) -> int:
     from qvq_ray.batch.pipeline import run_solve_job
+
+    _quiet_ray_data()
 
     config = _load_config(args)
     engine = getattr(args, "engine", None)
@@ -186,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-block", action="store_true", help="Deploy and return instead of serving until Ctrl-C.")
     serve.set_defaults(func=cmd_serve)
 
-    tiny = sub.add_parser("make-tiny-model", help="Build the embedded tiny Qwen2-VL checkpoint offline.")
+    tiny = sub.add_parser("make-tiny-model", help="Build a random-weight tiny Qwen2-VL checkpoint offline (what --model tiny-random uses).")
     tiny.add_argument("dir")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_make_tiny_model)

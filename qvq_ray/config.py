@@ -54,8 +54,8 @@ class ModelConfig(StrictModel):
     path: str = Field(
         "tiny",
         description="Checkpoint to load: a local directory, a Hugging Face id such as "
-        "'Qwen/QVQ-72B-Preview', 'tiny' (the embedded random-weight Qwen2-VL, built offline "
-        "into the user cache on first use) or 'tiny-random' (same as tiny).",
+        "'Qwen/QVQ-72B-Preview', 'tiny' (the embedded Qwen2-VL trained on visual arithmetic, shipped "
+        "in the package) or 'tiny-random' (a random-weight one, built offline into the user cache on first use).",
     )
     served_model_name: str | None = Field(
         None, description="Name reported by /v1/models and accepted in requests; defaults to the path's last part."

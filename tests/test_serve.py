@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import free_port, png_bytes
 
 APP_CONFIG = {
-    "model": {"path": "tiny", "served_model_name": "qvq-tiny", "max_pixels": 200704},
+    "model": {"path": "tiny-random", "served_model_name": "qvq-tiny", "max_pixels": 200704},
     "engine": {"max_batch_size": 4, "torch_threads": 1},
     "sampling": {"max_tokens": 24},
     "policy": {"max_attempts": 2},

@@ -1,9 +1,18 @@
-"""The embedded default model: a tiny random-weight Qwen2-VL built offline in seconds.
+"""The embedded models: a tiny Qwen2-VL trained on visual arithmetic, and a random-weight one.
 
 Why: tests and the CPU demo need a real `Qwen2VLForConditionalGeneration` loaded through the
-exact code that loads Qwen/QVQ-72B-Preview, with no model hub. So the tiny checkpoint is saved in
+exact code that loads Qwen/QVQ-72B-Preview, with no model hub. So the tiny checkpoints are saved in
 the same on-disk layout (config.json, model.safetensors, tokenizer.json + tokenizer_config.json
-with the chat template, preprocessor_config.json, generation_config.json); only its sizes differ.
+with the chat template, preprocessor_config.json, generation_config.json); only their sizes differ.
+
+- 'tiny' is the trained model shipped in the package (qvq_ray/assets/tiny-qwen2-vl-arith/): 2.3M
+  parameters trained from scratch on CPU by pipelines/train_tiny.py to read two numbers written in
+  a column and add or subtract them, answering in QVQ's shape (`97-73=24`, then `**Final Answer**`
+  and `\\boxed{24}`). It is right most of the time, not always: the demo's point is that sampling
+  is noisy and verification plus re-sampling pays off. Its command, seed and sha256 are in
+  TRAINED_* below and in the checkpoint's qvq_ray_tiny.json; a test checks the hash.
+- 'tiny-random' is built offline in seconds into the user cache (QVQ_RAY_CACHE) on first use:
+  random weights, the fastest real Qwen2-VL for tests that only need the machinery.
 
 The tokenizer is a byte-level BPE trained locally with `tokenizers` on a small fixed corpus, using
 Qwen2's pre-tokenizer split (every digit its own token) and Qwen2-VL's special tokens. Everything
@@ -19,8 +28,15 @@ from pathlib import Path
 
 from qvq_ray.config import QVQ_SYSTEM_PROMPT
 
-TINY_ALIASES = ("tiny", "tiny-random")
+TRAINED_ALIAS = "tiny"
+RANDOM_ALIAS = "tiny-random"
+TINY_ALIASES = (TRAINED_ALIAS, RANDOM_ALIAS)
 DEFAULT_SEED = 0
+
+# The trained checkpoint shipped in the package, and how it was made (pipelines/train_tiny.py).
+TRAINED_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-qwen2-vl-arith"
+TRAINED_COMMAND = "python pipelines/train_tiny.py --steps 600 --seed 0 --eval-every 100 --out qvq_ray/assets/tiny-qwen2-vl-arith"
+TRAINED_SHA256 = "a40d3ffcaad369ab001ff6fdef41e1fb01bc9b7913c6c1539f0deace2ece14f0"  # checkpoint_digest(TRAINED_DIR); a test checks it
 
 # Qwen2-VL's special tokens, in Qwen2's order (ids follow the BPE vocabulary here).
 SPECIAL_TOKENS = [
@@ -66,29 +82,50 @@ QWEN2_PRETOKENIZE_PATTERN = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-# Sizes of the tiny model (QVQ-72B: hidden 8192, 80 layers, 64 heads, 8 KV heads, vision 1280x32).
+# Sizes of the random tiny model (QVQ-72B: hidden 8192, 80 layers, 64 heads, 8 KV heads, vision 1280x32).
 TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 TINY_VISION = dict(depth=2, embed_dim=32, num_heads=2, mlp_ratio=2)
+# Sizes of the trained tiny model (about 2.3M parameters).
+TRAINED_TEXT = dict(hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=6, num_key_value_heads=2)
+TRAINED_VISION = dict(depth=2, embed_dim=96, num_heads=4, mlp_ratio=4)
 TINY_BPE_VOCAB = 600
 
 
-def _training_corpus() -> list[str]:
-    """A fixed corpus covering chat scaffolding, math notation and plain English."""
+def _training_corpus(scaffold_merges: bool = False) -> list[str]:
+    """A fixed corpus covering chat scaffolding, math notation and plain English.
+
+    `scaffold_merges` (the trained model's tokenizer) adds the prompt scaffolding several times so
+    BPE merges it: a shorter prompt keeps CPU training fast. The random model keeps the plain
+    corpus, so its bytes (and every test written against its outputs) stay as they were.
+    """
     words = (
         "the answer is final so we have let find what how many which value area angle length "
         "triangle circle square number sum difference product total image shows figure result "
         "calculation option choices correct because therefore first then next step think"
     ).split()
     math = [r"\boxed{", r"\frac{", r"\sqrt{", r"\times", r"\cdot", r"\pi", "**Final Answer**", "^", "=", "+", "-"]
-    lines = [QVQ_SYSTEM_PROMPT, "Choices:", "A. B. C. D. E.", "Answer with the option's letter."]
+    scaffold = [
+        QVQ_SYSTEM_PROMPT,
+        "What is the result of the calculation shown in the image?",
+        "Please put your final answer within \\boxed{}.",
+        "\n\n**Final Answer**\n\n",
+        "system",
+        "user",
+        "assistant",
+    ]
+    lines = (scaffold * 3 if scaffold_merges else [QVQ_SYSTEM_PROMPT])
+    lines += ["Choices:", "A. B. C. D. E.", "Answer with the option's letter."]
     for i, w in enumerate(words):
         lines.append(f"Let me {w} {words[(i * 7) % len(words)]} {math[i % len(math)]}{i % 10}" + "}")
     lines.extend(f"{a} + {b} = {a + b}" for a in range(0, 100, 7) for b in range(0, 100, 11))
     return lines
 
 
-def build_tokenizer():
-    """Train the byte-level BPE and wrap it as a transformers fast tokenizer (left padding)."""
+def build_tokenizer(scaffold_merges: bool = False):
+    """Train the byte-level BPE and wrap it as a transformers fast tokenizer (left padding).
+
+    `scaffold_merges=True` is the trained model's tokenizer (see `_training_corpus`).
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -107,7 +144,7 @@ def build_tokenizer():
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=[],
     )
-    tok.train_from_iterator(_training_corpus(), trainer=trainer)
+    tok.train_from_iterator(_training_corpus(scaffold_merges), trainer=trainer)
     tok.add_special_tokens(SPECIAL_TOKENS)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
@@ -123,26 +160,40 @@ def build_tokenizer():
     return fast
 
 
-def build_config(tokenizer):
+def build_config(tokenizer, text_sizes: dict | None = None, vision_sizes: dict | None = None, initializer_range: float = 0.25):
+    """Qwen2-VL config of the given sizes (default: the random tiny model's).
+
+    initializer_range 0.25 (larger than 0.02) makes a random model's outputs depend on its input
+    (tests compare them); a model to be trained uses 0.02.
+    """
     from transformers import Qwen2VLConfig
 
+    text_sizes = text_sizes or TINY_TEXT
+    vision_sizes = vision_sizes or TINY_VISION
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    head_dim = TINY_TEXT["hidden_size"] // TINY_TEXT["num_attention_heads"]
+    head_dim = text_sizes["hidden_size"] // text_sizes["num_attention_heads"]
     # mrope_section splits head_dim/2 rotary frequencies over (temporal, height, width).
     half = head_dim // 2
     mrope = [half - 2 * (half // 3), half // 3, half // 3]
     text = dict(
-        TINY_TEXT,
+        text_sizes,
         vocab_size=len(tokenizer),
         max_position_embeddings=32768,
         rms_norm_eps=1e-6,
-        initializer_range=0.25,  # larger than 0.02 so random outputs depend on the input (tests compare them)
+        initializer_range=initializer_range,
         bos_token_id=ids["<|endoftext|>"],
         eos_token_id=ids["<|im_end|>"],
         pad_token_id=ids["<|endoftext|>"],
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
     )
-    vision = dict(TINY_VISION, initializer_range=0.25, hidden_size=TINY_TEXT["hidden_size"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    vision = dict(
+        vision_sizes,
+        initializer_range=initializer_range,
+        hidden_size=text_sizes["hidden_size"],
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+    )
     config = Qwen2VLConfig(
         text_config=text,
         vision_config=vision,
@@ -168,14 +219,24 @@ def build_image_processor():
 def make_tiny_model(out_dir: str | Path, seed: int = DEFAULT_SEED) -> Path:
     """Write the tiny Qwen2-VL checkpoint to `out_dir` (offline, deterministic for `seed`)."""
     import torch
-    from transformers import GenerationConfig, Qwen2VLForConditionalGeneration
+    from transformers import Qwen2VLForConditionalGeneration
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
     config = build_config(tokenizer)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).to(torch.float32).eval()
+    return save_checkpoint(model, tokenizer, out_dir, {"seed": seed, "builder": "qvq_ray.engines.tiny"})
+
+
+def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict) -> Path:
+    """Write a tiny model in the Qwen2-VL on-disk layout (float32 safetensors) plus qvq_ray_tiny.json."""
+    import torch
+    from transformers import GenerationConfig
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = model.config
+    model = model.to(torch.float32).eval()
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id,
         eos_token_id=config.text_config.eos_token_id,
@@ -185,7 +246,7 @@ def make_tiny_model(out_dir: str | Path, seed: int = DEFAULT_SEED) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     build_image_processor().save_pretrained(out)
-    (out / "qvq_ray_tiny.json").write_text(json.dumps({"seed": seed, "builder": "qvq_ray.engines.tiny"}) + "\n")
+    (out / "qvq_ray_tiny.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return out
 
 
@@ -206,8 +267,16 @@ def cache_dir() -> Path:
 
 
 def resolve_model_path(path: str) -> str:
-    """Map 'tiny'/'tiny-random' to the cached checkpoint (built on first use); pass others through."""
-    if path not in TINY_ALIASES:
+    """'tiny': the trained checkpoint shipped in the package; 'tiny-random': the random one in the
+    user cache (built on first use); any other path or model id passes through."""
+    if path == TRAINED_ALIAS:
+        if not (TRAINED_DIR / "model.safetensors").exists():
+            raise FileNotFoundError(
+                f"the trained tiny model is missing from {TRAINED_DIR}; rebuild it with `{TRAINED_COMMAND}` "
+                f"or use --model {RANDOM_ALIAS}"
+            )
+        return str(TRAINED_DIR)
+    if path != RANDOM_ALIAS:
         return path
     target = cache_dir() / f"tiny-qwen2-vl-seed{DEFAULT_SEED}"
     if not (target / "model.safetensors").exists():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
@@ -27,15 +26,7 @@ from qvq_ray.engines.base import Completion, Engine
 from qvq_ray.loop_cutoff import LoopDetector
 from qvq_ray.problem import Attempt, Problem, Solution
 from qvq_ray.verify.verdict import Verdict
-
-
-@dataclass
-class _Cluster:
-    """Attempts whose answers are equivalent (one vote each)."""
-
-    answer: str
-    canonical: str | None
-    members: list[int] = field(default_factory=list)
+from qvq_ray.verify.voting import AnswerClusters
 
 
 class Solver:
@@ -110,7 +101,7 @@ class Solver:
         gold = problem.answer if self.policy.mode == "oracle" else None  # `self` never reads gold
 
         attempts: dict[int, Attempt] = {}
-        clusters: list[_Cluster] = []
+        clusters = AnswerClusters()
         running: dict[asyncio.Task, int] = {}
         launched = 0
         decided: int | None = None  # index of the accepted attempt
@@ -123,8 +114,7 @@ class Solver:
             """parallel_samples; with self-consistency at least the samples the quorum certainly needs."""
             if not self.policy.self_consistency or self.policy.mode != "self":
                 return self.policy.parallel_samples
-            leader = max((len(c.members) for c in clusters), default=0)
-            return max(self.policy.parallel_samples, self.policy.quorum - leader)
+            return max(self.policy.parallel_samples, self.policy.quorum - clusters.leader_votes)
 
         def launch_more() -> None:
             nonlocal launched
@@ -168,28 +158,18 @@ class Solver:
                 await asyncio.gather(*running, return_exceptions=True)
         return self._solution(problem, attempts, clusters, decided, started, error)
 
-    async def _decide(self, index: int, attempt: Attempt, clusters: list[_Cluster]) -> int | None:
+    async def _decide(self, index: int, attempt: Attempt, clusters: AnswerClusters) -> int | None:
         """Index of the attempt that settles the problem, or None to keep sampling."""
-        healthy = attempt.verdict.answer is not None and not set(attempt.verdict.issues) & set(self.policy.resample_on)
+        verdict = attempt.verdict
+        healthy = verdict.answer is not None and not set(verdict.issues) & set(self.policy.resample_on)
         if not healthy:
             return None
         if self.policy.mode == "oracle":
-            return index if attempt.verdict.correct else None
+            return index if verdict.correct else None
         if not self.policy.self_consistency:
             return index
-        cluster = await self._join_cluster(index, attempt, clusters)
+        cluster = await clusters.ajoin(index, verdict.answer, verdict.canonical, self.verifier.equivalent)
         return cluster.members[0] if len(cluster.members) >= self.policy.quorum else None
-
-    async def _join_cluster(self, index: int, attempt: Attempt, clusters: list[_Cluster]) -> _Cluster:
-        verdict = attempt.verdict
-        for cluster in clusters:
-            same = verdict.canonical is not None and verdict.canonical == cluster.canonical
-            if same or await self.verifier.equivalent(verdict.answer, cluster.answer):
-                cluster.members.append(index)
-                return cluster
-        cluster = _Cluster(answer=verdict.answer, canonical=verdict.canonical, members=[index])
-        clusters.append(cluster)
-        return cluster
 
     async def _attempts(
         self, problem: Problem, messages: list[dict], index: int, count: int, gold: str | None
@@ -256,7 +236,7 @@ class Solver:
         self,
         problem: Problem,
         attempts_by_index: dict[int, Attempt],
-        clusters: list[_Cluster],
+        clusters: AnswerClusters,
         decided: int | None,
         started: float,
         error: str | None,
@@ -264,10 +244,10 @@ class Solver:
         attempts = [attempts_by_index[i] for i in sorted(attempts_by_index)]
         position = {index: pos for pos, index in enumerate(sorted(attempts_by_index))}
         confidence: float | None = None
-        if self.policy.self_consistency and clusters:
-            best = max(clusters, key=lambda c: (len(c.members), -c.members[0]))
+        if self.policy.self_consistency and clusters.clusters:
+            best = clusters.ranked()[0]
             chosen_index = best.members[0]
-            confidence = len(best.members) / sum(len(c.members) for c in clusters)
+            confidence = len(best.members) / clusters.voters
         elif decided is not None:
             chosen_index = decided
             confidence = 1.0

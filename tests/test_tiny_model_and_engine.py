@@ -106,3 +106,21 @@ def test_streaming_matches_generate_and_bad_image_fails_alone(engine):
     assert "".join(deltas) == full[0].text and len(deltas) > 1
     assert isinstance(bad, InvalidRequestError) and "image" in str(bad)
     assert not isinstance(good, Exception) and good[0].completion_tokens > 0
+
+
+@pytest.mark.parametrize("offset", [2, 5, 13])  # 13: the stop string straddles a multi-byte character
+def test_stop_string_cuts_text_and_counts_only_the_tokens_up_to_it(engine, offset):
+    """Any stop string, ASCII or not (one seen only after decoding does not stop `generate`)."""
+    msg = _messages("What is 12 + 30?", png_bytes("12 + 30"))
+
+    async def gen(**kwargs):
+        return (await engine.generate(msg, SamplingConfig(**kwargs)))[0]
+
+    full = asyncio.run(gen(max_tokens=24))
+    stop = full.text[offset : offset + 2]
+    cut = full.text.find(stop)
+    out = asyncio.run(gen(max_tokens=24, stop=[stop]))
+    assert out.finish_reason == "stop" and out.text == full.text[:cut]
+    k = out.completion_tokens
+    assert stop in asyncio.run(gen(max_tokens=k)).text  # k tokens produce the stop string...
+    assert k == 1 or stop not in asyncio.run(gen(max_tokens=k - 1)).text  # ...and k - 1 do not

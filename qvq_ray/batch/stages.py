@@ -149,17 +149,9 @@ class ScoreAgainstGold:
             cache[answer] = bool(await self.verifier.equivalent(answer, gold, **(problem or {})))
         return cache[answer]
 
-    async def _cluster_key(self, answer: str, canonical: str | None, reps: list[tuple[str, str]]) -> str:
-        """Key of the cluster `answer` joins; reps holds (key, representative answer)."""
-        for key, rep in reps:
-            if (canonical is not None and canonical == key) or await self.verifier.equivalent(answer, rep):
-                return key
-        key = canonical if canonical is not None else answer
-        reps.append((key, answer))
-        return key
-
     async def _score(self, row: dict[str, Any]) -> dict[str, Any]:
         from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
+        from qvq_ray.verify.voting import AnswerClusters
 
         gold = row.get("gold")
         if gold in (None, ""):
@@ -169,14 +161,17 @@ class ScoreAgainstGold:
             return row
         try:
             cache: dict[str, bool] = {}
-            reps: list[tuple[str, str]] = []
+            clusters = AnswerClusters()  # as the solver votes: maj@k counts the same clusters
             outcomes = []
             problem = _verifier_problem_fields(row.get("problem"))
-            for attempt in row.get("attempts") or []:
+            for index, attempt in enumerate(row.get("attempts") or []):
                 verdict = attempt.get("verdict") or {}
                 answer = verdict.get("answer")
                 attempt["correct"] = await self._matches_gold(answer, gold, cache, problem)
-                key = None if answer is None else await self._cluster_key(answer, verdict.get("canonical"), reps)
+                key = None
+                if answer is not None:
+                    cluster = await clusters.ajoin(index, answer, verdict.get("canonical"), self.verifier.equivalent)
+                    key = str(cluster.members[0])
                 outcomes.append(AttemptOutcome(cluster=key, correct=attempt["correct"]))
             row["pass_at_1"], row["maj_at_k"], row["pass_at_k"] = problem_metrics(outcomes)
             row["correct"] = False if row.get("error") else await self._matches_gold(row.get("answer"), gold, cache, problem)

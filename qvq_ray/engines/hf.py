@@ -336,10 +336,11 @@ class HFEngine:
         if len(used) > limit:
             used, finish = used[:limit], "length"
         text = self.tokenizer.decode(used, skip_special_tokens=True)
-        for stop in request.sampling.stop:
-            cut = text.find(stop)
-            if stop and cut >= 0:
-                text, finish = text[:cut], "stop"
+        hits = [(text.find(stop), stop) for stop in request.sampling.stop if stop and stop in text]
+        if hits:
+            cut, stop = min(hits)  # the earliest stop string ends the sample
+            used = used[: self._tokens_until(used, stop)]  # count what was generated up to it
+            text, finish = text[:cut], "stop"
         if finish == "length" and len(used) < limit and len(used) < len(tokens):
             finish = "stop"  # ended on a stop string inside generate
         if request.cancelled and finish != "stop":
@@ -351,6 +352,20 @@ class HFEngine:
             completion_tokens=len(used),
             latency_s=now - request.enqueued,
         )
+
+
+    def _tokens_until(self, tokens: list[int], stop: str) -> int:
+        """Fewest leading tokens whose text contains `stop` (a stop string seen only after decoding,
+        e.g. across a multi-byte character, does not stop `generate`; the count must not include
+        the tokens generated past it)."""
+        low, high = 1, len(tokens)
+        while low < high:
+            middle = (low + high) // 2
+            if stop in self.tokenizer.decode(tokens[:middle], skip_special_tokens=True):
+                high = middle
+            else:
+                low = middle + 1
+        return high
 
 
 class _CancelledRows:

@@ -4,7 +4,7 @@ Modules, one concern each: `extract` (the final answer), `health` (repetition lo
 mixing), `calculation` (numeric claims of a chain of thought), `choices`, `numbers`, `units`,
 `structures` (sets, intervals, tuples, matrices, equations), `equivalence` (the comparer),
 `symbolic` (the sympy side, workers only), `worker` (what a worker runs), `pool` (the worker
-processes), `verifier` (the `Verifier` and `check`), `vote` (self-consistency), `verdict`.
+processes), `verifier` (the `Verifier` and `check`), `voting` (self-consistency: `vote`, `AnswerClusters`; not named `vote` so the module never shadows the function), `verdict`.
 
 Public names load lazily (module `__getattr__`), so `import qvq_ray.verify.verdict` (the record
 type, needed by `qvq_ray.problem`) never pulls in the pool, sympy or math-verify.
@@ -22,8 +22,8 @@ _EXPORTS = {
     "check": "qvq_ray.verify.verifier",
     "check_many": "qvq_ray.verify.verifier",
     "problem_fields": "qvq_ray.verify.verifier",
-    "vote": "qvq_ray.verify.vote",
-    "VoteResult": "qvq_ray.verify.vote",
+    "vote": "qvq_ray.verify.voting",
+    "VoteResult": "qvq_ray.verify.voting",
     "find_claims": "qvq_ray.verify.calculation",
     "repetition_loop": "qvq_ray.verify.health",
     "language_mixing": "qvq_ray.verify.health",
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
     from qvq_ray.verify.verdict import ISSUES, Verdict
     from qvq_ray.verify.verifier import Verifier, check, check_many, problem_fields
-    from qvq_ray.verify.vote import VoteResult, vote
+    from qvq_ray.verify.voting import VoteResult, vote
 
 
 def __getattr__(name: str) -> Any:

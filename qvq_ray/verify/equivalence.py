@@ -319,19 +319,11 @@ class Comparer:
         """A union / interval / inequality / membership as a list of interval `seq` nodes."""
         if node.kind == "seq" and len(node.items) == 2 and node.open in "([" and node.close in ")]":
             return [node]
-        if node.kind == "union":
-            out = []
-            for item in node.items:
-                part = self._as_intervals(item)
-                if part is None:
-                    return None
-                out.extend(part)
-            return out
         if node.kind == "relation":
             if node.ops == ["in"] and _is_name(node.items[0]):
                 return self._as_intervals(node.items[1])
             return _inequality_interval(node)
-        if node.kind == "several":
+        if node.kind in ("union", "several"):
             out = []
             for item in node.items:
                 part = self._as_intervals(item)

@@ -43,13 +43,18 @@ def repetition_loop(text: str) -> bool:
     if not text or len(text) < MIN_LOOP_CHARS:
         return False
     tail = _WS.sub(" ", text[-TAIL_CHARS:]).rstrip()
-    if _periodic_suffix(tail):
+    if periodic_suffix(tail):
         return True
     return _lines_repeat(text[-TAIL_CHARS:])
 
 
-def _periodic_suffix(tail: str) -> bool:
-    """A suffix of length L >= MIN_LOOP_CHARS with period p <= L / MIN_REPEATS, p <= MAX_PERIOD."""
+def periodic_suffix(
+    tail: str, *, min_chars: int = MIN_LOOP_CHARS, repeats: int = MIN_REPEATS, max_period: int = MAX_PERIOD
+) -> bool:
+    """A suffix of length L >= min_chars with period p <= L / repeats and p <= max_period.
+
+    Also the solver's streaming loop cut-off (qvq_ray/loop_cutoff.py), with its own thresholds.
+    """
     r = tail[::-1]
     n = len(r)
     pi = [0] * n
@@ -62,9 +67,9 @@ def _periodic_suffix(tail: str) -> bool:
             k += 1
         pi[i] = k
         length = i + 1
-        if length >= MIN_LOOP_CHARS:
+        if length >= min_chars:
             period = length - k
-            if period <= MAX_PERIOD and period * MIN_REPEATS <= length:
+            if period <= max_period and period * repeats <= length:
                 return True
     return False
 

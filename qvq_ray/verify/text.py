@@ -77,8 +77,8 @@ def normalize_unicode(text: str) -> str:
 # ---------------------------------------------------------------- braces and brackets
 
 
-def matching_brace(text: str, start: int) -> int | None:
-    """Index of the `}` closing the `{` at `start` (escaped braces skipped), or None."""
+def _brace_depths(text: str, start: int = 0):
+    """(index, depth after it) of every unescaped `{` / `}` from `start` (`\\x` skips `x`)."""
     depth = 0
     i, n = start, len(text)
     while i < n:
@@ -88,29 +88,23 @@ def matching_brace(text: str, start: int) -> int | None:
             continue
         if c == "{":
             depth += 1
+            yield i, depth
         elif c == "}":
             depth -= 1
-            if depth == 0:
-                return i
+            yield i, depth
         i += 1
-    return None
+
+
+def matching_brace(text: str, start: int) -> int | None:
+    """Index of the `}` closing the `{` at `start` (escaped braces skipped), or None."""
+    return next((i for i, depth in _brace_depths(text, start) if depth == 0), None)
 
 
 def braces_balanced(text: str) -> bool:
     depth = 0
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth < 0:
-                return False
-        i += 1
+    for _, depth in _brace_depths(text):
+        if depth < 0:
+            return False
     return depth == 0
 
 

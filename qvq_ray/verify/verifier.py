@@ -253,7 +253,7 @@ class Verifier:
 
     def vote(self, verdicts: Iterable[Verdict], **kwargs: Any):
         """Self-consistency over verdicts, clustering with this verifier's equivalence (see `vote.vote`)."""
-        from qvq_ray.verify.vote import vote
+        from qvq_ray.verify.voting import vote
 
         return vote(verdicts, equivalent=self.equivalent_sync, **kwargs)
 

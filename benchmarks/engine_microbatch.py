@@ -33,7 +33,7 @@ async def _run(engine, prompts, sampling) -> tuple[float, int]:
 
 def main() -> None:
     from qvq_ray.config import EngineConfig, ModelConfig, SamplingConfig
-    from qvq_ray.engines.hf import HFEngine
+    from qvq_ray.engines.hf_engine import HFEngine
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=32)

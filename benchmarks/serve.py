@@ -71,7 +71,7 @@ def _app_config(batch: int) -> dict:
 
 def _direct_latency_ms(repeats: int) -> float:
     from qvq_ray.config import EngineConfig, ModelConfig, SamplingConfig
-    from qvq_ray.engines.hf import HFEngine
+    from qvq_ray.engines.hf_engine import HFEngine
 
     engine = HFEngine(ModelConfig(path="tiny"), EngineConfig(max_batch_size=32, torch_threads=1))
     messages = [{"role": "user", "content": [{"type": "text", "text": BODY["messages"][0]["content"]}]}]

@@ -2,9 +2,9 @@
 
 The model is the real `Qwen2VLForConditionalGeneration` (about 2.3M parameters: text hidden 192,
 4 layers, 6 heads, 2 KV heads; vision embed 96, depth 2), with the project's tokenizer
-(`qvq_ray.engines.tiny.build_tokenizer(scaffold_merges=True)`: Qwen2-VL's special tokens and chat
+(`qvq_ray.models.tiny.build_tokenizer(scaffold_merges=True)`: Qwen2-VL's special tokens and chat
 template, every digit its own token, the prompt's words merged) and the real processor
-(`qvq_ray.engines.processor.load_processor`). Each training example is exactly what the engine
+(`qvq_ray.models.processor.load_processor`). Each training example is exactly what the engine
 sends at solve time: the prompt `qvq_ray.prompt.build_messages` makes for a problem (QVQ's system
 prompt, the image, the question and the boxed-answer instruction) through the chat template, then
 the target `97-73=24\\n\\n**Final Answer**\\n\\n\\boxed{24}<|im_end|>`.
@@ -118,7 +118,7 @@ class Trainer:
         from transformers import Qwen2VLForConditionalGeneration
 
         from qvq_ray.engines import tiny
-        from qvq_ray.engines.processor import load_processor
+        from qvq_ray.models.processor import load_processor
 
         self.args = args
         self.gen = load_generator()

@@ -10,7 +10,7 @@ import sys
 def _load_config(args):
     """--config if given; else the tiny CPU preset for the tiny model, and plain defaults for real ones."""
     from qvq_ray.config import QvqConfig
-    from qvq_ray.engines.tiny import TINY_ALIASES
+    from qvq_ray.models.tiny import TINY_ALIASES
 
     model = getattr(args, "model", None)
     if getattr(args, "config", None):
@@ -87,7 +87,7 @@ def cmd_solve(args) -> int:
     print(f"qvq-ray solve: {args.input} -> {args.out}  (model {config.model.path})")
     for line in summary.lines():
         print("  " + line)
-    from qvq_ray.batch.report import headline_table, read_output
+    from qvq_ray.report.summary import headline_table, read_output
 
     print(headline_table(read_output(out_dir)))
     print(f"full report: qvq-ray report {out_dir}")
@@ -96,14 +96,14 @@ def cmd_solve(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from qvq_ray.serve.run import run_serve_config
+    from qvq_ray.serve.app import run_serve_config
 
     run_serve_config(args.config_file, address=args.address, blocking=not args.no_block)
     return 0
 
 
 def cmd_make_tiny_model(args) -> int:
-    from qvq_ray.engines.tiny import checkpoint_digest, make_tiny_model
+    from qvq_ray.models.tiny import checkpoint_digest, make_tiny_model
 
     path = make_tiny_model(args.dir, seed=args.seed)
     print(f"tiny Qwen2-VL written to {path} (seed {args.seed}, sha256 {checkpoint_digest(path)[:16]})")
@@ -141,7 +141,7 @@ def cmd_verify(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from qvq_ray.batch.report import headline_table, read_output, write_report
+    from qvq_ray.report.summary import headline_table, read_output, write_report
 
     try:
         written = write_report(args.dir, args.out)

@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, Engine
-from qvq_ray.loop_cutoff import LoopDetector
+from qvq_ray.verify.health import LoopDetector
 from qvq_ray.problem import Attempt, Problem, Solution
 from qvq_ray.verify.verdict import Verdict
 from qvq_ray.verify.voting import AnswerClusters

@@ -22,7 +22,7 @@ def tiny_model_dir(tmp_path_factory):
     trained `tiny` checkpoint shipped in the package has its own tests."""
     cache = tmp_path_factory.mktemp("qvq-cache")
     os.environ["QVQ_RAY_CACHE"] = str(cache)  # inherited by Ray workers started later
-    from qvq_ray.engines.tiny import resolve_model_path
+    from qvq_ray.models.tiny import resolve_model_path
 
     return resolve_model_path("tiny-random")
 

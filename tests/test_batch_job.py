@@ -32,7 +32,7 @@ def _run(input_path, out_dir, config):
 
 
 def _rows(out_dir) -> list[dict]:
-    from qvq_ray.batch.report import read_output
+    from qvq_ray.report.summary import read_output
 
     assert list(Path(out_dir).glob("*.parquet")), "the job should write Parquet"
     table = read_output(out_dir)

@@ -91,14 +91,14 @@ def serve_url(ray_cluster):
 def engine(request, tiny_model_dir, loop):
     kind = request.param
     if kind == "hf":
-        from qvq_ray.engines.hf import HFEngine
+        from qvq_ray.engines.hf_engine import HFEngine
 
         engine = HFEngine(
             ModelConfig(path=tiny_model_dir, max_pixels=MAX_PIXELS, max_images_per_prompt=MAX_IMAGES),
             EngineConfig(max_batch_size=4, batch_wait_ms=5),
         )
     elif kind == "openai":
-        from qvq_ray.engines.openai import OpenAIEngine
+        from qvq_ray.engines.openai_engine import OpenAIEngine
 
         url = request.getfixturevalue("serve_url")
         engine = OpenAIEngine(
@@ -107,7 +107,7 @@ def engine(request, tiny_model_dir, loop):
         )
     else:
         from qvq_ray.config import ResourcesConfig
-        from qvq_ray.engines.vllm import VLLMEngine
+        from qvq_ray.engines.vllm_engine import VLLMEngine
 
         path = os.environ.get("QVQ_VLLM_TEST_MODEL", tiny_model_dir)
         engine = VLLMEngine(

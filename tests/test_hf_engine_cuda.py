@@ -23,7 +23,7 @@ def _messages(text, image):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_cuda_engine_batched_equals_single_and_samples(tiny_model_dir, dtype):
-    from qvq_ray.engines.hf import HFEngine
+    from qvq_ray.engines.hf_engine import HFEngine
 
     engine = HFEngine(ModelConfig(path=tiny_model_dir, dtype=dtype), EngineConfig(device="cuda", max_batch_size=8))
     assert engine.model.device.type == "cuda"
@@ -49,7 +49,7 @@ def test_cuda_engine_batched_equals_single_and_samples(tiny_model_dir, dtype):
 
 
 def test_cuda_device_map_auto_loads_through_the_same_path(tiny_model_dir):
-    from qvq_ray.engines.hf import HFEngine
+    from qvq_ray.engines.hf_engine import HFEngine
 
     engine = HFEngine(ModelConfig(path=tiny_model_dir, dtype="bfloat16"), EngineConfig(device="cuda", device_map="auto"))
     out = asyncio.run(engine.generate(_messages("What is 3 + 4?", png_bytes("3 + 4")), SamplingConfig(max_tokens=8)))

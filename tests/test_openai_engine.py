@@ -20,7 +20,7 @@ import pytest
 
 from qvq_ray.config import EngineConfig, ModelConfig, SamplingConfig
 from qvq_ray.engines.base import EngineError, InvalidRequestError
-from qvq_ray.engines.openai import (
+from qvq_ray.engines.openai_engine import (
     OpenAIEngine,
     chat_request_body,
     image_data_url,

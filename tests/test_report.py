@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from qvq_ray.batch import report_stats as st
-from qvq_ray.batch import report_tables as tb
-from qvq_ray.batch.report import headline_table, read_output, summarize_output, write_report
+from qvq_ray.report import stats as st
+from qvq_ray.report import tables as tb
+from qvq_ray.report.summary import headline_table, read_output, summarize_output, write_report
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

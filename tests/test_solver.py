@@ -18,7 +18,7 @@ GOLD = "987654321"
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    from qvq_ray.engines.hf import HFEngine
+    from qvq_ray.engines.hf_engine import HFEngine
 
     engine = HFEngine(ModelConfig(path=tiny_model_dir), EngineConfig(max_batch_size=8, batch_wait_ms=20, torch_threads=1))
     yield engine

@@ -180,7 +180,7 @@ def test_no_loop_cut_off_on_a_long_healthy_chain(verifier):
 
 def test_token_budget_and_attempt_budget_on_the_tiny_model(tiny_model_dir, verifier):
     from qvq_ray.config import EngineConfig
-    from qvq_ray.engines.hf import HFEngine
+    from qvq_ray.engines.hf_engine import HFEngine
 
     engine = HFEngine(ModelConfig(path=tiny_model_dir), EngineConfig(max_batch_size=4))
     problem = Problem(id="t", question="What is 3 + 4?", answer="7")

@@ -17,7 +17,7 @@ def _messages(text: str, image: bytes | None = None):
 
 
 def test_make_tiny_model_is_offline_deterministic_and_in_qvq_layout(tmp_path):
-    from qvq_ray.engines.tiny import checkpoint_digest, make_tiny_model
+    from qvq_ray.models.tiny import checkpoint_digest, make_tiny_model
 
     a = make_tiny_model(tmp_path / "a", seed=0)
     b = make_tiny_model(tmp_path / "b", seed=0)
@@ -36,7 +36,7 @@ def test_make_tiny_model_is_offline_deterministic_and_in_qvq_layout(tmp_path):
 
 
 def test_tokenizer_and_chat_template_match_qwen2vl(tiny_model_dir):
-    from qvq_ray.engines.processor import load_processor
+    from qvq_ray.models.processor import load_processor
 
     processor = load_processor(tiny_model_dir)
     tok = processor.tokenizer
@@ -50,7 +50,7 @@ def test_tokenizer_and_chat_template_match_qwen2vl(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir):
-    from qvq_ray.engines.hf import HFEngine
+    from qvq_ray.engines.hf_engine import HFEngine
 
     return HFEngine(ModelConfig(path=tiny_model_dir), EngineConfig(max_batch_size=8, batch_wait_ms=20))
 

@@ -29,7 +29,7 @@ def _generator():
 
 
 def test_checkpoint_is_shipped_with_its_hash_and_recipe():
-    from qvq_ray.engines.tiny import TRAINED_COMMAND, TRAINED_DIR, TRAINED_SHA256, checkpoint_digest, resolve_model_path
+    from qvq_ray.models.tiny import TRAINED_COMMAND, TRAINED_DIR, TRAINED_SHA256, checkpoint_digest, resolve_model_path
 
     assert resolve_model_path("tiny") == str(TRAINED_DIR)
     assert checkpoint_digest(TRAINED_DIR) == TRAINED_SHA256
@@ -47,7 +47,7 @@ def test_checkpoint_is_shipped_with_its_hash_and_recipe():
 
 def test_training_script_builds_the_shipped_tokenizer(tmp_path):
     """The tokenizer pipelines/train_tiny.py builds is the one in the checkpoint (code and asset agree)."""
-    from qvq_ray.engines.tiny import TRAINED_DIR, build_tokenizer
+    from qvq_ray.models.tiny import TRAINED_DIR, build_tokenizer
 
     build_tokenizer(scaffold_merges=True).save_pretrained(tmp_path)
     assert json.loads((tmp_path / "tokenizer.json").read_text()) == json.loads((TRAINED_DIR / "tokenizer.json").read_text())
@@ -94,7 +94,7 @@ def test_verifier_reads_the_answer_shape_and_catches_a_false_worked_line():
 def test_trained_model_loads_like_qvq_and_greedy_solves_unseen_problems():
     """HFEngine(ModelConfig(path='tiny')) -> Solver -> Verifier: the path QVQ-72B takes."""
     from qvq_ray.datasets import load_problems
-    from qvq_ray.engines.hf import HFEngine
+    from qvq_ray.engines.hf_engine import HFEngine
     from qvq_ray.solver import Solver
     from qvq_ray.verify import Verifier
 
@@ -119,7 +119,7 @@ def test_trained_model_loads_like_qvq_and_greedy_solves_unseen_problems():
 
 
 def test_tiny_random_still_resolves_to_the_random_model(tmp_path, monkeypatch):
-    from qvq_ray.engines.tiny import TINY_TEXT, TRAINED_DIR, resolve_model_path
+    from qvq_ray.models.tiny import TINY_TEXT, TRAINED_DIR, resolve_model_path
 
     monkeypatch.setenv("QVQ_RAY_CACHE", str(tmp_path))
     path = Path(resolve_model_path("tiny-random"))

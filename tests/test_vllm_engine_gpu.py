@@ -45,7 +45,7 @@ def model_path(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def engine(model_path, loop):
-    from qvq_ray.engines.vllm import VLLMEngine
+    from qvq_ray.engines.vllm_engine import VLLMEngine
 
     engine = VLLMEngine(
         ModelConfig(path=model_path, max_pixels=200704, max_images_per_prompt=2, max_model_len=4096),
@@ -120,7 +120,7 @@ def test_serve_replica_with_tensor_parallel_2_in_its_placement_group(model_path)
     import ray
     from ray import serve
 
-    from qvq_ray.engines.openai import OpenAIEngine
+    from qvq_ray.engines.openai_engine import OpenAIEngine
     from qvq_ray.serve.app import build_app
     from tests.conftest import free_port
 

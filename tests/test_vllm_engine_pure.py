@@ -21,7 +21,7 @@ import yaml
 
 from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig
 from qvq_ray.engines.base import EngineError, InvalidRequestError
-from qvq_ray.engines.vllm import (
+from qvq_ray.engines.vllm_engine import (
     DEFAULT_MAX_MODEL_LEN,
     DeltaAccumulator,
     VLLMEngine,
@@ -159,7 +159,7 @@ def test_greedy_n_is_one_request_repeated_and_streams_are_delta():
 
 
 def test_stop_tokens_of_the_tiny_checkpoint(tiny_model_dir):
-    from qvq_ray.engines.processor import load_processor
+    from qvq_ray.models.processor import load_processor
 
     tok = load_processor(tiny_model_dir).tokenizer
     ids = stop_token_ids_for(tok)
@@ -172,7 +172,7 @@ def test_stop_tokens_of_the_tiny_checkpoint(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def processor(tiny_model_dir):
-    from qvq_ray.engines.processor import load_processor
+    from qvq_ray.models.processor import load_processor
 
     return load_processor(tiny_model_dir, max_pixels=200704)
 
@@ -473,7 +473,7 @@ def test_build_engine_without_vllm_names_the_extra():
 
 def test_build_engine_openai_and_unknown():
     from qvq_ray.engines import build_engine
-    from qvq_ray.engines.openai import OpenAIEngine
+    from qvq_ray.engines.openai_engine import OpenAIEngine
 
     engine = build_engine(QvqConfig.model_validate({"engine": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1"}, "model": {"path": "m"}}))
     assert isinstance(engine, OpenAIEngine) and engine.model_name == "m"

@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from qvq_ray.batch.report import JobSummary, summarize_output
+from qvq_ray.report.summary import JobSummary, summarize_output
 from qvq_ray.config import QvqConfig
 
 logger = logging.getLogger(__name__)

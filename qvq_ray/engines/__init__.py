@@ -13,21 +13,21 @@ if TYPE_CHECKING:
 def build_engine(config: "QvqConfig") -> Engine:
     """The engine named by `config.engine.kind`, loaded in this process.
 
-    'hf': transformers (qvq_ray/engines/hf.py); 'vllm': vLLM's async engine, needs
-    `pip install 'qvq-ray[vllm]'` (qvq_ray/engines/vllm.py); 'openai': an OpenAI-compatible
-    endpoint at `engine.base_url` (qvq_ray/engines/openai.py). Each module is imported only here.
+    'hf': transformers (qvq_ray/engines/hf_engine.py); 'vllm': vLLM's async engine, needs
+    `pip install 'qvq-ray[vllm]'` (qvq_ray/engines/vllm_engine.py); 'openai': an OpenAI-compatible
+    endpoint at `engine.base_url` (qvq_ray/engines/openai_engine.py). Each module is imported only here.
     """
     kind = config.engine.kind
     if kind == "hf":
-        from qvq_ray.engines.hf import HFEngine
+        from qvq_ray.engines.hf_engine import HFEngine
 
         return HFEngine.from_config(config)
     if kind == "vllm":
-        from qvq_ray.engines.vllm import VLLMEngine
+        from qvq_ray.engines.vllm_engine import VLLMEngine
 
         return VLLMEngine.from_config(config)
     if kind == "openai":
-        from qvq_ray.engines.openai import OpenAIEngine
+        from qvq_ray.engines.openai_engine import OpenAIEngine
 
         return OpenAIEngine.from_config(config)
     raise ValueError(f"unknown engine kind {kind!r}; expected 'hf', 'vllm' or 'openai'")

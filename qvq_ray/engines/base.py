@@ -38,7 +38,11 @@ class InvalidRequestError(ValueError):
 
 @runtime_checkable
 class Engine(Protocol):
-    """Async text generation over chat messages with images. Implementations own batching."""
+    """Async text generation over chat messages with images. Implementations own batching.
+
+    These four methods and `model_name` are all the solver, the batch actors and the Serve
+    deployment call: an engine that has them is an engine, nothing is looked up by `getattr`.
+    """
 
     model_name: str
 
@@ -46,8 +50,13 @@ class Engine(Protocol):
         """Return `sampling.n` completions for one prompt."""
         ...
 
-    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str]:
-        """Yield text deltas of one sample (n must be 1)."""
+    def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
+        """An async generator over one sample (n must be 1): its text deltas (`str`) as they are
+        generated, then exactly one final `Completion` (whole text, token counts, finish reason).
+
+        Closing the generator early (`aclose()`: a client went away, the solver cut a loop) aborts
+        the request on the engine, so its tokens are not spent.
+        """
         ...
 
     async def check_health(self) -> None:

@@ -1,12 +1,18 @@
-"""Application builder for Serve config files (`serve run`, `serve deploy`, `qvq-ray serve`).
+"""The Serve application: its builder for config files, and `qvq-ray serve CONFIG`.
 
 `import_path: qvq_ray.serve.app:build_app` with `args: {config: {...}}` (a QvqConfig as a dict)
 or `args: {config_path: some.yaml}`. Resources and autoscaling come from that config, so one file
 describes the tiny CPU app and a sharded QVQ-72B app alike.
+
+`run_serve_config` runs such a file the way `serve run CONFIG` does; it exists so the project's own
+command starts a local cluster with the right settings and prints where it listens.
 """
 
 from __future__ import annotations
 
+import importlib
+import time
+from pathlib import Path
 from typing import Any
 
 from qvq_ray.config import QvqConfig
@@ -55,8 +61,8 @@ def engine_deployment_options(config: QvqConfig) -> dict[str, Any]:
 
 
 def build_app(args: dict[str, Any] | None = None):
-    from qvq_ray.serve.engine_deployment import EngineServer
-    from qvq_ray.serve.ingress import Ingress
+    from qvq_ray.serve.engine_deployment import QvqEngine
+    from qvq_ray.serve.ingress import QvqIngress
 
     args = dict(args or {})
     if "config_path" in args:
@@ -66,8 +72,50 @@ def build_app(args: dict[str, Any] | None = None):
     if args:
         raise ValueError(f"unknown app args {sorted(args)}; expected 'config' or 'config_path'")
     config_json = config.model_dump_json()
-    engine = EngineServer.options(**engine_deployment_options(config)).bind(config_json)
-    return Ingress.options(
+    engine = QvqEngine.options(**engine_deployment_options(config)).bind(config_json)
+    return QvqIngress.options(
         ray_actor_options={"num_cpus": config.serve.ingress_num_cpus},
         max_ongoing_requests=1000,
     ).bind(engine, config_json)
+
+
+def _import_builder(import_path: str):
+    """'pkg.module:attr' (Serve's form) or 'pkg.module.attr'."""
+    module_name, _, attr = import_path.partition(":") if ":" in import_path else import_path.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def run_serve_config(config_file: str, *, address: str | None = None, blocking: bool = True) -> dict[str, Any]:
+    import ray
+    import yaml
+    from ray import serve
+
+    spec = yaml.safe_load(Path(config_file).read_text()) or {}
+    http = spec.get("http_options") or {}
+    host, port = http.get("host", "127.0.0.1"), int(http.get("port", 8000))
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=True) if address else ray.init(
+            include_dashboard=False
+        )
+    serve.start(http_options={"host": host, "port": port}, proxy_location=spec.get("proxy_location", "HeadOnly"))
+    urls = {}
+    for app_spec in spec.get("applications") or []:
+        if app_spec.get("deployments"):
+            raise ValueError(
+                "per-deployment overrides in 'deployments:' are not applied by qvq-ray serve; "
+                "put resources and autoscaling in args.config, or use `serve run`"
+            )
+        builder = _import_builder(app_spec["import_path"])
+        app = builder(app_spec.get("args") or {})
+        name = app_spec.get("name", "default")
+        prefix = app_spec.get("route_prefix", "/")
+        serve.run(app, name=name, route_prefix=prefix, blocking=False)
+        urls[name] = f"http://{host}:{port}{prefix.rstrip('/')}"
+        print(f"qvq-ray serve: application {name!r} ready at {urls[name]}/v1 (OpenAI API), {urls[name]}/v1/solve", flush=True)
+    if blocking:
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            serve.shutdown()
+    return urls

@@ -1,8 +1,13 @@
-"""The engine deployment: one replica holds one copy of the model (on one or several devices).
+"""The engine deployment and its client adapter.
 
-Replicas take many requests at once (`max_ongoing_requests` well above the engine's batch size)
-so the engine's micro-batcher can fill its batches; autoscaling watches ongoing requests per
-replica against a target derived from that batch capacity.
+`QvqEngine` (deployed under that name): one replica holds one copy of the model, on one or several
+devices. Replicas take many requests at once (`max_ongoing_requests` well above the engine's batch
+size) so the engine can fill its batches; autoscaling watches ongoing requests per replica against
+a target derived from that batch capacity (`serve/app.py: engine_deployment_options`).
+
+`QvqEngineClient`: an `Engine` that forwards to the deployment through a Serve handle, so the
+ingress's Solver talks to it exactly as the batch job's Solver talks to an in-process engine: one
+solve loop, two front ends.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from qvq_ray.engines.base import Completion, Message
 
 
 @serve.deployment(name="QvqEngine")
-class EngineServer:
+class QvqEngine:
     def __init__(self, config_json: str):
         from qvq_ray.engines import build_engine
 
@@ -31,11 +36,11 @@ class EngineServer:
     async def generate(self, messages: list[Message], sampling: dict[str, Any]) -> list[Completion]:
         return await self.engine.generate(messages, SamplingConfig.model_validate(sampling))
 
-    async def stream(self, messages: list[Message], sampling: dict[str, Any]) -> AsyncIterator[Any]:
+    async def stream(self, messages: list[Message], sampling: dict[str, Any]) -> AsyncIterator[str | Completion]:
         """Text deltas, then the final Completion (its token counts and finish reason)."""
         from contextlib import aclosing
 
-        stream = self.engine.generate_with_stream(messages, SamplingConfig.model_validate(sampling))
+        stream = self.engine.stream(messages, SamplingConfig.model_validate(sampling))
         async with aclosing(stream):  # a client that goes away aborts the generation at once
             async for item in stream:
                 yield item
@@ -52,3 +57,37 @@ class EngineServer:
     async def check_health(self) -> None:
         """Called by Serve periodically: a failing engine gets its replica replaced."""
         await self.engine.check_health()
+
+
+class QvqEngineClient:
+    """`Engine` over a handle to the `QvqEngine` deployment."""
+
+    def __init__(self, handle: Any, model_name: str, replica_retries: int = 2):
+        self.handle = handle
+        self.model_name = model_name
+        self.replica_retries = replica_retries
+
+    async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
+        """Retried when the replica died under it (killed, node lost): Serve routes the retry to a live one.
+
+        Generation has no side effects, so a retry is safe; a streamed request cannot be retried
+        once text has gone out, and fails instead (see README, "what an in-flight request sees")."""
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+        for attempt in range(self.replica_retries + 1):
+            try:
+                return await self.handle.generate.remote(messages, sampling.model_dump())
+            except (ActorDiedError, ActorUnavailableError, RayActorError):
+                if attempt == self.replica_retries:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
+        async for item in self.handle.options(stream=True).stream.remote(messages, sampling.model_dump()):
+            yield item
+
+    async def check_health(self) -> None:
+        await self.handle.model_name.remote()
+
+    async def close(self) -> None:
+        return None

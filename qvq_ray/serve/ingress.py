@@ -1,7 +1,7 @@
 """The HTTP ingress: OpenAI chat completions, /v1/solve, /v1/models and /healthz.
 
 It holds a handle to the engine deployment and the same Solver the batch job uses (over a
-`DeploymentEngine`), plus the verifier's process pool. Client mistakes get a 4xx in OpenAI's
+`QvqEngineClient`), plus the verifier's process pool. Client mistakes get a 4xx in OpenAI's
 error shape; nothing a client sends can take the replica down.
 """
 
@@ -84,15 +84,15 @@ def _unwrap(exc: BaseException) -> BaseException:
 # Helpers above stay above: serve.ingress serialises the class when it is decorated.
 @serve.deployment(name="QvqIngress")
 @serve.ingress(app)
-class Ingress:
+class QvqIngress:
     def __init__(self, engine_handle: Any, config_json: str):
-        from qvq_ray.serve.deployment_engine import DeploymentEngine
+        from qvq_ray.serve.engine_deployment import QvqEngineClient
         from qvq_ray.solver import Solver
         from qvq_ray.verify import Verifier
 
         self.config = QvqConfig.model_validate_json(config_json)
         self.model_name = self.config.model.served_model_name or self.config.model.path.rstrip("/").split("/")[-1]
-        self.engine = DeploymentEngine(engine_handle, self.model_name)
+        self.engine = QvqEngineClient(engine_handle, self.model_name)
         self.verifier = Verifier(self.config.verifier)
         self.solver = Solver.from_config(self.engine, self.verifier, self.config)
         self.api_keys = _api_keys(self.config)
@@ -208,7 +208,7 @@ class Ingress:
         created = int(time.time())
         yield _sse(chat_chunk(self.model_name, request_id, created, {"role": "assistant", "content": ""}))
         try:
-            async for item in self.engine.generate_with_stream(messages, sampling):
+            async for item in self.engine.stream(messages, sampling):
                 if isinstance(item, str):
                     yield _sse(chat_chunk(self.model_name, request_id, created, {"content": item}))
                 else:

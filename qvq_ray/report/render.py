@@ -12,8 +12,8 @@ import html
 import re
 from dataclasses import dataclass
 
-from qvq_ray.batch.report_plots import Plot
-from qvq_ray.batch.report_tables import Table
+from qvq_ray.report.plots import Plot
+from qvq_ray.report.tables import Table
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,7 @@ def make_tiny_model(out_dir: str | Path, seed: int = DEFAULT_SEED) -> Path:
     config = build_config(tokenizer)
     torch.manual_seed(seed)
     model = Qwen2VLForConditionalGeneration(config).to(torch.float32).eval()
-    return save_checkpoint(model, tokenizer, out_dir, {"seed": seed, "builder": "qvq_ray.engines.tiny"})
+    return save_checkpoint(model, tokenizer, out_dir, {"seed": seed, "builder": "qvq_ray.models.tiny"})
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict) -> Path:

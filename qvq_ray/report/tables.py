@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qvq_ray.batch import report_stats as st
+from qvq_ray.report import stats as st
 
 MODE_NOTES = {
     "self": "gold never read while solving",

@@ -61,7 +61,7 @@ class HFEngine:
     """`Engine` over transformers' `Qwen2VLForConditionalGeneration` (any Qwen2-VL checkpoint)."""
 
     def __init__(self, model: ModelConfig, engine: EngineConfig | None = None):
-        from qvq_ray.engines.tiny import resolve_model_path
+        from qvq_ray.models.tiny import resolve_model_path
 
         self.model_config = model
         self.engine_config = engine or EngineConfig()
@@ -83,7 +83,7 @@ class HFEngine:
         import torch
         from transformers import Qwen2VLForConditionalGeneration
 
-        from qvq_ray.engines.processor import load_processor
+        from qvq_ray.models.processor import load_processor
 
         cfg = self.engine_config
         if cfg.torch_threads:

@@ -10,7 +10,7 @@ import io
 import re
 from dataclasses import dataclass
 
-from qvq_ray.batch import report_stats as st
+from qvq_ray.report import stats as st
 
 
 @dataclass(frozen=True)

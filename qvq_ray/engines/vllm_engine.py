@@ -391,7 +391,7 @@ class VLLMEngine:
     ):
         """Build the engine. The underscored arguments are a test seam: a named fake AsyncLLM, its
         API classes and a processor stand in for vLLM where vLLM cannot run (no CUDA here)."""
-        from qvq_ray.engines.tiny import resolve_model_path
+        from qvq_ray.models.tiny import resolve_model_path
 
         self.model_config = model
         self.engine_config = engine or EngineConfig(kind="vllm")
@@ -404,7 +404,7 @@ class VLLMEngine:
             vllm = import_vllm()
             from vllm.sampling_params import RequestOutputKind, SamplingParams
 
-            from qvq_ray.engines.processor import load_processor
+            from qvq_ray.models.processor import load_processor
 
             self.path = resolve_model_path(model.path)
             self.processor = load_processor(self.path, min_pixels=model.min_pixels, max_pixels=model.max_pixels)

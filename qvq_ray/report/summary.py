@@ -2,8 +2,8 @@
 
 `summarize_output` gives the summary the solve command prints; `write_report` writes report.md,
 report.html (self-contained) and the plots' PNG files; `headline_table` is the report's headline as
-text. The numbers come from report_stats, the tables from report_tables, the plots from
-report_plots, and report_render turns them into Markdown and HTML.
+text. The numbers come from report.stats, the tables from report.tables, the plots from
+report.plots, and report.render turns them into Markdown and HTML.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _pylist(rows: Any) -> list[dict[str, Any]]:
 
 def headline_table(rows: Any) -> str:
     """The report's headline as fixed-width text: one line per mode (oracle labelled pass@k)."""
-    from qvq_ray.batch import report_stats, report_tables
+    from qvq_ray.report import stats as report_stats, tables as report_tables
 
     return report_tables.headline(report_stats.views(_pylist(rows))).text()
 
@@ -137,10 +137,10 @@ def _can_plot(notes: list[str]) -> bool:
 
 def report_blocks(rows: Any, *, plots: bool = True) -> tuple[list, list[str]]:
     """The report's blocks in order, and notes for its introduction."""
-    from qvq_ray.batch import report_plots as rp
-    from qvq_ray.batch import report_stats as st
-    from qvq_ray.batch import report_tables as tb
-    from qvq_ray.batch.report_render import Heading
+    from qvq_ray.report import plots as rp
+    from qvq_ray.report import stats as st
+    from qvq_ray.report import tables as tb
+    from qvq_ray.report.render import Heading
 
     views = st.views(_pylist(rows))
     present = st.modes(views)
@@ -166,8 +166,8 @@ def report_blocks(rows: Any, *, plots: bool = True) -> tuple[list, list[str]]:
 
 def write_report(out_dir: str | Path, report_dir: str | Path | None = None, *, plots: bool = True) -> dict[str, Path]:
     """Write report.md, report.html and the plot PNGs; returns their paths by file name."""
-    from qvq_ray.batch.report_plots import Plot
-    from qvq_ray.batch.report_render import render_html, render_markdown
+    from qvq_ray.report.plots import Plot
+    from qvq_ray.report.render import render_html, render_markdown
 
     out = Path(out_dir)
     rows = read_output(out).to_pylist()

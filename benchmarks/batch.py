@@ -56,7 +56,7 @@ def in_process(input_dir: Path, config) -> tuple[float, int]:
         async with limit:
             solution = await solver.solve(problem, image_bytes=prepare_problem_images(problem.images, config.model))
         if problem.answer and solution.answer:
-            await verifier.equivalent(solution.answer, problem.answer)
+            await verifier.compare(solution.answer, problem.answer, problem.spec)
         return solution
 
     async def run():
@@ -82,7 +82,7 @@ def prepare_rates(input_dir: Path, config, num_cpus: int) -> tuple[float, float,
     import ray
 
     from qvq_ray.batch.pipeline import _input_rows, prepare_images_batch
-    from qvq_ray.batch.stages import input_schema
+    from qvq_ray.problem import input_schema
     from qvq_ray.images import prepare_problem_images
     from qvq_ray.problem import problem_from_row
 

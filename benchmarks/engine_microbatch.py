@@ -32,7 +32,7 @@ async def _run(engine, prompts, sampling) -> tuple[float, int]:
 
 
 def main() -> None:
-    from qvq_ray.config import EngineConfig, ModelConfig, SamplingConfig
+    from qvq_ray.config import HFEngineConfig, ModelConfig, SamplingConfig
     from qvq_ray.engines.hf_engine import HFEngine
 
     parser = argparse.ArgumentParser(description=__doc__)
@@ -52,7 +52,7 @@ def main() -> None:
     figures = {}
     for label, batch in (("baseline_batch1", 1), (f"microbatch_{args.batch}", args.batch)):
         engine = HFEngine(
-            ModelConfig(path=args.model, dtype=args.dtype), EngineConfig(device=args.device, max_batch_size=batch, batch_wait_ms=5)
+            ModelConfig(path=args.model, dtype=args.dtype), HFEngineConfig(device=args.device, max_batch_size=batch, batch_wait_ms=5)
         )
         asyncio.run(_run(engine, prompts[:2], sampling))  # warm-up
         elapsed, tokens = asyncio.run(_run(engine, prompts, sampling))

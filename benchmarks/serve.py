@@ -70,10 +70,10 @@ def _app_config(batch: int) -> dict:
 
 
 def _direct_latency_ms(repeats: int) -> float:
-    from qvq_ray.config import EngineConfig, ModelConfig, SamplingConfig
+    from qvq_ray.config import HFEngineConfig, ModelConfig, SamplingConfig
     from qvq_ray.engines.hf_engine import HFEngine
 
-    engine = HFEngine(ModelConfig(path="tiny"), EngineConfig(max_batch_size=32, torch_threads=1))
+    engine = HFEngine(ModelConfig(path="tiny"), HFEngineConfig(max_batch_size=32, torch_threads=1))
     messages = [{"role": "user", "content": [{"type": "text", "text": BODY["messages"][0]["content"]}]}]
     sampling = SamplingConfig(max_tokens=BODY["max_tokens"])
 

@@ -4,11 +4,15 @@ The same cases go to both: the OlympiadBench judge's vectors, the gold answers o
 benchmark samples (each against itself in a QVQ-style response and against a perturbed value),
 the anchor graders' faults, and hostile inputs. Both run pinned to CPU 0:
 
-- qvq-ray: `Verifier(workers=1, timeout_s=T).check_sync(response, gold=..., **problem)`, the
+- qvq-ray: `Verifier(workers=1, timeout_s=T).check_sync(response, spec, gold=...)`, the
   worker process inheriting the pin;
 - math-verify: `verify(parse(gold), parse(response))` with its defaults (its own 5 s signal
   timeouts), in a child process that a watchdog kills when one call outlives T + grace (big-integer
   work no signal interrupts), restarting it at the next case.
+
+The judge's vectors and the golds are read from the shared benchmark samples (`../shared/data`,
+see benchmarks/shared_data.py) through our loaders; when they are absent those cases are left out
+(the reason is printed) and the rest still runs.
 
 Reported per side: cases, calls that returned within T, calls past T, cases/s (all cases, and on
 the cases math-verify returned), p50/p95 latency, and agreement with the labels. The last line
@@ -30,7 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT / "tests" / "data" / "verify"
+
+from benchmarks.shared_data import shared_data  # noqa: E402
+
+BENCHMARKS = ("mathvision", "mathvista", "mmmu", "olympiadbench")
 
 QVQ = "So, I've got this problem. Let me work through it step by step.\n\n**Final Answer**\n\n\\[ \\boxed{{{}}} \\]"
 
@@ -61,36 +68,45 @@ HOSTILE = [  # (gold, answer): the right verdict is False (or None with the issu
 
 
 def build_cases(limit: int | None) -> list[dict]:
+    from qvq_ray.datasets import load_problems
+    from qvq_ray.problem import Problem
     from qvq_ray.verify.numbers import parse_number
+    from qvq_ray.verify.spec import AnswerSpec
 
     cases: list[dict] = []
-    for group in json.loads((DATA / "olympiadbench_scoring_examples.json").read_text(encoding="utf-8")):
+    scoring_examples = shared_data("olympiadbench/eval/scoring_examples.json")
+    for group in json.loads(scoring_examples.read_text(encoding="utf-8")) if scoring_examples else []:
         for case in group["Ans"]:
             cases.append(
                 {"kind": "olympiadbench", "gold": group["GT"], "response": QVQ.format(case["answer"]),
-                 "problem": {"tolerance": case.get("precision")}, "label": case["equal"]}
+                 "spec": AnswerSpec(tolerance=case.get("precision")), "label": case["equal"]}
             )
-    for line in (DATA / "benchmark_golds.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        problem = {k: row.get(k) for k in ("choices", "unit", "tolerance", "precision", "answer_type")}
-        gold = row["gold"]
-        cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(gold.replace("$", "")), "problem": problem, "label": True})
+    problems = [
+        p
+        for benchmark in BENCHMARKS
+        if (path := shared_data(benchmark)) is not None
+        for p in load_problems(path)
+        if isinstance(p, Problem) and p.answer  # OlympiadBench proofs have no gold
+    ]
+    for p in problems:
+        gold, spec, choices = p.answer, p.spec, p.spec.choices
+        cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(gold.replace("$", "")), "spec": spec, "label": True})
         number = parse_number(gold.replace("$", ""))
-        if row["choices"]:
+        if choices:
             letters = "ABCDEFGHIJ"
-            index = letters.index(gold) if len(gold) == 1 and gold in letters else (row["choices"].index(gold) if gold in row["choices"] else 0)
-            other = letters[(index + 1) % len(row["choices"])]
-            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(other), "problem": problem, "label": False})
+            index = letters.index(gold) if len(gold) == 1 and gold in letters else (choices.index(gold) if gold in choices else 0)
+            other = letters[(index + 1) % len(choices)]
+            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(other), "spec": spec, "label": False})
         elif number is not None and not number.infinite:
-            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(f"{float(number.value) * 2 + 1:.6g}"), "problem": problem, "label": False})
-        elif row.get("multiple") and "," in gold:  # one answer short of several
-            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(gold.replace("$", "").rsplit(",", 1)[0]), "problem": problem, "label": False})
+            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(f"{float(number.value) * 2 + 1:.6g}"), "spec": spec, "label": False})
+        elif p.meta.get("is_multiple_answer") and "," in gold:  # one answer short of several
+            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(gold.replace("$", "").rsplit(",", 1)[0]), "spec": spec, "label": False})
         else:
-            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(gold.replace("$", "") + " + 1"), "problem": problem, "label": False})
+            cases.append({"kind": "gold", "gold": gold, "response": QVQ.format(gold.replace("$", "") + " + 1"), "spec": spec, "label": False})
     for gold, answer, problem, right in ANCHORS:
-        cases.append({"kind": "anchor", "gold": gold, "response": QVQ.format(answer), "problem": problem, "label": right})
+        cases.append({"kind": "anchor", "gold": gold, "response": QVQ.format(answer), "spec": AnswerSpec(**problem), "label": right})
     for gold, answer in HOSTILE:
-        cases.append({"kind": "hostile", "gold": gold, "response": QVQ.format(answer), "problem": {}, "label": False})
+        cases.append({"kind": "hostile", "gold": gold, "response": QVQ.format(answer), "spec": AnswerSpec(), "label": False})
     return cases[:limit] if limit else cases
 
 
@@ -106,7 +122,7 @@ def run_qvq_ray(cases: list[dict], timeout_s: float) -> list[dict]:
         verifier.check_sync(QVQ.format("x^2"), gold="x^{2}")  # warm: worker boot is not a call
         for case in cases:
             start = time.perf_counter()
-            verdict = verifier.check_sync(case["response"], gold=case["gold"], **case["problem"])
+            verdict = verifier.check_sync(case["response"], case["spec"], gold=case["gold"])
             elapsed = time.perf_counter() - start
             results.append({"elapsed": elapsed, "verdict": verdict.correct, "returned": True})
     return results

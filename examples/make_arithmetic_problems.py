@@ -1,11 +1,12 @@
-"""Generate the arithmetic problems of `examples/problems/`: an image shows "37 + 48 = ?", the gold is 85.
+"""Generate the problems of `examples/problems/`: an image shows "37 + 48 = ?", the gold is 85.
 
 They give the example set problems whose answer is certain and whose image is all the model
 needs, so a wrong answer points at the model or the pipeline, not at a hard question. The run
 is deterministic (fixed seed, Pillow's built-in font): rerunning rewrites the same rows and
-images. Rows of other sources in problems.jsonl are kept as they are.
+images, and a larger --count keeps the first rows as they were. Rows of other sources in
+problems.jsonl are kept as they are.
 
-    python examples/make_arithmetic_problems.py [--out examples/problems] [--count 8]
+    python examples/make_arithmetic_problems.py [--out examples/problems] [--count 16]
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def render(expression: str, path: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "problems", help="problem set folder")
-    parser.add_argument("--count", type=int, default=8, help="number of problems")
+    parser.add_argument("--count", type=int, default=16, help="number of problems")
     args = parser.parse_args(argv)
 
     out: Path = args.out

@@ -47,8 +47,11 @@ def cmd_solve(args) -> int:
     if base_url and engine not in (None, "openai"):
         print(f"qvq-ray solve: --base-url is for --engine openai, not --engine {engine}", file=sys.stderr)
         return 2
-    if engine or base_url:
-        config.engine.kind = engine or "openai"
+    kind = engine or ("openai" if base_url else None)
+    if kind and kind != config.engine.kind:  # another kind: its own settings, the shared ones kept
+        from qvq_ray.config import ENGINE_CONFIGS
+
+        config.engine = ENGINE_CONFIGS[kind](max_batch_size=config.engine.max_batch_size)
     if base_url:
         config.engine.base_url = base_url
     if config.engine.kind == "openai" and not config.engine.base_url:
@@ -124,18 +127,24 @@ def cmd_verify(args) -> int:
         except OSError as exc:
             print(f"qvq-ray verify: cannot read {args.response}: {exc.strerror or exc}", file=sys.stderr)
             return 2
-    config = VerifierConfig(timeout_s=args.timeout, workers=1, missing_unit=args.missing_unit)
-    with Verifier(config) as verifier:
-        verdict = verifier.check_sync(
-            response,
-            gold=args.gold,
-            choices=args.choices or None,
+    from pydantic import ValidationError
+
+    from qvq_ray.verify.spec import AnswerSpec
+
+    try:
+        spec = AnswerSpec(
+            choices=args.choices or [],
             unit=args.unit,
             tolerance=args.tolerance,
             answer_type=args.answer_type,
             precision=args.precision,
-            finish_reason=args.finish_reason,
         )
+    except ValidationError as exc:
+        print(f"qvq-ray verify: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 2
+    config = VerifierConfig(timeout_s=args.timeout, workers=1, missing_unit=args.missing_unit)
+    with Verifier(config) as verifier:
+        verdict = verifier.check_sync(response, spec, gold=args.gold, finish_reason=args.finish_reason)
     print(verdict.model_dump_json())
     return 0
 

@@ -8,9 +8,15 @@ Every model forbids unknown keys: a typo in a YAML file is an error, not a silen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from qvq_ray.verify.verdict import ISSUES
+
+# The verdict issues a policy can re-sample on: exactly the verifier's (a typo is an error, not a
+# re-sampling rule that never triggers).
+Issue = Literal[ISSUES]
 
 QVQ_SYSTEM_PROMPT = (
     "You are a helpful and harmless assistant. You are Qwen developed by Alibaba. "
@@ -90,91 +96,118 @@ class SamplingConfig(StrictModel):
     repetition_penalty: float = Field(1.0, gt=0.0, description="1.0 = off.")
 
 
-class EngineConfig(StrictModel):
-    """Which engine runs the model, and that engine's own settings.
+class EngineSettings(StrictModel):
+    """Settings every engine kind reads."""
 
-    Fields are grouped by engine; each engine reads its group and ignores the others', so one
-    YAML file switches engines by changing `kind`.
-    """
-
-    kind: Literal["hf", "vllm", "openai"] = Field(
-        "hf",
-        description="Engine implementation: 'hf' (transformers, in-process, CPU or GPU), 'vllm' (vLLM's async "
-        "engine: continuous batching, tensor parallel; needs `pip install 'qvq-ray[vllm]'` and CUDA) or "
-        "'openai' (any OpenAI-compatible HTTP endpoint: `vllm serve`, a hosted QVQ, another qvq-ray app).",
-    )
-    # ---- hf (transformers)
-    device: str = Field("auto", description="hf: 'auto' (cuda if available else cpu), 'cpu', 'cuda', 'cuda:1'...")
-    device_map: str | None = Field(
-        None,
-        description="hf: transformers device_map, e.g. 'auto' to shard one replica's copy over its GPUs; "
-        "None = whole model on `device`.",
-    )
     max_batch_size: int = Field(
         8,
         ge=1,
         description="Requests one replica works on at once: hf's micro-batch size; vllm's max_num_seqs unless "
         "that is set; the Serve autoscaling target (ongoing requests per replica) for every kind.",
     )
-    batch_wait_ms: float = Field(5.0, ge=0, description="hf micro-batcher: how long to wait to fill a batch.")
-    torch_threads: int | None = Field(None, ge=1, description="hf: torch.set_num_threads for CPU engines.")
-    # ---- vllm
+
+
+class HFEngineConfig(EngineSettings):
+    """The transformers engine: in-process, CPU or GPU, with a micro-batcher."""
+
+    kind: Literal["hf"] = Field("hf", description="Transformers (qvq_ray/engines/hf_engine.py).")
+    device: str = Field("auto", description="'auto' (cuda if available else cpu), 'cpu', 'cuda', 'cuda:1'...")
+    device_map: str | None = Field(
+        None,
+        description="Transformers device_map, e.g. 'auto' to shard one replica's copy over its GPUs; "
+        "None = whole model on `device`.",
+    )
+    batch_wait_ms: float = Field(5.0, ge=0, description="Micro-batcher: how long to wait to fill a batch.")
+    torch_threads: int | None = Field(None, ge=1, description="Torch.set_num_threads for CPU engines.")
+
+
+class VLLMEngineConfig(EngineSettings):
+    """vLLM's async engine: continuous batching, tensor parallel; needs `pip install 'qvq-ray[vllm]'` and CUDA."""
+
+    kind: Literal["vllm"] = Field("vllm", description="VLLM (qvq_ray/engines/vllm_engine.py).")
     gpu_memory_utilization: float = Field(
-        0.90, gt=0.0, le=1.0, description="vllm: fraction of each GPU's memory vLLM may take (weights + KV cache)."
+        0.90, gt=0.0, le=1.0, description="Fraction of each GPU's memory vLLM may take (weights + KV cache)."
     )
     max_num_seqs: int | None = Field(
-        None, ge=1, description="vllm: most sequences in one continuous batch; None = max_batch_size."
+        None, ge=1, description="Most sequences in one continuous batch; None = max_batch_size."
     )
     enforce_eager: bool = Field(
-        False, description="vllm: disable CUDA graphs (less memory, slower decode; useful to debug)."
+        False, description="Disable CUDA graphs (less memory, slower decode; useful to debug)."
     )
     distributed_executor_backend: Literal["auto", "ray", "mp", "uni"] = Field(
         "auto",
-        description="vllm: how tensor-parallel workers run. 'auto': 'ray' inside a Ray placement group with one "
+        description="How tensor-parallel workers run. 'auto': 'ray' inside a Ray placement group with one "
         "GPU bundle per shard (a Serve replica), 'mp' (worker processes on this process's GPUs, e.g. a Ray "
         "Data actor that owns tensor_parallel_size GPUs) otherwise; vLLM's own default when TP is 1.",
     )
     vllm_engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,
-        description="vllm: further vllm.AsyncEngineArgs fields passed as given (e.g. quantization, "
+        description="Further vllm.AsyncEngineArgs fields passed as given (e.g. quantization, "
         "kv_cache_dtype, enable_prefix_caching). Fields this config already maps are refused here.",
     )
-    # ---- openai (remote endpoint)
+
+
+class OpenAIEngineConfig(EngineSettings):
+    """Any OpenAI-compatible HTTP endpoint: `vllm serve`, a hosted QVQ, another qvq-ray app."""
+
+    kind: Literal["openai"] = Field("openai", description="OpenAI-compatible endpoint (qvq_ray/engines/openai_engine.py).")
     base_url: str | None = Field(
-        None, description="openai: the endpoint's API root, e.g. 'http://host:8000/v1' or 'https://api.example.com/v1'."
+        None, description="The endpoint's API root, e.g. 'http://host:8000/v1' or 'https://api.example.com/v1'."
     )
     api_key_env: str = Field(
         "OPENAI_API_KEY",
-        description="openai: environment variable holding the API key, read when a request is sent. If neither "
+        description="Environment variable holding the API key, read when a request is sent. If neither "
         "it nor api_key is set, requests go without an Authorization header (a local `vllm serve`).",
     )
     api_key: str | None = Field(
         None,
-        description="openai: the API key itself; prefer api_key_env so the key stays out of config files "
+        description="The API key itself; prefer api_key_env so the key stays out of config files "
         "(a literal key travels with the config to every replica).",
     )
     remote_model: str | None = Field(
-        None, description="openai: model name sent to the endpoint; None = model.served_model_name or model.path."
+        None, description="Model name sent to the endpoint; None = model.served_model_name or model.path."
     )
     max_concurrency: int = Field(
-        64, ge=1, description="openai: most HTTP requests in flight from one engine (one replica or actor)."
+        64, ge=1, description="Most HTTP requests in flight from one engine (one replica or actor)."
     )
     request_timeout_s: float = Field(
-        900.0, gt=0, description="openai: time allowed for one request, read gaps while streaming included."
+        900.0, gt=0, description="Time allowed for one request, read gaps while streaming included."
     )
-    connect_timeout_s: float = Field(10.0, gt=0, description="openai: time allowed to open a connection.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Time allowed to open a connection.")
     max_retries: int = Field(
-        4, ge=0, description="openai: retries after a 429, a 5xx, a timeout or a dropped connection; other 4xx never."
+        4, ge=0, description="Retries after a 429, a 5xx, a timeout or a dropped connection; other 4xx never."
     )
     retry_backoff_s: float = Field(
-        1.0, ge=0, description="openai: first retry delay; doubles each retry (with jitter); Retry-After wins."
+        1.0, ge=0, description="First retry delay; doubles each retry (with jitter); Retry-After wins."
     )
-    retry_backoff_max_s: float = Field(30.0, ge=0, description="openai: longest delay between two retries.")
+    retry_backoff_max_s: float = Field(30.0, ge=0, description="Longest delay between two retries.")
     send_extra_sampling: bool = Field(
         True,
-        description="openai: also send top_k and repetition_penalty (vLLM / qvq-ray extensions) so the server "
+        description="Also send top_k and repetition_penalty (vLLM / qvq-ray extensions) so the server "
         "applies no checkpoint defaults; set False for endpoints that reject unknown fields.",
     )
+
+
+
+
+def _engine_kind(value: Any) -> str:
+    """The union's tag: `kind`, defaulting to 'hf' as the config's default engine does."""
+    if isinstance(value, dict):
+        return value.get("kind", "hf")
+    return getattr(value, "kind", "hf")
+
+
+# Which engine runs the model, and only that engine's settings: a field of another kind is an
+# error (a YAML file that switches `kind` must drop the old engine's fields).
+EngineConfig = Annotated[
+    Union[
+        Annotated[HFEngineConfig, Tag("hf")],
+        Annotated[VLLMEngineConfig, Tag("vllm")],
+        Annotated[OpenAIEngineConfig, Tag("openai")],
+    ],
+    Discriminator(_engine_kind),
+]
+ENGINE_CONFIGS = {"hf": HFEngineConfig, "vllm": VLLMEngineConfig, "openai": OpenAIEngineConfig}
 
 
 class ResourcesConfig(StrictModel):
@@ -202,7 +235,7 @@ class PolicyConfig(StrictModel):
         description="Sampling per attempt: attempt i uses schedule[i] (the last entry repeats). Empty: "
         "attempt 0 uses `sampling`, later ones `resample_sampling`.",
     )
-    resample_on: list[str] = Field(
+    resample_on: list[Issue] = Field(
         default_factory=lambda: ["no_final_answer", "truncated", "repetition_loop", "language_mixing", "unparseable"],
         description="Verdict issues that make an attempt a failure to re-sample (gold-free).",
     )
@@ -299,7 +332,6 @@ class AutoscalingConfig(StrictModel):
 
 
 class ServeConfig(StrictModel):
-    route_prefix: str = Field("/", description="HTTP route prefix of the ingress.")
     engine_autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     ingress_num_cpus: float = Field(0.25, gt=0, description="CPUs for each ingress replica.")
     engine_max_ongoing_requests: int | None = Field(
@@ -320,7 +352,7 @@ class QvqConfig(StrictModel):
     """The whole configuration of one qvq-ray job or app."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
-    engine: EngineConfig = Field(default_factory=EngineConfig)
+    engine: EngineConfig = Field(default_factory=HFEngineConfig, description="Engine kind ('hf', 'vllm', 'openai') and its settings.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     verifier: VerifierConfig = Field(default_factory=VerifierConfig)

@@ -1,8 +1,7 @@
-"""Problem / Attempt / Solution records and their Arrow row form.
+"""Problem / Attempt / Solution records, and the rows the batch job reads and writes.
 
-Rows cross Ray Data stages and land in Parquet, so each record has a fixed Arrow schema:
-blocks whose optional columns happen to be all-null must still concatenate and write with one
-schema. Images travel like Hugging Face's Image feature: a struct of `bytes` and `path`.
+Row schemas are derived from these records (`qvq_ray/arrow_rows.py`), never written by hand.
+Images travel like Hugging Face's Image feature: a struct of `bytes` and `path`.
 """
 
 from __future__ import annotations
@@ -11,9 +10,11 @@ import builtins
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from qvq_ray.arrow_rows import arrow_schema, from_row, to_row
 from qvq_ray.config import SamplingConfig
+from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verdict import Verdict
 
 
@@ -34,15 +35,33 @@ class Problem(BaseModel):
     id: str = Field(..., description="Unique id within the problem set.")
     question: str = Field(..., description="Question text; may hold `<image1>`-style placeholders.")
     images: list[ImageRef] = Field(default_factory=list)
-    choices: list[str] = Field(default_factory=list, description="Options, lettered A, B, C... in order.")
     answer: str | None = Field(None, description="Gold answer; never read while solving in `self` mode.")
-    answer_type: str | None = Field(None, description="e.g. integer, float, expression, choice, text.")
-    unit: str | None = Field(None, description="Unit of the gold answer, if any.")
-    tolerance: float | None = Field(None, description="Absolute/relative tolerance for numeric answers.")
+    spec: AnswerSpec = Field(
+        default_factory=AnswerSpec,
+        description="How an answer is read and compared (choices, unit, tolerance, ...), filled by the loader.",
+    )
     source: str | None = Field(None, description="Benchmark or problem set name.")
     subject: str | None = None
     language: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict, description="Native fields with no home above.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_spec_fields(cls, data: Any) -> Any:
+        """Problem files write `choices`, `unit`, `tolerance`... at the top level: gather them into `spec`."""
+        if not isinstance(data, dict):
+            return data
+        flat = {k: data[k] for k in AnswerSpec.model_fields if k in data}
+        if not flat:
+            return data
+        data = {k: v for k, v in data.items() if k not in flat}
+        spec = data.get("spec")
+        spec = spec.model_dump() if isinstance(spec, AnswerSpec) else dict(spec or {})
+        clash = sorted(set(flat) & {k for k, v in spec.items() if v not in (None, [])})
+        if clash:
+            raise ValueError(f"{clash} given both at the top level and in 'spec'")
+        data["spec"] = {**spec, **flat}
+        return data
 
 
 class Attempt(BaseModel):
@@ -64,7 +83,7 @@ class Solution(BaseModel):
 
     id: str
     answer: str | None = None
-    verdict: Verdict = Field(default_factory=Verdict)
+    verdict: Verdict = Field(default_factory=Verdict, description="The verdict of the chosen attempt.")
     confidence: float | None = Field(
         None, description="Share of the winning answer's votes (self-consistency); 1.0 accepted, 0.0 none healthy."
     )
@@ -78,120 +97,79 @@ class Solution(BaseModel):
     error: str | None = None
 
 
-# ---------------------------------------------------------------- Arrow row form
+# ---------------------------------------------------------------- rows
 
 
-def _pa():
-    import pyarrow as pa
+class InputRow(Problem):
+    """A problem as the batch job reads it: `error` set for a row the loader could not parse."""
 
-    return pa
+    model_config = ConfigDict(extra="forbid")
+
+    error: str | None = Field(None, description="Why the row could not be loaded (it is still written, as an error row).")
 
 
-def image_struct_type():
-    pa = _pa()
-    return pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+class ScoredAttempt(Attempt):
+    """An attempt in an output row, with its answer scored against gold."""
+
+    correct: bool | None = Field(
+        None, description="This attempt's answer vs gold (score stage); None: no gold, or not judged (timeout)."
+    )
+
+
+class OutputRow(BaseModel):
+    """One output row of the solve job: the solution, the problem's identity and gold, and scores.
+
+    `answer`, `canonical`, `issues` and `false_claims` are the chosen attempt's verdict, flat for
+    readers of the Parquet files; the whole verdict is in `attempts[chosen_attempt].verdict`.
+    """
+
+    id: str
+    source: str | None = None
+    question: str | None = None
+    choices: list[str] = Field(default_factory=list)
+    gold: str | None = None
+    answer: str | None = None
+    canonical: str | None = None
+    verified: bool = Field(False, description="Answered, no error, and no issue from the gold-free checks.")
+    issues: list[str] = Field(default_factory=list)
+    false_claims: list[str] = Field(default_factory=list, description="The wrong claims behind 'false_calculation'.")
+    correct: bool | None = Field(
+        None, description="Final answer vs gold; None without gold or when the comparison could not be judged."
+    )
+    pass_at_1: bool | None = None
+    maj_at_k: bool | None = None
+    pass_at_k: bool | None = None
+    confidence: float | None = None
+    mode: str = "self"
+    chosen_attempt: int | None = None
+    attempts: list[ScoredAttempt] = Field(default_factory=list)
+    num_attempts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    tokens_saved: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+    problem: str | None = Field(None, description="JSON of the Problem without image bytes, for re-scoring.")
 
 
 def problem_schema():
-    """Arrow schema of a Problem row (meta as a JSON string: its keys differ per benchmark)."""
-    pa = _pa()
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("question", pa.string()),
-            ("images", pa.list_(image_struct_type())),
-            ("choices", pa.list_(pa.string())),
-            ("answer", pa.string()),
-            ("answer_type", pa.string()),
-            ("unit", pa.string()),
-            ("tolerance", pa.float64()),
-            ("source", pa.string()),
-            ("subject", pa.string()),
-            ("language", pa.string()),
-            ("meta", pa.string()),
-        ]
-    )
+    return arrow_schema(Problem)
 
 
-def verdict_struct_type():
-    pa = _pa()
-    return pa.struct(
-        [
-            ("answer", pa.string()),
-            ("canonical", pa.string()),
-            ("correct", pa.bool_()),
-            ("issues", pa.list_(pa.string())),
-            ("elapsed_s", pa.float64()),
-        ]
-    )
-
-
-def attempt_struct_type():
-    pa = _pa()
-    return pa.struct(
-        [
-            ("text", pa.string()),
-            ("sampling", pa.string()),  # JSON of SamplingConfig
-            ("prompt_tokens", pa.int64()),
-            ("completion_tokens", pa.int64()),
-            ("latency_s", pa.float64()),
-            ("finish_reason", pa.string()),
-            ("verdict", verdict_struct_type()),
-            ("cut_off", pa.bool_()),
-            ("tokens_saved", pa.int64()),
-            ("correct", pa.bool_()),  # this attempt's answer vs gold, filled by the score stage
-        ]
-    )
+def input_schema():
+    return arrow_schema(InputRow)
 
 
 def solution_schema():
-    """Arrow schema of an output row: the solution, the problem's identity and gold, and scoring."""
-    pa = _pa()
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("source", pa.string()),
-            ("question", pa.string()),
-            ("choices", pa.list_(pa.string())),
-            ("gold", pa.string()),
-            ("answer", pa.string()),
-            ("canonical", pa.string()),
-            ("verified", pa.bool_()),
-            ("issues", pa.list_(pa.string())),
-            ("correct", pa.bool_()),
-            ("pass_at_1", pa.bool_()),
-            ("maj_at_k", pa.bool_()),
-            ("pass_at_k", pa.bool_()),
-            ("confidence", pa.float64()),
-            ("mode", pa.string()),
-            ("chosen_attempt", pa.int64()),
-            ("attempts", pa.list_(attempt_struct_type())),
-            ("num_attempts", pa.int64()),
-            ("prompt_tokens", pa.int64()),
-            ("completion_tokens", pa.int64()),
-            ("tokens_saved", pa.int64()),
-            ("latency_s", pa.float64()),
-            ("error", pa.string()),
-            ("problem", pa.string()),  # JSON of the Problem without image bytes, for re-scoring
-        ]
-    )
+    return arrow_schema(OutputRow)
 
 
 def problem_to_row(problem: Problem) -> dict[str, Any]:
-    row = problem.model_dump(exclude={"images", "meta"})
-    row["images"] = [{"bytes": im.bytes, "path": im.path} for im in problem.images]
-    row["meta"] = json.dumps(problem.meta, ensure_ascii=False, default=str)
-    return row
+    return to_row(problem)
 
 
 def problem_from_row(row: dict[str, Any]) -> Problem:
-    data = dict(row)
-    meta = data.get("meta")
-    data["meta"] = json.loads(meta) if isinstance(meta, str) and meta else (meta or {})
-    data["images"] = [ImageRef(bytes=im.get("bytes"), path=im.get("path")) for im in (data.get("images") or [])]
-    data["choices"] = list(data.get("choices") or [])
-    known = set(Problem.model_fields)
-    return Problem(**{k: v for k, v in data.items() if k in known})
+    return from_row(Problem, row)
 
 
 def problem_json_without_images(problem: Problem) -> str:
@@ -200,46 +178,70 @@ def problem_json_without_images(problem: Problem) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def attempt_to_row(attempt: Attempt) -> dict[str, Any]:
-    row = attempt.model_dump(exclude={"sampling"})
-    row["sampling"] = attempt.sampling.model_dump_json()
-    row["correct"] = None
-    return row
+def problem_from_json(text: str | None) -> Problem | None:
+    """The problem of an output row's `problem` column (images left out), None if absent or unreadable."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        data.pop("num_images", None)
+        return Problem.model_validate(data)
+    except ValueError:
+        return None
 
 
 def solution_to_row(solution: Solution, problem: Problem | None) -> dict[str, Any]:
-    """Output row of the solve stage; `correct` stays None until the score stage fills it."""
-    return {
-        "id": solution.id,
-        "source": problem.source if problem else None,
-        "question": problem.question if problem else None,
-        "choices": list(problem.choices) if problem else [],
-        "gold": problem.answer if problem else None,
-        "answer": solution.answer,
-        "canonical": solution.verdict.canonical,
-        "verified": solution.error is None and solution.answer is not None and not solution.verdict.issues,
-        "issues": list(solution.verdict.issues),
-        "correct": None,
-        "pass_at_1": None,
-        "maj_at_k": None,
-        "pass_at_k": None,
-        "confidence": solution.confidence,
-        "mode": solution.mode,
-        "chosen_attempt": solution.chosen_attempt,
-        "attempts": [attempt_to_row(a) for a in solution.attempts],
-        "num_attempts": len(solution.attempts),
-        "prompt_tokens": solution.prompt_tokens,
-        "completion_tokens": solution.completion_tokens,
-        "tokens_saved": solution.tokens_saved,
-        "latency_s": solution.latency_s,
-        "error": solution.error,
-        "problem": problem_json_without_images(problem) if problem else None,
-    }
+    """Output row of the solve stage; the scores stay None until the score stage fills them."""
+    verdict = solution.verdict
+    row = OutputRow(
+        id=solution.id,
+        source=problem.source if problem else None,
+        question=problem.question if problem else None,
+        choices=list(problem.spec.choices) if problem else [],
+        gold=problem.answer if problem else None,
+        answer=solution.answer,
+        canonical=verdict.canonical,
+        verified=solution.error is None and solution.answer is not None and not verdict.issues,
+        issues=list(verdict.issues),
+        false_claims=list(verdict.false_claims),
+        confidence=solution.confidence,
+        mode=solution.mode,
+        chosen_attempt=solution.chosen_attempt,
+        attempts=[ScoredAttempt(**a.model_dump()) for a in solution.attempts],
+        num_attempts=len(solution.attempts),
+        prompt_tokens=solution.prompt_tokens,
+        completion_tokens=solution.completion_tokens,
+        tokens_saved=solution.tokens_saved,
+        latency_s=solution.latency_s,
+        error=solution.error,
+        problem=problem_json_without_images(problem) if problem else None,
+    )
+    return to_row(row)
+
+
+def solution_from_row(row: dict[str, Any]) -> Solution:
+    """The Solution an output row was written from (every field: the verdict is the chosen attempt's)."""
+    out = from_row(OutputRow, row)
+    attempts = [Attempt(**a.model_dump(exclude={"correct"})) for a in out.attempts]
+    chosen = attempts[out.chosen_attempt].verdict if out.chosen_attempt is not None and attempts else Verdict()
+    return Solution(
+        id=out.id,
+        answer=out.answer,
+        verdict=chosen,
+        confidence=out.confidence,
+        mode=out.mode,
+        chosen_attempt=out.chosen_attempt,
+        attempts=attempts,
+        prompt_tokens=out.prompt_tokens,
+        completion_tokens=out.completion_tokens,
+        tokens_saved=out.tokens_saved,
+        latency_s=out.latency_s,
+        error=out.error,
+    )
 
 
 def error_row(problem_id: str, reason: str, problem: Problem | None = None, **known: Any) -> dict[str, Any]:
     """The one output row of an input row that failed before or during solving."""
     row = solution_to_row(Solution(id=problem_id, error=reason), problem)
-    row["verified"] = False
     row.update(known)
     return row

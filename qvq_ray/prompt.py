@@ -34,7 +34,7 @@ def build_messages(problem: Problem, image_bytes: list[bytes], *, system_prompt:
     An empty `system_prompt` leaves the system message out.
     """
     content = _interleave(problem.question, image_bytes)
-    tail = "\n".join(_choice_lines(problem.choices) + [BOXED_INSTRUCTION])
+    tail = "\n".join(_choice_lines(problem.spec.choices) + [BOXED_INSTRUCTION])
     if content and content[-1]["type"] == "text":
         content[-1]["text"] = f"{content[-1]['text'].rstrip()}\n{tail}"
     else:

@@ -18,22 +18,38 @@ attempt records `repetition_loop` and the tokens it saved).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, Engine
-from qvq_ray.verify.health import LoopDetector
 from qvq_ray.problem import Attempt, Problem, Solution
+from qvq_ray.verify.health import LoopDetector
+from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verdict import Verdict
 from qvq_ray.verify.voting import AnswerClusters
+
+
+class AnswerChecker(Protocol):
+    """What the solver needs of a verifier (`qvq_ray.verify.Verifier` is one)."""
+
+    async def check(
+        self, response: str, spec: AnswerSpec | None = None, *, gold: str | None = None, finish_reason: str | None = "stop"
+    ) -> Verdict:
+        """The verdict of one response; `correct` judged only when `gold` is given."""
+        ...
+
+    async def same_answer(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
+        """Whether two answers vote together (self-consistency)."""
+        ...
 
 
 class Solver:
     def __init__(
         self,
         engine: Engine,
-        verifier: Any,
+        verifier: AnswerChecker,
         *,
         policy: PolicyConfig | None = None,
         sampling: SamplingConfig | None = None,
@@ -46,13 +62,14 @@ class Solver:
         self.model = model or ModelConfig()
 
     @classmethod
-    def from_config(cls, engine: Engine, verifier: Any, config: QvqConfig) -> "Solver":
+    def from_config(cls, engine: Engine, verifier: AnswerChecker, config: QvqConfig) -> "Solver":
         return cls(engine, verifier, policy=config.policy, sampling=config.sampling, model=config.model)
 
-    def with_overrides(self, **policy_updates: Any) -> "Solver":
-        return Solver(
-            self.engine, self.verifier, policy=self.policy.model_copy(update=policy_updates), sampling=self.sampling, model=self.model
-        )
+    def with_limits(self, *, max_attempts: int | None = None, max_tokens: int | None = None) -> "Solver":
+        """This solver with a request's own attempt and token limits (the online `/v1/solve`)."""
+        policy = self.policy if max_attempts is None else self.policy.model_copy(update={"max_attempts": max_attempts})
+        sampling = self.sampling if max_tokens is None else self.sampling.model_copy(update={"max_tokens": max_tokens})
+        return Solver(self.engine, self.verifier, policy=policy, sampling=sampling, model=self.model)
 
     # ------------------------------------------------------------------ sampling schedule
 
@@ -146,7 +163,7 @@ class Solver:
                         attempts[index + offset] = attempt
                         if on_attempt is not None:
                             await on_attempt(index + offset, attempt)
-                        decision = await self._decide(index + offset, attempt, clusters)  # every vote counts
+                        decision = await self._decide(index + offset, attempt, clusters, problem.spec)  # every vote counts
                         decided = decided if decided is not None else decision
                 if decided is not None:
                     break
@@ -158,7 +175,7 @@ class Solver:
                 await asyncio.gather(*running, return_exceptions=True)
         return self._solution(problem, attempts, clusters, decided, started, error)
 
-    async def _decide(self, index: int, attempt: Attempt, clusters: AnswerClusters) -> int | None:
+    async def _decide(self, index: int, attempt: Attempt, clusters: AnswerClusters, spec: AnswerSpec) -> int | None:
         """Index of the attempt that settles the problem, or None to keep sampling."""
         verdict = attempt.verdict
         healthy = verdict.answer is not None and not set(verdict.issues) & set(self.policy.resample_on)
@@ -168,7 +185,7 @@ class Solver:
             return index if verdict.correct else None
         if not self.policy.self_consistency:
             return index
-        cluster = await clusters.ajoin(index, verdict.answer, verdict.canonical, self.verifier.equivalent)
+        cluster = await clusters.ajoin(index, verdict.answer, verdict.canonical, functools.partial(self.verifier.same_answer, spec=spec))
         return cluster.members[0] if len(cluster.members) >= self.policy.quorum else None
 
     async def _attempts(
@@ -185,9 +202,7 @@ class Solver:
     async def _judge(
         self, problem: Problem, sampling: SamplingConfig, completion: Completion, saved: int | None, gold: str | None
     ) -> Attempt:
-        verdict = await self.verifier.check(
-            completion.text, gold=gold, choices=problem.choices or None, finish_reason=completion.finish_reason
-        )
+        verdict = await self.verifier.check(completion.text, problem.spec, gold=gold, finish_reason=completion.finish_reason)
         if saved is not None and "repetition_loop" not in verdict.issues:
             verdict.issues.append("repetition_loop")
         return Attempt(
@@ -203,17 +218,16 @@ class Solver:
         )
 
     async def _generate(self, messages: list[dict], sampling: SamplingConfig) -> tuple[Completion, int | None]:
-        """One sample; with a streaming engine and loop cut-off on, stop it once it loops.
+        """One sample; with loop cut-off on, it is streamed and stopped once it loops.
 
         Returns the completion and, when cut off, the tokens saved (max_tokens - tokens generated).
         """
-        stream = getattr(self.engine, "generate_with_stream", None)
-        if not (self.policy.loop_cutoff and stream):
+        if not self.policy.loop_cutoff:
             return (await self.engine.generate(messages, sampling))[0], None
         detector = LoopDetector(min_chars=self.policy.loop_min_chars, repeats=self.policy.loop_repeats)
         started = time.perf_counter()
         pieces: list[str] = []
-        generator = stream(messages, sampling)
+        generator = self.engine.stream(messages, sampling)
         try:
             async for item in generator:
                 if isinstance(item, Completion):

@@ -1,10 +1,11 @@
-"""Shared fixtures: the tiny checkpoint built once per session, a local Ray cluster."""
+"""Shared fixtures: the tiny checkpoint built once per session, a local Ray cluster, the shared benchmark samples."""
 
 from __future__ import annotations
 
 import io
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,28 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA_ENV = "QVQ_RAY_SHARED_DATA"
+
+
+def shared_data_root() -> Path:
+    """The shared benchmark samples (MATH-V, MathVista, MMMU, OlympiadBench in their native formats):
+    `$QVQ_RAY_SHARED_DATA`, else `../shared/data` beside the repository. They are not in the repository."""
+    configured = os.environ.get(SHARED_DATA_ENV)
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_data(relative: str = "") -> Path:
+    """`<shared data>/<relative>`, or skip the calling test (or, called at import, the whole module) when it is absent."""
+    path = shared_data_root() / relative
+    if not path.exists():
+        pytest.skip(
+            f"{relative or 'shared data'} not found at {path}: the shared benchmark samples are read from "
+            f"../shared/data beside the repository (or ${SHARED_DATA_ENV})",
+            allow_module_level=True,
+        )
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +75,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def vlmevalkit_tsv(tmp_path_factory) -> Path:
+    """A tiny VLMEvalKit `MMMU_DEV_VAL.tsv` (5 rows), built at test time from the shared MMMU sample by
+    tests/data/datasets/make_vlmevalkit_tsv.py (it holds MMMU content, so it is never committed)."""
+    import importlib.util
+
+    source = shared_data("mmmu/Math/validation-00000-of-00001.parquet")
+    script = REPO_ROOT / "tests" / "data" / "datasets" / "make_vlmevalkit_tsv.py"
+    spec = importlib.util.spec_from_file_location("make_vlmevalkit_tsv", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build(source, tmp_path_factory.mktemp("vlmevalkit"))

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from qvq_ray.datasets import FORMATS, detect_format, load_problems
 from qvq_ray.problem import Problem
+from tests.conftest import shared_data
 
-SHARED = Path("/work/shared/data")
-FIXTURES = Path(__file__).parent / "data" / "datasets"
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="shared benchmark samples not present")
 
 
 def test_every_benchmark_has_an_adapter():
     assert set(FORMATS) == {"problems", "mathvision", "mathvista", "mmmu", "olympiadbench", "vlmevalkit"}
 
 
-@needs_shared
 @pytest.mark.parametrize(
     "relative,expected,count",
     [
@@ -37,7 +33,7 @@ def test_every_benchmark_has_an_adapter():
     ],
 )
 def test_detected_from_the_path(relative, expected, count):
-    path = SHARED / relative
+    path = shared_data(relative)
     assert detect_format(path) == expected
     rows = list(load_problems(path))
     assert len(rows) == count and all(isinstance(r, Problem) for r in rows)
@@ -46,8 +42,8 @@ def test_detected_from_the_path(relative, expected, count):
     }[expected]
 
 
-def test_vlmevalkit_detected_by_suffix_and_forced_otherwise(tmp_path):
-    tsv = FIXTURES / "vlmevalkit" / "MMMU_DEV_VAL.tsv"
+def test_vlmevalkit_detected_by_suffix_and_forced_otherwise(tmp_path, vlmevalkit_tsv):
+    tsv = vlmevalkit_tsv
     assert detect_format(tsv) == "vlmevalkit"
     renamed = tmp_path / "MMMU_DEV_VAL.txt"
     shutil.copy(tsv, renamed)
@@ -65,7 +61,7 @@ def test_format_forces_an_adapter_over_detection(tmp_path):
     (forced,) = load_problems(file, format="problems")
     assert forced.source is None and forced.meta["question_type"] == "free_form"
     (native,) = load_problems(file)
-    assert native.source == "MathVista" and native.answer_type == "integer"
+    assert native.source == "MathVista" and native.spec.answer_type == "integer"
     with pytest.raises(ValueError, match="takes no option 'images_dir'"):
         load_problems(file, format="problems", images_dir=tmp_path)
     plain = tmp_path / "plain.json"
@@ -73,15 +69,14 @@ def test_format_forces_an_adapter_over_detection(tmp_path):
     assert detect_format(plain) == "problems"
 
 
-def test_every_adapters_rows_fit_the_arrow_row_form(tmp_path):
-    """What the batch job does with each loaded problem: its fixed-schema Arrow row, and back."""
+def test_every_adapters_rows_fit_the_arrow_row_form(vlmevalkit_tsv):
+    """What the batch job does with each loaded problem: its fixed-schema Arrow row, and back
+    (on the shared benchmark samples and the VLMEvalKit TSV built from them: skipped without them)."""
     import pyarrow as pa
 
     from qvq_ray.problem import problem_from_row, problem_schema, problem_to_row
 
-    paths = [FIXTURES / "vlmevalkit" / "MMMU_DEV_VAL.tsv"]
-    if SHARED.is_dir():
-        paths += [SHARED / name for name in ("mathvision", "mathvista", "mmmu", "olympiadbench")]
+    paths = [shared_data(name) for name in ("mathvision", "mathvista", "mmmu", "olympiadbench")] + [vlmevalkit_tsv]
     for path in paths:
         problems = list(load_problems(path))
         table = pa.Table.from_pylist([problem_to_row(p) for p in problems], schema=problem_schema())

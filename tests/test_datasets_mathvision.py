@@ -11,25 +11,27 @@ from qvq_ray.config import ModelConfig
 from qvq_ray.datasets import LoadError, detect_format, load_problems
 from qvq_ray.images import ImageError, prepare_problem_images
 from qvq_ray.problem import Problem
-
-SHARED = Path("/work/shared/data/mathvision")
-NATIVE = SHARED / "data" / "test.jsonl"
-needs_shared = pytest.mark.skipif(not NATIVE.is_file(), reason="shared MathVision sample not present")
+from tests.conftest import shared_data
 
 
-@needs_shared
-def test_shared_sample_maps_every_native_field():
-    native = [json.loads(line) for line in NATIVE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    assert detect_format(SHARED) == detect_format(NATIVE) == "mathvision"
-    problems = list(load_problems(SHARED))
+@pytest.fixture
+def shared() -> Path:
+    """The shared MATH-V sample (data/test.jsonl + images/), read from ../shared/data; skips when absent."""
+    return shared_data("mathvision/data/test.jsonl").parents[1]
+
+
+def test_shared_sample_maps_every_native_field(shared):
+    native = [json.loads(line) for line in (shared / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert detect_format(shared) == detect_format(shared / "data" / "test.jsonl") == "mathvision"
+    problems = list(load_problems(shared))
     assert len(problems) == 50 and all(isinstance(p, Problem) for p in problems)
     for p, r in zip(problems, native):
-        assert (p.id, p.question, p.choices, p.answer, p.subject) == (
+        assert (p.id, p.question, p.spec.choices, p.answer, p.subject) == (
             r["id"], r["question"], r["options"], r["answer"], r["subject"]
         )
-        assert p.answer_type == ("choice" if r["options"] else None) and p.source == "MathVision"
+        assert p.spec.answer_type == ("choice" if r["options"] else None) and p.source == "MathVision"
         assert p.meta == {"level": r["level"], "solution": r["solution"]}
-        assert [im.path for im in p.images] == [str(SHARED / r["image"])]
+        assert [im.path for im in p.images] == [str(shared / r["image"])]
     assert len(prepare_problem_images(problems[0].images, ModelConfig())) == 1
 
 

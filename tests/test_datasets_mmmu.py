@@ -14,10 +14,13 @@ from qvq_ray.datasets import LoadError, detect_format, load_problems
 from qvq_ray.images import prepare_problem_images
 from qvq_ray.problem import Problem
 from qvq_ray.prompt import build_messages
+from tests.conftest import shared_data
 
-SHARED = Path("/work/shared/data/mmmu")
-NATIVE = SHARED / "Math" / "validation-00000-of-00001.parquet"
-needs_shared = pytest.mark.skipif(not NATIVE.is_file(), reason="shared MMMU sample not present")
+
+@pytest.fixture
+def shared() -> Path:
+    """The shared MMMU sample (validation, subject Math: HF parquet), read from ../shared/data; skips when absent."""
+    return shared_data("mmmu/Math/validation-00000-of-00001.parquet").parents[1]
 
 
 def native_rows(file: Path) -> list[dict]:
@@ -32,17 +35,16 @@ def png() -> bytes:
     return buf.getvalue()
 
 
-@needs_shared
-def test_shared_sample_maps_every_native_field():
-    assert detect_format(SHARED) == detect_format(NATIVE) == "mmmu"
-    native = native_rows(NATIVE)
-    problems = list(load_problems(SHARED))
+def test_shared_sample_maps_every_native_field(shared):
+    assert detect_format(shared) == detect_format(shared / "Math" / "validation-00000-of-00001.parquet") == "mmmu"
+    native = native_rows(shared / "Math" / "validation-00000-of-00001.parquet")
+    problems = list(load_problems(shared))
     assert len(problems) == 30 and all(isinstance(p, Problem) for p in problems)
     assert [p.id for p in problems] == [r["id"] for r in native]
     for p, r in zip(problems, native):
         assert p.source == "MMMU" and p.subject == "Math" and p.language == "en"
         assert p.question == r["question"]  # <image k> kept for the prompt
-        assert p.choices == ast.literal_eval(r["options"])
+        assert p.spec.choices == ast.literal_eval(r["options"])
         images = [r[f"image_{k}"] for k in range(1, 8) if r[f"image_{k}"] is not None]
         assert [im.bytes for im in p.images] == [im["bytes"] for im in images]
         assert p.meta["image_paths"] == [im["path"] for im in images]
@@ -50,20 +52,19 @@ def test_shared_sample_maps_every_native_field():
             assert p.meta[key] == r[key]
         assert p.meta["img_type"] == ast.literal_eval(r["img_type"]) and p.meta["split"] == "validation"
         if r["question_type"] == "multiple-choice":
-            assert p.answer == r["answer"] and p.answer_type == "choice"
-            assert "ABCDEFGHI".index(p.answer) < len(p.choices)
+            assert p.answer == r["answer"] and p.spec.answer_type == "choice"
+            assert "ABCDEFGHI".index(p.answer) < len(p.spec.choices)
         else:
             alternatives = ast.literal_eval(r["answer"])
-            assert p.answer == alternatives[0] and p.meta["answers"] == alternatives and p.answer_type is None
+            assert p.answer == alternatives[0] and p.meta["answers"] == alternatives and p.spec.answer_type is None
     by_id = {p.id: p for p in problems}
     assert by_id["validation_Math_15"].meta["answers"] == ["24/7", "3.429"]
     three = by_id["validation_Math_3"]
-    assert len(three.images) == 3 and three.choices == ["<image 1>", "<image 2>", "<image 3>"]
+    assert len(three.images) == 3 and three.spec.choices == ["<image 1>", "<image 2>", "<image 3>"]
 
 
-@needs_shared
-def test_embedded_images_prepare_and_land_at_their_placeholders():
-    problem = next(p for p in load_problems(NATIVE) if p.id == "validation_Math_9")  # "Is <image 1> Hamiltonian?"
+def test_embedded_images_prepare_and_land_at_their_placeholders(shared):
+    problem = next(p for p in load_problems(shared / "Math" / "validation-00000-of-00001.parquet") if p.id == "validation_Math_9")  # "Is <image 1> Hamiltonian?"
     prepared = prepare_problem_images(problem.images, ModelConfig())
     parts = build_messages(problem, prepared, system_prompt="")[-1]["content"]
     assert [part["type"] for part in parts] == ["text", "image", "text"] and parts[0]["text"] == "Is "
@@ -110,7 +111,7 @@ def test_bad_rows_are_load_errors_and_the_rest_loads(tmp_path):
     assert "not a valid Python-literal list" in errors["validation_Art_Theory_3"]
     assert "image_1 is empty" in errors["validation_Art_Theory_4"]
     ok = {p.id: p for p in out if isinstance(p, Problem)}
-    assert ok["validation_Art_Theory_1"].subject == "Art_Theory" and ok["validation_Art_Theory_1"].choices == ["a", "b"]
+    assert ok["validation_Art_Theory_1"].subject == "Art_Theory" and ok["validation_Art_Theory_1"].spec.choices == ["a", "b"]
     assert ok["validation_Art_Theory_7"].answer == "[0, 1)"  # bracketed math, not a list of alternatives
     hidden = ok["test_Art_Theory_8"]
     assert hidden.answer is None and hidden.meta["answer"] == "?" and hidden.meta["split"] == "test"

@@ -12,29 +12,33 @@ from qvq_ray.config import ImageLimits, ModelConfig
 from qvq_ray.datasets import LoadError, detect_format, load_problems
 from qvq_ray.images import ImageError, prepare_problem_images
 from qvq_ray.problem import Problem
+from tests.conftest import shared_data
 
-SHARED = Path("/work/shared/data/olympiadbench")
-needs_shared = pytest.mark.skipif(not (SHARED / "data").is_dir(), reason="shared OlympiadBench sample not present")
 FIGURE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
 
 
-def native_records() -> list[dict]:
+@pytest.fixture
+def shared() -> Path:
+    """The shared OlympiadBench sample (data/<Category>.json), read from ../shared/data; skips when absent."""
+    return shared_data("olympiadbench/data").parent
+
+
+def native_records(shared: Path) -> list[dict]:
     out = []
-    for file in sorted((SHARED / "data").glob("*.json")):
+    for file in sorted((shared / "data").glob("*.json")):
         out.extend(json.loads(file.read_text(encoding="utf-8")))
     return out
 
 
-@needs_shared
-def test_shared_sample_maps_every_native_field():
-    assert detect_format(SHARED) == "olympiadbench"
-    assert detect_format(SHARED / "data" / "Gaokao_Physics.json") == "olympiadbench"
-    native = native_records()
-    problems = list(load_problems(SHARED))
+def test_shared_sample_maps_every_native_field(shared):
+    assert detect_format(shared) == "olympiadbench"
+    assert detect_format(shared / "data" / "Gaokao_Physics.json") == "olympiadbench"
+    native = native_records(shared)
+    problems = list(load_problems(shared))
     assert len(problems) == 42 and all(isinstance(p, Problem) for p in problems)
     assert [p.id for p in problems] == [str(r["id"]) for r in native]
     for p, r in zip(problems, native):
-        assert p.source == "OlympiadBench" and p.answer_type == r["answer_type"]
+        assert p.source == "OlympiadBench" and p.spec.answer_type == r["answer_type"]
         assert p.meta["final_answer"] == r["final_answer"] and p.meta["error"] == r["error"]
         for key in ("subfield", "solution", "is_multiple_answer", "label", "source", "support_auto_scoring",
                     "classification"):
@@ -49,37 +53,35 @@ def test_shared_sample_maps_every_native_field():
         assert p.meta.get("question_markdown", p.question) == r["question"]
         units = [u.strip() for u in (r["unit"] or "").split(",")]
         if r["unit"] is None:
-            assert p.unit is None
+            assert p.spec.unit is None
         elif len(set(units)) == 1:
-            assert p.unit == units[0]
+            assert p.spec.unit == units[0]
         else:
-            assert p.unit is None and p.meta["units"] == units and p.meta["unit"] == r["unit"]
+            assert p.spec.unit == ",".join(units) and p.meta["units"] == units and p.meta["unit"] == r["unit"]
     assert sum(bool(p.images) for p in problems) == sum(bool(FIGURE.search(r["question"])) for r in native) == 19
 
 
-@needs_shared
 @pytest.mark.parametrize(
     "pid,answer,unit,tolerance,tolerances",
     [
-        ("853", "$13.1$", "m/s", 0.1, [0.1]),  # single unit, single tolerance
-        ("1096", "$F_{n}=387$ , $M=9.892 \\times 10^{4}$", None, None, [1.0, 100.0]),  # per-answer "1e0,1e2", ",kg"
-        ("356", "$\\hat{y}=0.28 x-0.64, 37.29$", None, None, [None, 0.01]),  # ",1e-2": none for the first answer
-        ("1349", "$294.04$, $293.81 $", "K", 0.1, [0.1]),  # two answers share one unit and one tolerance
-        ("1510", "$\\frac{4}{5}$", None, 0.0, [0.0]),  # "0": exact
-        ("5823", "$56$", "万", 1.0, [1.0]),
+        ("853", "$13.1$", "m/s", [0.1], [0.1]),  # single unit, single tolerance
+        ("1096", "$F_{n}=387$ , $M=9.892 \\times 10^{4}$", ",kg", [1.0, 100.0], [1.0, 100.0]),  # per answer: "1e0,1e2", ",kg"
+        ("356", "$\\hat{y}=0.28 x-0.64, 37.29$", None, [None, 0.01], [None, 0.01]),  # ",1e-2": none for the first answer
+        ("1349", "$294.04$, $293.81 $", "K", [0.1], [0.1]),  # two answers share one unit and one tolerance
+        ("1510", "$\\frac{4}{5}$", None, [0.0], [0.0]),  # "0": exact
+        ("5823", "$56$", "万", [1.0], [1.0]),
         ("2472", "19,0,1", None, None, None),
         ("2110", None, None, None, None),  # theorem proving: "证明题，略" is no gold
         ("5385", None, None, None, None),  # is_multiple_answer null, proof
     ],
 )
-def test_answers_units_and_tolerances(pid, answer, unit, tolerance, tolerances):
-    p = next(p for p in load_problems(SHARED) if p.id == pid)
-    assert (p.answer, p.unit, p.tolerance, p.meta.get("tolerances")) == (answer, unit, tolerance, tolerances)
+def test_answers_units_and_tolerances(shared, pid, answer, unit, tolerance, tolerances):
+    p = next(p for p in load_problems(shared) if p.id == pid)
+    assert (p.answer, p.spec.unit, p.spec.tolerance, p.meta.get("tolerances")) == (answer, unit, tolerance, tolerances)
 
 
-@needs_shared
-def test_url_figures_are_error_rows_unless_urls_are_allowed():
-    problems = list(load_problems(SHARED))
+def test_url_figures_are_error_rows_unless_urls_are_allowed(shared):
+    problems = list(load_problems(shared))
     with_figures = [p for p in problems if p.images]
     assert all(im.path.startswith("https://") for p in with_figures for im in p.images)
     two = next(p for p in problems if p.id == "5823")  # two figures, placed at <image_1>, <image_2>
@@ -122,4 +124,4 @@ def test_figures_context_alt_text_and_bad_rows(tmp_path):
     assert isinstance(out[4], LoadError) and out[4].ref == "Mixed.json[4]"
     six = out[5]
     assert six.answer == "$3$, $4$" and six.meta["final_answer"] == ["$3$", "$4$"]
-    assert six.unit == "m" and six.tolerance == 0.01
+    assert six.spec.unit == "m" and six.spec.tolerance == [0.01]

@@ -17,7 +17,6 @@ from qvq_ray.datasets.vlmevalkit_tsv import benchmark_of
 from qvq_ray.images import prepare_problem_images
 from qvq_ray.problem import Problem
 
-FIXTURE = Path(__file__).parent / "data" / "datasets" / "vlmevalkit" / "MMMU_DEV_VAL.tsv"
 
 
 def vlmevalkit_view(file: Path) -> list[dict]:
@@ -38,27 +37,28 @@ def vlmevalkit_view(file: Path) -> list[dict]:
     return rows
 
 
-def test_fixture_maps_every_native_column():
-    assert detect_format(FIXTURE) == detect_format(FIXTURE.parent) == "vlmevalkit"
-    native = vlmevalkit_view(FIXTURE)
-    problems = list(load_problems(FIXTURE))
+def test_fixture_maps_every_native_column(vlmevalkit_tsv):
+    """The 5-row MMMU_DEV_VAL.tsv built from the shared MMMU sample (conftest `vlmevalkit_tsv`)."""
+    assert detect_format(vlmevalkit_tsv) == detect_format(vlmevalkit_tsv.parent) == "vlmevalkit"
+    native = vlmevalkit_view(vlmevalkit_tsv)
+    problems = list(load_problems(vlmevalkit_tsv))
     assert len(problems) == len(native) == 5 and all(isinstance(p, Problem) for p in problems)
     for p, r in zip(problems, native):
         assert p.id == r["index"] and p.source == "MMMU" and p.meta["dataset"] == "MMMU_DEV_VAL"
         assert p.question == r["question"] and p.subject == r["category"]
-        assert p.choices == r["options"]
+        assert p.spec.choices == r["options"]
         assert [im.bytes for im in p.images] == r["images"]
         for key in ("l2-category", "split", "id", "image_path"):
             assert p.meta[key] == str(r[key])
-        if p.choices:
-            assert p.answer == r["answer"] and p.answer_type == "choice"
+        if p.spec.choices:
+            assert p.answer == r["answer"] and p.spec.answer_type == "choice"
         else:
             assert p.meta["answers"] == ast.literal_eval(r["answer"]) and p.answer == p.meta["answers"][0]
-            assert p.answer_type is None
+            assert p.spec.answer_type is None
     by_id = {p.id: p for p in problems}
     assert len(by_id["2"].images) == 3  # list-string cell
     assert by_id["3"].images[0].bytes == by_id["1"].images[0].bytes  # "1": reuses row 1's image
-    assert by_id["5"].choices[4] == "215" and by_id["4"].meta["answers"] == ["24/7", "3.429"]
+    assert by_id["5"].spec.choices[4] == "215" and by_id["4"].meta["answers"] == ["24/7", "3.429"]
     for p in problems:
         assert len(prepare_problem_images(p.images, ModelConfig())) == len(p.images)
 
@@ -104,10 +104,10 @@ def test_bad_rows_are_load_errors_and_the_rest_loads(tmp_path):
     ok = {p.id: p for p in out if isinstance(p, Problem)}
     ten = ok["10"]
     assert ten.source == "MathVista" and ten.question == "Hint: Look closely\nWhich?\nSecond line\twith tab"
-    assert ten.meta["hint"] == "Look closely" and ten.meta["task"] == "t1" and ten.choices == ["x", "y"]
+    assert ten.meta["hint"] == "Look closely" and ten.meta["task"] == "t1" and ten.spec.choices == ["x", "y"]
     assert ten.subject == "cat" and base64.b64encode(ten.images[0].bytes).decode() == img
     eighteen = ok["18"]
-    assert eighteen.choices == ["p", "q", "r"] and eighteen.answer_type == "choice" and "choices" not in eighteen.meta
+    assert eighteen.spec.choices == ["p", "q", "r"] and eighteen.spec.answer_type == "choice" and "choices" not in eighteen.meta
     assert eighteen.images[0].bytes == ten.images[0].bytes
 
 
@@ -120,12 +120,12 @@ def test_benchmark_specific_columns(tmp_path):
     ]
     file = _tsv(tmp_path / "OlympiadBench_EN.tsv", header, rows)
     one, two = load_problems(file)
-    assert (one.source, one.answer, one.unit, one.tolerance, one.language) == ("OlympiadBench", "$3$, $4$", "m", 0.1, "en")
-    assert one.answer_type == "Numerical" and one.meta["source"] == "OE_MM_physics_en_COMP"
+    assert (one.source, one.answer, one.spec.unit, one.spec.tolerance, one.language) == ("OlympiadBench", "$3$, $4$", "m", [0.1], "en")
+    assert one.spec.answer_type == "Numerical" and one.meta["source"] == "OE_MM_physics_en_COMP"
     # No image cell: the files VLMEvalKit dumps under images/<dataset>/ beside the TSV.
     assert one.images[0].path == str(tmp_path / "images" / "OlympiadBench_EN" / "1.jpg")
     assert [im.path.rsplit("/", 1)[-1] for im in two.images] == ["2--1.jpg", "2--2.jpg"]
-    assert two.tolerance == 0.05 and two.meta["precision"] == 1
+    assert two.spec.tolerance == [0.05] and two.spec.precision == 1
     assert load_problems(file, source="Mine").__next__().source == "Mine"
 
 

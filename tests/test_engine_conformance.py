@@ -9,9 +9,10 @@
 
 The contract: temperature 0 is deterministic and seeds are honoured; finish reasons are 'length'
 at max_tokens and 'stop' on a stop string; token counts are exact (the prompt's visual tokens
-included); `n` returns n samples; streaming yields text deltas in order and then one final
-Completion agreeing with `generate`; bad input raises InvalidRequestError and the engine keeps
-serving.
+included); `n` returns n samples; `stream` yields non-empty text deltas in order and then
+exactly one final Completion, agreeing with `generate`, whose text the deltas join to (stop
+strings included); closing a stream early leaves the engine serving; bad input raises
+InvalidRequestError and the engine keeps serving.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 
 import pytest
 
-from qvq_ray.config import QVQ_SYSTEM_PROMPT, EngineConfig, ModelConfig, SamplingConfig
+from qvq_ray.config import QVQ_SYSTEM_PROMPT, HFEngineConfig, ModelConfig, OpenAIEngineConfig, SamplingConfig, VLLMEngineConfig
 from qvq_ray.engines.base import Completion, InvalidRequestError
 from tests.conftest import free_port, png_bytes
 
@@ -95,7 +96,7 @@ def engine(request, tiny_model_dir, loop):
 
         engine = HFEngine(
             ModelConfig(path=tiny_model_dir, max_pixels=MAX_PIXELS, max_images_per_prompt=MAX_IMAGES),
-            EngineConfig(max_batch_size=4, batch_wait_ms=5),
+            HFEngineConfig(max_batch_size=4, batch_wait_ms=5),
         )
     elif kind == "openai":
         from qvq_ray.engines.openai_engine import OpenAIEngine
@@ -103,16 +104,16 @@ def engine(request, tiny_model_dir, loop):
         url = request.getfixturevalue("serve_url")
         engine = OpenAIEngine(
             ModelConfig(path="qvq-tiny"),
-            EngineConfig(kind="openai", base_url=f"{url}/v1", api_key="unused", max_retries=1, retry_backoff_s=0.1),
+            OpenAIEngineConfig(base_url=f"{url}/v1", api_key="unused", max_retries=1, retry_backoff_s=0.1),
         )
     else:
-        from qvq_ray.config import ResourcesConfig
+        from qvq_ray.config import HFEngineConfig, OpenAIEngineConfig, ResourcesConfig, VLLMEngineConfig
         from qvq_ray.engines.vllm_engine import VLLMEngine
 
         path = os.environ.get("QVQ_VLLM_TEST_MODEL", tiny_model_dir)
         engine = VLLMEngine(
             ModelConfig(path=path, max_pixels=MAX_PIXELS, max_images_per_prompt=MAX_IMAGES, max_model_len=4096),
-            EngineConfig(kind="vllm", max_batch_size=16, gpu_memory_utilization=0.3, enforce_eager=True),
+            VLLMEngineConfig(max_batch_size=16, gpu_memory_utilization=0.3, enforce_eager=True),
             ResourcesConfig(),
         )
     yield engine
@@ -191,22 +192,97 @@ def test_n_samples(engine, run):
     assert [c.text for c in greedy_two] == [greedy_one.text] * 2
 
 
+def stream_items(run, engine, msg, sampling) -> tuple[list[str], Completion]:
+    """One `Engine.stream`, held to the contract: non-empty str deltas, then exactly one
+    Completion, last; the deltas joined are its text."""
+    items = collect(run, engine.stream(msg, sampling))
+    assert items and isinstance(items[-1], Completion)
+    deltas, final = items[:-1], items[-1]
+    assert all(isinstance(d, str) and d for d in deltas)  # no second Completion, no empty delta
+    assert "".join(deltas) == final.text
+    return deltas, final
+
+
 def test_streaming_yields_ordered_deltas_then_one_final_completion(engine, run):
     msg = messages("What is the result?", [IMAGE])
     full = run(engine.generate(msg, GREEDY))[0]
-    items = collect(run, engine.generate_with_stream(msg, GREEDY))
-    deltas, final = items[:-1], items[-1]
-    assert all(isinstance(d, str) and d for d in deltas) and len(deltas) > 1
-    assert isinstance(final, Completion)
-    assert "".join(deltas) == final.text == full.text
+    deltas, final = stream_items(run, engine, msg, GREEDY)
+    assert len(deltas) > 1 and final.text == full.text
     assert (final.finish_reason, final.completion_tokens, final.prompt_tokens) == (
         full.finish_reason,
         full.completion_tokens,
         full.prompt_tokens,
     )
-    assert "".join(collect(run, engine.stream(msg, GREEDY))) == full.text
     with pytest.raises(InvalidRequestError):
         collect(run, engine.stream(msg, SamplingConfig(max_tokens=4, n=2, temperature=1.0)))
+
+
+def test_streaming_stops_at_a_stop_string_like_generate(engine, run):
+    msg = messages("What is the result?", [IMAGE])
+    full = run(engine.generate(msg, SamplingConfig(max_tokens=24)))[0]
+    stop = next(s for k in range(2, len(full.text) - 1) if (s := full.text[k : k + 2]).strip() and full.text.find(s) >= 2)
+    sampling = SamplingConfig(max_tokens=24, stop=[stop])
+    expected = run(engine.generate(msg, sampling))[0]
+    _, final = stream_items(run, engine, msg, sampling)  # no delta runs past the stop string
+    assert (final.text, final.finish_reason) == (expected.text, "stop") and stop not in final.text
+
+
+def test_closing_a_stream_early_leaves_the_engine_serving(engine, run):
+    msg = messages("Describe it.", [IMAGE])
+
+    async def first_delta_then_close():
+        agen = engine.stream(msg, SamplingConfig(max_tokens=64))
+        first = await anext(agen)
+        await agen.aclose()  # aborts the request on the engine
+        return first
+
+    assert isinstance(run(first_delta_then_close()), str)
+    assert run(engine.generate(msg, SamplingConfig(max_tokens=4)))[0].completion_tokens == 4
+
+
+def test_serve_client_stream_cancels_the_replica_call_when_closed_early():
+    """`QvqEngineClient` (the ingress's engine) keeps the close-aborts rule across the Serve hop:
+    closing its stream cancels the handle call, which stops the replica's `QvqEngine.stream` and
+    so the engine's request; a stream read to its end is not cancelled."""
+    from types import SimpleNamespace
+
+    from qvq_ray.serve.engine_deployment import QvqEngineClient
+
+    class StreamingResponseFake:
+        """ray.serve.handle.DeploymentResponseGenerator: an async iterator with `cancel()`."""
+
+        def __init__(self):
+            self.items = ["a", "b", Completion(text="ab", finish_reason="stop")]
+            self.cancelled = False
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            if not self.items:
+                raise StopAsyncIteration
+            return self.items.pop(0)
+
+        def cancel(self):
+            self.cancelled = True
+
+    responses: list[StreamingResponseFake] = []
+
+    def remote(messages, sampling):
+        responses.append(StreamingResponseFake())
+        return responses[-1]
+
+    handle = SimpleNamespace(options=lambda stream: SimpleNamespace(stream=SimpleNamespace(remote=remote)))
+    client = QvqEngineClient(handle, "qvq-tiny")
+
+    async def go():
+        agen = client.stream(messages("?"), GREEDY)
+        assert await anext(agen) == "a"
+        await agen.aclose()
+        return [item async for item in client.stream(messages("?"), GREEDY)]
+
+    whole = asyncio.run(go())
+    assert [r.cancelled for r in responses] == [True, False] and whole[-1].text == "ab"
 
 
 def test_bad_input_raises_invalid_request_and_engine_keeps_serving(engine, run):

@@ -29,10 +29,10 @@ from qvq_ray.images import (
 )
 from qvq_ray.problem import ImageRef, Problem, problem_schema, problem_to_row
 from qvq_ray.prompt import build_messages, choices_are_letters, messages_from_openai
+from tests.conftest import shared_data
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "problems"
-SHARED_MATHVISION = Path("/work/shared/data/mathvision")
 MIN_PIXELS = 4 * 28 * 28
 MAX_PIXELS_DEFAULT = 16384 * 28 * 28  # 12845056, Qwen2-VL preprocessor_config
 
@@ -282,40 +282,35 @@ def test_example_problem_set_loads_with_readable_images():
     assert detect_format(EXAMPLES) == "problems"
     problems = list(load_problems(EXAMPLES))
     assert len(problems) == 16 and all(isinstance(p, Problem) for p in problems)
-    assert len({p.id for p in problems}) == 16
-    by_source = {s: [p for p in problems if p.source == s] for s in ("MathVision", "qvq-ray-arithmetic")}
-    assert len(by_source["MathVision"]) == 8 and len(by_source["qvq-ray-arithmetic"]) == 8
-    mc = [p for p in by_source["MathVision"] if p.choices]
-    assert 0 < len(mc) < 8 and all(p.answer_type == "choice" and p.answer in "ABCDE" for p in mc)
+    assert [p.id for p in problems] == [f"arith-{k}" for k in range(1, 17)]
     for p in problems:
+        assert p.source == "qvq-ray-arithmetic"  # our own generator's, nothing copied from a benchmark
         assert len(p.images) == 1 and Path(p.images[0].path).is_absolute()
         (data,) = prepare_problem_images(p.images, ModelConfig())
         assert decode_image(data).mode == "RGB"
-    arith = {p.id: p for p in by_source["qvq-ray-arithmetic"]}
-    for p in arith.values():
         a, op, b = p.meta["expression"].split()
         assert str({"+": int(a) + int(b), "-": int(a) - int(b), "x": int(a) * int(b)}[op]) == p.answer
         assert decode_image(load_image_bytes(p.images[0])).size == (224, 112)
     assert len(list(load_problems(EXAMPLES, limit=3))) == 3
 
 
-@pytest.mark.skipif(not SHARED_MATHVISION.is_dir(), reason="shared MathVision sample not present")
 def test_mathvision_adapter_on_shared_sample():
-    assert detect_format(SHARED_MATHVISION) == "mathvision"
-    problems = list(load_problems(SHARED_MATHVISION))
+    mathvision = shared_data("mathvision")
+    assert detect_format(mathvision) == "mathvision"
+    problems = list(load_problems(mathvision))
     assert len(problems) == 50 and all(isinstance(p, Problem) for p in problems)
-    assert sum(1 for p in problems if p.choices) == 27
+    assert sum(1 for p in problems if p.spec.choices) == 27
     for p in problems:
         assert p.source == "MathVision" and p.language == "en" and p.subject
-        assert p.answer_type == ("choice" if p.choices else None)
+        assert p.spec.answer_type == ("choice" if p.spec.choices else None)
         assert 1 <= p.meta["level"] <= 5 and "solution" in p.meta
         assert len(p.images) == 1 and Path(p.images[0].path).is_file()
         assert "<image1>" in p.question  # tags kept for the prompt
     by_id = {p.id: p for p in problems}
-    assert by_id["207"].choices[3] == "$108^{\\circ}$" and by_id["207"].answer == "D"
-    assert by_id["14"].answer == "13" and by_id["14"].choices == []
+    assert by_id["207"].spec.choices[3] == "$108^{\\circ}$" and by_id["207"].answer == "D"
+    assert by_id["14"].answer == "13" and by_id["14"].spec.choices == []
     # The JSONL file itself: detected by its fields, images resolved against the dataset root.
-    file = SHARED_MATHVISION / "data" / "test.jsonl"
+    file = mathvision / "data" / "test.jsonl"
     assert detect_format(file) == "mathvision"
     assert [p.images[0].path for p in load_problems(file)] == [p.images[0].path for p in problems]
 
@@ -344,7 +339,7 @@ def test_broken_rows_yield_load_errors_and_the_rest_loads(tmp_path):
     ok1, seven = problems
     assert ok1.answer == "5" and ok1.meta == {"extra_field": "x"}
     assert ok1.images[0].path == str(tmp_path / "pics" / "a.png")  # absolute, not read yet
-    assert seven.choices == ["1", "2"] and seven.images[0].bytes == b"xyz"
+    assert seven.spec.choices == ["1", "2"] and seven.images[0].bytes == b"xyz"
     # A MathVision file with a broken line behaves the same.
     mv_lines = [
         json.dumps({"id": "1", "question": "A? <image1>", "options": [], "answer": "3", "solution": None,
@@ -375,7 +370,7 @@ def test_parquet_in_problem_row_form_round_trips(tmp_path):
     assert detect_format(tmp_path) == "problems"
     loaded = list(load_problems(tmp_path))
     assert loaded[0] == originals[0]
-    assert loaded[1].images[0].path == str(tmp_path / "rel" / "b.png") and loaded[1].tolerance == 0.01
+    assert loaded[1].images[0].path == str(tmp_path / "rel" / "b.png") and loaded[1].spec.tolerance == [0.01]
 
 
 def test_load_problems_rejects_unknown_paths_and_formats(tmp_path):

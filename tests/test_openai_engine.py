@@ -18,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from qvq_ray.config import EngineConfig, ModelConfig, SamplingConfig
-from qvq_ray.engines.base import EngineError, InvalidRequestError
+from qvq_ray.config import HFEngineConfig, ModelConfig, OpenAIEngineConfig, SamplingConfig
+from qvq_ray.engines.base import EngineError, EngineOverloadedError, InvalidRequestError
 from qvq_ray.engines.openai_engine import (
     OpenAIEngine,
     chat_request_body,
@@ -142,7 +142,7 @@ def server():
 def make_engine(url, **overrides):
     cfg = dict(kind="openai", base_url=url, remote_model="m", max_retries=2, retry_backoff_s=0.01, retry_backoff_max_s=0.05)
     cfg.update(overrides)
-    return OpenAIEngine(ModelConfig(path="qvq"), EngineConfig(**cfg))
+    return OpenAIEngine(ModelConfig(path="qvq"), HFEngineConfig(**cfg))
 
 
 MSG = [{"role": "user", "content": [{"type": "image", "image": png_bytes("1 + 1")}, {"type": "text", "text": "What?"}]}]
@@ -205,9 +205,25 @@ def test_retryable_statuses_are_retried_then_succeed(server, status):
 
 def test_retries_run_out_with_a_clear_error(server):
     server.steps = [(503, {"error": {"message": "overloaded"}})] * 3
-    with pytest.raises(EngineError, match=r"failed after 3 attempt\(s\): HTTP 503: overloaded"):
+    with pytest.raises(EngineOverloadedError, match=r"failed after 3 attempt\(s\): HTTP 503: overloaded"):
         generate(make_engine(server.url, max_retries=2))
     assert len(server.requests) == 3
+    server.steps = [(500, {"error": {"message": "broken"}})] * 2  # a failure, not a busy endpoint
+    with pytest.raises(EngineError, match="HTTP 500: broken") as info:
+        generate(make_engine(server.url, max_retries=1))
+    assert not isinstance(info.value, EngineOverloadedError)
+
+
+def test_an_endpoint_busy_past_the_retries_is_overloaded_when_streaming_too(server):
+    server.steps = [{"status": 429, "body": {"error": {"message": "slow down"}}, "headers": {"Retry-After": "0"}}] * 2
+    engine = make_engine(server.url, max_retries=1)
+
+    async def go():
+        return [x async for x in engine.stream(MSG, SamplingConfig(max_tokens=3))]
+
+    with pytest.raises(EngineOverloadedError, match=r"after 2 attempt\(s\): HTTP 429: slow down"):
+        asyncio.run(go())
+    assert len(server.requests) == 2
 
 
 @pytest.mark.parametrize(
@@ -260,7 +276,7 @@ def test_streaming_deltas_usage_and_retry_before_first_delta(server):
     engine = make_engine(server.url)
 
     async def go():
-        return [x async for x in engine.generate_with_stream(MSG, SamplingConfig(max_tokens=3))]
+        return [x async for x in engine.stream(MSG, SamplingConfig(max_tokens=3))]
 
     items = asyncio.run(go())
     assert items[:-1] == ["He", "ll", "o"]
@@ -277,7 +293,7 @@ def test_stream_cut_mid_way_is_an_error_not_a_retry(server):
     engine = make_engine(server.url)
 
     async def go():
-        return [x async for x in engine.generate_with_stream(MSG, SamplingConfig(max_tokens=3))]
+        return [x async for x in engine.stream(MSG, SamplingConfig(max_tokens=3))]
 
     with pytest.raises(EngineError, match="mid-stream|without a finish_reason"):
         asyncio.run(go())
@@ -339,6 +355,6 @@ def test_health_check_lists_the_model(server):
 
 def test_config_requires_base_url_and_body_helper():
     with pytest.raises(ValueError, match="base_url"):
-        OpenAIEngine(ModelConfig(), EngineConfig(kind="openai"))
+        OpenAIEngine(ModelConfig(), OpenAIEngineConfig())
     body, repeat = chat_request_body("m", [], SamplingConfig(max_tokens=4, n=2), stream=True, extra_sampling=True)
     assert (body["n"], repeat, body["top_k"], body["stream_options"]) == (1, 2, 0, {"include_usage": True})

@@ -22,7 +22,7 @@ SCRIPT = "<script>alert('pwned')</script>"
 def attempt(answer, correct, tokens=100, issues=()):
     return {
         "text": f"Thinking... {SCRIPT} \\boxed{{{answer}}}",
-        "sampling": "{}",
+        "sampling": {"temperature": 0.0, "top_p": 1.0, "top_k": 0, "max_tokens": 64, "seed": None, "stop": [], "n": 1, "repetition_penalty": 1.0},
         "prompt_tokens": 50,
         "completion_tokens": tokens,
         "latency_s": 0.5,
@@ -185,16 +185,28 @@ def test_attempts_tokens_and_errors():
 def test_headline_table_text():
     text = headline_table(SELF_ROWS)
     lines = text.splitlines()
-    assert lines[1].split()[:9] == ["mode", "problems", "errors", "verified", "with", "gold", "accuracy", "pass@1", "maj@k"]
-    assert lines[3].split() == ["self", "8", "2", "6", "7", "42.9%", "28.6%", "42.9%", "71.4%", "1.62", "350"]  # 13 attempts / 8 rows
+    assert lines[1].split()[:11] == ["mode", "problems", "errors", "verified", "with", "gold", "not", "judged", "accuracy", "pass@1", "maj@k"]
+    assert lines[3].split() == ["self", "8", "2", "6", "7", "0", "42.9%", "28.6%", "42.9%", "71.4%", "1.62", "350"]  # 13 attempts / 8 rows
     assert "gold never read while solving" in text
+
+
+def test_a_comparison_that_was_not_judged_is_shown_as_such(tmp_path):
+    """The score stage leaves `correct` None when the verifier timed out: the report counts it apart."""
+    timed_out = row("t1", "MathVision", "algebra", 1, [attempt("9^{9^{9}}", None)], (None, False, False, False))
+    rows = SELF_ROWS[:5] + [timed_out]
+    cells = table_rows(tb.headline(st.views(rows)))["self"]
+    assert cells[3:6] == ["6", "1", "50.0%"]  # with gold, not judged, accuracy (3 of 6: not judged is not correct)
+    write_parquet(tmp_path, rows)
+    summary = summarize_output(tmp_path, rows_in=6, seconds=1.0)
+    assert summary.not_judged == 1 and summary.correct == 3 and "1 not judged" in "\n".join(summary.lines())
 
 
 def test_headline_agrees_with_job_summary(self_dir):
     summary = summarize_output(self_dir, rows_in=8, seconds=1.0)
     cells = table_rows(tb.headline(st.views(read_output(self_dir).to_pylist())))["self"]
     assert cells[:4] == [str(summary.rows_out), str(summary.errors), str(summary.verified), str(summary.with_gold)]
-    assert cells[4] == f"{summary.accuracy:.1%}" and cells[7] == f"{summary.pass_at_k:.1%}"
+    assert cells[4] == str(summary.not_judged)
+    assert cells[5] == f"{summary.accuracy:.1%}" and cells[8] == f"{summary.pass_at_k:.1%}"
 
 
 # ---------------------------------------------------------------- oracle honesty
@@ -205,7 +217,7 @@ def test_oracle_rows_are_labelled_pass_at_k_never_accuracy():
     assert {v.mode for v in views} == {"oracle"}  # the error row joins its job's mode
     table = tb.headline(views)
     assert "accuracy" not in table.headers  # an oracle-only job has no accuracy column at all
-    assert table_rows(table)["ORACLE"][3:7] == ["4", "25.0%", "25.0%", "50.0%"]
+    assert table_rows(table)["ORACLE"][3:8] == ["4", "0", "25.0%", "25.0%", "50.0%"]
     for table in tb.accuracy_tables(views):
         assert "accuracy" not in table.headers and "Accuracy" not in table.title
         assert "ORACLE" in table.title and "pass@k" in table.title
@@ -222,10 +234,10 @@ def test_modes_are_never_pooled():
         st.attempts_curve(views)
     headline = table_rows(tb.headline(views))
     assert list(headline) == ["self", "ORACLE", "all"]
-    assert headline["ORACLE"][4] == "n/a: oracle"  # the accuracy column holds no oracle figure
-    assert headline["all"][3:8] == ["", "", "", "", ""]  # totals carry no accuracy figure
+    assert headline["ORACLE"][5] == "n/a: oracle"  # the accuracy column holds no oracle figure
+    assert headline["all"][3:9] == ["", "", "", "", "", ""]  # totals carry no accuracy figure
     # with two modes there is no job mode to give the attempt-less error row o4: it stays `self` (3/8)
-    assert headline["self"][3:5] == ["8", "37.5%"]
+    assert headline["self"][3:6] == ["8", "0", "37.5%"]
     titles = [t.title for t in tb.accuracy_tables(views)]
     assert sum("ORACLE" in t for t in titles) == 3 and sum("self mode" in t for t in titles) == 3
 

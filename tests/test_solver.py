@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from qvq_ray.config import EngineConfig, ModelConfig, PolicyConfig, SamplingConfig, VerifierConfig
+from qvq_ray.config import HFEngineConfig, ModelConfig, PolicyConfig, SamplingConfig, VerifierConfig
 from qvq_ray.engines.base import Completion
 from qvq_ray.problem import ImageRef, Problem
 from qvq_ray.solver import Solver
@@ -20,7 +20,7 @@ GOLD = "987654321"
 def engine(tiny_model_dir):
     from qvq_ray.engines.hf_engine import HFEngine
 
-    engine = HFEngine(ModelConfig(path=tiny_model_dir), EngineConfig(max_batch_size=8, batch_wait_ms=20, torch_threads=1))
+    engine = HFEngine(ModelConfig(path=tiny_model_dir), HFEngineConfig(max_batch_size=8, batch_wait_ms=20, torch_threads=1))
     yield engine
     asyncio.run(engine.close())
 
@@ -42,10 +42,13 @@ class SpyVerifier:
         self.golds: list[object] = []
         self.calls = 0
 
-    async def check(self, response, *args, **kwargs):
+    async def check(self, response, spec=None, **kwargs):
         self.calls += 1
-        self.golds.append(args[0] if args else kwargs.get("gold"))
-        return await self.real.check(response, *args, **kwargs)
+        self.golds.append(kwargs.get("gold"))
+        return await self.real.check(response, spec, **kwargs)
+
+    async def same_answer(self, a, b, spec=None):
+        return await self.real.same_answer(a, b, spec)
 
 
 class RecordingEngine:

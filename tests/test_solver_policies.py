@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
-from qvq_ray.config import ModelConfig, PolicyConfig, SamplingConfig
+from qvq_ray.config import HFEngineConfig, ModelConfig, PolicyConfig, SamplingConfig
 from qvq_ray.engines.base import Completion
 from qvq_ray.problem import Problem
 from qvq_ray.solver import Solver
@@ -46,7 +46,7 @@ class ScriptedStreamingEngineFake:
         finish = "length" if len(tokens) >= sampling.max_tokens else "stop"
         return [Completion(text="".join(tokens), finish_reason=finish, prompt_tokens=10, completion_tokens=len(tokens))]
 
-    async def generate_with_stream(self, messages, sampling):
+    async def stream(self, messages, sampling):
         self.calls.append(sampling)
         tokens = self._text(sampling)
         finished = False
@@ -70,12 +70,12 @@ class GoldSpyVerifier:
         self.inner = verifier
         self.golds: list = []
 
-    async def check(self, text, **kwargs):
+    async def check(self, text, spec=None, **kwargs):
         self.golds.append(kwargs.get("gold"))
-        return await self.inner.check(text, **kwargs)
+        return await self.inner.check(text, spec, **kwargs)
 
-    async def equivalent(self, a, b):
-        return await self.inner.equivalent(a, b)
+    async def same_answer(self, a, b, spec=None):
+        return await self.inner.same_answer(a, b, spec)
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +179,10 @@ def test_no_loop_cut_off_on_a_long_healthy_chain(verifier):
 
 
 def test_token_budget_and_attempt_budget_on_the_tiny_model(tiny_model_dir, verifier):
-    from qvq_ray.config import EngineConfig
+    from qvq_ray.config import HFEngineConfig
     from qvq_ray.engines.hf_engine import HFEngine
 
-    engine = HFEngine(ModelConfig(path=tiny_model_dir), EngineConfig(max_batch_size=4))
+    engine = HFEngine(ModelConfig(path=tiny_model_dir), HFEngineConfig(max_batch_size=4))
     problem = Problem(id="t", question="What is 3 + 4?", answer="7")
 
     def run(**policy):
@@ -217,11 +217,26 @@ def test_pass_at_1_maj_at_k_pass_at_k(outcomes, expected):
     assert problem_metrics([AttemptOutcome(cluster=c, correct=ok) for c, ok in outcomes]) == expected
 
 
-def test_samples_per_request_asks_the_engine_for_n(verifier):
-    class NSamplesEngineFake(ScriptedStreamingEngineFake):
-        """A fake that answers every sample of a request; no streaming, so n>1 is honoured in one call."""
+class NotStreamedEngineFake(ScriptedStreamingEngineFake):
+    """The scripted fake, for paths that must not stream: its `stream` fails the test."""
 
-        generate_with_stream = None
+    def stream(self, messages, sampling):
+        raise AssertionError("this request must go through generate, not stream")
+
+
+def test_without_loop_cut_off_samples_are_generated_whole(verifier):
+    engine = NotStreamedEngineFake(["so the so the so the answer might be...", boxed("6")])
+    solver = Solver(engine, verifier, policy=PolicyConfig(max_attempts=2, loop_cutoff=False), sampling=SamplingConfig(max_tokens=400))
+    solution = asyncio.run(solver.solve(PROBLEM, image_bytes=[]))
+    first = solution.attempts[0]
+    assert not first.cut_off and first.tokens_saved == 0  # the loop ran to max_tokens, uncut
+    assert (first.finish_reason, first.completion_tokens) == ("length", 400)
+    assert solution.answer == "6" and engine.streamed_tokens == 0 and engine.aborted == 0
+
+
+def test_samples_per_request_asks_the_engine_for_n(verifier):
+    class NSamplesEngineFake(NotStreamedEngineFake):
+        """A fake that answers every sample of a request: n>1 is one `generate` call, never streamed."""
 
         async def generate(self, messages, sampling):
             self.calls.append(sampling)

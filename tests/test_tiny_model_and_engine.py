@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from qvq_ray.config import EngineConfig, ModelConfig, SamplingConfig
+from qvq_ray.config import HFEngineConfig, ModelConfig, SamplingConfig
 from tests.conftest import png_bytes
 
 
@@ -52,7 +52,7 @@ def test_tokenizer_and_chat_template_match_qwen2vl(tiny_model_dir):
 def engine(tiny_model_dir):
     from qvq_ray.engines.hf_engine import HFEngine
 
-    return HFEngine(ModelConfig(path=tiny_model_dir), EngineConfig(max_batch_size=8, batch_wait_ms=20))
+    return HFEngine(ModelConfig(path=tiny_model_dir), HFEngineConfig(max_batch_size=8, batch_wait_ms=20))
 
 
 def test_batched_greedy_equals_single_greedy(engine):
@@ -93,17 +93,18 @@ def test_streaming_matches_generate_and_bad_image_fails_alone(engine):
 
     async def run():
         msg = _messages("What is 4 + 4?", png_bytes("4 + 4"))
-        deltas = [d async for d in engine.stream(msg, SamplingConfig(max_tokens=16))]
+        *deltas, final = [item async for item in engine.stream(msg, SamplingConfig(max_tokens=16))]
         full = await engine.generate(msg, SamplingConfig(max_tokens=16))
         good, bad = await asyncio.gather(
             engine.generate(msg, SamplingConfig(max_tokens=8)),
             engine.generate(_messages("?", b"not an image"), SamplingConfig(max_tokens=8)),
             return_exceptions=True,
         )
-        return deltas, full, good, bad
+        return deltas, final, full, good, bad
 
-    deltas, full, good, bad = asyncio.run(run())
-    assert "".join(deltas) == full[0].text and len(deltas) > 1
+    deltas, final, full, good, bad = asyncio.run(run())
+    assert "".join(deltas) == final.text == full[0].text and len(deltas) > 1
+    assert all(isinstance(d, str) for d in deltas) and final.completion_tokens == full[0].completion_tokens
     assert isinstance(bad, InvalidRequestError) and "image" in str(bad)
     assert not isinstance(good, Exception) and good[0].completion_tokens > 0
 
@@ -121,6 +122,12 @@ def test_stop_string_cuts_text_and_counts_only_the_tokens_up_to_it(engine, offse
     cut = full.text.find(stop)
     out = asyncio.run(gen(max_tokens=24, stop=[stop]))
     assert out.finish_reason == "stop" and out.text == full.text[:cut]
+
+    async def streamed():
+        return [item async for item in engine.stream(msg, SamplingConfig(max_tokens=24, stop=[stop]))]
+
+    *deltas, final = asyncio.run(streamed())
+    assert "".join(deltas) == final.text == out.text  # no delta runs past the stop string
     k = out.completion_tokens
     assert stop in asyncio.run(gen(max_tokens=k)).text  # k tokens produce the stop string...
     assert k == 1 or stop not in asyncio.run(gen(max_tokens=k - 1)).text  # ...and k - 1 do not

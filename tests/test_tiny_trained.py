@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-from qvq_ray.config import EngineConfig, ModelConfig, PolicyConfig, SamplingConfig, VerifierConfig
+from qvq_ray.config import HFEngineConfig, ModelConfig, PolicyConfig, SamplingConfig, VerifierConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SET = ROOT / "examples" / "arithmetic-test"
@@ -100,7 +100,7 @@ def test_trained_model_loads_like_qvq_and_greedy_solves_unseen_problems():
 
     problems = list(load_problems(str(TEST_SET), limit=20))
     assert len(problems) == 20
-    engine = HFEngine(ModelConfig(path="tiny"), EngineConfig(max_batch_size=20, batch_wait_ms=50, torch_threads=1))
+    engine = HFEngine(ModelConfig(path="tiny"), HFEngineConfig(max_batch_size=20, batch_wait_ms=50, torch_threads=1))
     assert engine.path.endswith("tiny-qwen2-vl-arith")
     with Verifier(VerifierConfig(workers=1)) as verifier:
         solver = Solver(engine, verifier, policy=PolicyConfig(max_attempts=1), sampling=SamplingConfig(max_tokens=48))

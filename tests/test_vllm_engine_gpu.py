@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 vllm = pytest.importorskip("vllm", reason="needs vLLM: pip install 'qvq-ray[vllm]'")
 
-from qvq_ray.config import QVQ_SYSTEM_PROMPT, EngineConfig, ModelConfig, ResourcesConfig, SamplingConfig  # noqa: E402
+from qvq_ray.config import QVQ_SYSTEM_PROMPT, ModelConfig, OpenAIEngineConfig, ResourcesConfig, SamplingConfig, VLLMEngineConfig  # noqa: E402
 from qvq_ray.engines.base import InvalidRequestError  # noqa: E402
 from tests.conftest import png_bytes  # noqa: E402
 
@@ -49,7 +49,7 @@ def engine(model_path, loop):
 
     engine = VLLMEngine(
         ModelConfig(path=model_path, max_pixels=200704, max_images_per_prompt=2, max_model_len=4096),
-        EngineConfig(kind="vllm", max_batch_size=32, gpu_memory_utilization=0.3, enforce_eager=True),
+        VLLMEngineConfig(max_batch_size=32, gpu_memory_utilization=0.3, enforce_eager=True),
         ResourcesConfig(num_gpus=1),
     )
     yield engine
@@ -92,7 +92,7 @@ def test_stopped_stream_aborts_its_request_and_engine_serves_on(engine, loop):
     msg = _messages("Tell a long story.", [png_bytes("story")])
 
     async def run():
-        agen = engine.generate_with_stream(msg, SamplingConfig(max_tokens=2000, temperature=1.0, seed=1))
+        agen = engine.stream(msg, SamplingConfig(max_tokens=2000, temperature=1.0, seed=1))
         got = [await agen.__anext__() for _ in range(3)]
         await agen.aclose()
         await asyncio.sleep(0.5)
@@ -136,7 +136,7 @@ def test_serve_replica_with_tensor_parallel_2_in_its_placement_group(model_path)
             "verifier": {"workers": 1},
             "resources": {"num_cpus": 1, "tensor_parallel_size": 2},
         }}), name="qvq-tp2", route_prefix="/")
-        client = OpenAIEngine(ModelConfig(path="qvq-tp2"), EngineConfig(kind="openai", base_url=f"http://127.0.0.1:{port}/v1"))
+        client = OpenAIEngine(ModelConfig(path="qvq-tp2"), OpenAIEngineConfig(base_url=f"http://127.0.0.1:{port}/v1"))
         out = asyncio.run(client.generate(_messages("What is 3 + 4?", [png_bytes("3 + 4")]), SamplingConfig(max_tokens=8)))
         assert out[0].completion_tokens > 0
     finally:

@@ -4,8 +4,9 @@ vLLM needs CUDA and cannot be installed here, so what reaches it is checked agai
 API: the field names of `AsyncEngineArgs` and `SamplingParams` as vLLM 0.33's source defines them
 (vllm/engine/arg_utils.py `EngineArgs`, vllm/sampling_params.py `SamplingParams`) and, where vLLM
 is importable, against the installed classes themselves. The engine's request flow (streaming,
-n, abort when the consumer stops) runs over `FakeAsyncLLM`, a stand-in named as such that behaves
-like `vllm.v1.engine.async_llm.AsyncLLM.generate` / `abort`; the real engine runs in
+n, abort when the consumer stops, errors) runs over `FakeAsyncLLM`, a stand-in named as such that
+behaves like `vllm.v1.engine.async_llm.AsyncLLM.generate` / `abort` / `shutdown`, raising named
+copies of vLLM's own exception classes; the real engine runs in
 tests/test_vllm_engine_gpu.py and the conformance suite on a CUDA host.
 """
 
@@ -14,17 +15,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import os
+import sys
+import threading
+import types
 from dataclasses import dataclass, field
+from http import HTTPStatus
 
 import pytest
 import yaml
 
-from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig
-from qvq_ray.engines.base import EngineError, InvalidRequestError
+from qvq_ray.config import ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig, VLLMEngineConfig
+from qvq_ray.engines.base import EngineError, EngineOverloadedError, InvalidRequestError
 from qvq_ray.engines.vllm_engine import (
     DEFAULT_MAX_MODEL_LEN,
     DeltaAccumulator,
     VLLMEngine,
+    _prepare_process_for_ray_executor,
     _VLLMApi,
     build_prompt,
     choose_executor_backend,
@@ -71,7 +78,7 @@ def _installed_fields(module: str, name: str) -> set[str] | None:
 def test_engine_args_for_qvq_72b_tp4():
     kwargs = engine_args_kwargs(
         QVQ,
-        EngineConfig(kind="vllm", max_batch_size=64, gpu_memory_utilization=0.92),
+        VLLMEngineConfig(max_batch_size=64, gpu_memory_utilization=0.92),
         ResourcesConfig(num_cpus=8, tensor_parallel_size=4),
         executor_backend="ray",
     )
@@ -99,7 +106,7 @@ def test_engine_args_for_qvq_72b_tp4():
 def test_engine_args_defaults_and_passthrough():
     kwargs = engine_args_kwargs(
         ModelConfig(path="/models/qvq", max_images_per_prompt=2),
-        EngineConfig(kind="vllm", max_batch_size=12, max_num_seqs=None, enforce_eager=True, vllm_engine_kwargs={"kv_cache_dtype": "fp8"}),
+        VLLMEngineConfig(max_batch_size=12, max_num_seqs=None, enforce_eager=True, vllm_engine_kwargs={"kv_cache_dtype": "fp8"}),
         ResourcesConfig(),
         model_path="/resolved/qvq",
     )
@@ -110,7 +117,7 @@ def test_engine_args_defaults_and_passthrough():
     assert kwargs["kv_cache_dtype"] == "fp8"
     assert "distributed_executor_backend" not in kwargs  # TP 1: vLLM's own default
     with pytest.raises(ValueError, match="max_model_len"):
-        engine_args_kwargs(ModelConfig(), EngineConfig(kind="vllm", vllm_engine_kwargs={"max_model_len": 4096}), ResourcesConfig())
+        engine_args_kwargs(ModelConfig(), VLLMEngineConfig(vllm_engine_kwargs={"max_model_len": 4096}), ResourcesConfig())
 
 
 @pytest.mark.parametrize(
@@ -277,20 +284,124 @@ def test_delta_outputs_accumulate():
     assert (final.text, final.finish_reason, final.prompt_tokens, final.completion_tokens) == ("Hello", "length", 3, 4)
 
 
-def test_error_classification():
-    class VLLMValidationError(ValueError):  # the name vLLM uses (vllm/exceptions.py)
-        pass
+# vLLM's errors, named and related as vLLM 0.33 defines them: vllm/exceptions.py (VLLMError and its
+# client / server split, GracefulHTTPError with the admission-control QueueOverflowError) and
+# vllm/v1/engine/exceptions.py (EngineGenerateError, EngineDeadError). VLLMValidationError is a
+# VLLMClientError, not a ValueError. RetryableRequestError (vllm.exceptions; vLLM's server answers it
+# 503) is only matched by name; its base class here is VLLMError.
+class VLLMError(Exception):
+    pass
 
-    class EngineDeadError(Exception):  # vllm/v1/engine/exceptions.py
-        pass
 
-    class EngineGenerateError(Exception):
-        pass
+class VLLMClientError(VLLMError):
+    pass
 
-    assert isinstance(classify_error(VLLMValidationError("The decoder prompt (length 40000) is longer")), InvalidRequestError)
-    assert isinstance(classify_error(EngineDeadError()), EngineError)
-    assert isinstance(classify_error(EngineGenerateError()), EngineError)
-    assert isinstance(classify_error(RuntimeError("x")), EngineError)
+
+class VLLMServerError(VLLMError):
+    pass
+
+
+class VLLMValidationError(VLLMClientError):
+    pass
+
+
+class GracefulHTTPError(VLLMError):
+    def __init__(self, message: str, http_status: HTTPStatus):
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+
+
+class QueueOverflowError(GracefulHTTPError):
+    def __init__(self):
+        super().__init__(
+            "The engine is currently busy and cannot accept new requests. Please try again later or on a different instance.",
+            HTTPStatus.SERVICE_UNAVAILABLE,
+        )
+
+
+class RetryableRequestError(VLLMError):
+    pass
+
+
+class EngineGenerateError(VLLMServerError):
+    pass
+
+
+class EngineDeadError(VLLMServerError):
+    pass
+
+
+def _wrapped_by_generate(cause: Exception) -> EngineGenerateError:
+    """What AsyncLLM.generate raises for a failure it does not re-raise as is: `raise EngineGenerateError() from e`."""
+    try:
+        raise EngineGenerateError() from cause
+    except EngineGenerateError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (VLLMValidationError("The decoder prompt (length 40000) is longer"), InvalidRequestError),
+        (ValueError("n must be 1 when using greedy sampling"), InvalidRequestError),  # SamplingParams, older vLLM
+        (QueueOverflowError(), EngineOverloadedError),  # admission control: 503
+        (RetryableRequestError("Multi-modal processor cache miss."), EngineOverloadedError),
+        (_wrapped_by_generate(RetryableRequestError("cache miss")), EngineOverloadedError),
+        (GracefulHTTPError("too large for this tier", HTTPStatus.BAD_REQUEST), InvalidRequestError),
+        (EngineDeadError(), EngineError),
+        (EngineGenerateError(), EngineError),
+        (_wrapped_by_generate(ValueError("deep inside the engine")), EngineError),  # vLLM's server error stays one
+        (RuntimeError("x"), EngineError),
+    ],
+)
+def test_error_classification(error, expected):
+    assert not issubclass(VLLMValidationError, ValueError) and issubclass(QueueOverflowError, VLLMError)
+    classified = classify_error(error)
+    assert type(classified) is expected
+    if isinstance(error, GracefulHTTPError):
+        assert error.message in str(classified)
+
+
+def test_an_overloaded_engine_is_a_503_in_openai_shape():
+    """The ingress answers an EngineOverloadedError (as Serve hands it over: wrapped, with `cause`)
+    with 503 and OpenAI's error body; anything else unexpected stays a 500."""
+    import json
+
+    from qvq_ray.serve.ingress import _server_error
+
+    class RayTaskErrorLike(Exception):
+        def __init__(self, cause):
+            super().__init__(str(cause))
+            self.cause = cause
+
+    busy = asyncio.run(_server_error(None, RayTaskErrorLike(classify_error(QueueOverflowError()))))
+    body = json.loads(busy.body)
+    assert busy.status_code == 503 and set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["type"] == "server_error" and "currently busy" in body["error"]["message"]
+    assert asyncio.run(_server_error(None, RuntimeError("bug"))).status_code == 500
+
+
+def test_ray_executor_preparation_leaves_visible_devices_and_clears_the_capability_cache(monkeypatch):
+    """Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone for a zero-GPU replica; only an empty value (Ray's
+    old override, RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1) is removed. vLLM's cached device capability
+    is cleared, as Ray Serve LLM does."""
+    cleared = []
+
+    def get_device_capability():
+        return None
+
+    get_device_capability.cache_clear = lambda: cleared.append(True)
+    platforms = types.ModuleType("vllm.platforms")
+    platforms.current_platform = types.SimpleNamespace(get_device_capability=get_device_capability)
+    monkeypatch.setitem(sys.modules, "vllm", types.ModuleType("vllm"))
+    monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    _prepare_process_for_ray_executor()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4,5" and cleared == [True]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    _prepare_process_for_ray_executor()
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ and cleared == [True, True]
 
 
 # --------------------------------------------------------------------------- request flow over a named fake
@@ -323,10 +434,11 @@ class FakeAsyncLLM:
     tokens: int = 4
     delay: float = 0.0
     fail: Exception | None = None
+    cleanup_error: BaseException | None = None  # raised while it aborts itself (e.g. a cancellation)
     requests: list = field(default_factory=list)
     aborted: list = field(default_factory=list)
     closed: list = field(default_factory=list)
-    shut: bool = False
+    shut_in_thread: int | None = None  # the thread that called shutdown()
 
     async def generate(self, prompt, sampling_params, request_id):
         self.requests.append((prompt, sampling_params, request_id))
@@ -348,6 +460,8 @@ class FakeAsyncLLM:
                     ]
                     yield FakeRequestOutput(request_id, None, [1] * 30, None, samples, True)
         except (GeneratorExit, asyncio.CancelledError):
+            if self.cleanup_error is not None:
+                raise self.cleanup_error
             await self.abort(request_id)
             raise
         finally:
@@ -359,14 +473,14 @@ class FakeAsyncLLM:
     async def check_health(self):
         return None
 
-    def shutdown(self):
-        self.shut = True
+    def shutdown(self):  # AsyncLLM.shutdown is a plain, blocking method
+        self.shut_in_thread = threading.get_ident()
 
 
 def _engine(processor, llm):
     return VLLMEngine(
         ModelConfig(path="tiny", max_images_per_prompt=2),
-        EngineConfig(kind="vllm"),
+        VLLMEngineConfig(),
         _async_llm=llm,
         _api=_VLLMApi(SamplingParams=FakeSamplingParams, RequestOutputKind=FakeRequestOutputKind),
         _processor=processor,
@@ -382,7 +496,7 @@ def test_generate_and_stream_over_the_async_engine(processor):
 
     async def go():
         sampled = await engine.generate(MSG, SamplingConfig(temperature=1.0, seed=1, n=3, max_tokens=4))
-        items = [x async for x in engine.generate_with_stream(MSG, SamplingConfig(max_tokens=4))]
+        items = [x async for x in engine.stream(MSG, SamplingConfig(max_tokens=4))]
         return sampled, items
 
     sampled, items = asyncio.run(go())
@@ -402,7 +516,7 @@ def test_consumer_that_stops_aborts_the_request(processor):
     engine = _engine(processor, llm)
 
     async def close_early():
-        agen = engine.generate_with_stream(MSG, SamplingConfig(max_tokens=50))
+        agen = engine.stream(MSG, SamplingConfig(max_tokens=50))
         got = [await agen.__anext__(), await agen.__anext__()]
         await agen.aclose()  # Serve closes the stream when the client disconnects
         return got
@@ -429,14 +543,31 @@ def test_consumer_that_stops_aborts_the_request(processor):
         assert request_id in llm.aborted and request_id in llm.closed
 
 
-def test_vllm_errors_are_classified_and_bad_input_never_reaches_vllm(processor):
-    class VLLMValidationError(ValueError):
-        pass
+def test_a_cancellation_while_vllm_aborts_is_not_swallowed_and_the_abort_still_happens(processor):
+    llm = FakeAsyncLLM(tokens=50, cleanup_error=asyncio.CancelledError())
+    engine = _engine(processor, llm)
 
+    async def close_early():
+        agen = engine.stream(MSG, SamplingConfig(max_tokens=50))
+        await anext(agen)
+        with pytest.raises(asyncio.CancelledError):
+            await agen.aclose()
+
+    asyncio.run(close_early())
+    (request_id,) = [r[2] for r in llm.requests]
+    assert llm.aborted == [request_id]  # vLLM's own abort never ran: ours did
+
+
+def test_vllm_errors_are_classified_and_bad_input_never_reaches_vllm(processor):
     llm = FakeAsyncLLM(fail=VLLMValidationError("The decoder prompt (length 40000) is longer than the maximum model length"))
     engine = _engine(processor, llm)
     with pytest.raises(InvalidRequestError, match="maximum model length"):
         asyncio.run(engine.generate(MSG, SamplingConfig(max_tokens=4)))
+    llm.fail = QueueOverflowError()
+    with pytest.raises(EngineOverloadedError, match="currently busy"):
+        asyncio.run(engine.generate(MSG, SamplingConfig(max_tokens=4)))
+    with pytest.raises(EngineOverloadedError, match="currently busy"):
+        asyncio.run(anext(engine.stream(MSG, SamplingConfig(max_tokens=4))))
     llm.fail = RuntimeError("CUDA error")
     with pytest.raises(EngineError, match="CUDA error"):
         asyncio.run(engine.generate(MSG, SamplingConfig(max_tokens=4)))
@@ -444,11 +575,11 @@ def test_vllm_errors_are_classified_and_bad_input_never_reaches_vllm(processor):
     with pytest.raises(InvalidRequestError):
         asyncio.run(engine.generate([{"role": "user", "content": [{"type": "image", "image": b"x"}]}], SamplingConfig()))
     with pytest.raises(InvalidRequestError, match="n=1"):
-        asyncio.run(anext(engine.generate_with_stream(MSG, SamplingConfig(n=2, temperature=1.0))))
+        asyncio.run(anext(engine.stream(MSG, SamplingConfig(n=2, temperature=1.0))))
     assert len(llm.requests) == before
     asyncio.run(engine.check_health())
     asyncio.run(engine.close())
-    assert llm.shut
+    assert llm.shut_in_thread not in (None, threading.get_ident())  # the blocking shutdown ran off the event loop
     with pytest.raises(EngineError, match="closed"):
         asyncio.run(engine.generate(MSG, SamplingConfig()))
 

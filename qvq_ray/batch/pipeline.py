@@ -44,14 +44,19 @@ def _input_rows(input_path: str, input_format: str | None, limit: int | None) ->
 
 
 def _load_error_row(row_id: str, reason: str) -> dict:
-    return {"id": row_id, "question": "", "images": [], "choices": [], "meta": "{}", "error": reason}
+    from qvq_ray.arrow_rows import to_row
+    from qvq_ray.problem import InputRow
+
+    return to_row(InputRow(id=row_id, question="", error=reason))
 
 
 def prepare_images_batch(batch, config_json: str):
     """Ray Data task UDF (a function so it runs as stateless CPU tasks)."""
     from qvq_ray.batch.stages import PrepareImages
 
-    return PrepareImages(config_json)(batch)
+    import asyncio
+
+    return asyncio.run(PrepareImages(config_json)(batch))
 
 
 def _ensure_ray(address: str | None, num_cpus: int | None) -> bool:
@@ -73,7 +78,8 @@ def build_dataset(rows: list[dict], config: QvqConfig):
     import ray
     from ray.data import ActorPoolStrategy
 
-    from qvq_ray.batch.stages import ScoreAgainstGold, SolveProblems, input_schema
+    from qvq_ray.batch.stages import ScoreAgainstGold, SolveProblems
+    from qvq_ray.problem import input_schema
 
     config_json = config.model_dump_json()
     resources = config.resources

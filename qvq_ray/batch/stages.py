@@ -1,14 +1,15 @@
 """Ray Data stages of the batch job: prepare (CPU) -> solve (engine actors) -> score (CPU).
 
-Each stage takes and returns Arrow tables with a fixed schema and handles rows one by one inside
-a try/except: a bad row becomes an error row carrying its reason and skips the later stages' work,
-while the rest of its block goes on. Every input row yields exactly one output row.
+Each stage takes and returns Arrow tables with a fixed schema (derived from the records in
+qvq_ray/problem.py); `RowStage` owns the error-row rule for all three: a bad row becomes an error row
+carrying its reason and skips the later stages' work, while the rest of its block goes on. Every
+input row yields exactly one output row.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 from typing import Any
 
@@ -16,20 +17,15 @@ from qvq_ray.config import QvqConfig
 from qvq_ray.problem import (
     Problem,
     error_row,
+    input_schema,
+    problem_from_json,
     problem_from_row,
-    problem_schema,
     solution_schema,
     solution_to_row,
 )
+from qvq_ray.verify.spec import AnswerSpec
 
 logger = logging.getLogger(__name__)
-
-
-def input_schema():
-    """Problem rows as read, plus `error` for rows the loader could not parse."""
-    import pyarrow as pa
-
-    return problem_schema().append(pa.field("error", pa.string()))
 
 
 def prepared_schema():
@@ -38,150 +34,164 @@ def prepared_schema():
     return input_schema().append(pa.field("prepared_images", pa.list_(pa.binary())))
 
 
-def _reason(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def _problem_of(row: dict[str, Any]) -> Problem:
+    return problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
 
 
-def _error_from_input(row: dict[str, Any], reason: str, mode: str) -> dict[str, Any]:
-    try:
-        problem = problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
-    except Exception:
-        problem = None
-    return error_row(str(row.get("id") or "?"), reason, problem, mode=mode)
+class RowStage:
+    """A Ray Data stage over Arrow batches that owns the error-row rule, for every stage alike.
 
+    One output row per input row, in order. A row that already failed (`is_error_row`) is not
+    worked on: it is carried into this stage's output schema unchanged (`carry`). An exception
+    while working on a row makes that row an error row whose reason starts with the stage's
+    `failure_label` ("bad image: OSError: ..."); the rest of the block goes on.
+    """
 
-class PrepareImages:
-    """CPU stage: read, validate and resize each row's images so engines get ready-to-use bytes."""
+    failure_label = "failed"
 
     def __init__(self, config_json: str):
         self.config = QvqConfig.model_validate_json(config_json)
 
-    def __call__(self, batch):
+    def output_schema(self):
+        raise NotImplementedError
+
+    def is_error_row(self, row: dict[str, Any]) -> bool:
+        return bool(row.get("error"))
+
+    def carry(self, row: dict[str, Any]) -> dict[str, Any]:
+        """An error row in this stage's output form (the same row where the schema does not change)."""
+        return row
+
+    async def process(self, row: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _one(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self.is_error_row(row):
+            return self.carry(row)
+        try:
+            return await self.process(row)
+        except Exception as exc:
+            reason = f"{self.failure_label}: {type(exc).__name__}: {exc}"
+            logger.warning("%s for %s", reason, row.get("id"))
+            return self.carry({**row, "error": reason})
+
+    async def __call__(self, batch):
         import pyarrow as pa
 
+        rows = await asyncio.gather(*(self._one(row) for row in batch.to_pylist()))
+        return pa.Table.from_pylist(list(rows), schema=self.output_schema())
+
+
+class PrepareImages(RowStage):
+    """CPU stage: read, validate and resize each row's images so engines get ready-to-use bytes."""
+
+    failure_label = "bad image"
+
+    def output_schema(self):
+        return prepared_schema()
+
+    def carry(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {**row, "prepared_images": []}
+
+    async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         from qvq_ray.images import prepare_problem_images
 
-        rows = batch.to_pylist()
-        for row in rows:
-            row["prepared_images"] = []
-            if row.get("error"):
-                continue
-            try:
-                problem = problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
-                row["prepared_images"] = prepare_problem_images(problem.images, self.config.model, limits=self.config.images)
-                # the original bytes are not needed past this point; keep rows light
-                row["images"] = [{"bytes": None, "path": im.get("path")} for im in row.get("images") or []]
-            except Exception as exc:
-                row["error"] = f"bad image: {_reason(exc)}"
-        return pa.Table.from_pylist(rows, schema=prepared_schema())
+        problem = _problem_of(row)
+        prepared = prepare_problem_images(problem.images, self.config.model, limits=self.config.images)
+        # the original bytes are not needed past this point; keep rows light
+        images = [{"bytes": None, "path": im.get("path")} for im in row.get("images") or []]
+        return {**row, "images": images, "prepared_images": prepared}
 
 
-class SolveProblems:
+class SolveProblems(RowStage):
     """Engine actor: one engine replica running many solves at once on its own event loop."""
+
+    failure_label = "solve failed"
 
     def __init__(self, config_json: str):
         from qvq_ray.engines import build_engine
         from qvq_ray.solver import Solver
         from qvq_ray.verify import Verifier
 
-        self.config = QvqConfig.model_validate_json(config_json)
+        super().__init__(config_json)
         self.engine = build_engine(self.config)
         self.verifier = Verifier(self.config.verifier)
         self.solver = Solver.from_config(self.engine, self.verifier, self.config)
         self._limit: asyncio.Semaphore | None = None
 
-    async def _solve_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        if row.get("error"):
-            return _error_from_input(row, row["error"], self.config.policy.mode)
-        problem: Problem | None = None
+    def output_schema(self):
+        return solution_schema()
+
+    def carry(self, row: dict[str, Any]) -> dict[str, Any]:
+        """An input row that failed becomes its output error row (with whatever of the problem is readable)."""
         try:
-            problem = problem_from_row({k: v for k, v in row.items() if k not in ("error", "prepared_images")})
-            if self._limit is None:
-                self._limit = asyncio.Semaphore(self.config.batch.max_concurrent_solves)
-            async with self._limit:
-                solution = await self.solver.solve(problem, image_bytes=list(row.get("prepared_images") or []))
-            return solution_to_row(solution, problem)
-        except Exception as exc:
-            logger.warning("solve failed for %s: %s", row.get("id"), exc)
-            return error_row(str(row.get("id")), f"solve failed: {_reason(exc)}", problem, mode=self.config.policy.mode)
+            problem = _problem_of(row)
+        except Exception:
+            problem = None
+        return error_row(str(row.get("id") or "?"), row["error"], problem, mode=self.config.policy.mode)
 
-    async def __call__(self, batch):
-        import pyarrow as pa
-
-        rows = await asyncio.gather(*(self._solve_row(row) for row in batch.to_pylist()))
-        return pa.Table.from_pylist(list(rows), schema=solution_schema())
+    async def process(self, row: dict[str, Any]) -> dict[str, Any]:
+        problem = _problem_of(row)
+        if self._limit is None:
+            self._limit = asyncio.Semaphore(self.config.batch.max_concurrent_solves)
+        async with self._limit:
+            solution = await self.solver.solve(problem, image_bytes=list(row.get("prepared_images") or []))
+        return solution_to_row(solution, problem)
 
 
-def _verifier_problem_fields(problem_json: str | None) -> dict[str, Any]:
-    """choices, unit, tolerance, answer_type, precision of the row's `problem` column, for the verifier."""
-    if not problem_json:
-        return {}
-    try:
-        data = json.loads(problem_json)
-    except ValueError:
-        return {}
-    from qvq_ray.verify.verifier import problem_fields
-
-    fields = problem_fields(data)
-    return {k: fields[k] for k in ("choices", "unit", "tolerance", "answer_type", "precision") if fields[k] is not None}
-
-
-class ScoreAgainstGold:
+class ScoreAgainstGold(RowStage):
     """CPU stage after solving: the final answer and every attempt against gold.
 
-    Fills `correct` (final answer; None without gold), each attempt's `correct`, and the problem's
-    pass@1 / maj@k / pass@k. Answers are grouped for maj@k the way the solver votes: equal canonical
-    forms, else the verifier's equivalence.
+    Fills `correct` (final answer), each attempt's `correct`, and the problem's pass@1 / maj@k /
+    pass@k. A comparison that could not be judged (timeout, a value too large) leaves `correct`
+    None: not judged, which the report shows as such, never as wrong. Without gold everything
+    stays None. Answers are grouped for maj@k the way the solver votes.
     """
+
+    failure_label = "score failed"
 
     def __init__(self, config_json: str):
         from qvq_ray.verify import Verifier
 
-        self.config = QvqConfig.model_validate_json(config_json)
+        super().__init__(config_json)
         self.verifier = Verifier(self.config.verifier)
 
-    async def _matches_gold(
-        self, answer: str | None, gold: str, cache: dict[str, bool], problem: dict[str, Any] | None = None
-    ) -> bool:
-        if answer is None:
-            return False
-        if answer not in cache:
-            cache[answer] = bool(await self.verifier.equivalent(answer, gold, **(problem or {})))
-        return cache[answer]
+    def output_schema(self):
+        return solution_schema()
 
-    async def _score(self, row: dict[str, Any]) -> dict[str, Any]:
+    def is_error_row(self, row: dict[str, Any]) -> bool:
+        return bool(row.get("error")) and not row.get("attempts")  # a partial solve is still scored
+
+    async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
         from qvq_ray.verify.voting import AnswerClusters
 
         gold = row.get("gold")
         if gold in (None, ""):
             return row  # nothing to score against: correct and the metrics stay None
-        if row.get("error") and not row.get("attempts"):
-            row.update(correct=False, pass_at_1=False, maj_at_k=False, pass_at_k=False)
-            return row
-        try:
-            cache: dict[str, bool] = {}
-            clusters = AnswerClusters()  # as the solver votes: maj@k counts the same clusters
-            outcomes = []
-            problem = _verifier_problem_fields(row.get("problem"))
-            for index, attempt in enumerate(row.get("attempts") or []):
-                verdict = attempt.get("verdict") or {}
-                answer = verdict.get("answer")
-                attempt["correct"] = await self._matches_gold(answer, gold, cache, problem)
-                key = None
-                if answer is not None:
-                    cluster = await clusters.ajoin(index, answer, verdict.get("canonical"), self.verifier.equivalent)
-                    key = str(cluster.members[0])
-                outcomes.append(AttemptOutcome(cluster=key, correct=attempt["correct"]))
-            row["pass_at_1"], row["maj_at_k"], row["pass_at_k"] = problem_metrics(outcomes)
-            row["correct"] = False if row.get("error") else await self._matches_gold(row.get("answer"), gold, cache, problem)
-        except Exception as exc:  # a verifier failure must not lose the row
-            row["correct"] = None
-            row["issues"] = list(row.get("issues") or []) + ["timeout" if "Timeout" in type(exc).__name__ else "unparseable"]
+        problem = problem_from_json(row.get("problem"))
+        spec = problem.spec if problem else AnswerSpec(choices=list(row.get("choices") or []))
+        judged: dict[str, bool | None] = {}
+
+        async def matches_gold(answer: str | None) -> bool | None:
+            if answer is None:
+                return False
+            if answer not in judged:
+                judged[answer] = await self.verifier.compare(answer, gold, spec)
+            return judged[answer]
+
+        row = dict(row)
+        clusters = AnswerClusters()  # as the solver votes: maj@k counts the same clusters
+        outcomes = []
+        for index, attempt in enumerate(row.get("attempts") or []):
+            answer = (attempt.get("verdict") or {}).get("answer")
+            attempt["correct"] = await matches_gold(answer)
+            key = None
+            if answer is not None:
+                canonical = attempt["verdict"].get("canonical")
+                same = functools.partial(self.verifier.same_answer, spec=spec)
+                key = str((await clusters.ajoin(index, answer, canonical, same)).members[0])
+            outcomes.append(AttemptOutcome(cluster=key, correct=attempt["correct"] is True))
+        row["pass_at_1"], row["maj_at_k"], row["pass_at_k"] = problem_metrics(outcomes)
+        row["correct"] = False if row.get("error") else await matches_gold(row.get("answer"))
         return row
-
-    async def __call__(self, batch):
-        import pyarrow as pa
-
-        rows = await asyncio.gather(*(self._score(row) for row in batch.to_pylist()))
-        return pa.Table.from_pylist(list(rows), schema=solution_schema())

@@ -182,13 +182,6 @@ def parse_error_tolerances(error: Any) -> list[float | None] | None:
     return out if any(v is not None for v in out) else None
 
 
-def single_tolerance(tolerances: list[float | None] | None) -> float | None:
-    """The one tolerance that applies to every answer, if the per-answer list has exactly one."""
-    if tolerances and len(tolerances) == 1:
-        return tolerances[0]
-    return None
-
-
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -215,7 +208,6 @@ __all__ = [
     "precision_tolerance",
     "read_json",
     "resolve_image_path",
-    "single_tolerance",
     "validation_message",
 ]
 

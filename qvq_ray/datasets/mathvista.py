@@ -197,6 +197,7 @@ def row_to_problem(
             answer_type=answer_type,
             unit=as_text(record.get("unit")) or None,
             tolerance=precision_tolerance(precision),
+            precision=precision if isinstance(precision, int) else None,
             source=SOURCE,
             subject=metadata.get("task"),
             language=LANGUAGES.get(str(language).lower(), language) if language else None,

@@ -140,6 +140,7 @@ def row_to_problem(row: Any, *, ref: str, base_dir: Path, subject_hint: str | No
             choices=[as_text(o) for o in options],
             answer=answer,
             answer_type="choice" if multiple_choice else None,
+            alternatives=[str(a) for a in answers or [] if str(a) != str(answer)],
             source=SOURCE,
             subject=m.group("subject") if m else subject_hint,
             language="en",

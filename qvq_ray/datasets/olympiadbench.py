@@ -39,7 +39,6 @@ from qvq_ray.datasets.base import (
     parse_error_tolerances,
     read_json,
     resolve_image_path,
-    single_tolerance,
     validation_message,
 )
 from qvq_ray.problem import ImageRef, Problem
@@ -155,8 +154,8 @@ def row_to_problem(record: Any, *, ref: str, base_dir: Path, category: str | Non
             images=images,
             answer=None if no_gold else ", ".join(final_answer),
             answer_type=answer_type,
-            unit=unit,
-            tolerance=single_tolerance(tolerances),
+            unit=unit if units is None else ",".join(u or "" for u in units),
+            tolerance=tolerances,
             source=SOURCE,
             subject=_subject(record, classification),
             language=_language(record, classification, question),

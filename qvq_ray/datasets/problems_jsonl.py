@@ -22,13 +22,15 @@ from pydantic import ValidationError
 
 from qvq_ray.datasets.base import LoadError, as_text, iter_jsonl, resolve_image_path, validation_message
 from qvq_ray.problem import ImageRef, Problem
+from qvq_ray.verify.spec import AnswerSpec
 
 NAME = "problems"
 SUFFIXES = (".jsonl", ".json", ".parquet")
 #: File names looked for when a directory is given.
 DEFAULT_FILES = tuple(f"problems{suffix}" for suffix in SUFFIXES)
 
-_FIELDS = set(Problem.model_fields)
+# Problem's fields, and its answer spec's written flat (`choices`, `unit`, ... as problem files write them).
+_FIELDS = set(Problem.model_fields) | set(AnswerSpec.model_fields)
 
 
 def find_file(path: Path) -> Path:
@@ -116,10 +118,10 @@ def row_to_problem(row: Any, *, base_dir: Path, ref: str) -> Problem | LoadError
     data["id"] = problem_id
     data["answer"] = as_text(data.get("answer"))
     choices = data.get("choices")
-    if choices is None:
-        data["choices"] = []
-    elif isinstance(choices, (list, tuple)):
+    if isinstance(choices, (list, tuple)):
         data["choices"] = [as_text(c) for c in choices]
+    elif choices is None:
+        data.pop("choices", None)
     try:
         return Problem(**data)
     except ValidationError as e:

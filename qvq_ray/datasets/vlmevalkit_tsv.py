@@ -40,7 +40,6 @@ from qvq_ray.datasets.base import (
     parse_error_tolerances,
     parse_literal_list,
     precision_tolerance,
-    single_tolerance,
     validation_message,
 )
 from qvq_ray.problem import ImageRef, Problem
@@ -198,7 +197,7 @@ def row_to_problem(
         meta["answer_type"] = native_type
     if choices and not _has_option_columns(record):
         meta.pop("choices", None)  # read from the `choices` column
-    tolerance = precision_tolerance(precision) if precision is not None else single_tolerance(tolerances)
+    tolerance = [precision_tolerance(precision)] if precision is not None else tolerances
     try:
         return Problem(
             id=problem_id,
@@ -209,6 +208,8 @@ def row_to_problem(
             answer_type="choice" if choices else native_type,
             unit=record.get("unit", "") or None,
             tolerance=tolerance,
+            precision=int(precision) if precision is not None and float(precision).is_integer() else None,
+            alternatives=[a for a in answers or [] if a != answer],
             source=source,
             subject=record.get("category", "") or None,
             language=_language(record),

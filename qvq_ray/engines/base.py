@@ -32,6 +32,14 @@ class EngineError(RuntimeError):
     """An engine failed to serve a request (the request, not the caller, is at fault or unlucky)."""
 
 
+class EngineOverloadedError(EngineError):
+    """The engine is up but cannot take this request now (its queue is full, admission control
+    refused it, or it failed in a way the engine marks retryable): the same request may succeed
+    later or on another replica. The HTTP front end answers 503; callers may retry with backoff."""
+
+    retryable = True
+
+
 class InvalidRequestError(ValueError):
     """The request itself is bad (too many images, prompt too long...): a 4xx, never retried."""
 
@@ -51,8 +59,9 @@ class Engine(Protocol):
         ...
 
     def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
-        """An async generator over one sample (n must be 1): its text deltas (`str`) as they are
-        generated, then exactly one final `Completion` (whole text, token counts, finish reason).
+        """An async generator over one sample (n must be 1, else InvalidRequestError): its text
+        deltas (`str`, never empty) as they are generated, then exactly one final `Completion`
+        (whole text, token counts, finish reason); the deltas joined are exactly its `text`.
 
         Closing the generator early (`aclose()`: a client went away, the solver cut a loop) aborts
         the request on the engine, so its tokens are not spent.

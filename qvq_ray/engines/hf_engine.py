@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, SamplingConfig
+from qvq_ray.config import HFEngineConfig, ModelConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, EngineError, InvalidRequestError, Message, split_images
 
 logger = logging.getLogger(__name__)
@@ -60,11 +60,11 @@ def _group_key(sampling: SamplingConfig, index: int) -> tuple:
 class HFEngine:
     """`Engine` over transformers' `Qwen2VLForConditionalGeneration` (any Qwen2-VL checkpoint)."""
 
-    def __init__(self, model: ModelConfig, engine: EngineConfig | None = None):
+    def __init__(self, model: ModelConfig, engine: HFEngineConfig | None = None):
         from qvq_ray.models.tiny import resolve_model_path
 
         self.model_config = model
-        self.engine_config = engine or EngineConfig()
+        self.engine_config = engine or HFEngineConfig()
         self.path = resolve_model_path(model.path)
         self.model_name = model.served_model_name or model.path.rstrip("/").split("/")[-1]
         self._load()
@@ -137,47 +137,27 @@ class HFEngine:
         request = self._submit(messages, sampling)
         return await request.future
 
-    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str]:
-        """Yield text deltas of one sample as tokens are generated; ends when the sample ends."""
-        if sampling.n != 1:
-            raise InvalidRequestError("streaming supports n=1 per request")
-        request = self._submit(messages, sampling, stream=True)
-        assert request.deltas is not None
-        while True:
-            getter = asyncio.ensure_future(request.deltas.get())
-            done, _ = await asyncio.wait({getter, request.future}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                delta = getter.result()
-                if delta is None:
-                    break
-                yield delta
-            else:
-                getter.cancel()
-                while not request.deltas.empty():
-                    delta = request.deltas.get_nowait()
-                    if delta is not None:
-                        yield delta
-                break
-        await request.future  # raise the request's error, if any
-
-    async def generate_with_stream(self, messages: list[Message], sampling: SamplingConfig):
-        """Stream deltas and return the final Completion as the last item (a `Completion`).
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
+        """Text deltas of one sample as tokens are generated, then its final Completion.
 
         Closing this generator early (the client went away, the solver cut a loop) aborts the
         request: its row stops generating at the next step, the rest of its batch goes on.
         """
+        if sampling.n != 1:
+            raise InvalidRequestError("streaming supports n=1 per request")
         request = self._submit(messages, sampling, stream=True)
         assert request.deltas is not None
+        shown = _StopHoldback(sampling.stop)
         finished = False
         try:
-            while True:
-                delta = await request.deltas.get()
-                if delta is None:
-                    break
-                yield delta
-            completions = await request.future
+            while (delta := await request.deltas.get()) is not None:
+                if text := shown.feed(delta):
+                    yield text
+            completion = (await request.future)[0]  # raises the request's error, if any
+            if rest := shown.rest(completion.text):
+                yield rest
             finished = True
-            yield completions[0]
+            yield completion
         finally:
             if not finished:
                 request.cancelled = True
@@ -366,6 +346,37 @@ class HFEngine:
             else:
                 low = middle + 1
         return high
+
+
+class _StopHoldback:
+    """The streamed text as a client may see it: nothing from the earliest stop string on, and no
+    tail that could still turn out to begin one (held back until the next delta decides). The
+    model thread streams raw decoded tokens; the final Completion is cut at the stop string."""
+
+    def __init__(self, stops: list[str]):
+        self.stops = [s for s in stops if s]
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.text = ""  # all text received
+        self.sent = 0  # how much of it went out
+        self.stopped = False
+
+    def feed(self, delta: str) -> str:
+        self.text += delta
+        if self.stopped:
+            return ""
+        # A stop string starting before `sent` would already have been found: search from there.
+        hits = [i for stop in self.stops if (i := self.text.find(stop, self.sent)) >= 0]
+        self.stopped = bool(hits)
+        end = min(hits) if hits else len(self.text) - self.hold
+        out = self.text[self.sent : end] if end > self.sent else ""
+        self.sent += len(out)
+        return out
+
+    def rest(self, final_text: str) -> str:
+        """What the final text adds to what went out (the held-back tail, a last character whose
+        bytes completed at the end), so the deltas joined equal it."""
+        sent = self.text[: self.sent]
+        return final_text[len(sent) :] if final_text.startswith(sent) else ""
 
 
 class _CancelledRows:

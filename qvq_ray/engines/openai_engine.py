@@ -11,7 +11,9 @@ over httpx (a core dependency; the `openai` package is not needed). What it does
   (greedy is deterministic; vLLM refuses greedy n > 1);
 - at most `max_concurrency` requests in flight per engine;
 - 429, 5xx, timeouts and dropped connections are retried with exponential backoff and jitter
-  (Retry-After honoured), at most `max_retries` times; other 4xx never are. 400/413/422 become
+  (Retry-After honoured), at most `max_retries` times; other 4xx never are. An endpoint still
+  answering 429 or 503 when retries run out raises EngineOverloadedError (retryable: our own
+  ingress answers 503), any other failure an EngineError. 400/413/422 become
   InvalidRequestError (the request is bad); 401/403/404 an EngineError naming the likely
   misconfiguration (key, base_url, model);
 - streaming reads the SSE stream (`stream_options.include_usage` for token counts); a failure
@@ -34,8 +36,8 @@ import time
 from contextlib import aclosing
 from typing import Any, AsyncIterator
 
-from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, EngineError, FinishReason, InvalidRequestError, Message
+from qvq_ray.config import ModelConfig, OpenAIEngineConfig, QvqConfig, SamplingConfig
+from qvq_ray.engines.base import Completion, EngineError, EngineOverloadedError, FinishReason, InvalidRequestError, Message
 
 logger = logging.getLogger(__name__)
 
@@ -198,9 +200,18 @@ def error_message(status: int, text: str) -> str:
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None):
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None):
         super().__init__(reason)
         self.retry_after = retry_after
+        self.status = status
+
+
+def _gave_up(message: str, exc: Exception) -> EngineError:
+    """The error once retries run out: an endpoint still answering 429 or 503 is overloaded, which
+    stays retryable for our own callers (the ingress answers 503); anything else is an EngineError."""
+    if getattr(exc, "status", None) in (429, 503):
+        return EngineOverloadedError(message)
+    return EngineError(message)
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -217,7 +228,7 @@ def raise_for_status(status: int, text: str, headers: Any, url: str) -> None:
         return
     message = error_message(status, text)
     if status == 429 or status >= 500:
-        raise _Retryable(f"HTTP {status}: {message}", _retry_after(headers))
+        raise _Retryable(f"HTTP {status}: {message}", _retry_after(headers), status)
     if status in _INVALID_REQUEST_STATUSES:
         raise InvalidRequestError(f"the endpoint rejected the request (HTTP {status}): {message}")
     hint = {
@@ -234,7 +245,7 @@ def raise_for_status(status: int, text: str, headers: Any, url: str) -> None:
 class OpenAIEngine:
     """`Engine` over an OpenAI-compatible chat-completions endpoint."""
 
-    def __init__(self, model: ModelConfig, engine: EngineConfig):
+    def __init__(self, model: ModelConfig, engine: OpenAIEngineConfig):
         if not engine.base_url:
             raise ValueError("engine.kind 'openai' needs engine.base_url, e.g. 'http://host:8000/v1'")
         self.model_config = model
@@ -298,7 +309,7 @@ class OpenAIEngine:
                 elif isinstance(exc, httpx.TransportError):
                     reason = f"connection failed ({type(exc).__name__}: {exc})"
                 if attempt + 1 >= attempts:
-                    raise EngineError(f"{what} at {self.base_url} failed after {attempts} attempt(s): {reason}") from exc
+                    raise _gave_up(f"{what} at {self.base_url} failed after {attempts} attempt(s): {reason}", exc) from exc
                 delay = self._delay(attempt, getattr(exc, "retry_after", None))
                 logger.warning("%s: %s; retry %d/%d in %.2fs", what, reason, attempt + 1, attempts - 1, delay)
                 await asyncio.sleep(delay)
@@ -329,8 +340,10 @@ class OpenAIEngine:
             data, repeat=repeat, max_tokens=sampling.max_tokens, latency_s=time.perf_counter() - started
         )
 
-    async def generate_with_stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[Any]:
-        """Text deltas of the one sample as the endpoint streams them, then the final Completion."""
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
+        """Text deltas of the one sample as the endpoint streams them, then the final Completion.
+
+        Closing it early closes the HTTP stream; the server sees its client go and aborts."""
         if sampling.n != 1:
             raise InvalidRequestError("streaming supports n=1 per request")
         started = time.perf_counter()
@@ -356,11 +369,11 @@ class OpenAIEngine:
                 if not retryable:
                     raise
                 reason = str(exc) or type(exc).__name__
-                if state.deltas or attempt + 1 >= attempts:
-                    raise EngineError(
-                        f"streamed chat completion at {self.base_url} failed"
-                        + (" mid-stream" if state.deltas else f" after {attempts} attempt(s)")
-                        + f": {reason}"
+                if state.deltas:
+                    raise EngineError(f"streamed chat completion at {self.base_url} failed mid-stream: {reason}") from exc
+                if attempt + 1 >= attempts:
+                    raise _gave_up(
+                        f"streamed chat completion at {self.base_url} failed after {attempts} attempt(s): {reason}", exc
                     ) from exc
                 delay = self._delay(attempt, getattr(exc, "retry_after", None))
                 logger.warning("streamed chat completion: %s; retry %d/%d in %.2fs", reason, attempt + 1, attempts - 1, delay)
@@ -412,12 +425,6 @@ class OpenAIEngine:
                             yield content
                         if choice.get("finish_reason"):
                             state.finish = choice["finish_reason"]
-
-    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str]:
-        """Yield text deltas of one sample (n must be 1)."""
-        async for item in self.generate_with_stream(messages, sampling):
-            if isinstance(item, str):
-                yield item
 
     async def check_health(self) -> None:
         """GET {base_url}/models (once, no retries): the endpoint answers and lists our model."""

@@ -21,11 +21,15 @@ names the vLLM file and function it follows:
   greedy n > 1 request runs once and its (deterministic) sample is repeated. Children of an n > 1
   request get seeds seed, seed+1, ... (vllm/v1/engine/parallel_sampling.py,
   `ParentRequest._get_child_sampling_params`).
-- sampling is always explicit: `generation_config="vllm"` (vllm/config/model.py, `ModelConfig.
-  generation_config`: "auto" loads the checkpoint's generation_config.json; "vllm" loads none).
-  With "vllm" the checkpoint's extra EOS ids are not read either
-  (`SamplingParams.update_from_generation_config`), so `<|im_end|>` / `<|endoftext|>` go in
-  `stop_token_ids` explicitly, the same stop set the transformers engine uses.
+- sampling is always explicit: `generation_config="vllm"` (vllm/config/model.py) makes
+  `ModelConfig.get_diff_sampling_param` return vLLM's neutral defaults, so the checkpoint's
+  sampling values (QVQ's temperature 0.01, top_k 1, repetition_penalty 1.05) never apply. It does
+  not stop vLLM from reading the checkpoint: `ModelConfig.try_get_generation_config` loads
+  generation_config.json for "auto" and "vllm" alike, and the input processor passes it to
+  `SamplingParams.update_from_generation_config`, which adds its `eos_token_id`s to the request's
+  `stop_token_ids` (unless `ignore_eos`), as the transformers engine also stops on them. We still
+  list `<|im_end|>` / `<|endoftext|>` (and the tokenizer's eos) in `stop_token_ids` ourselves, so
+  Qwen's chat stops hold whatever the checkpoint's generation_config.json says or lacks.
 - prompt: `{"prompt": text, "multi_modal_data": {"image": [PIL images]}}` (vllm.inputs TextPrompt)
   where text is the checkpoint's chat template with `<|vision_start|><|image_pad|><|vision_end|>`
   per image (vllm/model_executor/models/qwen2_vl.py, `get_placeholder_str`); vLLM expands each
@@ -39,7 +43,9 @@ names the vLLM file and function it follows:
   `generate` aborts on its own only when *its* generator is closed or cancelled; a consumer that
   simply stops iterating leaves it to the garbage collector, so this engine closes it and calls
   `abort` itself the moment its consumer stops (client gone, solver cut).
-- health and shutdown: `AsyncLLM.check_health()`, `AsyncLLM.shutdown()`.
+- health and shutdown: `AsyncLLM.check_health()`, `AsyncLLM.shutdown()` (a plain method that blocks
+  until the engine core has stopped: run off the event loop).
+- errors: see `classify_error`.
 
 Pure parts (argument mapping, sampling conversion, output conversion, prompt building) are module
 functions, unit-tested without vLLM (tests/test_vllm_engine_pure.py); the engine itself runs in
@@ -57,8 +63,16 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 
-from qvq_ray.config import EngineConfig, ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, EngineError, FinishReason, InvalidRequestError, Message, split_images
+from qvq_ray.config import ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig, VLLMEngineConfig
+from qvq_ray.engines.base import (
+    Completion,
+    EngineError,
+    EngineOverloadedError,
+    FinishReason,
+    InvalidRequestError,
+    Message,
+    split_images,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +137,7 @@ def choose_executor_backend(configured: str, tensor_parallel_size: int, placemen
 
 def engine_args_kwargs(
     model: ModelConfig,
-    engine: EngineConfig,
+    engine: VLLMEngineConfig,
     resources: ResourcesConfig,
     *,
     model_path: str | None = None,
@@ -131,9 +145,11 @@ def engine_args_kwargs(
 ) -> dict[str, Any]:
     """Keyword arguments for `vllm.engine.arg_utils.AsyncEngineArgs`, from our config.
 
-    Every sampling-relevant default is pinned: `generation_config="vllm"` keeps the checkpoint's
-    generation_config.json (QVQ's: temperature 0.01, top_k 1, repetition_penalty 1.05) from
-    applying silently; our SamplingConfig is the only source of sampling settings.
+    Every sampling-relevant default is pinned: `generation_config="vllm"` keeps the sampling
+    values of the checkpoint's generation_config.json (QVQ's: temperature 0.01, top_k 1,
+    repetition_penalty 1.05) from applying silently; our SamplingConfig is the only source of
+    sampling settings. vLLM still reads that file's `eos_token_id` as extra stop tokens (see the
+    module docstring); our own stop_token_ids cover Qwen's chat stops either way.
     """
     extra = dict(engine.vllm_engine_kwargs)
     clash = sorted(MAPPED_ENGINE_ARGS & set(extra))
@@ -312,21 +328,44 @@ class DeltaAccumulator:
         )
 
 
-def classify_error(exc: BaseException) -> Exception:
-    """vLLM's request-validation errors -> InvalidRequestError (a 4xx); the rest -> EngineError.
+# vLLM's names (vllm/exceptions.py, vllm/v1/engine/exceptions.py), matched by class name so that
+# this module never imports vLLM for them.
+VLLM_CLIENT_ERRORS = frozenset({"VLLMClientError", "VLLMValidationError"})
+VLLM_RETRYABLE_ERRORS = frozenset({"GracefulHTTPError", "RetryableRequestError"})
+VLLM_SERVER_ERRORS = frozenset({"EngineGenerateError", "EngineDeadError"})
 
-    vLLM raises `vllm.exceptions.VLLMValidationError` (a ValueError; a `VLLMClientError` in newer
-    trees) for a bad request: prompt longer than max_model_len, too many images, bad parameters.
-    Engine failures are `EngineGenerateError` / `EngineDeadError` (vllm/v1/engine/exceptions.py).
+
+def classify_error(exc: BaseException) -> Exception:
+    """vLLM's errors -> ours: bad request -> InvalidRequestError (a 4xx, never retried); engine
+    busy or a retryable failure -> EngineOverloadedError (a 503, retried); the rest -> EngineError.
+
+    vLLM 0.33 (vllm/exceptions.py): `VLLMError(Exception)` splits into `VLLMClientError` (the
+    request's fault: `VLLMValidationError` for a prompt longer than max_model_len, too many images,
+    bad parameters; not a ValueError) and `VLLMServerError`. `GracefulHTTPError(VLLMError)` carries
+    an `http_status`: admission control raises its `QueueOverflowError` / `MaxQueuedTokensError`
+    (503) when the request queue is full; `RetryableRequestError` is answered 503 by vLLM's own
+    server. `AsyncLLM.generate` re-raises client and graceful errors as they are and wraps any
+    other failure in `EngineGenerateError` (vllm/v1/engine/exceptions.py), so a retryable error is
+    also looked for as its cause. A plain ValueError (older vLLM, or SamplingParams refusing a
+    value) is the request's fault too.
     """
     if isinstance(exc, (InvalidRequestError, EngineError)):
         return exc  # type: ignore[return-value]
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"VLLMValidationError", "VLLMClientError"} or (
-        isinstance(exc, ValueError) and not names & {"EngineGenerateError", "EngineDeadError"}
-    ):
+    for candidate in (exc, exc.__cause__):
+        if candidate is not None and _class_names(candidate) & VLLM_RETRYABLE_ERRORS:
+            message = getattr(candidate, "message", None) or str(candidate) or type(candidate).__name__
+            status = int(getattr(candidate, "http_status", 503))
+            if 400 <= status < 500 and status != 429:  # a graceful rejection of this request itself
+                return InvalidRequestError(message)
+            return EngineOverloadedError(f"vLLM cannot take the request now ({status}): {message}")
+    names = _class_names(exc)
+    if names & VLLM_CLIENT_ERRORS or (isinstance(exc, ValueError) and not names & VLLM_SERVER_ERRORS):
         return InvalidRequestError(str(exc) or type(exc).__name__)
     return EngineError(f"vLLM failed: {type(exc).__name__}: {exc}")
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
 
 
 # --------------------------------------------------------------------------- the engine
@@ -360,10 +399,16 @@ def _gpu_bundles(placement_group) -> int | None:
 
 
 def _prepare_process_for_ray_executor() -> None:
-    """The replica itself holds no GPU (its bundles' GPUs go to vLLM's Ray workers), so Ray may
-    have set CUDA_VISIBLE_DEVICES to ''. Ray Serve LLM clears it and vLLM's device-capability
-    cache before building the engine (ray: .../engines/vllm/vllm_engine.py,
-    `_clear_current_platform_cache`); so do we."""
+    """Before building a Ray-executor engine in a replica that holds no GPU itself (its placement
+    group's GPU bundles go to vLLM's Ray workers).
+
+    Ray 2.60 leaves CUDA_VISIBLE_DEVICES as it was for a zero-GPU actor (ray/_private/utils.py,
+    `set_visible_accelerator_ids`); only with RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=1, Ray's former
+    default, does it set it to '', which would hide the node's GPUs from vLLM's checks in this
+    process: an empty value is removed. vLLM caches `current_platform.get_device_capability`
+    (an lru_cache) and may have filled it already; we clear it, which is all Ray Serve LLM does
+    here (ray: python/ray/llm/_internal/serve/engines/vllm/vllm_engine.py,
+    `_clear_current_platform_cache`)."""
     if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
         del os.environ["CUDA_VISIBLE_DEVICES"]
     try:
@@ -382,7 +427,7 @@ class VLLMEngine:
     def __init__(
         self,
         model: ModelConfig,
-        engine: EngineConfig | None = None,
+        engine: VLLMEngineConfig | None = None,
         resources: ResourcesConfig | None = None,
         *,
         _async_llm: Any = None,
@@ -394,7 +439,7 @@ class VLLMEngine:
         from qvq_ray.models.tiny import resolve_model_path
 
         self.model_config = model
-        self.engine_config = engine or EngineConfig(kind="vllm")
+        self.engine_config = engine or VLLMEngineConfig()
         self.resources = resources or ResourcesConfig()
         self.model_name = model.served_model_name or model.path.rstrip("/").split("/")[-1]
         self._closed = False
@@ -482,13 +527,14 @@ class VLLMEngine:
     async def _abort(self, outputs: Any, request_id: str) -> None:
         try:
             await outputs.aclose()  # vLLM's generate() aborts on GeneratorExit
-        except BaseException:  # noqa: BLE001 - best effort; the explicit abort below is what counts
-            pass
-        try:
-            await self._llm.abort(request_id)
-            logger.debug("aborted vLLM request %s", request_id)
-        except Exception as exc:  # already finished or engine gone
-            logger.debug("abort of %s: %s", request_id, exc)
+        except Exception as exc:  # best effort: the explicit abort below is what counts
+            logger.debug("closing the outputs of %s: %s", request_id, exc)
+        finally:  # also when a cancellation arrives meanwhile: it propagates after the abort
+            try:
+                await self._llm.abort(request_id)
+                logger.debug("aborted vLLM request %s", request_id)
+            except Exception as exc:  # already finished or engine gone
+                logger.debug("abort of %s: %s", request_id, exc)
 
     async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
         started = time.perf_counter()
@@ -501,7 +547,7 @@ class VLLMEngine:
             raise EngineError("vLLM ended the request without a final output")
         return completions_from_output(final, repeat=repeat, started=started)
 
-    async def generate_with_stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[Any]:
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
         """Text deltas of the one sample, then its final Completion (token counts, finish reason)."""
         if sampling.n != 1:
             raise InvalidRequestError("streaming supports n=1 per request")
@@ -518,12 +564,6 @@ class VLLMEngine:
             raise EngineError("vLLM ended the stream without a final output")
         yield acc.completion()
 
-    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str]:
-        """Yield text deltas of one sample (n must be 1)."""
-        async for item in self.generate_with_stream(messages, sampling):
-            if isinstance(item, str):
-                yield item
-
     async def check_health(self) -> None:
         if self._closed:
             raise EngineError("engine is closed")
@@ -538,7 +578,9 @@ class VLLMEngine:
         self._closed = True
         shutdown = getattr(self._llm, "shutdown", None)
         if shutdown is not None:
-            shutdown()
+            # AsyncLLM.shutdown() is synchronous and blocks until the engine-core processes are
+            # gone; off the event loop, Serve and the other requests of this loop keep running.
+            await asyncio.to_thread(shutdown)
 
 
 __all__ = [

@@ -34,6 +34,7 @@ class RowView:
     level: str
     has_gold: bool
     correct: bool  # final answer vs gold (False without gold or when unscored)
+    not_judged: bool  # gold, an answer, no error, but the comparison could not be judged (timeout)
     pass_at_1: bool
     maj_at_k: bool
     pass_at_k: bool
@@ -143,6 +144,7 @@ def views(rows: Iterable[dict[str, Any]]) -> list[RowView]:
                 level=_label(_level(problem)),
                 has_gold=gold not in (None, ""),
                 correct=row.get("correct") is True,
+                not_judged=gold not in (None, "") and not row.get("error") and row.get("correct") is None,
                 pass_at_1=row.get("pass_at_1") is True,
                 maj_at_k=row.get("maj_at_k") is True,
                 pass_at_k=row.get("pass_at_k") is True,
@@ -179,6 +181,7 @@ class Rates:
     pass_at_1: int
     maj_at_k: int
     pass_at_k: int
+    not_judged: int = 0  # counted in `scored` and not in `correct`: never a silent 'wrong'
 
     def share(self, count: int) -> float | None:
         return count / self.scored if self.scored else None
@@ -195,6 +198,7 @@ def rates(rows: list[RowView]) -> Rates:
         pass_at_1=sum(r.pass_at_1 for r in gold),
         maj_at_k=sum(r.maj_at_k for r in gold),
         pass_at_k=sum(r.pass_at_k for r in gold),
+        not_judged=sum(r.not_judged for r in gold),
     )
 
 

@@ -23,6 +23,9 @@ class JobSummary(BaseModel):
     errors: int = Field(..., description="Rows that failed, each with its reason.")
     with_gold: int = Field(..., description="Rows that have a gold answer.")
     correct: int = Field(..., description="Rows whose final answer matches gold.")
+    not_judged: int = Field(
+        0, description="Gold rows whose comparison could not be judged (timeout): neither correct nor wrong."
+    )
     accuracy: float | None = Field(
         None, description="correct / with_gold of the final answer. In oracle mode gold picked it: it is pass@k."
     )
@@ -44,6 +47,8 @@ class JobSummary(BaseModel):
             acc = "n/a (no gold)"
         else:
             acc = f"{self.accuracy:.1%} ({self.correct}/{self.with_gold})"
+            if self.not_judged:
+                acc += f", {self.not_judged} not judged"
         label = "accuracy  " if "oracle" not in self.mode else "pass@k    "
         note = "gold never read while solving" if "oracle" not in self.mode else "ORACLE: gold used while solving"
         return [
@@ -97,6 +102,7 @@ def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> Jo
         errors=errors,
         with_gold=len(with_gold),
         correct=correct,
+        not_judged=sum(1 for r in with_gold if r.get("correct") is None and not r.get("error")),
         accuracy=(correct / len(with_gold)) if with_gold else None,
         pass_at_1=rate("pass_at_1"),
         maj_at_k=rate("maj_at_k"),

@@ -72,7 +72,7 @@ def headline(rows: list[st.RowView]) -> Table:
     """
     present = st.modes(rows)
     with_accuracy = any(m != "oracle" for m in present)
-    headers = ["mode", "problems", "errors", "verified", "with gold", *(["accuracy"] if with_accuracy else []),
+    headers = ["mode", "problems", "errors", "verified", "with gold", "not judged", *(["accuracy"] if with_accuracy else []),
                "pass@1", "maj@k", "pass@k", "attempts/problem", "tokens/problem"]
     body = []
     for mode in present:
@@ -80,10 +80,11 @@ def headline(rows: list[st.RowView]) -> Table:
         rates = st.rates(part)
         accuracy = ["n/a: oracle" if mode == "oracle" else pct(rates.share(rates.correct))] if with_accuracy else []
         shares = [pct(rates.share(c)) for c in (rates.pass_at_1, rates.maj_at_k, rates.pass_at_k)]
-        body.append([mode_label(mode), *_counts(part), str(rates.scored), *accuracy, *shares, *_usage(part)])
+        body.append([mode_label(mode), *_counts(part), str(rates.scored), str(rates.not_judged), *accuracy, *shares, *_usage(part)])
     if len(present) > 1:  # totals, with no accuracy figure: modes are never pooled
-        body.append(["all", *_counts(rows), *[""] * (4 + with_accuracy), *_usage(rows)])
+        body.append(["all", *_counts(rows), *[""] * (5 + with_accuracy), *_usage(rows)])
     notes = [f"{mode_label(m)}: {MODE_NOTES.get(m, 'unknown mode')}" for m in present]
+    notes.append("not judged: the comparison with gold did not finish (timeout, a value too large); counted as not correct")
     return Table("Headline", headers, body, note="; ".join(notes) + ".", anchor="headline", total=len(present) > 1)
 
 

@@ -12,6 +12,7 @@ solve loop, two front ends.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, AsyncIterator
 
 from ray import serve
@@ -83,8 +84,15 @@ class QvqEngineClient:
         raise AssertionError("unreachable")
 
     async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
-        async for item in self.handle.options(stream=True).stream.remote(messages, sampling.model_dump()):
-            yield item
+        response = self.handle.options(stream=True).stream.remote(messages, sampling.model_dump())
+        try:
+            async for item in response:
+                yield item
+        except (GeneratorExit, asyncio.CancelledError):
+            # Our consumer stopped (client gone, solver cut a loop). Dropping the Serve response does
+            # not stop the replica's generator; cancelling it does, and closes the engine's stream.
+            response.cancel()
+            raise
 
     async def check_health(self) -> None:
         await self.handle.model_name.remote()

@@ -60,6 +60,10 @@ async def _http_error(_: Request, exc: StarletteHTTPException):
 
 @app.exception_handler(Exception)
 async def _server_error(_: Request, exc: Exception):
+    from qvq_ray.engines.base import EngineOverloadedError
+
+    if isinstance(_unwrap(exc), EngineOverloadedError):  # busy, not broken: the client may retry
+        return JSONResponse(error_body(str(_unwrap(exc)), type="server_error", code="engine_overloaded"), status_code=503)
     logger.exception("unhandled error")
     return JSONResponse(error_body(f"internal error: {type(exc).__name__}", type="server_error"), status_code=500)
 
@@ -250,7 +254,6 @@ class QvqIngress:
     @app.post("/v1/solve")
     async def solve(self, request: Request):
         from qvq_ray.problem import ImageRef, Problem
-        from qvq_ray.solver import Solver
 
         body: SolveRequest = await self._body(request, SolveRequest)
         if len(body.images) > self.config.model.max_images_per_prompt:
@@ -268,9 +271,7 @@ class QvqIngress:
         )
         solver = self.solver
         if body.max_attempts or body.max_tokens:
-            policy = self.config.policy.model_copy(update={"max_attempts": body.max_attempts or self.config.policy.max_attempts})
-            sampling = self.config.sampling.model_copy(update={"max_tokens": self._max_tokens(body.max_tokens)})
-            solver = Solver(self.engine, self.verifier, policy=policy, sampling=sampling, model=self.config.model)
+            solver = self.solver.with_limits(max_attempts=body.max_attempts, max_tokens=self._max_tokens(body.max_tokens))
         if body.stream:
             return StreamingResponse(self._stream_solve(solver, problem, image_bytes), media_type="text/event-stream")
         try:

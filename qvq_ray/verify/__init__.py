@@ -4,7 +4,9 @@ Modules, one concern each: `extract` (the final answer), `health` (repetition lo
 mixing), `calculation` (numeric claims of a chain of thought), `choices`, `numbers`, `units`,
 `structures` (sets, intervals, tuples, matrices, equations), `equivalence` (the comparer),
 `symbolic` (the sympy side, workers only), `worker` (what a worker runs), `pool` (the worker
-processes), `verifier` (the `Verifier` and `check`), `voting` (self-consistency: `vote`, `AnswerClusters`; not named `vote` so the module never shadows the function), `verdict`.
+processes), `verifier` (the `Verifier`, and `check`, `check_many`, `vote` on a process-global one), `voting`
+(self-consistency clustering: `cluster_vote`, `AnswerClusters`; below the verifier, never importing
+it), `spec` (`AnswerSpec`: what a correct answer looks like), `verdict`.
 
 Public names load lazily (module `__getattr__`), so `import qvq_ray.verify.verdict` (the record
 type, needed by `qvq_ray.problem`) never pulls in the pool, sympy or math-verify.
@@ -21,8 +23,8 @@ _EXPORTS = {
     "Verifier": "qvq_ray.verify.verifier",
     "check": "qvq_ray.verify.verifier",
     "check_many": "qvq_ray.verify.verifier",
-    "problem_fields": "qvq_ray.verify.verifier",
-    "vote": "qvq_ray.verify.voting",
+    "AnswerSpec": "qvq_ray.verify.spec",
+    "vote": "qvq_ray.verify.verifier",
     "VoteResult": "qvq_ray.verify.voting",
     "find_claims": "qvq_ray.verify.calculation",
     "repetition_loop": "qvq_ray.verify.health",
@@ -46,8 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from qvq_ray.verify.health import language_mixing, repetition_loop
     from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
     from qvq_ray.verify.verdict import ISSUES, Verdict
-    from qvq_ray.verify.verifier import Verifier, check, check_many, problem_fields
-    from qvq_ray.verify.voting import VoteResult, vote
+    from qvq_ray.verify.spec import AnswerSpec
+    from qvq_ray.verify.verifier import Verifier, check, check_many, vote
+    from qvq_ray.verify.voting import VoteResult
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ _PREFIX = re.compile(
 )
 _SUFFIX = re.compile(r"\s*(?:选项|项|is\s+correct|is\s+the\s+(?:correct\s+)?answer)\s*$", re.IGNORECASE)
 # (C) | [C] | C | C. text | C: text | C) text | (C) text | (c)
-_LETTER = re.compile(r"(?:\((?P<p>[A-Za-z])\)|\[(?P<b>[A-Z])\]|(?P<l>[A-Z])(?=$|[.:：)、,]))(?P<rest>.*)", re.S)
+_LETTER = re.compile(r"(?:\((?P<p>[A-Za-z])\)|\[(?P<b>[A-Z])\]|(?P<l>[A-Z])(?=$|[.:：)、,]|\s+[(（]))(?P<rest>.*)", re.S)
 _SEPARATORS = re.compile(r"\s*(?:,|，|、|;|\band\b|和|&)\s*")
 
 
@@ -58,7 +58,8 @@ def choice_letter(answer: str | None, n_choices: int | None = None) -> str | Non
     letter = (m.group("p") or m.group("b") or m.group("l")).upper()
     rest = m.group("rest")
     if rest and m.group("l") and rest[0] not in ".:：)、,":
-        return None
+        if not re.fullmatch(r"\s+[(（][^()（）]*[)）]\s*", rest):  # `C (145°)`: the letter, then its option
+            return None
     if rest and not rest.strip(" .:：)、,"):
         rest = ""
     if rest and _SEPARATORS.match(rest) and choice_letters(s, n_choices) is not None:
@@ -87,6 +88,51 @@ def choice_letters(answer: str | None, n_choices: int | None = None) -> tuple[st
             return None
         letters.append(p.upper())
     return tuple(sorted(set(letters)))
+
+
+def letter_text(answer: str | None) -> str:
+    """What follows the option letter of an answer (`(D) 120^\\circ` -> `120^\\circ`, `C (145°)` -> `145°`)."""
+    if not answer:
+        return ""
+    s = _clean(answer)
+    m = _LETTER.fullmatch(s)
+    if m is None:
+        return ""
+    rest = m.group("rest").strip().lstrip(".:：)、,").strip()
+    if rest[:1] in "(（" and rest[-1:] in ")）":
+        rest = rest[1:-1].strip()
+    return rest
+
+
+def letter_contradicted(
+    letter: str, answer: str, choices: list[str], equal: Callable[[str, str], bool]
+) -> bool:
+    """Whether an answer that names option `letter` also states a value that is not that option's
+    (`(D) 120°` when D is 108°): two different answers, so it names no option. A text that is
+    not a value (a paraphrase, `9:30` for `21:30`) never contradicts; options that are only
+    letters (the real ones drawn in the image) cannot."""
+    from qvq_ray.verify.numbers import parse_number
+
+    rest = letter_text(answer)
+    index = LETTERS.index(letter)
+    if not rest or index >= len(choices) or not choices[index].strip() or choice_letter(choices[index]) == letter:
+        return False
+    own = choices[index]
+    if _text_key(rest) == _text_key(own):
+        return False
+    try:
+        if equal(own, rest):
+            return False
+    except Exception:  # noqa: BLE001 - NeedsSympy and the like: not decided here
+        return False
+    others = [k for k, c in enumerate(choices) if k != index and c.strip() and _text_key(c) == _text_key(rest)]
+    if others:
+        return True
+    from qvq_ray.verify.units import split_quantity
+
+    value = split_quantity(_clean(rest).replace("\\circ", "").replace("^{}", "").strip("^ ")).value
+    own_value = split_quantity(_clean(own).replace("\\circ", "").replace("^{}", "").strip("^ ")).value
+    return parse_number(value) is not None and parse_number(own_value) is not None
 
 
 def is_letter_hedge(answer: str | None) -> bool:
@@ -168,6 +214,8 @@ def compare_choice(
         return exact == gold_index
     letter = choice_letter(answer, n)
     if letter is not None:
+        if choices and letter_contradicted(letter, answer, choices, equal):
+            return False
         return LETTERS.index(letter) == gold_index
     if choices:
         answer_index = option_index(answer, choices, equal)

@@ -197,7 +197,8 @@ class Comparer:
 
     def _option_equal(self, option: str, answer: str) -> bool:
         """An option's text against an answer (or the gold), as values, without choices."""
-        sub = Comparer(Options(unit=self.options.unit, missing_unit=self.options.missing_unit), use_sympy=self.use_sympy)
+        # a bare number names the option that writes it with a unit (`4` for `4 cm`)
+        sub = Comparer(Options(unit=self.options.unit, missing_unit="assume_gold"), use_sympy=self.use_sympy)
         return sub.equal(answer, option)
 
     def top_equal(self, g: Node, a: Node) -> bool:

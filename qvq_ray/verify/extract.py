@@ -1,28 +1,42 @@
-"""Find the final answer in a model response, as the model wrote it, and flag gold-free issues.
+"""Find the final answer in a model response, as the model wrote it, say how it was found, and
+flag gold-free issues.
 
 Pure string work that runs in-process (on an event loop or in a Ray actor): every scan is a
 linear pass with simple regexes (no nested quantifiers), and only the last few boxes are ever
 brace-matched, so a 200 KB response costs milliseconds, whatever it holds. Nothing here parses
 math; equivalence lives in `equivalence.py`.
 
-Order of precedence (invisible characters are removed first):
+What a careful grader reads as the answer, in order (invisible characters are removed first);
+`Extraction.how` names the rule:
 
-1. the LAST `\\boxed{...}` / `\\fbox{...}` (balanced braces, escaped braces skipped). If the last
-   box is empty or never closed (a truncated response), there is no answer: an earlier box is an
-   intermediate result, and a statement before a cut-off box is not the final word either.
-   Several boxes in a row, separated only by commas, `and` or part labels (`(a) \\boxed{3}
-   (b) \\boxed{5}`), are one multi-part answer: `3, 5` (a `x = ` written before a box is kept);
-2. otherwise the last final-answer statement: `**Final Answer**` (text on the same or a following
-   line), `Final Answer: X`, `the answer is X`, `the correct option is X`, `Answer: X`, `答案是 X`,
-   `所以最终答案是 X`, `**答案**`, `故选 C`. A statement written as prose around math keeps the math.
+1. `boxed` / `statement`: the last explicit final answer, a `\\boxed{...}` / `\\fbox{...}` or a
+   final-answer statement, whichever comes LAST (`... \\boxed{12} ... so the answer is (C)` is
+   `(C)`). Statements: `**Final Answer**` (text on the same or a following line), `Final Answer:
+   X`, `the answer is X`, `the correct option is X`, `Answer: X`, `答案是 X`, `所以最终答案是 X`,
+   `**答案**`, `故选 C`. A statement written as prose keeps its answer-bearing span (`the answer is
+   therefore choice (B)` -> `choice (B)`, `the area is $12$ square units` -> `12`); a statement after
+   a box that is no answer (`the answer is correct`) leaves the box. If the last box is empty or
+   never closed (a truncated response), there is no answer. Several boxes in a row, separated only
+   by commas, `and` or part labels (`(a) \\boxed{3} (b) \\boxed{5}`), are one multi-part answer.
+2. `whole_response`: a response that is only an answer (`-5`, `(D)`, `7,425,000`, `B) plants
+   increase`), or an answer-first response whose first line is the answer (`(D)\\n\\nExplanation:`).
+3. `final_sentence` (weak): no marker at all; the answer-bearing span of the last sentence(s): a
+   bold span, `... is 0.11 meters.`, `there are 3 bars ...`, the only number in the sentence, or a
+   bare answer on the last line.
+4. `choice_mention` (weak, with choices): the last sentences mention exactly one option (its
+   letter as `B`, `(B)`, `option B`, `choice (B)`, or its text, or its value with or without the
+   option's unit); two different options are a hedge, not an answer.
 
-A hedge is not an answer: `A or B`, `\\boxed{A} or \\boxed{B}`, `3 or 4`.
+The weak rules never run on a truncated response (`finish_reason="length"`) or on one that says
+it cannot answer (`not enough information`, `please provide the image`). A hedge is not an answer:
+`A or B`, `\\boxed{A} or \\boxed{B}`, `3 or 4`.
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
+from typing import NamedTuple
 
 from qvq_ray.verify.text import find_command_arg, strip_invisible
 
@@ -33,7 +47,8 @@ _BRACE_TOKEN = re.compile(r"\\.|[{}]", re.S)
 _STATEMENT = re.compile(
     r"final\s+answer(?:\s+is)?"
     r"|answer\s+(?:is|should\s+be|would\s+be|will\s+be)"
-    r"|correct\s+(?:answer|option|choice)\s+(?:is|should\s+be)"
+    r"|correct\s+(?:answer|option|choice)\s+(?:is|should\s+be|would\s+be)"
+    r"|(?:best|right)\s+(?:answer|option|choice)\s+is"
     r"|answer\s*[:：]"
     r"|最终答案(?:是|为)?"
     r"|答案(?:是|为|应为|应该是)"
@@ -48,21 +63,63 @@ _MAX_STATEMENT_LINES = 6  # lines looked at after a statement marker (display ma
 _MAX_STATEMENT_CHARS = 2000  # an "answer" longer than this is prose, not an answer
 _LAST_BOXES = 8  # boxes examined from the end (a multi-part answer has a few)
 _MAX_JOIN_GAP = 120  # characters between two boxes of one multi-part answer
+_TAIL_CHARS = 1500  # the weak rules read only this much of the end of a response
+
+EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention")
+WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention"})
 
 
-def extract_final_answer(response: str) -> str | None:
-    """The final answer as written (delimiters and a trailing period removed), or None."""
+class Extraction(NamedTuple):
+    """The final answer as written (None: none found) and the rule that found it (`EXTRACTIONS`)."""
+
+    answer: str | None
+    how: str | None
+
+    @property
+    def weak(self) -> bool:
+        return self.how in WEAK_EXTRACTIONS
+
+
+_NONE = Extraction(None, None)
+
+
+def extract(response: str, choices: list[str] | None = None, finish_reason: str | None = None) -> Extraction:
+    """The final answer and how it was found (see the module doc); `Extraction(None, None)` if none."""
     if not response:
-        return None
+        return _NONE
     text = strip_invisible(response)
+    choices = [str(c) for c in choices] if choices else []
     boxes = _last_boxes(text)
-    if boxes:
-        answer = _boxed_answer(text, boxes)
-    else:
-        answer = _statement_answer(text)
-    if answer is None or is_hedge(answer):
-        return None
-    return answer
+    statement = _last_statement(text)
+    if boxes and (statement is None or boxes[-1].start >= statement.start()):
+        return _checked(_boxed_answer(text, boxes), "boxed")
+    if statement is not None:
+        answer = _statement_answer(text, statement, choices)
+        if answer is not None and (not boxes or _answer_like(answer, choices)):
+            return _checked(answer, "statement")
+        if boxes:
+            return _checked(_boxed_answer(text, boxes), "boxed")
+        return _NONE
+    whole = _whole_response(text, choices)
+    if whole is not None:
+        return _checked(whole, "whole_response")
+    if finish_reason == "length":
+        return _NONE
+    tail = text[-_TAIL_CHARS:]
+    if _DECLINE.search(tail):
+        return _NONE
+    return _final_sentence(tail, choices)
+
+
+def extract_final_answer(response: str, choices: list[str] | None = None, finish_reason: str | None = None) -> str | None:
+    """The final answer as written (delimiters and a trailing period removed), or None."""
+    return extract(response, choices, finish_reason).answer
+
+
+def _checked(answer: str | None, how: str) -> Extraction:
+    if answer is None or not answer.strip() or is_hedge(answer):
+        return _NONE
+    return Extraction(answer, how)
 
 
 def detect_issues(
@@ -70,19 +127,24 @@ def detect_issues(
     finish_reason: str | None = "stop",
     *,
     answer: str | None | object = ...,
+    extraction: str | None = None,
     health: bool = True,
 ) -> list[str]:
     """Gold-free issues of a response found by string work: `no_final_answer`, `truncated`,
-    `repetition_loop`, `language_mixing` (the last two with `health`; see `health.py`).
+    `weak_extraction` (the answer was found by a weak rule: pass `extraction`), `repetition_loop`,
+    `language_mixing` (the last two with `health`; see `health.py`).
 
     Pass `answer` when it is already extracted to skip a second scan. `unparseable` and
     `false_calculation` need sympy: the `Verifier` adds them from its worker.
     """
     if answer is ...:
-        answer = extract_final_answer(response)
+        found = extract(response, finish_reason=finish_reason)
+        answer, extraction = found.answer, found.how
     issues: list[str] = []
     if answer is None:
         issues.append("no_final_answer")
+    elif extraction in WEAK_EXTRACTIONS:
+        issues.append("weak_extraction")
     if finish_reason == "length":
         issues.append("truncated")
     if health and response:
@@ -97,8 +159,10 @@ def detect_issues(
 
 # ---------------------------------------------------------------- hedges
 
+# `A or B`, `(A)/(C)`; a bare `E / B` is a ratio (or a pair), not a hedge
 _LETTER_HEDGE = re.compile(
-    r"(?:either\s+)?[(\[]?[A-J][)\]]?\s*(?:or|/|或|或者)\s*[(\[]?[A-J][)\]]?(?:\s*(?:or|/|或)\s*[(\[]?[A-J][)\]]?)*"
+    r"(?:either\s+)?[(\[]?[A-J][)\]]?\s*(?:or|或|或者)\s*[(\[]?[A-J][)\]]?(?:\s*(?:or|/|或)\s*[(\[]?[A-J][)\]]?)*"
+    r"|[(\[][A-J][)\]]\s*/\s*[(\[][A-J][)\]](?:\s*/\s*[(\[][A-J][)\]])*"
 )
 _NUMBER_HEDGE = re.compile(r"(?:either\s+)?-?\d+(?:\.\d+)?\s+or\s+-?\d+(?:\.\d+)?|(?:maybe|perhaps|possibly|probably)\b.*", re.I | re.S)
 
@@ -229,20 +293,64 @@ def _assignment_prefix(before: str) -> str | None:
 # ---------------------------------------------------------------- statements
 
 
-def _statement_answer(text: str) -> str | None:
+def _last_statement(text: str):
     last = None
     for last in _STATEMENT.finditer(text):
         pass
-    if last is None:
-        return None
-    rest = text[last.end() : last.end() + _MAX_STATEMENT_CHARS * 2]
-    for line in rest.split("\n", _MAX_STATEMENT_LINES)[:_MAX_STATEMENT_LINES]:
+    return last
+
+
+# Words between a statement marker and its answer (`the answer is therefore choice (B)`).
+_FILLER = re.compile(
+    r"^(?:(?:therefore|thus|hence|so|then|clearly|indeed|simply|just|actually|probably|likely|also|definitely|"
+    r"that|given\s+by|as\s+follows|indeed|:|,)\s*)+",
+    re.IGNORECASE,
+)
+# Statement "answers" that are a verdict on an answer, not one (`the answer is correct`).
+_NOT_AN_ANSWER = re.compile(
+    r"^(?:not\b|correct\b|incorrect\b|right\b|wrong\b|valid\b|invalid\b|reasonable\b|consistent\b|confirmed\b|"
+    r"the\s+same\b|above\b|below\b|shown\b|given\b|boxed\b|in\s+the\s+box|as\s+(?:above|follows|shown)|"
+    r"unclear\b|unknown\b|undetermined\b|indeterminate\b|cannot\b|can't\b|none\s+of\s+the\s+(?:above|options)\b.*not)",
+    re.IGNORECASE,
+)
+_LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,2}[.)）、]|[①②③④⑤⑥⑦⑧⑨⑩]|[-*•]\s)\s*")
+
+
+def _statement_answer(text: str, marker, choices: list[str]) -> str | None:
+    rest = text[marker.end() : marker.end() + _MAX_STATEMENT_CHARS * 2]
+    lines = rest.split("\n", _MAX_STATEMENT_LINES)[:_MAX_STATEMENT_LINES]
+    for k, line in enumerate(lines):
+        item = _LIST_MARKER.match(line)
+        if item and k > 0:
+            return _list_answer(lines[k:], choices)
         answer = _clean(_first_sentence(_clean(line)))
-        if answer:
-            if len(answer) > _MAX_STATEMENT_CHARS:
-                return None
-            return _math_of_prose(answer)
+        if not answer:
+            continue
+        if len(answer) > _MAX_STATEMENT_CHARS:
+            return None
+        answer = _FILLER.sub("", answer).strip()
+        answer = _clean(answer)
+        if not answer or _NOT_AN_ANSWER.match(answer):
+            return None
+        return _span_of(answer, choices, whole_ok=True)
     return None
+
+
+def _list_answer(lines: list[str], choices: list[str]) -> str | None:
+    """`**答案**` followed by a numbered list: the answers of its items, in order (`1. 5  2. 7` -> `5, 7`)."""
+    parts = []
+    for line in lines:
+        if not line.strip():
+            continue
+        m = _LIST_MARKER.match(line)
+        if not m:
+            break
+        item = _clean(_first_sentence(_clean(line[m.end() :])))
+        part = _span_of(item, choices, whole_ok=True) if item else None
+        if part is None:
+            return None
+        parts.append(part)
+    return ", ".join(parts) if parts else None
 
 
 def _first_sentence(text: str) -> str:
@@ -265,6 +373,275 @@ def _math_of_prose(answer: str) -> str:
     return ", ".join(s for s in segments if s)
 
 
+# ---------------------------------------------------------------- answer-bearing spans
+
+_BOLD = re.compile(r"\*\*([^*\n]{1,200}?)\*\*")
+# `is X`, `are X`, `= X`, `equals X`, `是 X`, `为 X`: the last one in a sentence carries its answer
+_COPULA = re.compile(
+    r"(?:\b(?:is|are|was|were|be|equals|equal\s+to|gives|get|becomes|approximately|about|around|of)\b"
+    r"|(?<![<>!=])=(?!=)|≈|\\approx|是|为|等于|约为)\s*",
+    re.IGNORECASE,
+)
+_LEADING_ARTICLE = re.compile(r"^(?:a|an|the|exactly|only|just|about|around|approximately|roughly|nearly|option|choice)\s+", re.I)
+_NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|(?<![\w.])[-−]?\.\d+(?![\w])")
+_NUMBER_AT_START = re.compile(r"^[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*(?:%|°|\\%|\^\\circ|\^\{\\circ\}))?")
+_CJK_COPULA = re.compile(r"[\u4e00-\u9fff](?:是|为|等于|约为)\s*\S")
+_WORD = re.compile(r"[A-Za-z\u00b0\u4e00-\u9fff/^0-9{}\\]+")
+
+
+def _span_of(answer: str, choices: list[str], *, whole_ok: bool) -> str | None:
+    """The answer-bearing part of a statement's text: math inside prose, a bold span, `is X`,
+    a number with its unit, an option mentioned; the text itself when it is no prose."""
+    answer = _math_of_prose(answer)
+    if not _is_prose(answer) and not _CJK_COPULA.search(answer):
+        return answer
+    if choices:
+        from qvq_ray.verify.choices import choice_letter
+
+        if choice_letter(answer, len(choices)) is not None or _option_text_index(answer, choices) is not None:
+            return answer
+    span = _answer_span(answer, choices)
+    if span is not None:
+        return span
+    return answer if whole_ok else None
+
+
+def _is_prose(s: str) -> bool:
+    """Several words of running text (an answer like `6 yards` or `no solution` is not prose)."""
+    words = re.findall(r"[A-Za-z]{2,}", s)
+    if len(words) <= 2 and len(s) <= 40:
+        return False
+    return bool(_PROSE_WORDS.search(s)) and len(words) >= 3 or bool(re.search(r"[\u4e00-\u9fff]{4,}", s))
+
+
+def _answer_span(sentence: str, choices: list[str]) -> str | None:
+    """The answer-bearing span of one sentence of prose, or None."""
+    bolds = [b.strip() for b in _BOLD.findall(sentence) if b.strip() and not re.search(r"answer|solution", b, re.I)]
+    for bold in reversed(bolds):
+        bold = _clean(bold)
+        if bold and not _is_prose(bold):
+            return _reduce_value(bold) or bold
+    plain = sentence.replace("**", "")
+    last = None
+    for last in _COPULA.finditer(plain):
+        pass
+    if last is not None:
+        value = _LEADING_ARTICLE.sub("", plain[last.end() :].strip()).strip()
+        value = _clean(value)
+        if value:
+            if not _is_prose(value):
+                return value
+            reduced = _reduce_value(value)
+            if reduced is not None:
+                return reduced
+    numbers = {n.replace(",", "").replace("−", "-") for n in _NUMBER.findall(plain)}
+    if len(numbers) == 1:
+        m = _NUMBER.search(plain)
+        return _reduce_value(plain[m.start() :]) or m.group()
+    return None
+
+
+def _reduce_value(value: str) -> str | None:
+    """`0.11 meters.` -> `0.11 meters`, `3 bars that have ...` -> `3 bars`; None if no number leads."""
+    value = value.strip()
+    m = _NUMBER_AT_START.match(value)
+    if not m:
+        return None
+    number = m.group()
+    rest = value[m.end() :]
+    unit = _unit_after(rest)
+    return f"{number} {unit}" if unit else number
+
+
+def _unit_after(rest: str) -> str | None:
+    """A unit (or unit phrase: `square meters`, `cubic cm`, `km/h`, `米/秒`) right after a number."""
+    from qvq_ray.verify.units import unit_phrase
+
+    return unit_phrase(rest)
+
+
+def _answer_like(answer: str, choices: list[str]) -> bool:
+    """Whether a statement found after a box reads like an answer (else the box is kept)."""
+    if _NOT_AN_ANSWER.match(answer):
+        return False
+    if re.search(r"\d|\\|[A-Z]\)|\([A-Z]\)", answer) or len(answer.split()) <= 3:
+        return True
+    return bool(choices) and _option_text_index(answer, choices) is not None
+
+
+# ---------------------------------------------------------------- answer-only responses
+
+_ANSWER_FIRST_NEXT = re.compile(r"^\s*(?:\*\*)?(?:explanation|reason(?:ing)?|because|justification|rationale|solution|since)\b", re.I)
+
+
+def _bare(line: str, choices: list[str]) -> str | None:
+    """A line that is only an answer: an option letter (with or without its text), a number or
+    math without prose, an option's text, a short value; else None."""
+    s = _clean(line)
+    if not s or len(s) > 120:
+        return None
+    from qvq_ray.verify.choices import choice_letter
+
+    if choice_letter(s, len(choices) or None) is not None:
+        return s
+    if choices and _option_text_index(s, choices) is not None:
+        return s
+    if re.search(r"[.?!。？！:：]\s", s) or s.endswith((":", "：", "?", "？")):
+        return None
+    if not _is_prose(s) and (re.search(r"\d", s) or len(s.split()) <= 3) and not re.match(r"(?i)(?:step|part|solution|case)\b", s):
+        return s
+    return None
+
+
+def _whole_response(text: str, choices: list[str]) -> str | None:
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    if not lines:
+        return None
+    if len(lines) == 1:
+        return _bare(lines[0], choices)
+    first = _bare(lines[0], choices)
+    if first is None:
+        return None
+    from qvq_ray.verify.choices import choice_letter
+
+    if choice_letter(first, len(choices) or None) is not None or _ANSWER_FIRST_NEXT.match(lines[1]):
+        return first
+    return None
+
+
+# ---------------------------------------------------------------- weak rules
+
+_DECLINE = re.compile(
+    r"can(?:not|'t|\s+not)\s+(?:be\s+)?(?:determine|determined|answer|answered|provide|provided|solve|solved|confidently|"
+    r"definitively|accurately|select|choose|say|tell|see|view|access|calculate|compute|identify|give)"
+    r"|(?:not|n't)\s+(?:enough|sufficient)\s+(?:information|info|data|context|details)"
+    r"|insufficient\s+(?:information|data|context|details)|please\s+provide|unable\s+to|impossible\s+to\s+(?:determine|tell|say|answer)"
+    r"|(?:not|n't)\s+possible\s+to\s+(?:determine|answer|tell|say|solve)|(?:do|does|did)\s+(?:not|n't)\s+(?:provide|include|contain|give|show)"
+    r"|(?:is|are|was|were)\s+not\s+(?:provided|given|included|shown|visible|available)|I'm\s+sorry|I\s+apologi[sz]e"
+    r"|without\s+(?:the|an|any|more|additional|further|seeing)\s+(?:image|figure|picture|diagram|graph|information|data|context|details|visual|table)"
+    r"|need\s+(?:more|additional|further)\s+(?:information|details|context)|无法|不能确定",
+    re.IGNORECASE,
+)
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？])\s+|\n+")
+_FLUFF = re.compile(r"(?i)^(?:I\s+hope|hope\s+this|let\s+me\s+know|feel\s+free|if\s+you\s+have|please\s+let)")
+
+
+def _final_sentence(tail: str, choices: list[str]) -> Extraction:
+    lines = [line for line in tail.rstrip().split("\n") if line.strip()]
+    if not lines:
+        return _NONE
+    last_line = lines[-1]
+    bare = _bare(last_line, choices)
+    if bare is not None and len(lines) > 1:
+        return _checked(bare, "final_sentence")
+    sentences = [s.strip() for s in _SENTENCE_SPLIT.split("\n".join(lines[-6:])) if s.strip()]
+    while sentences and _FLUFF.match(sentences[-1]):
+        sentences.pop()
+    if not sentences or not _terminated(sentences[-1]):
+        return _NONE
+    for sentence in reversed(sentences[-2:]):
+        span = _answer_span(_strip_markup(sentence), choices)
+        if span is not None and not _NOT_AN_ANSWER.match(span):
+            if choices:
+                mention = _choice_mention(span, choices)
+                if mention is not None:
+                    return _checked(mention, "final_sentence")
+                if not re.search(r"\d", span):
+                    span = None
+            if span is not None:
+                return _checked(span, "final_sentence")
+        if choices:
+            mention = _choice_mention(sentence, choices)
+            if mention is not None:
+                return _checked(mention, "choice_mention")
+            if mention is None and _mentions(sentence, choices):
+                return _NONE  # two options named: a hedge
+    return _NONE
+
+
+def _terminated(sentence: str) -> bool:
+    s = sentence.rstrip(" *$)]}\\")
+    return s.endswith((".", "!", "。", "！")) or sentence.rstrip().endswith(("$", "**", "\\]", "\\)"))
+
+
+def _strip_markup(sentence: str) -> str:
+    return re.sub(r"^\s*(?:[-*•]|\d{1,2}[.)])\s+", "", sentence).strip()
+
+
+# ---------------------------------------------------------------- options mentioned
+
+_LETTER_MENTION = re.compile(
+    r"(?:\b(?:option|choice|letter|answer)\s*[:：]?\s*\(?([A-J])\)?(?![A-Za-z])"
+    r"|\(([A-J])\)"
+    r"|(?<![A-Za-z(])([A-J])\)"
+    r"|(?:^|\s)([A-J])[.:](?:\s|$)"
+    r"|\b(?:is|选)\s*([A-J])\s*[.。]?\s*$"
+    r"|^\s*([A-J])\s*$)",
+)
+
+
+def _mentions(sentence: str, choices: list[str]) -> set[int]:
+    """Indices of the options a sentence names: by letter, by text, or by value."""
+    from qvq_ray.verify.choices import LETTERS
+
+    found: set[int] = set()
+    n = len(choices)
+    for m in _LETTER_MENTION.finditer(sentence):
+        letter = next(g for g in m.groups() if g)
+        k = LETTERS.index(letter)
+        if k < n:
+            found.add(k)
+    found |= _option_texts_in(sentence, choices)
+    return found
+
+
+def _choice_mention(sentence: str, choices: list[str]) -> str | None:
+    """The one option a sentence names (its letter, or its text), or None (none, or several)."""
+    from qvq_ray.verify.choices import LETTERS
+
+    found = _mentions(sentence, choices)
+    if len(found) != 1:
+        return None
+    k = found.pop()
+    return LETTERS[k]
+
+
+def _option_key(option: str) -> str:
+    s = option.replace("$", "")
+    s = re.sub(r"\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}", r"\1", s)
+    s = s.replace("\\circ", "°").replace("^°", "°").replace("^{°}", "°").replace("~", " ").replace("\\,", " ")
+    return re.sub(r"\s+", " ", s).strip().casefold()
+
+
+def _option_text_index(text: str, choices: list[str]) -> int | None:
+    key = _option_key(text).rstrip(".")
+    hits = [k for k, c in enumerate(choices) if _option_key(c).rstrip(".") == key and key]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _option_texts_in(sentence: str, choices: list[str]) -> set[int]:
+    """Options whose text (2+ characters) or numeric value appears in the sentence as whole words;
+    a text inside a longer matched text does not count (`quarter` inside `quarter past`)."""
+    s = _option_key(sentence)
+    spans: list[tuple[int, int, int]] = []
+    for k, option in enumerate(choices):
+        key = _option_key(option).rstrip(".")
+        if len(key) < 2 and not key.isdigit():
+            continue
+        for m in re.finditer(r"(?<![\w.])" + re.escape(key) + r"(?![\w])", s):
+            spans.append((m.start(), m.end(), k))
+        number = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*(?:°|%|[a-z]{1,3}(?:\^?\{?\d\}?)?)?", key)
+        if number and number.group(1) != key:
+            for m in re.finditer(r"(?<![\w.])" + re.escape(number.group(1)) + r"(?![\w.]|\.\d)", s):
+                spans.append((m.start(), m.end(), k))
+    found = set()
+    for a, b, k in spans:
+        if any((a2 <= a and b <= b2) and (b2 - a2) > (b - a) and k2 != k for a2, b2, k2 in spans):
+            continue
+        found.add(k)
+    return found
+
+
 # ---------------------------------------------------------------- cleaning
 
 _MAX_CLEAN_PASSES = 8
@@ -275,7 +652,9 @@ def _clean(text: str) -> str:
     """Strip delimiters around an answer: whitespace, `$`, `\\[ \\]`, `\\( \\)`, `**`, `:`, a final period."""
     for _ in range(_MAX_CLEAN_PASSES):  # bounded: `$$$$...` must not cost a pass per layer
         prev = text
-        text = text.strip().lstrip("*:：").strip()
+        text = text.strip().lstrip(":：").strip()
+        if text.startswith("**") or text.endswith("**"):
+            text = text.strip("*").strip()  # `**32**.` -> `32` (the period goes next pass)
         for left, right in _WRAPPERS:
             if text.startswith(left) and text.endswith(right) and len(text) >= len(left) + len(right):
                 text = text[len(left) : len(text) - len(right)]

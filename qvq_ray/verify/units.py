@@ -65,7 +65,68 @@ _UNITS: dict[str, str] = {
     "u": "atomic_mass_unit", "amu": "atomic_mass_unit", "Da": "atomic_mass_unit",
     "\\AA": "angstrom", "\\mathring{A}": "angstrom", "angstrom": "angstrom",
     "c": "speed_of_light",
+    "cc": "milliliter", "yd": "yard", "yard": "yard", "yards": "yard",
+    "centimeter": "centimeter", "centimeters": "centimeter", "centimetre": "centimeter", "centimetres": "centimeter",
+    "millimeter": "millimeter", "millimeters": "millimeter", "millimetre": "millimeter", "millimetres": "millimeter",
+    "kilometer": "kilometer", "kilometers": "kilometer", "kilometre": "kilometer", "kilometres": "kilometer",
+    "milligram": "milligram", "milligrams": "milligram", "milliliter": "milliliter", "milliliters": "milliliter",
+    "millilitre": "milliliter", "millilitres": "milliliter", "ms": "millisecond",
 }
+# Unit names in words or Chinese -> the tokens above (applied to a unit text before tokenising)
+_CJK_UNITS = (
+    ("平方千米", "km^{2}"), ("平方公里", "km^{2}"), ("平方厘米", "cm^{2}"), ("平方毫米", "mm^{2}"), ("平方米", "m^{2}"),
+    ("立方厘米", "cm^{3}"), ("立方米", "m^{3}"), ("千米", "km"), ("公里", "km"), ("厘米", "cm"), ("毫米", "mm"),
+    ("纳米", "nm"), ("微米", "\\mu m"), ("米", "m"), ("千克", "kg"), ("公斤", "kg"), ("毫克", "mg"), ("克", "g"),
+    ("小时", "h"), ("分钟", "min"), ("毫秒", "ms"), ("秒", "s"), ("牛顿", "N"), ("牛", "N"), ("千焦", "kJ"),
+    ("焦耳", "J"), ("焦", "J"), ("千瓦", "kW"), ("瓦特", "W"), ("瓦", "W"), ("伏特", "V"), ("伏", "V"),
+    ("毫安", "mA"), ("安培", "A"), ("安", "A"), ("欧姆", "\\Omega"), ("欧", "\\Omega"), ("库仑", "C"),
+    ("特斯拉", "T"), ("赫兹", "Hz"), ("帕斯卡", "Pa"), ("千帕", "kPa"), ("帕", "Pa"), ("毫升", "mL"), ("升", "L"),
+    ("摩尔", "mol"), ("开尔文", "K"), ("电子伏特", "eV"), ("电子伏", "eV"), ("每", "/"),
+)
+_CJK_UNIT_RE = re.compile("|".join(re.escape(k) for k, _ in _CJK_UNITS))
+_CJK_UNIT_MAP = dict(_CJK_UNITS)
+_UNIT_WORDS = (
+    (re.compile(r"\b(?:square|sq\.?)\s+([A-Za-z]+)\b"), r"\1^{2}"),
+    (re.compile(r"\b(?:cubic|cu\.?)\s+([A-Za-z]+)\b"), r"\1^{3}"),
+    (re.compile(r"\b([A-Za-z]+)\s+squared\b"), r"\1^{2}"),
+    (re.compile(r"\b([A-Za-z]+)\s+cubed\b"), r"\1^{3}"),
+    (re.compile(r"\s+per\s+"), "/"),
+)
+
+
+def unit_words(text: str) -> str:
+    """`square meters` -> `meters^{2}`, `cubic cm` -> `cm^{3}`, `km per hour` -> `km/hour`, `米/秒` -> `m/s`."""
+    s = text
+    if not s.isascii():
+        s = _CJK_UNIT_RE.sub(lambda m: " " + _CJK_UNIT_MAP[m.group()] + " ", s).strip()
+        s = re.sub(r"\s*/\s*", "/", s)
+    for pattern, repl in _UNIT_WORDS:
+        s = pattern.sub(repl, s)
+    return s
+
+
+_PHRASE_TOKEN = re.compile(r"\s*(?:[A-Za-z\u4e00-\u9fff]+|\\mu\s*[A-Za-z]+|\\Omega|/|\^\s*\{?-?\d\}?|\.)")
+
+
+def unit_phrase(rest: str) -> str | None:
+    """The unit right after a number in prose (`meters.`, `square meters that ...`, `km/h`, `米/秒`),
+    the longest run of up to 4 tokens that reads as a unit; None when the next word is no unit."""
+    tokens: list[str] = []
+    pos = 0
+    while len(tokens) < 6:
+        m = _PHRASE_TOKEN.match(rest, pos)
+        if not m or m.end() == pos:
+            break
+        tok = m.group()
+        if tok.strip() == ".":
+            break
+        tokens.append(tok)
+        pos = m.end()
+    for k in range(len(tokens), 0, -1):
+        phrase = "".join(tokens[:k]).strip()
+        if phrase and phrase[-1] != "/" and parse_unit_tokens(phrase) is not None:
+            return phrase
+    return None
 # units that take SI prefixes (km, mg, \mu s, kN, MeV, mL, ...)
 _PREFIXABLE = {"m", "g", "s", "N", "J", "W", "V", "A", "\\Omega", "C", "F", "T", "Hz", "Pa", "eV", "L", "l", "mol", "K", "H", "Wb", "S", "Bq", "bar"}
 _PREFIXES = {
@@ -184,7 +245,7 @@ def parse_unit_tokens(text: str) -> list[tuple[str, int]] | None:
     Accepts products (space, `\\cdot`, `*`, `.`), one or more `/`, powers `^2` / `^{-1}`,
     and `\\text{}` / `\\mathrm{}` wrappers around any part.
     """
-    s = _unwrap(text)
+    s = unit_words(_unwrap(text))
     if not s or len(s) > 60:
         return None
     s = s.replace("\\cdot", " ").replace("*", " ").replace("\\times", " ")

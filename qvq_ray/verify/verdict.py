@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 # Issues a verdict can carry; the solver re-samples on the ones its policy names. All are gold-free
@@ -14,11 +16,22 @@ ISSUES = (
     "false_calculation",
     "unparseable",
     "timeout",
+    "weak_extraction",
 )
+# How the answer was found (`qvq_ray.verify.extract`): the first two are explicit final answers, the
+# last two weak rules (an answer read from the last sentence, or the one option it mentions) that
+# add the issue `weak_extraction`, so a policy may re-sample on them (off by default).
+Extraction = Literal["boxed", "statement", "final_sentence", "whole_response", "choice_mention"]
 
 
 class Verdict(BaseModel):
     answer: str | None = Field(None, description="Final answer as the model wrote it (None: none found).")
+    extraction: Extraction | None = Field(
+        None,
+        description="How the answer was found: boxed, statement (a final-answer statement), whole_response "
+        "(the response is the answer, or starts with it), final_sentence or choice_mention (weak: read "
+        "from the last sentences; the issue 'weak_extraction'); None when there is no answer.",
+    )
     canonical: str | None = Field(None, description="Normalised answer, for grouping equivalent answers.")
     correct: bool | None = Field(None, description="Against gold; None when no gold was given.")
     issues: list[str] = Field(

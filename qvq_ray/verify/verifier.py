@@ -25,30 +25,31 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from qvq_ray.config import VerifierConfig
 from qvq_ray.verify.calculation import find_claims
 from qvq_ray.verify.equivalence import NeedsSympy, Options, answer_parses, canonical_form, quick_equivalent
-from qvq_ray.verify.extract import detect_issues, extract_final_answer
+from qvq_ray.verify.extract import detect_issues, extract
 from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
+from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verdict import Verdict
+from qvq_ray.verify.voting import VoteResult, cluster_vote
 
 logger = logging.getLogger(__name__)
 
 CHECKS_FN = "qvq_ray.verify.worker.run_checks"
-EQUIVALENCE_FN = "qvq_ray.verify.equivalence.answers_equivalent"  # kept for callers of the pool directly
 _MIN_CALL_S = 0.05
 
 
 class Verifier:
     """Checks responses; owns a `VerifyPool` sized by `VerifierConfig` (or shares one passed in).
 
-    Safe to call from any thread and from any event loop: nothing here relies on signals.
-    Problem fields (`choices`, `unit`, `tolerance`, `answer_type`, `precision`) are optional
-    keyword arguments of every check; `problem=` takes them (and the gold) from a `Problem`
-    or a mapping with those keys (see `problem_fields`).
+    Safe to call from any thread and from any event loop: nothing here relies on signals. What a
+    correct answer looks like comes as an `AnswerSpec` (choices, unit, tolerance, answer type,
+    precision, alternatives); the gold value comes apart, as `gold=`, so a gold-free check cannot
+    read it by accident.
     """
 
     def __init__(self, config: VerifierConfig | None = None, *, pool: VerifyPool | None = None) -> None:
@@ -60,44 +61,41 @@ class Verifier:
 
     # -- checks
 
-    async def check(self, response: str, **keywords: Any) -> Verdict:
-        """`check_sync` (same keywords) on the pool's own threads, never on the event loop.
+    async def check(
+        self,
+        response: str,
+        spec: AnswerSpec | None = None,
+        *,
+        gold: str | None = None,
+        finish_reason: str | None = "stop",
+        timeout_s: float | None = None,
+    ) -> Verdict:
+        """`check_sync` on the pool's own threads, never on the event loop.
 
         `correct` is judged only when `gold` is given (see module doc).
         """
-        return await self.pool.run_blocking(functools.partial(self.check_sync, response, **keywords))
+        return await self.pool.run_blocking(
+            functools.partial(self.check_sync, response, spec, gold=gold, finish_reason=finish_reason, timeout_s=timeout_s)
+        )
 
     def check_sync(
         self,
         response: str,
+        spec: AnswerSpec | None = None,
         *,
         gold: str | None = None,
-        choices: list[str] | None = None,
         finish_reason: str | None = "stop",
         timeout_s: float | None = None,
-        unit: str | None = None,
-        tolerance: Any = None,
-        answer_type: str | None = None,
-        precision: int | None = None,
-        problem: Any = None,
     ) -> Verdict:
         """`check` for synchronous callers (blocks the calling thread, any thread)."""
         start = time.perf_counter()
+        spec = spec or AnswerSpec()
         budget = float(timeout_s if timeout_s is not None else self.config.timeout_s)
-        alternatives: list[str] = []
-        if problem is not None:
-            fields = problem_fields(problem)
-            alternatives = fields["alternatives"] if gold is None else []
-            gold = gold if gold is not None else fields["gold"]
-            choices = choices if choices is not None else fields["choices"]
-            unit = unit if unit is not None else fields["unit"]
-            tolerance = tolerance if tolerance is not None else fields["tolerance"]
-            answer_type = answer_type if answer_type is not None else fields["answer_type"]
-            precision = precision if precision is not None else fields["precision"]
         response = response or ""
-        options = self._options(choices, unit, tolerance, answer_type, precision)
-        answer = extract_final_answer(response)
-        issues = detect_issues(response, finish_reason, answer=answer, health=self.config.health_checks)
+        options = self._options(spec)
+        found = extract(response, options.choices, finish_reason)
+        answer = found.answer
+        issues = detect_issues(response, finish_reason, answer=answer, extraction=found.how, health=self.config.health_checks)
         canonical = canonical_form(answer, options.choices) if answer is not None else None
         has_gold = _has_gold(gold)
 
@@ -138,11 +136,12 @@ class Verifier:
                 false_claims = list(result.get("false_claims") or [])
                 if result.get("timed_out"):
                     _add(issues, "timeout")
-        if correct is False and answer is not None and alternatives:  # MMMU: several accepted answers
-            for alternative in alternatives:
-                if self.compare_sync(answer, alternative, timeout_s=max(budget - (time.perf_counter() - start), _MIN_CALL_S),
-                                     choices=options.choices or None, unit=unit, tolerance=tolerance,
-                                     answer_type=answer_type, precision=precision):
+        if correct is False and answer is not None and has_gold:  # MMMU: several accepted answers
+            for alternative in spec.alternatives:
+                if str(alternative) == str(gold):
+                    continue
+                remaining = max(budget - (time.perf_counter() - start), _MIN_CALL_S)
+                if self.compare_sync(answer, alternative, spec, timeout_s=remaining):
                     correct = True
                     break
         if parse_ok is False:
@@ -151,6 +150,7 @@ class Verifier:
             _add(issues, "false_calculation")
         return Verdict(
             answer=answer,
+            extraction=found.how,
             canonical=canonical,
             correct=correct,
             issues=issues,
@@ -174,35 +174,20 @@ class Verifier:
             _add(issues, issue)
         return None
 
-    async def equivalent(self, a: str, b: str, *, timeout_s: float | None = None, **problem: Any) -> bool:
-        """Whether answer `a` matches `b` (gold, or another answer when clustering); False when not
-        judged (timeout, failure). Problem fields: choices, unit, tolerance, answer_type, precision."""
-        return await self.pool.run_blocking(functools.partial(self.equivalent_sync, a, b, timeout_s=timeout_s, **problem))
-
-    def equivalent_sync(self, a: str, b: str, *, timeout_s: float | None = None, **problem: Any) -> bool:
-        """`equivalent` for synchronous callers."""
-        return bool(self.compare_sync(a, b, timeout_s=timeout_s, **problem))
-
-    async def compare(self, answer: str, gold: str, *, timeout_s: float | None = None, **problem: Any) -> bool | None:
-        """Like `equivalent`, but None when the comparison could not be judged (timeout, too large)."""
-        return await self.pool.run_blocking(functools.partial(self.compare_sync, answer, gold, timeout_s=timeout_s, **problem))
+    async def compare(
+        self, answer: str, gold: str, spec: AnswerSpec | None = None, *, timeout_s: float | None = None
+    ) -> bool | None:
+        """Whether `answer` matches `gold` (or another answer); None when it could not be judged
+        (timeout, a value too large to compare, a worker failure): "not judged" is not "wrong"."""
+        return await self.pool.run_blocking(functools.partial(self.compare_sync, answer, gold, spec, timeout_s=timeout_s))
 
     def compare_sync(
-        self,
-        answer: str,
-        gold: str,
-        *,
-        timeout_s: float | None = None,
-        choices: list[str] | None = None,
-        unit: str | None = None,
-        tolerance: Any = None,
-        answer_type: str | None = None,
-        precision: int | None = None,
+        self, answer: str, gold: str, spec: AnswerSpec | None = None, *, timeout_s: float | None = None
     ) -> bool | None:
         """`compare` for synchronous callers."""
         if answer is None or not _has_gold(gold):
             return False
-        options = self._options(choices, unit, tolerance, answer_type, precision)
+        options = self._options(spec or AnswerSpec())
         quick = quick_equivalent(answer, gold, None, options.as_dict())
         if quick is not None:
             return quick
@@ -220,53 +205,51 @@ class Verifier:
             return None
         return result["correct"]
 
+    async def same_answer(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
+        """For clustering votes: two answers are one cluster only when judged equivalent (a
+        comparison that could not be judged keeps them apart)."""
+        return bool(await self.compare(a, b, spec))
+
+    def same_answer_sync(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
+        """`same_answer` for synchronous callers."""
+        return bool(self.compare_sync(a, b, spec))
+
     def check_many(
         self,
-        items: Iterable[tuple[str, Any]],
+        items: Iterable[tuple[str, str | None, AnswerSpec | None]],
         *,
         finish_reasons: Iterable[str | None] | None = None,
         timeout_s: float | None = None,
     ) -> list[Verdict]:
-        """Verdicts for many (response, problem) pairs, in order, using every worker at once.
-
-        `problem` may be a `Problem`, a mapping (see `problem_fields`), a gold string, or None.
-        """
-        pairs = list(items)
-        reasons = list(finish_reasons) if finish_reasons is not None else ["stop"] * len(pairs)
-        if len(reasons) != len(pairs):
+        """Verdicts for many (response, gold, spec) triples, in order, using every worker at once."""
+        triples = list(items)
+        reasons = list(finish_reasons) if finish_reasons is not None else ["stop"] * len(triples)
+        if len(reasons) != len(triples):
             raise ValueError("finish_reasons must have one entry per item")
 
         def one(k: int) -> Verdict:
-            response, problem = pairs[k]
-            if problem is None or isinstance(problem, str):
-                return self.check_sync(response, gold=problem, finish_reason=reasons[k], timeout_s=timeout_s)
-            return self.check_sync(response, problem=problem, finish_reason=reasons[k], timeout_s=timeout_s)
+            response, gold, spec = triples[k]
+            return self.check_sync(response, spec, gold=gold, finish_reason=reasons[k], timeout_s=timeout_s)
 
-        if len(pairs) <= 1:
-            return [one(k) for k in range(len(pairs))]
+        if len(triples) <= 1:
+            return [one(k) for k in range(len(triples))]
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.pool.workers, thread_name_prefix="qvq-verify-batch") as ex:
-            return list(ex.map(one, range(len(pairs))))
+            return list(ex.map(one, range(len(triples))))
 
-    async def acheck_many(self, items: Iterable[tuple[str, Any]], **kwargs: Any) -> list[Verdict]:
-        """`check_many` without blocking the event loop."""
-        return await self.pool.run_blocking(functools.partial(self.check_many, list(items), **kwargs))
+    def vote(self, verdicts: Iterable[Verdict], spec: AnswerSpec | None = None, **kwargs: Any) -> VoteResult:
+        """Self-consistency over verdicts, clustering with this verifier's `same_answer`."""
+        return cluster_vote(verdicts, functools.partial(self.same_answer_sync, spec=spec), **kwargs)
 
-    def vote(self, verdicts: Iterable[Verdict], **kwargs: Any):
-        """Self-consistency over verdicts, clustering with this verifier's equivalence (see `vote.vote`)."""
-        from qvq_ray.verify.voting import vote
-
-        return vote(verdicts, equivalent=self.equivalent_sync, **kwargs)
-
-    def _options(self, choices, unit, tolerance, answer_type, precision) -> Options:
+    def _options(self, spec: AnswerSpec) -> Options:
         return Options.build(
             {
-                "unit": unit,
-                "tolerance": tolerance,
-                "answer_type": answer_type,
-                "precision": precision,
+                "unit": spec.unit,
+                "tolerance": spec.tolerance,
+                "answer_type": spec.answer_type,
+                "precision": spec.precision,
                 "missing_unit": self.config.missing_unit,
             },
-            list(choices) if choices else [],
+            spec.choices,
         )
 
     # -- lifecycle
@@ -281,57 +264,6 @@ class Verifier:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def problem_fields(problem: Any) -> dict[str, Any]:
-    """gold, choices, unit, tolerance, answer_type, precision and alternatives of a `Problem` or a
-    mapping (e.g. the JSON of a solve row's `problem` column).
-
-    Native fields the dataset adapters keep in `meta` count too: OlympiadBench's per-answer
-    tolerances (`tolerances`, or the raw `error` string) and units (`units`), MathVista's
-    `precision`, MMMU's several accepted answers (`answers`, as `alternatives`).
-    """
-    if isinstance(problem, Mapping):
-        get = problem.get
-        meta = problem.get("meta") or {}
-    else:
-        def get(key, default=None):
-            return getattr(problem, key, default)
-
-        meta = getattr(problem, "meta", None) or {}
-    if isinstance(meta, str):
-        import json
-
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            meta = {}
-    if not isinstance(meta, Mapping):
-        meta = {}
-    tolerance = get("tolerance")
-    if tolerance is None:
-        tolerance = meta.get("tolerances") if meta.get("tolerances") is not None else meta.get("error")
-    unit = get("unit")
-    if unit is None and isinstance(meta.get("units"), list):
-        unit = ",".join(str(u or "") for u in meta["units"])
-    precision = get("precision")
-    if precision is None:
-        precision = meta.get("precision")
-    gold = get("answer")
-    if gold is None:
-        gold = get("gold")
-    if isinstance(gold, (list, tuple)):
-        gold = ", ".join(str(g) for g in gold)
-    alternatives = [str(a) for a in (meta.get("answers") or []) if str(a) != str(gold)]
-    return {
-        "gold": gold,
-        "choices": list(get("choices") or []) or None,
-        "unit": unit,
-        "tolerance": tolerance,
-        "answer_type": get("answer_type"),
-        "precision": precision,
-        "alternatives": alternatives,
-    }
 
 
 def _has_gold(gold: str | None) -> bool:
@@ -373,21 +305,22 @@ def check(
 ) -> Verdict:
     """Verify one response with a process-global Verifier (scripts, notebooks, the CLI, any thread).
 
-    Synchronous: inside an event loop, use `await Verifier.check(...)` instead.
+    The answer-spec fields are plain keywords here, for the hand-typed call. Synchronous: inside an
+    event loop, use `await Verifier.check(...)` instead.
     """
-    return default_verifier().check_sync(
-        response,
-        gold=gold,
-        choices=choices,
-        finish_reason=finish_reason,
-        timeout_s=timeout_s,
-        unit=unit,
-        tolerance=tolerance,
-        answer_type=answer_type,
-        precision=precision,
+    spec = AnswerSpec(
+        choices=list(choices or []), answer_type=answer_type, unit=unit, tolerance=tolerance, precision=precision
     )
+    return default_verifier().check_sync(response, spec, gold=gold, finish_reason=finish_reason, timeout_s=timeout_s)
 
 
-def check_many(items: Iterable[tuple[str, Any]], *, timeout_s: float = 5.0, **kwargs: Any) -> list[Verdict]:
-    """The batch form of `check`: verdicts for (response, problem) pairs, in order."""
+def check_many(
+    items: Iterable[tuple[str, str | None, AnswerSpec | None]], *, timeout_s: float = 5.0, **kwargs: Any
+) -> list[Verdict]:
+    """The batch form of `check`: verdicts for (response, gold, spec) triples, in order."""
     return default_verifier().check_many(items, timeout_s=timeout_s, **kwargs)
+
+
+def vote(verdicts: Iterable[Verdict], spec: AnswerSpec | None = None, **kwargs: Any) -> VoteResult:
+    """Self-consistency over verdicts with the process-global Verifier (see `voting.cluster_vote`)."""
+    return default_verifier().vote(verdicts, spec, **kwargs)

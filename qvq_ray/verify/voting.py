@@ -90,21 +90,17 @@ class AnswerClusters:
         return sum(len(c.members) for c in self.clusters)
 
 
-def vote(
+def cluster_vote(
     verdicts: Iterable[Verdict],
+    equivalent: Callable[[str, str], bool],
     *,
-    equivalent: Callable[[str, str], bool] | None = None,
     disqualifying: Iterable[str] = DISQUALIFYING,
 ) -> VoteResult:
-    """Cluster the verdicts' answers by equivalence and return the winner and its share.
+    """Cluster the verdicts' answers by `equivalent(a, b)` and return the winner and its share.
 
-    `equivalent(a, b)` defaults to the process-global verifier's equivalence (a worker call only
-    when string rules cannot decide).
+    The comparer is passed in (a `Verifier`'s, see `Verifier.vote` and `verify.vote`): this module
+    sits below the verifier and never imports it.
     """
-    if equivalent is None:
-        from qvq_ray.verify.verifier import default_verifier
-
-        equivalent = default_verifier().equivalent_sync
     items = list(verdicts)
     bad = set(disqualifying)
     clusters = AnswerClusters()

@@ -1,0 +1,133 @@
+"""Row schemas come from the records: every field of a Solution survives Parquet, `None` scores
+stay None, and every batch stage keeps the error-row rule (one output row per input row)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from qvq_ray.arrow_rows import arrow_schema
+from qvq_ray.config import QvqConfig, SamplingConfig
+from qvq_ray.problem import (
+    Attempt,
+    ImageRef,
+    Problem,
+    Solution,
+    error_row,
+    input_schema,
+    problem_from_row,
+    problem_schema,
+    problem_to_row,
+    solution_from_row,
+    solution_schema,
+    solution_to_row,
+)
+from qvq_ray.verify.spec import AnswerSpec
+from qvq_ray.verify.verdict import Verdict
+
+
+def _every_field_set() -> tuple[Solution, Problem]:
+    problem = Problem(
+        id="p1",
+        question="How far? <image1>",
+        images=[ImageRef(path="a.png")],
+        answer="2.47",
+        spec=AnswerSpec(choices=["1 m", "2.47 m"], answer_type="float", unit="m", tolerance=[0.01], precision=2,
+                        alternatives=["247 cm"]),
+        source="bench",
+        subject="physics",
+        language="en",
+        meta={"level": 3, "nested": {"k": [1, 2]}},
+    )
+    wrong = Verdict(answer="34", canonical="34", correct=False, issues=["false_calculation"],
+                    false_claims=["97-73 = 34"], elapsed_s=0.25)
+    right = Verdict(answer="2.47 m", canonical="2.47", correct=True, issues=[], false_claims=[], elapsed_s=0.5)
+    attempts = [
+        Attempt(text="97-73=34 so \\boxed{34}", sampling=SamplingConfig(temperature=0.7, seed=3, stop=["</s>"], top_k=5),
+                prompt_tokens=11, completion_tokens=22, latency_s=1.5, finish_reason="abort", verdict=wrong,
+                cut_off=True, tokens_saved=100),
+        Attempt(text="\\boxed{2.47 m}", sampling=SamplingConfig(max_tokens=64), prompt_tokens=11, completion_tokens=5,
+                latency_s=0.5, finish_reason="stop", verdict=right),
+    ]
+    solution = Solution(id="p1", answer="2.47 m", verdict=right, confidence=0.5, mode="oracle", chosen_attempt=1,
+                        attempts=attempts, prompt_tokens=22, completion_tokens=27, tokens_saved=100, latency_s=2.0,
+                        error="engine failed on attempt 3: boom")
+    return solution, problem
+
+
+def test_a_solution_round_trips_through_parquet_with_every_field(tmp_path):
+    solution, problem = _every_field_set()
+    unset = [name for name, value in solution if value == Solution.model_fields[name].default]
+    assert unset == [], f"the fixture should set every field: {unset}"
+    table = pa.Table.from_pylist([solution_to_row(solution, problem)], schema=solution_schema())
+    pq.write_table(table, tmp_path / "part.parquet")
+    (row,) = pq.read_table(tmp_path / "part.parquet").to_pylist()
+    assert solution_from_row(row) == solution
+    assert row["false_claims"] == []  # flat columns: the chosen verdict's (attempt 1 made no false claim)
+    assert row["attempts"][0]["verdict"]["false_claims"] == ["97-73 = 34"]  # which claim was false, kept
+    assert row["attempts"][0]["sampling"]["seed"] == 3
+    wrong_chosen = solution.model_copy(update={"chosen_attempt": 0, "verdict": solution.attempts[0].verdict})
+    flat = solution_to_row(wrong_chosen, problem)
+    assert flat["issues"] == ["false_calculation"] and flat["false_claims"] == ["97-73 = 34"]
+
+
+def test_a_problem_round_trips_through_its_row_and_parquet(tmp_path):
+    _, problem = _every_field_set()
+    table = pa.Table.from_pylist([problem_to_row(problem)], schema=problem_schema())
+    pq.write_table(table, tmp_path / "p.parquet")
+    assert problem_from_row(pq.read_table(tmp_path / "p.parquet").to_pylist()[0]) == problem
+
+
+def test_schemas_follow_the_records():
+    """A field added to a record is a column at once: the verdict struct has every Verdict field."""
+    attempt_type = solution_schema().field("attempts").type.value_type
+    verdict_type = attempt_type.field("verdict").type
+    assert [verdict_type.field(i).name for i in range(verdict_type.num_fields)] == list(Verdict.model_fields)
+    assert input_schema().names == [*problem_schema().names, "error"]
+    assert arrow_schema(AnswerSpec).field("tolerance").type == pa.list_(pa.float64())
+
+
+def test_all_null_blocks_concatenate():
+    """Blocks whose optional columns are all null still share one schema."""
+    empty = pa.Table.from_pylist([error_row("x", "bad input row: no question")], schema=solution_schema())
+    solution, problem = _every_field_set()
+    full = pa.Table.from_pylist([solution_to_row(solution, problem)], schema=solution_schema())
+    assert pa.concat_tables([empty, full]).num_rows == 2
+
+
+# ---------------------------------------------------------------- the stage base class
+
+
+
+@pytest.fixture()
+def stage():
+    from qvq_ray.batch.stages import RowStage
+
+    class Halving(RowStage):
+        failure_label = "halving failed"
+
+        def output_schema(self):
+            return pa.schema([("id", pa.string()), ("value", pa.int64()), ("error", pa.string())])
+
+        async def process(self, row):
+            if row["value"] % 2:
+                raise ValueError(f"{row['value']} is odd")
+            return {**row, "value": row["value"] // 2}
+
+    return Halving(QvqConfig().model_dump_json())
+
+
+def test_the_stage_base_class_owns_the_error_row_rule(stage):
+    rows = [
+        {"id": "a", "value": 4, "error": None},
+        {"id": "b", "value": 3, "error": None},
+        {"id": "c", "value": 8, "error": "bad input row: earlier failure"},
+    ]
+    out = asyncio.run(stage(pa.Table.from_pylist(rows, schema=stage.output_schema()))).to_pylist()
+    assert [r["id"] for r in out] == ["a", "b", "c"]  # one output row per input row, in order
+    assert out[0] == {"id": "a", "value": 2, "error": None}
+    assert out[1]["error"] == "halving failed: ValueError: 3 is odd" and out[1]["value"] == 3
+    assert out[2] == rows[2]  # an error row passes through untouched

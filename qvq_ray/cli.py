@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument(
         "--format", help="Force the input format: problems, mathvision, mathvista, mmmu, olympiadbench, vlmevalkit."
     )
-    solve.add_argument("--address", help="Join an existing Ray cluster instead of starting a local one.")
+    solve.add_argument("--address", help="Join this Ray cluster ('auto', host:port, ray://...); without it a new local cluster is started, never one found by accident.")
     solve.add_argument("--num-cpus", type=int, help="CPUs of the local cluster started for the run.")
     solve.add_argument("--replicas", type=int, help="Engine replicas (actors) in the solve stage.")
     solve.add_argument("--max-attempts", type=int, help="Most attempts per problem.")
@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="Run a Serve config file (e.g. serve_configs/tiny-cpu.yaml).")
     serve.add_argument("config_file")
-    serve.add_argument("--address", help="Join an existing Ray cluster.")
+    serve.add_argument("--address", help="Join this Ray cluster ('auto', host:port, ray://...); without it a new local cluster is started.")
     serve.add_argument("--no-block", action="store_true", help="Deploy and return instead of serving until Ctrl-C.")
     serve.set_defaults(func=cmd_serve)
 

@@ -27,9 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from qvq_ray.config import QWEN2VL_FACTOR, ImageLimits  # noqa: F401  (ImageLimits re-exported)
 from qvq_ray.problem import ImageRef
 
-if TYPE_CHECKING:  # PIL is imported lazily: the verifier and `--help` never need it.
-    from PIL.Image import Image as PILImage
-
+if TYPE_CHECKING:  # for annotations only (PIL and the config are imported where used)
     from qvq_ray.config import ModelConfig
 
 MiB = 1024 * 1024
@@ -106,16 +104,6 @@ def load_image_bytes(
     if decoded is not None:
         return decoded
     return _read_file(text, base_dir, limits)
-
-
-def load_images(
-    refs: list[ImageRef | bytes | str], *, base_dir: Path | str | None = None, limits: ImageLimits | None = None
-) -> list[bytes]:
-    """Load every image of one problem, refusing more than `limits.max_images` before reading any."""
-    limits = limits or _DEFAULT_LIMITS
-    if len(refs) > limits.max_images:
-        raise ImageError(f"too many images: {len(refs)} > max_images {limits.max_images}")
-    return [load_image_bytes(r, base_dir=base_dir, limits=limits) for r in refs]
 
 
 def decode_data_url(url: str, limits: ImageLimits | None = None) -> bytes:
@@ -392,11 +380,6 @@ def smart_resize(
     return h_bar, w_bar
 
 
-def visual_tokens(height: int, width: int, factor: int = QWEN2VL_FACTOR) -> int:
-    """Visual tokens of an image already sized by smart_resize (without vision start/end)."""
-    return (height // factor) * (width // factor)
-
-
 def prepare_image(
     data: bytes,
     *,
@@ -451,11 +434,6 @@ def prepare_problem_images(
         )
         for ref in refs
     ]
-
-
-def image_size(data: bytes, limits: ImageLimits | None = None) -> tuple[int, int]:
-    """(width, height) read from the header only, with decode_image's byte, format and pixel checks."""
-    return _open_header(data, limits or _DEFAULT_LIMITS).size
 
 
 def load_and_prepare(ref: "ImageRef | bytes | str", model: "ModelConfig", limits: ImageLimits | None = None) -> bytes:

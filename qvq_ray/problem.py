@@ -224,20 +224,8 @@ def solution_from_row(row: dict[str, Any]) -> Solution:
     out = from_row(OutputRow, row)
     attempts = [Attempt(**a.model_dump(exclude={"correct"})) for a in out.attempts]
     chosen = attempts[out.chosen_attempt].verdict if out.chosen_attempt is not None and attempts else Verdict()
-    return Solution(
-        id=out.id,
-        answer=out.answer,
-        verdict=chosen,
-        confidence=out.confidence,
-        mode=out.mode,
-        chosen_attempt=out.chosen_attempt,
-        attempts=attempts,
-        prompt_tokens=out.prompt_tokens,
-        completion_tokens=out.completion_tokens,
-        tokens_saved=out.tokens_saved,
-        latency_s=out.latency_s,
-        error=out.error,
-    )
+    shared = out.model_dump(include=set(Solution.model_fields) - {"verdict", "attempts"})
+    return Solution(**shared, verdict=chosen, attempts=attempts)
 
 
 def error_row(problem_id: str, reason: str, problem: Problem | None = None, **known: Any) -> dict[str, Any]:

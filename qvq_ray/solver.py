@@ -11,7 +11,7 @@ Two modes, never mixed up:
 - `oracle`: rejection sampling for data generation: an attempt is accepted when it matches gold.
   Its accuracy is pass@k, and the Solution says `mode="oracle"` so reports label it so.
 
-With a streaming engine, a generation that falls into a repetition loop is cut off early (the
+With the loop cut-off on (`policy.loop_cutoff`), every sample is streamed and one that falls into a repetition loop is cut off early (the
 attempt records `repetition_loop` and the tokens it saved).
 """
 

@@ -89,3 +89,11 @@ def vlmevalkit_tsv(tmp_path_factory) -> Path:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.build(source, tmp_path_factory.mktemp("vlmevalkit"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the session's Ray cluster (batch jobs, Serve apps) is `slow`, so
+    `pytest -m "not slow"` is the fast loop; `make test` runs all."""
+    for item in items:
+        if "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -149,6 +149,27 @@ def test_duplicate_ids_become_error_rows(tmp_path):
     assert rows[1]["id"] != "a" and "duplicate id 'a'" in rows[1]["error"]
 
 
+def test_hostile_input_lines_are_error_rows_and_ids_stay_unique(tmp_path):
+    """A line nested 100,000 deep or holding a 5,000-digit integer is that line's error row; a row that
+    failed to load and a valid row with the same id never both keep the id."""
+    from qvq_ray.batch.pipeline import _input_rows
+
+    path = tmp_path / "hostile.jsonl"
+    lines = [
+        "[" * 100_000 + "]" * 100_000,
+        '{"id": "big", "question": "q", "answer": ' + "9" * 5000 + "}",
+        '{"id": "b", "question": ""}',  # fails to load, with its id
+        '{"id": "b", "question": "1+1?", "answer": "2"}',
+        '{"id": "c", "question": "2+2?", "answer": "4"}',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    rows = _input_rows(str(path), None, None)
+    assert len(rows) == 5
+    assert "nested too deeply" in rows[0]["error"] and "digits" in rows[1]["error"]
+    assert [r["id"] for r in rows].count("b") == 1 and rows[2]["id"] == "b" and rows[2]["error"]
+    assert "duplicate id 'b'" in rows[3]["error"] and rows[4]["id"] == "c" and rows[4]["error"] is None
+
+
 SAMPLES = [
     # (sample dir, format, rows, expected error for rows whose images cannot be had here)
     ("mathvision", "mathvision", 50, None),

@@ -107,7 +107,7 @@ def engine(request, tiny_model_dir, loop):
             OpenAIEngineConfig(base_url=f"{url}/v1", api_key="unused", max_retries=1, retry_backoff_s=0.1),
         )
     else:
-        from qvq_ray.config import HFEngineConfig, OpenAIEngineConfig, ResourcesConfig, VLLMEngineConfig
+        from qvq_ray.config import ResourcesConfig
         from qvq_ray.engines.vllm_engine import VLLMEngine
 
         path = os.environ.get("QVQ_VLLM_TEST_MODEL", tiny_model_dir)

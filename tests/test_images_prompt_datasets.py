@@ -20,12 +20,10 @@ from qvq_ray.images import (
     ImageError,
     ImageLimits,
     decode_image,
-    image_size,
     load_image_bytes,
     prepare_image,
     prepare_problem_images,
     smart_resize,
-    visual_tokens,
 )
 from qvq_ray.problem import ImageRef, Problem, problem_schema, problem_to_row
 from qvq_ray.prompt import build_messages, choices_are_letters, messages_from_openai
@@ -66,7 +64,7 @@ def png_bomb(width: int, height: int) -> bytes:
 def test_smart_resize_reference_token_counts(height, width, expected_tokens):
     h, w = smart_resize(height, width, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS_DEFAULT)
     assert h % 28 == 0 and w % 28 == 0
-    assert (h // 28) * (w // 28) == expected_tokens == visual_tokens(h, w)
+    assert (h // 28) * (w // 28) == expected_tokens
 
 
 def test_smart_resize_exact_sizes():
@@ -108,8 +106,6 @@ def test_decompression_bomb_refused_from_header_quickly():
         decode_image(bomb, ImageLimits())
     with pytest.raises(ImageError, match="decompression bomb"):
         decode_image(bomb, ImageLimits(max_pixels_decoded=10**9))
-    with pytest.raises(ImageError):
-        image_size(bomb)
     # Between our limit and PIL's, our header check refuses it.
     medium = png_bomb(10000, 10000)
     with pytest.raises(ImageError, match="100000000 pixels, over max_pixels_decoded 50000000"):

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from qvq_ray.config import HFEngineConfig, ModelConfig, OpenAIEngineConfig, SamplingConfig
+from qvq_ray.config import ModelConfig, OpenAIEngineConfig, SamplingConfig
 from qvq_ray.engines.base import EngineError, EngineOverloadedError, InvalidRequestError
 from qvq_ray.engines.openai_engine import (
     OpenAIEngine,
@@ -142,7 +142,7 @@ def server():
 def make_engine(url, **overrides):
     cfg = dict(kind="openai", base_url=url, remote_model="m", max_retries=2, retry_backoff_s=0.01, retry_backoff_max_s=0.05)
     cfg.update(overrides)
-    return OpenAIEngine(ModelConfig(path="qvq"), HFEngineConfig(**cfg))
+    return OpenAIEngine(ModelConfig(path="qvq"), OpenAIEngineConfig(**cfg))
 
 
 MSG = [{"role": "user", "content": [{"type": "image", "image": png_bytes("1 + 1")}, {"type": "text", "text": "What?"}]}]

@@ -63,6 +63,11 @@ class RecordingEngine:
         self.calls.append((messages, sampling))
         return await self.real.generate(messages, sampling)
 
+    async def stream(self, messages, sampling):
+        self.calls.append((messages, sampling))
+        async for item in self.real.stream(messages, sampling):
+            yield item
+
 
 class ScriptedEngineFake:
     """A fake engine: the random tiny model never writes a final answer, and the acceptance path
@@ -78,6 +83,11 @@ class ScriptedEngineFake:
         self.samplings.append(sampling)
         text = self.texts[min(len(self.samplings), len(self.texts)) - 1]
         return [Completion(text=text, finish_reason="stop", prompt_tokens=10, completion_tokens=len(text) // 4 + 1)]
+
+    async def stream(self, messages, sampling):
+        (completion,) = await self.generate(messages, sampling)
+        yield completion.text
+        yield completion
 
 
 def _problem(pid: str = "p1", text: str = "12 + 30", answer: str | None = None, **extra) -> Problem:

@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from qvq_ray.verify.verifier import default_verifier
+from qvq_ray.verify.spec import AnswerSpec
 
 # (id, gold, answer, problem, right, anchor, math-verify direct's verdict)
 ANCHORS = [
@@ -48,7 +49,7 @@ def verifier():
 @pytest.mark.parametrize("gold, answer, problem, right", [a[1:5] for a in ANCHORS], ids=[a[0] for a in ANCHORS])
 def test_verifier_gets_the_anchor_right(verifier, gold, answer, problem, right):
     response = f"**Final Answer**\n\n\\[ \\boxed{{{answer}}} \\]" if answer and not answer.startswith("\\boxed") else answer
-    assert verifier.check_sync(response, gold=gold, **problem).correct is right
+    assert verifier.check_sync(response, AnswerSpec(**problem), gold=gold).correct is right
 
 
 # math-verify's README usage, in a child process (its signal timeouts need a main thread, and big

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qvq_ray.verify.choices import choice_letter, choice_letters, is_letter_hedge
+from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verifier import default_verifier
 
 
@@ -110,9 +111,9 @@ CASES = [
 
 @pytest.mark.parametrize("answer, gold, choices, expected", CASES)
 def test_choice_comparison(verifier, answer, gold, choices, expected):
-    assert verifier.compare_sync(answer, gold, choices=choices) is expected
+    assert verifier.compare_sync(answer, gold, AnswerSpec(choices=choices or [])) is expected
 
 
 def test_canonical_form_of_an_option_text_is_its_letter(verifier):
-    verdict = verifier.check_sync("**Final Answer**\n\n\\boxed{145°}", gold="C", choices=MATHVISTA)
+    verdict = verifier.check_sync("**Final Answer**\n\n\\boxed{145°}", AnswerSpec(choices=MATHVISTA), gold="C")
     assert verdict.canonical == "C" and verdict.correct is True

@@ -8,6 +8,7 @@ from fractions import Fraction
 import pytest
 
 from qvq_ray.verify.numbers import number_text, numbers_equal, parse_number, parse_tolerance
+from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verifier import default_verifier
 
 
@@ -122,4 +123,4 @@ THROUGH_THE_VERIFIER = [
 
 @pytest.mark.parametrize("gold, answer, problem, expected", THROUGH_THE_VERIFIER)
 def test_numbers_through_the_verifier(verifier, gold, answer, problem, expected):
-    assert verifier.compare_sync(answer, gold, **problem) is expected
+    assert verifier.compare_sync(answer, gold, AnswerSpec(**problem)) is expected

@@ -45,9 +45,9 @@ def test_pool_runs_only_allowlisted_names(pool):
     assert all(name.startswith("qvq_ray.verify.") for name in ALLOWED_FUNCTIONS)
 
 
-def test_pool_acall_runs_calls_concurrently(pool):
+def test_pool_calls_from_an_event_loop_run_concurrently(pool):
     async def main():
-        return await asyncio.gather(*(pool.acall(SLEEP, 0.8) for _ in range(2)))
+        return await asyncio.gather(*(pool.run_blocking(lambda: pool.call(SLEEP, 0.8)) for _ in range(2)))
 
     pool.call(SLEEP, 0.0)
     start = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from qvq_ray.verify.structures import normalize_answer, parse_structure
+from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verifier import default_verifier
 
 
@@ -148,4 +149,4 @@ CASES = [
 
 @pytest.mark.parametrize("gold, answer, problem, expected", CASES)
 def test_structures(verifier, gold, answer, problem, expected):
-    assert verifier.compare_sync(answer, gold, **problem) is expected
+    assert verifier.compare_sync(answer, gold, AnswerSpec(**problem)) is expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qvq_ray.config import VerifierConfig
+from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.units import Quantity, split_quantity
 from qvq_ray.verify.verifier import Verifier, default_verifier
 
@@ -83,7 +84,7 @@ CASES = [
 
 @pytest.mark.parametrize("gold, answer, problem, expected", CASES)
 def test_units(verifier, gold, answer, problem, expected):
-    assert verifier.compare_sync(answer, gold, **problem) is expected
+    assert verifier.compare_sync(answer, gold, AnswerSpec(**problem)) is expected
 
 
 def test_missing_unit_can_be_read_in_the_gold_unit():

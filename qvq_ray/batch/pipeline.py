@@ -31,7 +31,10 @@ def _input_rows(input_path: str, input_format: str | None, limit: int | None) ->
     seen: set[str] = set()
     for item in load_problems(input_path, format=input_format, limit=limit):
         if isinstance(item, LoadError):
-            rows.append(_load_error_row(str(item.ref), f"bad input row: {item.reason}"))
+            ref = str(item.ref)  # often the row's id: it keys the output like a solved row's
+            row_id = ref if ref not in seen else f"{ref}#dup{len(rows)}"
+            seen.add(row_id)
+            rows.append(_load_error_row(row_id, f"bad input row: {item.reason}"))
             continue
         if item.id in seen:  # ids key the output (and resume): a second row with the same id is an error row
             rows.append(_load_error_row(f"{item.id}#dup{len(rows)}", f"duplicate id {item.id!r}"))
@@ -61,15 +64,9 @@ def prepare_images_batch(batch, config_json: str):
 
 def _ensure_ray(address: str | None, num_cpus: int | None) -> bool:
     """Start a local cluster for the run (or join `address`); True if we started it."""
-    import ray
+    from qvq_ray.cluster import start_or_join_ray
 
-    if ray.is_initialized():
-        return False
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-    return True
+    return start_or_join_ray(address, num_cpus=num_cpus)
 
 
 def build_dataset(rows: list[dict], config: QvqConfig):

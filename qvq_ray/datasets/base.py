@@ -56,7 +56,9 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any | LoadError]]:
                 continue
             try:
                 yield lineno, json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            except RecursionError:  # nested deeper than the parser's stack: this line only
+                yield lineno, LoadError(f"{path.name}:{lineno}", f"invalid JSON on line {lineno}: nested too deeply")
+            except ValueError as e:  # JSONDecodeError, bad UTF-8, an integer over Python's digit limit
                 yield lineno, LoadError(f"{path.name}:{lineno}", f"invalid JSON on line {lineno}: {e}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qvq_ray.engines.base import Completion, Engine, EngineError, InvalidRequestError
+from qvq_ray.engines.base import Completion, Engine, EngineError, EngineOverloadedError, InvalidRequestError
 
 if TYPE_CHECKING:
     from qvq_ray.config import QvqConfig
@@ -33,4 +33,4 @@ def build_engine(config: "QvqConfig") -> Engine:
     raise ValueError(f"unknown engine kind {kind!r}; expected 'hf', 'vllm' or 'openai'")
 
 
-__all__ = ["Completion", "Engine", "EngineError", "InvalidRequestError", "build_engine"]
+__all__ = ["Completion", "Engine", "EngineError", "EngineOverloadedError", "InvalidRequestError", "build_engine"]

@@ -118,8 +118,6 @@ def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> Jo
 
 # ---------------------------------------------------------------- report
 
-REPORT_FILES = ("report.md", "report.html")
-
 
 def _pylist(rows: Any) -> list[dict[str, Any]]:
     return rows.to_pylist() if hasattr(rows, "to_pylist") else list(rows)

@@ -86,17 +86,15 @@ def _import_builder(import_path: str):
 
 
 def run_serve_config(config_file: str, *, address: str | None = None, blocking: bool = True) -> dict[str, Any]:
-    import ray
     import yaml
     from ray import serve
+
+    from qvq_ray.cluster import start_or_join_ray
 
     spec = yaml.safe_load(Path(config_file).read_text()) or {}
     http = spec.get("http_options") or {}
     host, port = http.get("host", "127.0.0.1"), int(http.get("port", 8000))
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=True) if address else ray.init(
-            include_dashboard=False
-        )
+    start_or_join_ray(address, log_to_driver=True)
     serve.start(http_options={"host": host, "port": port}, proxy_location=spec.get("proxy_location", "HeadOnly"))
     urls = {}
     for app_spec in spec.get("applications") or []:

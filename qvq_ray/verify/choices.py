@@ -19,7 +19,10 @@ _PREFIX = re.compile(
     r"^(?:(?:the\s+)?(?:correct\s+)?(?:answer|option|choice)(?:\s+is)?\s*[:：]?\s*|选项\s*|选择\s*|选\s*|答案\s*[:：]?\s*)",
     re.IGNORECASE,
 )
-_SUFFIX = re.compile(r"\s*(?:选项|项|is\s+correct|is\s+the\s+(?:correct\s+)?answer)\s*$", re.IGNORECASE)
+_SUFFIX = re.compile(
+    r"\s*(?:选项|项|(?:是|为)?正确(?:的)?(?:答案|选项)?|is\s+correct|is\s+the\s+(?:correct\s+|right\s+|best\s+)?(?:answer|option|choice))\s*$",
+    re.IGNORECASE,
+)
 # (C) | [C] | C | C. text | C: text | C) text | (C) text | (c)
 _LETTER = re.compile(r"(?:\((?P<p>[A-Za-z])\)|\[(?P<b>[A-Z])\]|(?P<l>[A-Z])(?=$|[.:：)、,]|\s+[(（]))(?P<rest>.*)", re.S)
 _SEPARATORS = re.compile(r"\s*(?:,|，|、|;|\band\b|和|&)\s*")
@@ -107,32 +110,49 @@ def letter_text(answer: str | None) -> str:
 def letter_contradicted(
     letter: str, answer: str, choices: list[str], equal: Callable[[str, str], bool]
 ) -> bool:
-    """Whether an answer that names option `letter` also states a value that is not that option's
-    (`(D) 120°` when D is 108°): two different answers, so it names no option. A text that is
-    not a value (a paraphrase, `9:30` for `21:30`) never contradicts; options that are only
+    """Whether an answer that names option `letter` also states something else (`(D) 120°` when D
+    is 108°, `(B) Green` when Green is option E): two different answers, so it names no option.
+    Only values contradict values (a number or math on both sides, judged by `equal`, which may
+    raise `NeedsSympy`); a text contradicts only by being another option's text. A paraphrase,
+    `9:30` for `21:30`, or `5°` for `another value` never contradicts; options that are only
     letters (the real ones drawn in the image) cannot."""
-    from qvq_ray.verify.numbers import parse_number
-
     rest = letter_text(answer)
     index = LETTERS.index(letter)
     if not rest or index >= len(choices) or not choices[index].strip() or choice_letter(choices[index]) == letter:
         return False
     own = choices[index]
-    if _text_key(rest) == _text_key(own):
+    if _text_key(rest) == _text_key(own) or _loose_key(rest) == _loose_key(own):
         return False
-    try:
-        if equal(own, rest):
-            return False
-    except Exception:  # noqa: BLE001 - NeedsSympy and the like: not decided here
-        return False
-    others = [k for k, c in enumerate(choices) if k != index and c.strip() and _text_key(c) == _text_key(rest)]
-    if others:
+    if any(k != index and c.strip() and _text_key(c) == _text_key(rest) for k, c in enumerate(choices)):
         return True
+    if not (_value_like(rest) and _value_like(own)):
+        return False
+    return not equal(own, rest)
+
+
+def _loose_key(s: str) -> str:
+    """`5√3 m` and `5\\sqrt{3}m` alike: spacing, braces and delimiters gone."""
+    from qvq_ray.verify.structures import normalize_answer
+
+    return re.sub(r"[\s{}$~]|\\[,;: !]", "", normalize_answer(s)).casefold()
+
+
+_MATH_COMMAND = re.compile(r"\\(?:frac|dfrac|sqrt|pi|times|cdot|circ)(?![A-Za-z])|\^")
+
+
+def _value_like(text: str) -> bool:
+    """A number (with a unit, %, degrees) or math, not words."""
+    from qvq_ray.verify.numbers import parse_number
+    from qvq_ray.verify.structures import normalize_answer
     from qvq_ray.verify.units import split_quantity
 
-    value = split_quantity(_clean(rest).replace("\\circ", "").replace("^{}", "").strip("^ ")).value
-    own_value = split_quantity(_clean(own).replace("\\circ", "").replace("^{}", "").strip("^ ")).value
-    return parse_number(value) is not None and parse_number(own_value) is not None
+    s = _clean(normalize_answer(text))
+    if not s or re.search(r"[A-Za-z]{3,}", re.sub(r"\\[A-Za-z]+|\{[^{}]*\}", "", s)):
+        return False
+    q = split_quantity(s)
+    if parse_number(q.value) is not None:
+        return True
+    return bool(_MATH_COMMAND.search(q.value)) and bool(re.search(r"\d", q.value))
 
 
 def is_letter_hedge(answer: str | None) -> bool:

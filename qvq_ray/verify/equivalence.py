@@ -44,6 +44,9 @@ MAX_NESTING = 60
 CHOICE_LETTERS = "ABCDEFGHIJ"
 
 
+_DECIMAL_COMMA = re.compile(r"-?\d+,(?:\d{1,2}|\d{4,})(?:\s*[^\d,;\s][^,;]*)?")
+
+
 class NeedsSympy(Exception):
     """The in-process comparer met a leaf only sympy can judge."""
 
@@ -191,9 +194,20 @@ class Comparer:
             return verdict
         if _compact(a) == _compact(g) and not self.options.tolerance and self.options.precision is None:
             return True
+        a = self._decimal_comma(a, g)
         g_node = parse_structure(g, normalized=True)
         a_node = parse_structure(a, normalized=True)
         return self.top_equal(g_node, a_node)
+
+    def _decimal_comma(self, a: str, g: str) -> str:
+        """`1000,99` is 1000.99 where nothing else can be meant: the gold is one number, the answer
+        type is not a list, and the comma is not followed by exactly three digits (`7,425`)."""
+        m = _DECIMAL_COMMA.fullmatch(a)
+        if m is None or (self.options.answer_type or "").lower() in ("list", "tuple", "interval"):
+            return a
+        if parse_number(split_quantity(g).value) is None:
+            return a
+        return a.replace(",", ".", 1)
 
     def _option_equal(self, option: str, answer: str) -> bool:
         """An option's text against an answer (or the gold), as values, without choices."""

@@ -64,6 +64,7 @@ _MAX_STATEMENT_CHARS = 2000  # an "answer" longer than this is prose, not an ans
 _LAST_BOXES = 8  # boxes examined from the end (a multi-part answer has a few)
 _MAX_JOIN_GAP = 120  # characters between two boxes of one multi-part answer
 _TAIL_CHARS = 1500  # the weak rules read only this much of the end of a response
+_DECLINE_CHARS = 600  # where a refusal to answer counts (the end: `... Please provide the image.`)
 
 EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention")
 WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention"})
@@ -94,6 +95,10 @@ def extract(response: str, choices: list[str] | None = None, finish_reason: str 
     if boxes and (statement is None or boxes[-1].start >= statement.start()):
         return _checked(_boxed_answer(text, boxes), "boxed")
     if statement is not None:
+        after = text[statement.end() :]
+        cut = _SENTENCE_END.search(after)
+        if cut is not None and _DECLINE.search(after[cut.end() :][:_DECLINE_CHARS]):
+            return _NONE  # `... the answer is B (No). Without the data, we cannot provide a definitive answer.`
         answer = _statement_answer(text, statement, choices)
         if answer is not None and (not boxes or _answer_like(answer, choices)):
             return _checked(answer, "statement")
@@ -106,7 +111,7 @@ def extract(response: str, choices: list[str] | None = None, finish_reason: str 
     if finish_reason == "length":
         return _NONE
     tail = text[-_TAIL_CHARS:]
-    if _DECLINE.search(tail):
+    if _DECLINE.search(tail[-_DECLINE_CHARS:]):
         return _NONE
     return _final_sentence(tail, choices)
 
@@ -310,7 +315,8 @@ _FILLER = re.compile(
 _NOT_AN_ANSWER = re.compile(
     r"^(?:not\b|correct\b|incorrect\b|right\b|wrong\b|valid\b|invalid\b|reasonable\b|consistent\b|confirmed\b|"
     r"the\s+same\b|above\b|below\b|shown\b|given\b|boxed\b|in\s+the\s+box|as\s+(?:above|follows|shown)|"
-    r"unclear\b|unknown\b|undetermined\b|indeterminate\b|cannot\b|can't\b|none\s+of\s+the\s+(?:above|options)\b.*not)",
+    r"unclear\b|unknown\b|undetermined\b|indeterminate\b|cannot\b|can't\b|none\s+of\s+the\s+(?:above|options)\b.*not"
+    r"|an?\s+(?:integer|number|whole|positive|negative|real|decimal|float|floating|fraction|single|numerical|numeric)\b)",
     re.IGNORECASE,
 )
 _LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,2}[.)）、]|[①②③④⑤⑥⑦⑧⑨⑩]|[-*•]\s)\s*")
@@ -384,7 +390,9 @@ _COPULA = re.compile(
 )
 _LEADING_ARTICLE = re.compile(r"^(?:a|an|the|exactly|only|just|about|around|approximately|roughly|nearly|option|choice)\s+", re.I)
 _NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|(?<![\w.])[-−]?\.\d+(?![\w])")
-_NUMBER_AT_START = re.compile(r"^[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*(?:%|°|\\%|\^\\circ|\^\{\\circ\}))?")
+_NUMBER_AT_START = re.compile(
+    r"^[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\s*(?:-|–|to\b|or\b)\s*\d)(?:\s*(?:%|°|\\%|\^\\circ|\^\{\\circ\}))?"
+)
 _CJK_COPULA = re.compile(r"[\u4e00-\u9fff](?:是|为|等于|约为)\s*\S")
 _WORD = re.compile(r"[A-Za-z\u00b0\u4e00-\u9fff/^0-9{}\\]+")
 
@@ -408,6 +416,8 @@ def _span_of(answer: str, choices: list[str], *, whole_ok: bool) -> str | None:
 
 def _is_prose(s: str) -> bool:
     """Several words of running text (an answer like `6 yards` or `no solution` is not prose)."""
+    if re.search(r"[\u4e00-\u9fff]{4,}", s) or _CJK_COPULA.search(s):
+        return True
     words = re.findall(r"[A-Za-z]{2,}", s)
     if len(words) <= 2 and len(s) <= 40:
         return False
@@ -478,19 +488,38 @@ def _bare(line: str, choices: list[str]) -> str | None:
     """A line that is only an answer: an option letter (with or without its text), a number or
     math without prose, an option's text, a short value; else None."""
     s = _clean(line)
-    if not s or len(s) > 120:
+    if not s or len(s) > 400:
         return None
-    from qvq_ray.verify.choices import choice_letter
+    from qvq_ray.verify.choices import LETTERS, choice_letter
 
     if choice_letter(s, len(choices) or None) is not None:
         return s
+    if len(s) > 120:
+        return None
+    if choices:  # `Increase in phytoplankton (A)`: an option's text with its own letter
+        m = re.fullmatch(r"(.+?)\s*[(（]([A-J])[)）]", s)
+        if m and LETTERS.index(m.group(2)) < len(choices) and _option_text_index(m.group(1), choices) == LETTERS.index(m.group(2)):
+            return m.group(2)
     if choices and _option_text_index(s, choices) is not None:
         return s
     if re.search(r"[.?!。？！:：]\s", s) or s.endswith((":", "：", "?", "？")):
         return None
-    if not _is_prose(s) and (re.search(r"\d", s) or len(s.split()) <= 3) and not re.match(r"(?i)(?:step|part|solution|case)\b", s):
-        return s
+    if re.match(r"(?i)(?:step|part|solution|case|question|problem)\b", s):
+        return None
+    words = re.findall(r"(?<![\\A-Za-z])[A-Za-z]{2,}", s)
+    if re.search(r"\d", s):
+        if not words or _reduce_value(s) == s.strip() or (len(words) == 1 and _reduce_value(s) is not None):
+            return s  # math, a number, a number with its unit
+        return None
+    if len(words) <= 3 and not _is_prose(s) and not _NO_ANSWER.fullmatch(s):
+        return s  # a short value: `Yes`, `quarter past`
     return None
+
+
+_NO_ANSWER = re.compile(
+    r"(?i)\s*(?:no\s+answer|n/?a|unknown|not\s+sure|unsure|no\s+idea|i\s+don'?t\s+know|idk|pass|skip|"
+    r"cannot\s+(?:answer|determine|say|tell)|can'?t\s+(?:answer|determine|say|tell)|undetermined|none\s+given)\W*"
+)
 
 
 def _whole_response(text: str, choices: list[str]) -> str | None:
@@ -513,13 +542,17 @@ def _whole_response(text: str, choices: list[str]) -> str | None:
 
 _DECLINE = re.compile(
     r"can(?:not|'t|\s+not)\s+(?:be\s+)?(?:determine|determined|answer|answered|provide|provided|solve|solved|confidently|"
+    r"deduce|deduced|infer|conclude|decide|decided|know|find|found|"
     r"definitively|accurately|select|choose|say|tell|see|view|access|calculate|compute|identify|give)"
     r"|(?:not|n't)\s+(?:enough|sufficient)\s+(?:information|info|data|context|details)"
-    r"|insufficient\s+(?:information|data|context|details)|please\s+provide|unable\s+to|impossible\s+to\s+(?:determine|tell|say|answer)"
+    r"|insufficient\s+(?:information|data|context|details)|please\s+provide|unable\s+to"
     r"|(?:not|n't)\s+possible\s+to\s+(?:determine|answer|tell|say|solve)|(?:do|does|did)\s+(?:not|n't)\s+(?:provide|include|contain|give|show)"
-    r"|(?:is|are|was|were)\s+not\s+(?:provided|given|included|shown|visible|available)|I'm\s+sorry|I\s+apologi[sz]e"
+    r"|(?:image|figure|picture|diagram|graph|table|function|data|chart|options?|choices)\s+(?:is|are|was|were)\s+not\s+(?:provided|given|included|shown|visible|available)"
+    r"|I'm\s+sorry|I\s+apologi[sz]e|impossible\s+to\s+(?:provide|give|know|find|calculate|compute|solve|answer|determine|tell|say)"
     r"|without\s+(?:the|an|any|more|additional|further|seeing)\s+(?:image|figure|picture|diagram|graph|information|data|context|details|visual|table)"
-    r"|need\s+(?:more|additional|further)\s+(?:information|details|context)|无法|不能确定",
+    r"|need\s+(?:more|additional|further)\s+(?:information|details|context)|无法|不能确定"
+    r"|none\s+of\s+the\s+(?:given\s+|provided\s+|answer\s+|above\s+)?(?:options|choices|answers|values)"
+    r"|(?:no|not\s+an?)\s+(?:option|choice)\s+(?:matches|match|is\s+correct)|(?:options|choices)\s+(?:do|does)\s+not\s+(?:match|include)",
     re.IGNORECASE,
 )
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？])\s+|\n+")
@@ -537,6 +570,11 @@ def _final_sentence(tail: str, choices: list[str]) -> Extraction:
     sentences = [s.strip() for s in _SENTENCE_SPLIT.split("\n".join(lines[-6:])) if s.strip()]
     while sentences and _FLUFF.match(sentences[-1]):
         sentences.pop()
+    if len(sentences) > 1:
+        from qvq_ray.verify.choices import choice_letter
+
+        if choice_letter(sentences[-1], len(choices) or None) is not None and len(sentences[-1]) <= 4:
+            return _checked(sentences[-1], "final_sentence")
     if not sentences or not _terminated(sentences[-1]):
         return _NONE
     for sentence in reversed(sentences[-2:]):
@@ -561,7 +599,9 @@ def _final_sentence(tail: str, choices: list[str]) -> Extraction:
 
 def _terminated(sentence: str) -> bool:
     s = sentence.rstrip(" *$)]}\\")
-    return s.endswith((".", "!", "。", "！")) or sentence.rstrip().endswith(("$", "**", "\\]", "\\)"))
+    if s.endswith((".", "!", "。", "！")) or sentence.rstrip().endswith(("$", "**", "\\]", "\\)")):
+        return True
+    return bool(re.search(r"(?:[:=]|\b(?:is|are|was|equals))\s*[-−]?\d[\d,.]*\s*(?:%|°|[A-Za-z/^{}0-9]{1,12})?\s*$", sentence))
 
 
 def _strip_markup(sentence: str) -> str:
@@ -573,7 +613,7 @@ def _strip_markup(sentence: str) -> str:
 _LETTER_MENTION = re.compile(
     r"(?:\b(?:option|choice|letter|answer)\s*[:：]?\s*\(?([A-J])\)?(?![A-Za-z])"
     r"|\(([A-J])\)"
-    r"|(?<![A-Za-z(])([A-J])\)"
+    r"|(?<![A-Za-z(\-–])([A-J])\)"
     r"|(?:^|\s)([A-J])[.:](?:\s|$)"
     r"|\b(?:is|选)\s*([A-J])\s*[.。]?\s*$"
     r"|^\s*([A-J])\s*$)",
@@ -653,6 +693,8 @@ def _clean(text: str) -> str:
     for _ in range(_MAX_CLEAN_PASSES):  # bounded: `$$$$...` must not cost a pass per layer
         prev = text
         text = text.strip().lstrip(":：").strip()
+        if len(text) > 1 and text[0] in "\"“'‘" and text[-1] in "\"”'’":
+            text = text[1:-1].strip()
         if text.startswith("**") or text.endswith("**"):
             text = text.strip("*").strip()  # `**32**.` -> `32` (the period goes next pass)
         for left, right in _WRAPPERS:

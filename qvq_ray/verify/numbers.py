@@ -32,7 +32,8 @@ MIN_GOLD_SIG_DIGITS = 3
 MIN_ANSWER_SIG_DIGITS = 4
 REL_TOL = 1e-9
 
-_MANTISSA = r"(?P<sign>[+-]?)\s*(?P<int>\d+(?:(?:,|\{,\}|\\,)\d{3})*)?(?:\.(?P<frac>\d*))?"
+# thousands separators: `,` `{,}` `\,` and a single (thin) space: `20 000` is 20000, never 20 * 0
+_MANTISSA = r"(?P<sign>[+-]?)\s*(?P<int>\d{1,3}(?:(?:,|\{,\}|\\,|[ \u2009\u202f\u00a0]|\\ )\d{3})+(?![\d])|\d+)?(?:\.(?P<frac>\d*))?"
 _DECIMAL_RE = re.compile(_MANTISSA + r"$")
 # a \times 10^{b}, a \cdot 10^b, a*10^b, aE-b, 10^{b}
 _SCI_RE = re.compile(
@@ -102,7 +103,7 @@ def parse_number(text: str) -> Number | None:
 
 
 def _from_parts(sign: str, int_part: str | None, frac_part: str | None, exp: int) -> Number:
-    digits_int = (int_part or "").replace(",", "").replace("{,}", "").replace("\\,", "")
+    digits_int = re.sub(r"[^\d]", "", int_part or "")
     frac = frac_part or ""
     is_decimal = frac_part is not None and frac != ""
     mantissa = Fraction(int(digits_int or "0")) + (Fraction(int(frac), 10 ** len(frac)) if frac else 0)

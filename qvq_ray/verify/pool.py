@@ -349,10 +349,6 @@ class VerifyPool:
                 raise VerifyWorkerError(f"verify worker unavailable: {exc}") from exc
         return self._await_reply(worker, fn_qualified_name, timeout)
 
-    async def acall(self, fn_qualified_name: str, *args: Any, timeout_s: float | None = None) -> Any:
-        """`call` without blocking the event loop."""
-        return await self.run_blocking(lambda: self.call(fn_qualified_name, *args, timeout_s=timeout_s))
-
     async def run_blocking(self, func: Callable[[], Any]) -> Any:
         """Run a blocking caller of this pool on the pool's own threads (not the loop's default executor)."""
         return await asyncio.get_running_loop().run_in_executor(self._get_executor(), func)

@@ -61,6 +61,3 @@ class AnswerSpec(BaseModel):
             if t is not None and not (math.isfinite(t) and t >= 0):
                 raise ValueError(f"tolerance {t} must be a finite number >= 0")
         return value
-
-    def is_default(self) -> bool:
-        return self == AnswerSpec()

@@ -138,6 +138,9 @@ _RELATIONS = ("\\le", "\\ge", "\\ne", "\\approx", "\\in", "\\equiv", "=", "<", "
 _RELATION_TOKENS = re.compile(r"\\le(?![A-Za-z])|\\ge(?![A-Za-z])|\\ne(?![A-Za-z])|\\approx(?![A-Za-z])|\\in(?![A-Za-z])|\\equiv(?![A-Za-z])|\\sim(?![A-Za-z])|=|<|>")
 _MATRIX = re.compile(r"^\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}$", re.S)
 _THOUSANDS = re.compile(r"^\s*-?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*$")
+# Part labels of a multi-part answer: `(1) 20 cm (2) 30 cm`, `① 5 ② 7` (circled numbers arrive as
+# `(1)` from `normalize_unicode`), `(a) 3 (b) 5`; never read as factors of what follows.
+_PART_LABEL = re.compile(r"(?:^|(?<=[\s,;:]))(?:\(\s*\d{1,2}\s*\)|\(\s*(?:[a-h]|i{1,3}|iv|vi{0,3})\s*\))\s*(?:[:：.]\s*)?(?=\S)")
 
 
 def parse_structure(text: str, *, normalized: bool = False, depth: int = 0) -> Node:
@@ -146,6 +149,11 @@ def parse_structure(text: str, *, normalized: bool = False, depth: int = 0) -> N
     if depth > MAX_DEPTH:
         return Node("scalar", text=s)
     s = s.strip()
+    labelled = _split_part_labels(s)
+    if labelled is not None:
+        if len(labelled) == 1:
+            return parse_structure(labelled[0], normalized=True, depth=depth + 1)
+        return Node("several", items=[parse_structure(p, normalized=True, depth=depth + 1) for p in labelled])
     # several answers at the top level: `1, 2`, `x=1; y=2`, `3 and 4`
     if not _THOUSANDS.match(s):
         parts = [p.strip() for p in split_top_level(s, _SEVERAL_SEPARATORS)]
@@ -193,6 +201,25 @@ def parse_structure(text: str, *, normalized: bool = False, depth: int = 0) -> N
     if _is_text(s):
         return Node("text", text=s)
     return Node("scalar", text=s)
+
+
+def _split_part_labels(s: str) -> list[str] | None:
+    """The parts of `(1) 20 cm (2) 30 cm` (labels dropped), or None when the answer has no labels.
+    Letter labels count only as a run of two or more starting with `(a)`; a lone `(1)` is a value."""
+    labels = list(_PART_LABEL.finditer(s))
+    if not labels or labels[0].start() != 0:
+        return None
+    if not labels[0].group().strip().startswith(("(1", "( 1")) and len(labels) < 2:
+        return None
+    if re.match(r"\(\s*[a-h]", labels[0].group()) and not labels[0].group().lstrip("( ").startswith("a"):
+        return None
+    parts = []
+    for k, m in enumerate(labels):
+        end = labels[k + 1].start() if k + 1 < len(labels) else len(s)
+        part = s[m.end() : end].strip().strip(",;").strip()
+        if part:
+            parts.append(part)
+    return parts or None
 
 
 def _split_relation(s: str) -> tuple[list[str], list[str]] | None:

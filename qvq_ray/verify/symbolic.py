@@ -74,7 +74,8 @@ def soft_deadline(seconds: float | None):
 _NORMALIZATION = NormalizationConfig(
     basic_latex=True, units=False, malformed_operators=True, nits=False, boxed="none", equations=False
 )
-_CONVERSION = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=True)
+# Symbols keep their case: `R` is not `r`.
+_CONVERSION = ConversionConfig(interpret_as_mixed_fractions=True, lowercase_symbols=False)
 _TEXT_WRAP = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mathit|mbox|textrm|textnormal|boldsymbol|bm|mathsf)\s*\{([^{}]*)\}")
 _E_NOTATION = re.compile(r"(?<![A-Za-z\\])(\d+(?:\.\d+)?)\s*[eE]\s*([+-]?\d+)(?![\d.])")
 _PROSE_POWER = re.compile(r"\^\s*(\d{2,})")
@@ -87,6 +88,12 @@ _DEGREES = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*(?:\{\s*\\circ\s*\}|\\circ)")
 _STAR = re.compile(r"\^\s*(?:\{\s*(?:\*|\\ast)\s*\}|\*|\\ast)")
 _E_SUBSCRIPT = re.compile(r"(?<![A-Za-z\\])e_")
 _COMPLEX = re.compile(r"\\mathbb\{C\}|\\i\b|(?<![A-Za-z\\])i(?![A-Za-z])|\\text\{i\}|\\mathrm\{i\}|\\imath\b")
+
+
+_SPACED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:(?: |\\,|\\ |\{,\})\d{3})+(?![\d])")
+_UPPER_I = re.compile(r"(?<![A-Za-z\\])I(?![A-Za-z])")
+# Two numbers side by side (`2 3`, `(1) 20`) are two things, never a sum or a product.
+_JUXTAPOSED = re.compile(r"(?:^|[^_^\d.])\d+\s+\d(?!\d*\s*/)|\(\s*\d+\s*\)\s*\d")
 
 
 def leaf_latex(text: str) -> str:
@@ -104,6 +111,8 @@ def leaf_latex(text: str) -> str:
     if _TRIG.search(s):  # `\sin 30^\circ`: degrees as radians inside trigonometric functions
         s = _DEGREES.sub(lambda m: "(" + m.group(1) + " \\cdot \\frac{\\pi}{180})", s)
     s = _PROSE_POWER.sub(r"^{\1}", s)
+    s = _SPACED_THOUSANDS.sub(lambda m: re.sub(r"\D", "", m.group()), s)  # `20 000` is 20000
+    s = _UPPER_I.sub(r"\\iota", s)  # `I`, `I_0`: a current or an index, not the imaginary unit
     s = re.sub(r"_\{\s*([A-Za-z0-9])\s*\}", r"_\1", s)
     # subscripts are labels: `R_{\odot}`, `I_{\max}` -> plain letters latex2sympy reads as a name
     s = _SUBSCRIPT.sub(lambda m: "_{" + re.sub(r"\\([A-Za-z]+)", r"\1", m.group(1)) + "}", s)
@@ -122,6 +131,8 @@ def parse_leaf(text: str):
         raise ParseError("unbalanced braces")
     if re.search(r"\\(?:cdots|ldots|dots|vdots)(?![A-Za-z])|\.\.\.", s):
         raise ParseError("ellipsis")
+    if _JUXTAPOSED.search(s):
+        raise ParseError("juxtaposed numbers")
     try:
         expr = latex2sympy(
             s,
@@ -138,6 +149,9 @@ def parse_leaf(text: str):
         raise ParseError(str(exc)[:200]) from exc
     if isinstance(expr, (list, tuple)) or not isinstance(expr, (sympy.Basic, sympy.MatrixBase)):
         raise ParseError("not an expression")
+    if expr.has(sympy.EulerGamma):  # `\gamma`, `\Gamma`: an angle or a ratio, not Euler's constant
+        name = "Gamma" if "\\Gamma" in s and "\\gamma" not in s else "gamma"
+        expr = expr.subs(sympy.EulerGamma, sympy.Symbol(name, real=True))
     return expr
 
 

@@ -56,7 +56,11 @@ _UNICODE_MATH = {
     "\uff0c": ",",  # fullwidth comma (NFKC would do it, but before our splitting)
     "\uff1b": ";",
     "\u3001": ",",  # ideographic comma
+    "\u2009": " ",  # thin space (a thousands separator: `20 000`)
+    "\u202f": " ",
 }
+# circled numbers label the parts of an answer (`①5 ②7`); NFKC would turn them into digits
+_UNICODE_MATH.update({chr(0x2460 + k): f" ({k + 1}) " for k in range(20)})
 _UNICODE_MATH_RE = re.compile("|".join(re.escape(k) for k in sorted(_UNICODE_MATH, key=len, reverse=True)))
 
 

@@ -61,22 +61,10 @@ class Verifier:
 
     # -- checks
 
-    async def check(
-        self,
-        response: str,
-        spec: AnswerSpec | None = None,
-        *,
-        gold: str | None = None,
-        finish_reason: str | None = "stop",
-        timeout_s: float | None = None,
-    ) -> Verdict:
-        """`check_sync` on the pool's own threads, never on the event loop.
-
-        `correct` is judged only when `gold` is given (see module doc).
-        """
-        return await self.pool.run_blocking(
-            functools.partial(self.check_sync, response, spec, gold=gold, finish_reason=finish_reason, timeout_s=timeout_s)
-        )
+    async def check(self, response: str, spec: AnswerSpec | None = None, **keywords: Any) -> Verdict:
+        """`check_sync` (same keywords: gold, finish_reason, timeout_s) on the pool's own threads,
+        never on the event loop. `correct` is judged only when `gold` is given (see module doc)."""
+        return await self.pool.run_blocking(functools.partial(self.check_sync, response, spec, **keywords))
 
     def check_sync(
         self,

@@ -134,14 +134,20 @@ _CHILD = r"""
 import json, sys, time, logging, os
 logging.disable(logging.CRITICAL)
 os.sched_setaffinity(0, {0}) if hasattr(os, "sched_setaffinity") else None
-from math_verify import parse, verify
+from math_verify import parse, verify, ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig
 verify(parse("$x^2$"), parse("$x^{2}$"))  # warm
 print("ready", flush=True)
 for line in sys.stdin:
-    gold, response = json.loads(line)
+    gold, response, *mode = json.loads(line)
     start = time.perf_counter()
     try:
-        verdict = bool(verify(parse(gold), parse(response)))
+        if mode and mode[0] == "letter":  # tuned as its README advises: letters by string extraction
+            config = [StringExtractionConfig(), LatexExtractionConfig(), ExprExtractionConfig()]
+            verdict = bool(verify(parse(gold, extraction_config=[StringExtractionConfig()]), parse(response, extraction_config=config)))
+        elif mode and mode[0] == "tuned":  # gold in $...$
+            verdict = bool(verify(parse("$" + gold.strip("$") + "$"), parse(response)))
+        else:
+            verdict = bool(verify(parse(gold), parse(response)))
     except BaseException as exc:
         verdict = None
     print(json.dumps([time.perf_counter() - start, verdict]), flush=True)
@@ -155,10 +161,10 @@ class _MathVerifyChild:
         )
         assert self.proc.stdout.readline().strip() == "ready"
 
-    def ask(self, gold: str, response: str, cap_s: float) -> tuple[float, bool | None] | None:
+    def ask(self, gold: str, response: str, cap_s: float, mode: str | None = None) -> tuple[float, bool | None] | None:
         import select
 
-        self.proc.stdin.write(json.dumps([gold, response]) + "\n")
+        self.proc.stdin.write(json.dumps([gold, response] + ([mode] if mode else [])) + "\n")
         self.proc.stdin.flush()
         ready, _, _ = select.select([self.proc.stdout], [], [], cap_s)
         if not ready:
@@ -180,7 +186,7 @@ def run_math_verify(cases: list[dict], timeout_s: float, grace_s: float) -> list
     try:
         for case in cases:
             start = time.perf_counter()
-            answer = child.ask(case["gold"], case["response"], timeout_s + grace_s)
+            answer = child.ask(case.get("mv_gold", case["gold"]), case["response"], timeout_s + grace_s, case.get("mv_mode"))
             if answer is None:  # hung past its own timeout: kill it, start a fresh one for the next case
                 results.append({"elapsed": time.perf_counter() - start, "verdict": None, "returned": False})
                 child.kill()
@@ -191,6 +197,95 @@ def run_math_verify(cases: list[dict], timeout_s: float, grace_s: float) -> list
     finally:
         child.kill()
     return results
+
+
+# ---------------------------------------------------------------- development set: real outputs, adjudicated labels
+
+LABELS = ROOT / "tests" / "data" / "verify" / "dev_labels.json"
+DEV_SETS = (
+    ("mathvision/GPT4-CoT-text-only", "mathvision/GPT4-CoT-text-only.jsonl"),
+    ("mathvision/InternLM-XComposer2-VL-CoT", "mathvision/InternLM-XComposer2-VL-CoT.jsonl"),
+    ("mathvista/output_gpt4_2shot_solution", "mathvista/output_gpt4_2shot_solution.json"),
+    ("mathvista/output_claude", "mathvista/output_claude.json"),
+)
+
+
+def build_dev_cases(limit: int | None) -> list[dict]:
+    """The real model outputs of ../shared/data/model_outputs joined to their problems through our
+    loaders, each labelled with our adjudicated label (tests/data/verify/dev_labels.json: the
+    official label unless corrected there). Empty (the reason printed) when the data is absent."""
+    root = shared_data("model_outputs")
+    if root is None:
+        return []
+    from qvq_ray.datasets import mathvision, mathvista
+    from qvq_ray.problem import Problem
+
+    corrections = {name: s["corrections"] for name, s in json.loads(LABELS.read_text(encoding="utf-8"))["sets"].items()}
+    problems = {}
+    for line in (root / "mathvision" / "test.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        problems[row["id"]] = mathvision.row_to_problem(row, root=root / "mathvision", ref=row["id"])
+    cases: list[dict] = []
+    for name, file in DEV_SETS:
+        path = root / file
+        if not path.is_file():
+            print(f"skipped: {name}: {path} not found", file=sys.stderr)
+            continue
+        if file.endswith(".jsonl"):
+            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = [(r["id"], r["response"], problems.get(r["id"]), r["correct"]) for r in records]
+        else:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rows = [
+                (pid, r["response"], mathvista.row_to_problem(r, key=pid, ref=pid, image_base=(None, path.parent)), r["true_false"])
+                for pid, r in data.items()
+            ]
+        fixed = corrections.get(name, {})
+        for pid, response, problem, official in rows[:limit] if limit else rows:
+            if not isinstance(problem, Problem) or not problem.answer:
+                continue
+            label = fixed[pid]["correct"] if pid in fixed else bool(official)
+            gold = problem.answer
+            letter = problem.meta.get("answer_letter") if problem.spec.choices else None
+            case = {"kind": name, "gold": gold, "response": response or "", "spec": problem.spec, "label": label}
+            if len(gold) == 1 and gold.isalpha() or letter:  # math-verify tuned: letters by string extraction
+                case.update(mv_gold=letter or gold, mv_mode="letter")
+            else:
+                case.update(mv_mode="tuned")
+            cases.append(case)
+    return cases
+
+
+def dev_figures(cases: list[dict], ours: list[dict], theirs: list[dict] | None) -> dict:
+    out = {}
+    for name, _ in DEV_SETS:
+        idx = [k for k, c in enumerate(cases) if c["kind"] == name]
+        if not idx:
+            continue
+        row = {"cases": len(idx)}
+        for side, results in (("qvq_ray", ours), ("math_verify", theirs)):
+            if results is None:
+                continue
+            agree = sum(1 for k in idx if bool(results[k]["verdict"]) == cases[k]["label"])
+            false_accepts = sum(1 for k in idx if results[k]["verdict"] is True and not cases[k]["label"])
+            row[side] = {
+                "agreement": round(agree / len(idx), 4),
+                "false_accepts": false_accepts,
+                "false_accept_rate": round(false_accepts / len(idx), 4),
+                "false_rejects": sum(1 for k in idx if not results[k]["verdict"] and cases[k]["label"]),
+            }
+        out[name] = row
+    return out
+
+
+def print_dev(figs: dict) -> None:
+    print("development set (real outputs, adjudicated labels: tests/data/verify/dev_labels.json)\n")
+    print(f"{'set':40}{'cases':>7}{'qvq-ray agree':>15}{'false acc.':>12}{'math-verify':>13}{'false acc.':>12}")
+    for name, row in figs.items():
+        a, b = row["qvq_ray"], row.get("math_verify")
+        mv = (f"{b['agreement']:>12.2%}{b['false_accepts']:>7} ({b['false_accept_rate']:.2%})" if b else f"{'-':>13}")
+        print(f"{name:40}{row['cases']:>7}{a['agreement']:>14.2%}{a['false_accepts']:>6} ({a['false_accept_rate']:.2%}){mv}")
+    print()
 
 
 # ---------------------------------------------------------------- figures
@@ -221,9 +316,23 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="Per-call time limit T (s).")
     parser.add_argument("--grace", type=float, default=5.0, help="Seconds past T before math-verify's child is killed.")
     parser.add_argument("--limit", type=int, help="Only the first N cases.")
+    parser.add_argument("--dev-limit", type=int, help="Only the first N outputs of each development set.")
+    parser.add_argument("--skip-dev", action="store_true", help="Leave out the development set of real outputs.")
+    parser.add_argument("--dev-only", action="store_true", help="Only the development set of real outputs.")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})  # one core; child processes inherit it
+    dev = {}
+    if not args.skip_dev:
+        dev_cases = build_dev_cases(args.dev_limit)
+        if dev_cases:
+            dev_ours = run_qvq_ray(dev_cases, args.timeout)
+            dev_theirs = run_math_verify(dev_cases, args.timeout, args.grace)
+            dev = dev_figures(dev_cases, dev_ours, dev_theirs)
+            print_dev(dev)
+    if args.dev_only:
+        print(json.dumps({"benchmark": "verifier", "timeout_s": args.timeout, "cores": 1, "dev_sets": dev}))
+        return
     cases = build_cases(args.limit)
     ours = run_qvq_ray(cases, args.timeout)
     theirs = run_math_verify(cases, args.timeout, args.grace)
@@ -258,7 +367,7 @@ def main() -> None:
     for kind, row in by_kind.items():
         print(f"  {kind:14} {row['cases']:4} cases   agree: qvq-ray {row['qvq_ray_agree']:4}   math-verify {row['math_verify_agree']:4}")
     print()
-    print(json.dumps({"benchmark": "verifier", "timeout_s": args.timeout, "cores": 1, "qvq_ray": a, "math_verify": b, "by_kind": by_kind}))
+    print(json.dumps({"benchmark": "verifier", "timeout_s": args.timeout, "cores": 1, "qvq_ray": a, "math_verify": b, "by_kind": by_kind, "dev_sets": dev}))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ def _vllm_available() -> bool:
 
 ENGINES = [
     "hf",
-    "openai",
+    pytest.param("openai", marks=pytest.mark.slow),  # through our own Serve app on the Ray cluster
     pytest.param("vllm", marks=pytest.mark.skipif(not _vllm_available(), reason="needs CUDA and vLLM")),
 ]
 

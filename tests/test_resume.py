@@ -18,6 +18,8 @@ import yaml
 
 from qvq_ray.config import QvqConfig
 
+pytestmark = pytest.mark.slow  # each test runs a whole job in a subprocess and kills part of it
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "problems"
 

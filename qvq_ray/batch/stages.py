@@ -162,6 +162,12 @@ class ScoreAgainstGold(RowStage):
     def is_error_row(self, row: dict[str, Any]) -> bool:
         return bool(row.get("error")) and not row.get("attempts")  # a partial solve is still scored
 
+    def carry(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A row that never got an answer, held against gold, is wrong (judged: there is nothing to compare)."""
+        if row.get("gold") in (None, "") or row.get("attempts") or row.get("pass_at_1") is not None:
+            return row  # no gold, or a scoring failure on a solved row: not judged, never "wrong"
+        return {**row, "correct": False, "pass_at_1": False, "maj_at_k": False, "pass_at_k": False}
+
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
         from qvq_ray.verify.voting import AnswerClusters

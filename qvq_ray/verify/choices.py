@@ -121,6 +121,8 @@ def letter_contradicted(
     if not rest or index >= len(choices) or not choices[index].strip() or choice_letter(choices[index]) == letter:
         return False
     own = choices[index]
+    if any(m.group(1) != letter for m in re.finditer(r"\(([A-J])\)", rest)):
+        return True  # `(A) PQ, (C) PS`: two options
     if _text_key(rest) == _text_key(own) or _loose_key(rest) == _loose_key(own):
         return False
     if any(k != index and c.strip() and _text_key(c) == _text_key(rest) for k, c in enumerate(choices)):
@@ -147,11 +149,13 @@ def _value_like(text: str) -> bool:
     from qvq_ray.verify.units import split_quantity
 
     s = _clean(normalize_answer(text))
-    if not s or re.search(r"[A-Za-z]{3,}", re.sub(r"\\[A-Za-z]+|\{[^{}]*\}", "", s)):
+    if not s:
         return False
     q = split_quantity(s)
     if parse_number(q.value) is not None:
         return True
+    if re.search(r"[A-Za-z]{3,}", re.sub(r"\\[A-Za-z]+|\{[^{}]*\}", "", q.value)):
+        return False
     return bool(_MATH_COMMAND.search(q.value)) and bool(re.search(r"\d", q.value))
 
 

@@ -308,7 +308,7 @@ def _last_statement(text: str):
 # Words between a statement marker and its answer (`the answer is therefore choice (B)`).
 _FILLER = re.compile(
     r"^(?:(?:therefore|thus|hence|so|then|clearly|indeed|simply|just|actually|probably|likely|also|definitely|"
-    r"that|given\s+by|as\s+follows|indeed|:|,)\s*)+",
+    r"that|given\s+by|as\s+follows|indeed|should\s+be|would\s+be|will\s+be|must\s+be|is|are|was|be|:|,)\s*)+",
     re.IGNORECASE,
 )
 # Statement "answers" that are a verdict on an answer, not one (`the answer is correct`).
@@ -316,7 +316,7 @@ _NOT_AN_ANSWER = re.compile(
     r"^(?:not\b|correct\b|incorrect\b|right\b|wrong\b|valid\b|invalid\b|reasonable\b|consistent\b|confirmed\b|"
     r"the\s+same\b|above\b|below\b|shown\b|given\b|boxed\b|in\s+the\s+box|as\s+(?:above|follows|shown)|"
     r"unclear\b|unknown\b|undetermined\b|indeterminate\b|cannot\b|can't\b|none\s+of\s+the\s+(?:above|options)\b.*not"
-    r"|an?\s+(?:integer|number|whole|positive|negative|real|decimal|float|floating|fraction|single|numerical|numeric)\b)",
+    r"|(?:an?\s+)?(?:integer|number|whole\s+number|positive|negative|real\s+number|decimal|float|floating|fraction|single|numerical|numeric)\b)",
     re.IGNORECASE,
 )
 _LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,2}[.)）、]|[①②③④⑤⑥⑦⑧⑨⑩]|[-*•]\s)\s*")
@@ -338,7 +338,8 @@ def _statement_answer(text: str, marker, choices: list[str]) -> str | None:
         answer = _clean(answer)
         if not answer or _NOT_AN_ANSWER.match(answer):
             return None
-        return _span_of(answer, choices, whole_ok=True)
+        span = _span_of(answer, choices, whole_ok=True)
+        return None if span is None or _NOT_AN_ANSWER.match(span) else span
     return None
 
 
@@ -391,7 +392,7 @@ _COPULA = re.compile(
 _LEADING_ARTICLE = re.compile(r"^(?:a|an|the|exactly|only|just|about|around|approximately|roughly|nearly|option|choice)\s+", re.I)
 _NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|(?<![\w.])[-−]?\.\d+(?![\w])")
 _NUMBER_AT_START = re.compile(
-    r"^[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\s*(?:-|–|to\b|or\b)\s*\d)(?:\s*(?:%|°|\\%|\^\\circ|\^\{\\circ\}))?"
+    r"^[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d.,])(?!\s*(?:-|–|to\b|or\b)\s*\d)(?:\s*(?:%|°|\\%|\^\\circ|\^\{\\circ\}))?"
 )
 _CJK_COPULA = re.compile(r"[\u4e00-\u9fff](?:是|为|等于|约为)\s*\S")
 _WORD = re.compile(r"[A-Za-z\u00b0\u4e00-\u9fff/^0-9{}\\]+")

@@ -177,6 +177,8 @@ def parse_structure(text: str, *, normalized: bool = False, depth: int = 0) -> N
     if m and m.group(1) not in ("vmatrix", "Vmatrix"):
         return _matrix(m.group(2), depth)
     outer = outer_brackets(s)
+    if outer is None:
+        outer = _bracketed_with_unit(s)
     if outer is not None:
         opener, inner, closer = outer
         inner = inner.strip()
@@ -220,6 +222,30 @@ def _split_part_labels(s: str) -> list[str] | None:
         if part:
             parts.append(part)
     return parts or None
+
+
+def _bracketed_with_unit(s: str) -> tuple[str, str, str] | None:
+    """`[1, 3] m`, `(2, 3)\\mathrm{~s}`: a tuple or interval followed by one unit, given to each
+    element (`[1 m, 3 m]`); None when the text is not that."""
+    end = max(s.rfind(")"), s.rfind("]"), s.rfind("\\rangle"))
+    if end <= 0:
+        return None
+    close_len = len("\\rangle") if s.startswith("\\rangle", end) else 1
+    head, tail = s[: end + close_len].strip(), s[end + close_len :].strip()
+    if not tail or re.search(r"[=<>,;]", tail):
+        return None
+    outer = outer_brackets(head)
+    if outer is None or outer[0] in ("\\{", "\\lbrace"):
+        return None
+    from qvq_ray.verify.units import parse_unit_tokens
+
+    if parse_unit_tokens(tail) is None:
+        return None
+    opener, inner, closer = outer
+    elements = [p.strip() for p in split_top_level(inner, (",", ";"))]
+    if len(elements) < 2 or not all(elements):
+        return None
+    return opener, ", ".join(f"{e} {tail}" for e in elements), closer
 
 
 def _split_relation(s: str) -> tuple[list[str], list[str]] | None:

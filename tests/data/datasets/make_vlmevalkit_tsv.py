@@ -1,9 +1,5 @@
 """Builds MMMU_DEV_VAL.tsv, a tiny VLMEvalKit-style TSV, from the shared MMMU sample.
 
-The TSV holds MMMU's questions, options and (thumbnailed) images, so it is not committed: the
-tests build it at test time into a temporary folder (the `vlmevalkit_tsv` fixture in
-tests/conftest.py) from `../shared/data/mmmu` beside the repository (or `$QVQ_RAY_SHARED_DATA`).
-To look at one: `.venv/bin/python tests/data/datasets/make_vlmevalkit_tsv.py OUT_DIR`.
 Five rows of MMMU validation (subject Math) in VLMEvalKit's layout, images shrunk to thumbnails
 so the file stays a few KB. It exercises what a loader must handle: a single base64 image, a
 multi-image row (a Python-literal list of base64 strings, with options that are themselves
@@ -11,6 +7,11 @@ multi-image row (a Python-literal list of base64 strings, with options that are 
 row is the first question with its options rotated, as circular evaluation writes them), an open
 question with a list of acceptable answers and no options (empty option cells), and five options.
 Written with pandas' `to_csv(sep="\\t", index=False)`, as VLMEvalKit writes its TSVs.
+
+The TSV holds MMMU's questions, options and (thumbnailed) images, so it is not committed: the
+tests build it at test time into a temporary folder (the `vlmevalkit_tsv` fixture in
+tests/conftest.py) from `../shared/data/mmmu` beside the repository (or `$QVQ_RAY_SHARED_DATA`).
+To look at one: `.venv/bin/python tests/data/datasets/make_vlmevalkit_tsv.py OUT_DIR`.
 """
 
 from __future__ import annotations

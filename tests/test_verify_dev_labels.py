@@ -1,0 +1,61 @@
+"""The development set of real model outputs: our adjudicated labels and the verifier's agreement."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ROOT / "tests" / "data" / "verify" / "dev_labels.json"
+
+
+def _benchmark():
+    sys.path.insert(0, str(ROOT))
+    spec = importlib.util.spec_from_file_location("verifier_benchmark", ROOT / "benchmarks" / "verifier.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_labels_are_labels_only():
+    doc = json.loads(LABELS.read_text(encoding="utf-8"))
+    assert set(doc["sets"]) == {
+        "mathvision/GPT4-CoT-text-only",
+        "mathvision/InternLM-XComposer2-VL-CoT",
+        "mathvista/output_gpt4_2shot_solution",
+        "mathvista/output_claude",
+    }
+    for name, s in doc["sets"].items():
+        assert s["cases"] in (1000, 3040)
+        for key, row in s["corrections"].items():
+            assert key.isdigit() and set(row) == {"correct", "official", "why"}
+            assert row["correct"] is not row["official"]  # a correction changes the official label
+
+
+def test_benchmark_skips_without_shared_data(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("QVQ_RAY_SHARED_DATA", str(tmp_path))
+    assert _benchmark().build_dev_cases(5) == []
+    assert "skipped" in capsys.readouterr().err
+
+
+def test_agreement_with_adjudicated_labels_on_a_sample():
+    bench = _benchmark()
+    cases = bench.build_dev_cases(120)
+    if not cases:
+        pytest.skip("../shared/data/model_outputs absent")
+    from qvq_ray.verify.verifier import default_verifier
+
+    verifier = default_verifier()
+    by_set: dict[str, list[tuple[bool, bool]]] = {}
+    for case in cases:
+        verdict = verifier.check_sync(case["response"], case["spec"], gold=case["gold"])
+        by_set.setdefault(case["kind"], []).append((bool(verdict.correct), case["label"]))
+    for name, pairs in by_set.items():
+        agree = sum(a == b for a, b in pairs) / len(pairs)
+        false_accepts = sum(a and not b for a, b in pairs)
+        assert agree >= 0.99, name
+        assert false_accepts == 0, name

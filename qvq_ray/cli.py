@@ -163,6 +163,41 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_rescore(args) -> int:
+    """Re-score another tool's result file (or our own output) against a benchmark's gold answers."""
+    from qvq_ray.batch.rescore import disagreement_table, rescore
+
+    try:
+        summary = rescore(
+            args.results,
+            args.problems,
+            args.out,
+            problems_format=args.format,
+            results_format=args.results_format,
+            workers=args.workers,
+            timeout_s=args.timeout,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"qvq-ray rescore: {exc}", file=sys.stderr)
+        return 2
+    print(f"qvq-ray rescore: {args.results} + {args.problems} -> {args.out}")
+    for line in summary.lines():
+        print("  " + line)
+    if summary.disagreements:
+        shown = 20
+        print(f"disagreements with the tool's verdicts ({len(summary.disagreements)}, first {min(shown, len(summary.disagreements))}):")
+        print(disagreement_table(summary.disagreements, limit=shown))
+    if summary.disagreements_file:
+        print(f"disagreement table: {summary.disagreements_file}")
+    from qvq_ray.report.summary import headline_table, read_output, write_report
+
+    print(headline_table(read_output(args.out)))
+    if not args.no_report:
+        written = write_report(args.out, plots=False)
+        print(f"report: {written['report.md']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qvq-ray", description="Run QVQ / Qwen2-VL on Ray: batch solving with Ray Data, serving with Ray Serve."
@@ -242,6 +277,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("dir", help="Output directory of `qvq-ray solve` (Parquet or JSONL files).")
     report.add_argument("--out", help="Report directory (default: DIR/report).")
     report.set_defaults(func=cmd_report)
+
+    rescore = sub.add_parser(
+        "rescore",
+        help="Re-score result files of other tools (MATH-V JSONL, MathVista JSON, VLMEvalKit TSV/XLSX, our Parquet) "
+        "against a benchmark; write solve-style Parquet rows with the tool's verdict beside ours.",
+    )
+    rescore.add_argument("results", help="Result file: .jsonl (MATH-V), .json (MathVista), .tsv/.xlsx (VLMEvalKit), "
+                         ".parquet or a `qvq-ray solve` output directory.")
+    rescore.add_argument("--problems", required=True, help="The benchmark's problems (any input `qvq-ray solve` reads).")
+    rescore.add_argument(
+        "--format", help="Force the problems' format: problems, mathvision, mathvista, mmmu, olympiadbench, vlmevalkit."
+    )
+    rescore.add_argument("--results-format", choices=["mathvision", "mathvista", "vlmevalkit", "parquet"],
+                         help="Force the results' format (default: told from the suffix).")
+    rescore.add_argument("--out", required=True, help="Output directory, new or empty; the disagreement table goes to OUT.disagreements.md.")
+    rescore.add_argument("--workers", type=int, default=2, help="Verifier worker processes (default 2).")
+    rescore.add_argument("--timeout", type=float, default=5.0, help="Seconds one check may take (default 5).")
+    rescore.add_argument("--no-report", action="store_true", help="Skip writing OUT/report/.")
+    rescore.set_defaults(func=cmd_rescore)
     return parser
 
 

@@ -41,7 +41,6 @@ from qvq_ray.verify.units import Quantity, parse_unit_tokens, split_quantity
 MAX_SYMBOLIC_CHARS = 1000
 MAX_NESTING = 60
 # Gold letters treated as multiple-choice options without choices (MMMU goes up to I; a little slack).
-CHOICE_LETTERS = "ABCDEFGHIJ"
 
 
 _DECIMAL_COMMA = re.compile(r"-?\d+,(?:\d{1,2}|\d{4,})(?:\s*[^\d,;\s][^,;]*)?")

@@ -211,17 +211,6 @@ def values_close(
     return False
 
 
-def close_by_digits(value: float, written: Number, *, min_sig: int = 1) -> bool:
-    """Whether an exactly known `value` rounds (or truncates) to the `written` decimal."""
-    if not written.decimal or written.sig < min_sig or written.ulp is None:
-        return False
-    g = Fraction(value)
-    a = written.value
-    if abs(a - g) <= written.ulp / 2 * (1 + Fraction(1, 10**6)):
-        return True
-    return abs(a) <= abs(g) and abs(g - a) < written.ulp
-
-
 def _scaled(number: Number, scale: Fraction) -> Number:
     ulp = number.ulp * abs(scale) if number.ulp is not None else None
     return Number(number.value * scale, decimal=number.decimal, ulp=ulp, sig=number.sig)

@@ -352,8 +352,3 @@ def expand_plus_minus(text: str) -> list[str] | None:
     return [text.replace("\\mp", "-", 1), text.replace("\\mp", "+", 1)]
 
 
-def strip_braces(s: str) -> str:
-    """`{x}` -> `x` when one brace group spans the whole string."""
-    while s.startswith("{") and matching_brace(s, 0) == len(s) - 1:
-        s = s[1:-1].strip()
-    return s

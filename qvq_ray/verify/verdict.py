@@ -41,7 +41,3 @@ class Verdict(BaseModel):
         default_factory=list, description="The wrong numeric claims behind 'false_calculation' (e.g. '97-73 = 34')."
     )
     elapsed_s: float = Field(0.0, description="Time the check took.")
-
-    @property
-    def has_answer(self) -> bool:
-        return self.answer is not None

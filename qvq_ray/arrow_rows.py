@@ -18,44 +18,42 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel
 
 
-def _is_json(annotation: Any) -> bool:
-    origin = typing.get_origin(annotation)
-    return annotation is Any or annotation is dict or origin is dict
-
-
-def _non_none(annotation: Any) -> Any:
-    """`X | None` -> X; other unions must have one Arrow type (e.g. `str | None`)."""
+def _shape(annotation: Any) -> tuple[str, Any]:
+    """What a field annotation is, for all three walks below: ("json", None) for a free-form
+    mapping, ("list", item type), ("model", the pydantic class) or ("scalar", the Python type;
+    a Literal of strings is `str`). `X | None` is X; other unions have no single Arrow type."""
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) != 1:
             raise TypeError(f"no single Arrow type for {annotation!r}")
-        return args[0]
-    return annotation
+        return _shape(args[0])
+    if annotation is Any or annotation is dict or origin is dict:
+        return "json", None
+    if origin in (list, tuple):
+        (item,) = {a for a in typing.get_args(annotation) if a is not Ellipsis}
+        return "list", item
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "model", annotation
+    if origin is Literal and all(isinstance(v, str) for v in typing.get_args(annotation)):
+        return "scalar", str
+    if annotation in (str, bool, int, float, bytes):
+        return "scalar", annotation
+    raise TypeError(f"no Arrow type for {annotation!r}")
 
 
 def arrow_type(annotation: Any):
     """The Arrow type of one pydantic field annotation."""
     import pyarrow as pa
 
-    annotation = _non_none(annotation)
-    if _is_json(annotation):
+    shape, inner = _shape(annotation)
+    if shape == "json":
         return pa.string()
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        values = typing.get_args(annotation)
-        if all(isinstance(v, str) for v in values):
-            return pa.string()
-        raise TypeError(f"no Arrow type for {annotation!r}")
-    if origin in (list, tuple):
-        (item,) = {a for a in typing.get_args(annotation) if a is not Ellipsis}
-        return pa.list_(arrow_type(item))
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return pa.struct([(name, arrow_type(f.annotation)) for name, f in annotation.model_fields.items()])
-    scalar = {str: pa.string(), bool: pa.bool_(), int: pa.int64(), float: pa.float64(), bytes: pa.binary()}
-    if annotation in scalar:
-        return scalar[annotation]
-    raise TypeError(f"no Arrow type for {annotation!r}")
+    if shape == "list":
+        return pa.list_(arrow_type(inner))
+    if shape == "model":
+        return pa.struct([(name, arrow_type(f.annotation)) for name, f in inner.model_fields.items()])
+    return {str: pa.string(), bool: pa.bool_(), int: pa.int64(), float: pa.float64(), bytes: pa.binary()}[inner]
 
 
 def arrow_schema(model: type[BaseModel]):
@@ -68,30 +66,26 @@ def arrow_schema(model: type[BaseModel]):
 def _encode(annotation: Any, value: Any) -> Any:
     if value is None:
         return None
-    annotation = _non_none(annotation)
-    if _is_json(annotation):
+    shape, inner = _shape(annotation)
+    if shape == "json":
         return json.dumps(value, ensure_ascii=False, default=str)
-    origin = typing.get_origin(annotation)
-    if origin in (list, tuple):
-        (item,) = {a for a in typing.get_args(annotation) if a is not Ellipsis}
-        return [_encode(item, v) for v in value]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return {name: _encode(f.annotation, getattr(value, name)) for name, f in annotation.model_fields.items()}
+    if shape == "list":
+        return [_encode(inner, v) for v in value]
+    if shape == "model":
+        return {name: _encode(f.annotation, getattr(value, name)) for name, f in inner.model_fields.items()}
     return value
 
 
 def _decode(annotation: Any, value: Any) -> Any:
     if value is None:
         return None
-    annotation = _non_none(annotation)
-    if _is_json(annotation):
+    shape, inner = _shape(annotation)
+    if shape == "json":
         return json.loads(value) if isinstance(value, str) else value
-    origin = typing.get_origin(annotation)
-    if origin in (list, tuple):
-        (item,) = {a for a in typing.get_args(annotation) if a is not Ellipsis}
-        return [_decode(item, v) for v in value]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return {name: _decode(f.annotation, value.get(name)) for name, f in annotation.model_fields.items() if name in value}
+    if shape == "list":
+        return [_decode(inner, v) for v in value]
+    if shape == "model":
+        return {name: _decode(f.annotation, value.get(name)) for name, f in inner.model_fields.items() if name in value}
     return value
 
 

@@ -11,8 +11,8 @@ Two modes, never mixed up:
 - `oracle`: rejection sampling for data generation: an attempt is accepted when it matches gold.
   Its accuracy is pass@k, and the Solution says `mode="oracle"` so reports label it so.
 
-With the loop cut-off on (`policy.loop_cutoff`), every sample is streamed and one that falls into a repetition loop is cut off early (the
-attempt records `repetition_loop` and the tokens it saved).
+With the loop cut-off on (`policy.loop_cutoff`), every sample is streamed, and one that falls into
+a repetition loop is cut off early (the attempt records `repetition_loop` and the tokens it saved).
 """
 
 from __future__ import annotations

@@ -131,3 +131,25 @@ def test_stop_string_cuts_text_and_counts_only_the_tokens_up_to_it(engine, offse
     k = out.completion_tokens
     assert stop in asyncio.run(gen(max_tokens=k)).text  # k tokens produce the stop string...
     assert k == 1 or stop not in asyncio.run(gen(max_tokens=k - 1)).text  # ...and k - 1 do not
+
+
+def test_streamed_text_is_decoded_from_a_short_window(engine):
+    """The streamer's deltas join to the whole decode (multi-byte characters split over tokens
+    included) while each step decodes only a few recent tokens, never the whole sequence."""
+    from qvq_ray.engines.hf_engine import _IncrementalDecoder
+
+    class WindowSpy:
+        def __init__(self, tokenizer):
+            self.tokenizer, self.longest = tokenizer, 0
+
+        def decode(self, tokens, **kwargs):
+            self.longest = max(self.longest, len(tokens))
+            return self.tokenizer.decode(tokens, **kwargs)
+
+    tokenizer = engine.tokenizer
+    text = " ".join(["résumé", "所以答案是", "\\boxed{24}", "97-73=24", "😀 done"] * 200)
+    ids = tokenizer(text)["input_ids"]
+    spy = WindowSpy(tokenizer)
+    decoder = _IncrementalDecoder(spy)
+    assert "".join(decoder.push(i) for i in ids) == tokenizer.decode(ids, skip_special_tokens=True)
+    assert len(ids) > 1000 and spy.longest <= 16

@@ -49,6 +49,10 @@ def test_check_with_an_answer_spec(verifier):
     mmmu = AnswerSpec(alternatives=["3.429"])  # several accepted golds
     assert verifier.check_sync(QVQ.format("3.429"), mmmu, gold="24/7").correct is True
     assert verifier.check_sync(QVQ.format("3.5"), mmmu, gold="24/7").correct is False
+    colours = AnswerSpec(alternatives=["crimson"])
+    assert verifier.compare_sync("crimson", "red", colours) is True  # scoring honours them too
+    assert verifier.compare_sync("blue", "red", colours) is False
+    assert verifier.same_answer_sync("crimson", "red", colours) is False  # two answers never vote together by them
 
 
 def test_without_gold_does_not_touch_the_pool():

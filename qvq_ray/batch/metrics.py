@@ -38,3 +38,14 @@ def problem_metrics(outcomes: list[AttemptOutcome]) -> tuple[bool, bool, bool]:
         return pass_at_1, False, pass_at_k
     winner = max(votes, key=lambda c: (votes[c], -first_seen[c]))
     return pass_at_1, correct_cluster[winner], pass_at_k
+
+
+SCORE_COLUMNS = ("correct", "pass_at_1", "maj_at_k", "pass_at_k")
+
+
+def score_unanswered(row: dict) -> dict:
+    """An output row that never got an answer (an error before any attempt), held against gold, is
+    wrong on every score; without gold, or once scored, it is returned as it is."""
+    if row.get("gold") in (None, "") or row.get("attempts") or row.get("pass_at_1") is not None:
+        return row
+    return {**row, **dict.fromkeys(SCORE_COLUMNS, False)}

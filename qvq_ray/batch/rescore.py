@@ -105,18 +105,15 @@ def _record(ref: str, data: Any, *, id_keys: tuple[str, ...], response_keys: tup
 
 def read_mathvision(path: Path) -> Iterator[ResultRecord]:
     """MATH-V outputs JSONL: `{id, response, correct}` per line (official label `correct`)."""
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            ref = f"{path.name}:line {number}"
-            try:
-                data = json.loads(line)
-            except ValueError as exc:
-                yield ResultRecord(id=ref, error=f"{ref}: unreadable JSON ({exc.msg})")
-                continue
-            yield _record(ref, data, id_keys=("id", "pid", "index"), response_keys=("response", "prediction"),
-                          verdict_keys=("correct", "true_false", "hit"))
+    from qvq_ray.datasets.base import LoadError, iter_jsonl
+
+    for number, data in iter_jsonl(path):
+        ref = f"{path.name}:line {number}"
+        if isinstance(data, LoadError):
+            yield ResultRecord(id=ref, error=f"{ref}: unreadable JSON: {data.reason}")
+            continue
+        yield _record(ref, data, id_keys=("id", "pid", "index"), response_keys=("response", "prediction"),
+                      verdict_keys=("correct", "true_false", "hit"))
 
 
 def read_mathvista(path: Path) -> Iterator[ResultRecord]:
@@ -205,6 +202,7 @@ def read_results(path: str | Path, format: str | None = None) -> list[ResultReco
 
 
 def _scored_row(problem, record: ResultRecord, verdict) -> dict[str, Any]:
+    from qvq_ray.batch.metrics import SCORE_COLUMNS
     from qvq_ray.config import SamplingConfig
     from qvq_ray.problem import Attempt, Solution, solution_to_row
 
@@ -212,9 +210,7 @@ def _scored_row(problem, record: ResultRecord, verdict) -> dict[str, Any]:
     solution = Solution(id=problem.id, answer=verdict.answer, verdict=verdict, chosen_attempt=0, attempts=[attempt])
     row = solution_to_row(solution, problem)
     row["attempts"][0]["correct"] = verdict.correct
-    for column in ("correct", "pass_at_1", "maj_at_k", "pass_at_k"):
-        row[column] = verdict.correct
-    return row
+    return {**row, **dict.fromkeys(SCORE_COLUMNS, verdict.correct)}  # one attempt: every score is its verdict
 
 
 def disagreements_path(out_dir: str | Path) -> Path:

@@ -163,10 +163,11 @@ class ScoreAgainstGold(RowStage):
         return bool(row.get("error")) and not row.get("attempts")  # a partial solve is still scored
 
     def carry(self, row: dict[str, Any]) -> dict[str, Any]:
-        """A row that never got an answer, held against gold, is wrong (judged: there is nothing to compare)."""
-        if row.get("gold") in (None, "") or row.get("attempts") or row.get("pass_at_1") is not None:
-            return row  # no gold, or a scoring failure on a solved row: not judged, never "wrong"
-        return {**row, "correct": False, "pass_at_1": False, "maj_at_k": False, "pass_at_k": False}
+        """A row that never got an answer is wrong against gold; a scoring failure on a solved row
+        stays not judged (None), never "wrong"."""
+        from qvq_ray.batch.metrics import score_unanswered
+
+        return score_unanswered(row)
 
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
@@ -189,13 +190,13 @@ class ScoreAgainstGold(RowStage):
         row = dict(row)
         clusters = AnswerClusters()  # as the solver votes: maj@k counts the same clusters
         outcomes = []
+        same = functools.partial(self.verifier.same_answer, spec=spec)
         for index, attempt in enumerate(row.get("attempts") or []):
             answer = (attempt.get("verdict") or {}).get("answer")
             attempt["correct"] = await matches_gold(answer)
             key = None
             if answer is not None:
                 canonical = attempt["verdict"].get("canonical")
-                same = functools.partial(self.verifier.same_answer, spec=spec)
                 key = str((await clusters.ajoin(index, answer, canonical, same)).members[0])
             outcomes.append(AttemptOutcome(cluster=key, correct=attempt["correct"] is True))
         row["pass_at_1"], row["maj_at_k"], row["pass_at_k"] = problem_metrics(outcomes)

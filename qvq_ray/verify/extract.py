@@ -39,6 +39,7 @@ from collections import deque
 from typing import NamedTuple
 
 from qvq_ray.verify.text import find_command_arg, strip_invisible
+from qvq_ray.verify.verdict import WEAK_EXTRACTIONS
 
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 # One token per step: an escaped character (skipped as a unit, so `\{` and `\\}` count right) or a brace.
@@ -66,19 +67,12 @@ _MAX_JOIN_GAP = 120  # characters between two boxes of one multi-part answer
 _TAIL_CHARS = 1500  # the weak rules read only this much of the end of a response
 _DECLINE_CHARS = 600  # where a refusal to answer counts (the end: `... Please provide the image.`)
 
-EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention")
-WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention"})
-
 
 class Extraction(NamedTuple):
-    """The final answer as written (None: none found) and the rule that found it (`EXTRACTIONS`)."""
+    """The final answer as written (None: none found) and the rule that found it (`verdict.EXTRACTIONS`)."""
 
     answer: str | None
     how: str | None
-
-    @property
-    def weak(self) -> bool:
-        return self.how in WEAK_EXTRACTIONS
 
 
 _NONE = Extraction(None, None)

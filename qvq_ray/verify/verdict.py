@@ -21,12 +21,14 @@ ISSUES = (
 # How the answer was found (`qvq_ray.verify.extract`): the first two are explicit final answers, the
 # last two weak rules (an answer read from the last sentence, or the one option it mentions) that
 # add the issue `weak_extraction`, so a policy may re-sample on them (off by default).
-Extraction = Literal["boxed", "statement", "final_sentence", "whole_response", "choice_mention"]
+EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention")
+WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention"})
+ExtractionRule = Literal[EXTRACTIONS]
 
 
 class Verdict(BaseModel):
     answer: str | None = Field(None, description="Final answer as the model wrote it (None: none found).")
-    extraction: Extraction | None = Field(
+    extraction: ExtractionRule | None = Field(
         None,
         description="How the answer was found: boxed, statement (a final-answer statement), whole_response "
         "(the response is the answer, or starts with it), final_sentence or choice_mention (weak: read "

@@ -124,14 +124,8 @@ class Verifier:
                 false_claims = list(result.get("false_claims") or [])
                 if result.get("timed_out"):
                     _add(issues, "timeout")
-        if correct is False and answer is not None and has_gold:  # MMMU: several accepted answers
-            for alternative in spec.alternatives:
-                if str(alternative) == str(gold):
-                    continue
-                remaining = max(budget - (time.perf_counter() - start), _MIN_CALL_S)
-                if self.compare_sync(answer, alternative, spec, timeout_s=remaining):
-                    correct = True
-                    break
+        if correct is False and answer is not None and self._matches_alternative(answer, str(gold), spec, start, budget):
+            correct = True
         if parse_ok is False:
             _add(issues, "unparseable")
         if false_claims:
@@ -173,34 +167,46 @@ class Verifier:
         self, answer: str, gold: str, spec: AnswerSpec | None = None, *, timeout_s: float | None = None
     ) -> bool | None:
         """`compare` for synchronous callers."""
-        if answer is None or not _has_gold(gold):
-            return False
-        options = self._options(spec or AnswerSpec())
-        quick = quick_equivalent(answer, gold, None, options.as_dict())
-        if quick is not None:
-            return quick
+        spec = spec or AnswerSpec()
         start = time.perf_counter()
         budget = float(timeout_s if timeout_s is not None else self.config.timeout_s)
+        result = self._compare_pair(answer, gold, spec, start, budget)
+        if result is False and answer is not None and self._matches_alternative(answer, gold, spec, start, budget):
+            return True
+        return result
+
+    def _compare_pair(self, answer: str, other: str, spec: AnswerSpec, start: float, budget: float) -> bool | None:
+        """One comparison within what is left of the budget (string rules first, else one worker call)."""
+        if answer is None or not _has_gold(other):
+            return False
+        options = self._options(spec)
+        quick = quick_equivalent(answer, other, None, options.as_dict())
+        if quick is not None:
+            return quick
         issues: list[str] = []
-        result = self._run(
-            {"answer": answer, "gold": gold, "options": options.as_dict(), "check_parse": False, "claims": []},
-            start,
-            budget,
-            issues,
-        )
+        request = {"answer": answer, "gold": other, "options": options.as_dict(), "check_parse": False, "claims": []}
+        result = self._run(request, start, budget, issues)
         if result is None:
             logger.debug("equivalence not judged: %s", issues)
             return None
         return result["correct"]
 
+    def _matches_alternative(self, answer: str, gold: str, spec: AnswerSpec, start: float, budget: float) -> bool:
+        """Whether `answer` matches one of the other accepted golds (MMMU lists several)."""
+        return any(
+            self._compare_pair(answer, alternative, spec, start, budget)
+            for alternative in spec.alternatives
+            if str(alternative) != str(gold)
+        )
+
     async def same_answer(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
         """For clustering votes: two answers are one cluster only when judged equivalent (a
-        comparison that could not be judged keeps them apart)."""
-        return bool(await self.compare(a, b, spec))
+        comparison that could not be judged keeps them apart; accepted alternatives play no part)."""
+        return await self.pool.run_blocking(functools.partial(self.same_answer_sync, a, b, spec))
 
     def same_answer_sync(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
         """`same_answer` for synchronous callers."""
-        return bool(self.compare_sync(a, b, spec))
+        return bool(self._compare_pair(a, b, spec or AnswerSpec(), time.perf_counter(), float(self.config.timeout_s)))
 
     def check_many(
         self,

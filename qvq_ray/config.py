@@ -77,23 +77,48 @@ class ModelConfig(StrictModel):
         description="Qwen2-VL max pixels per image after smart_resize (QVQ card suggests 256..1280 x 28^2).",
     )
     max_images_per_prompt: int = Field(8, ge=0, description="Images allowed in one prompt.")
+    max_prompt_chars: int = Field(
+        262_144,
+        ge=1,
+        description="Longest prompt text (all messages' text together, in characters) accepted: refused before "
+        "tokenizing, so an 18 MB prompt costs nothing. Keep it a few times max_model_len.",
+    )
     max_model_len: int | None = Field(
         None, description="Prompt + output token limit; None = the checkpoint's own (set it for QVQ-72B on vLLM)."
     )
     trust_remote_code: bool = Field(False, description="Passed to from_pretrained; Qwen2-VL needs none.")
 
 
+# Below this temperature sampling is greedy (vLLM's _SAMPLING_EPS): dividing logits by a
+# temperature near 0 overflows them to inf/NaN instead of sampling.
+GREEDY_BELOW = 1e-5
+# Longest stop string accepted. Matching costs per new token, over a window this long; vLLM has
+# no cap, but a 500 KB stop string is an attack, not a use.
+MAX_STOP_CHARS = 1024
+# The seed range torch.manual_seed (and numpy) accept: a signed or an unsigned 64-bit integer.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
 class SamplingConfig(StrictModel):
     """Sampling for one generation; always explicit so no engine applies hidden checkpoint defaults."""
 
-    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 = greedy.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description=f"0 = greedy; below {GREEDY_BELOW} is greedy too.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     top_k: int = Field(0, ge=0, description="0 = off.")
     max_tokens: int = Field(8192, ge=1, description="Max new tokens (QVQ card: 8192).")
-    seed: int | None = Field(None, description="Seed for sampling; None = engine's RNG.")
-    stop: list[str] = Field(default_factory=list, description="Stop strings (not included in the output).")
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="Seed for sampling (a 64-bit integer); None = engine's RNG.")
+    stop: list[Annotated[str, Field(max_length=MAX_STOP_CHARS)]] = Field(
+        default_factory=list, max_length=16, description=f"Stop strings (not included in the output), each at most {MAX_STOP_CHARS} characters."
+    )
     n: int = Field(1, ge=1, le=16, description="Samples returned for one prompt.")
-    repetition_penalty: float = Field(1.0, gt=0.0, description="1.0 = off.")
+    repetition_penalty: float = Field(
+        1.0, ge=0.01, le=100.0, description="1.0 = off; bounded so logits stay finite (a penalty of 1e-300 overflows them)."
+    )
+
+    @property
+    def greedy(self) -> bool:
+        """Whether engines decode greedily (temperature below GREEDY_BELOW)."""
+        return self.temperature < GREEDY_BELOW
 
 
 class EngineSettings(StrictModel):
@@ -104,6 +129,13 @@ class EngineSettings(StrictModel):
         ge=1,
         description="Requests one replica works on at once: hf's micro-batch size; vllm's max_num_seqs unless "
         "that is set; the Serve autoscaling target (ongoing requests per replica) for every kind.",
+    )
+    stall_limit_s: float = Field(
+        120.0,
+        gt=0,
+        description="Liveness: the engine is stuck (and its Serve replica restarted) when work is in flight and "
+        "no generation step has finished for this long. One step is one token for every running sequence, or "
+        "a prompt's prefill: set it above the slowest prefill the model can see.",
     )
 
 
@@ -345,6 +377,23 @@ class ServeConfig(StrictModel):
     )
     api_keys_env: str = Field(
         "QVQ_RAY_API_KEYS", description="Environment variable with more accepted keys, comma-separated."
+    )
+    docs_public: bool = Field(
+        False,
+        description="With API keys set, /docs, /redoc and /openapi.json need a key too unless this is true "
+        "(without keys they are always open).",
+    )
+    health_check_period_s: float = Field(
+        10.0, gt=0, description="Serve calls each engine replica's liveness check this often."
+    )
+    health_check_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Serve restarts an engine replica whose liveness check fails or takes longer than this. The "
+        "check never waits on generation, so only a stuck engine (see engine.stall_limit_s) or a dead one fails.",
+    )
+    readiness_timeout_s: float = Field(
+        5.0, gt=0, description="/health and /healthz answer 503 when no engine replica answers within this time."
     )
 
 

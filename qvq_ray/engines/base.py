@@ -44,11 +44,91 @@ class InvalidRequestError(ValueError):
     """The request itself is bad (too many images, prompt too long...): a 4xx, never retried."""
 
 
+class EngineHealth(BaseModel):
+    """What a liveness or readiness probe learns without queueing behind user work."""
+
+    alive: bool = Field(..., description="False when the engine is closed, its loop died, or it is stalled.")
+    stalled: bool = Field(False, description="Work is in flight and no step finished within the stall limit.")
+    running: int = Field(0, description="Requests being generated now.")
+    waiting: int = Field(0, description="Requests queued (or being prepared) for the next batch.")
+    last_step_age_s: float | None = Field(None, description="Seconds since the last generation step ended (None: none yet).")
+    reason: str | None = Field(None, description="Why the engine is not alive, in words.")
+
+
+class StallWatch:
+    """Liveness bookkeeping shared by the in-process engines: a step clock and in-flight counts.
+
+    An engine calls `step()` whenever a generation step ends (a token for its running sequences, or
+    a prefill) and `started()`/`finished()` around each request. It is stalled when requests are in
+    flight and no step ended for `limit_s`: a long generation that keeps stepping is healthy however
+    long it runs, and an idle engine is never stalled. Reading it costs nothing, so a health probe
+    never waits behind the work it is judging (a one-token probe generation did, and got healthy
+    replicas killed under load).
+    """
+
+    def __init__(self, limit_s: float):
+        import time
+
+        self.limit_s = limit_s
+        self._clock = time.monotonic
+        self.last_step = self._clock()
+        self.in_flight = 0
+        self.running = 0
+
+    def started(self) -> None:
+        if self.in_flight == 0:
+            self.last_step = self._clock()  # idle time is not stall time
+        self.in_flight += 1
+
+    def finished(self) -> None:
+        self.in_flight = max(0, self.in_flight - 1)
+
+    def step(self) -> None:
+        self.last_step = self._clock()
+
+    def health(self, *, closed: bool = False, reason: str | None = None) -> EngineHealth:
+        age = self._clock() - self.last_step
+        stalled = self.in_flight > 0 and age > self.limit_s
+        if stalled and reason is None:
+            reason = f"no generation step for {age:.0f} s with {self.in_flight} requests in flight (limit {self.limit_s:g} s)"
+        if closed:
+            reason = "engine is closed"
+        return EngineHealth(
+            alive=not (closed or stalled or reason),
+            stalled=stalled,
+            running=self.running,
+            waiting=max(0, self.in_flight - self.running),
+            last_step_age_s=round(age, 3),
+            reason=reason,
+        )
+
+
+def prompt_chars(messages: list[Message]) -> int:
+    """Characters of text in chat messages (string contents and text parts): a cheap upper bound on
+    what tokenizing will cost, checked before any tokenizer runs."""
+    total = 0
+    for message in messages if isinstance(messages, list) else []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    total += len(part["text"])
+    return total
+
+
+def check_prompt_chars(messages: list[Message], limit: int) -> None:
+    """InvalidRequestError when the messages' text exceeds `limit` characters (model.max_prompt_chars)."""
+    if (chars := prompt_chars(messages)) > limit:
+        raise InvalidRequestError(f"prompt of {chars} characters exceeds this server's limit of {limit} (model.max_prompt_chars)")
+
+
 @runtime_checkable
 class Engine(Protocol):
     """Async text generation over chat messages with images. Implementations own batching.
 
-    These four methods and `model_name` are all the solver, the batch actors and the Serve
+    These methods and `model_name` are all the solver, the batch actors and the Serve
     deployment call: an engine that has them is an engine, nothing is looked up by `getattr`.
     """
 
@@ -68,8 +148,13 @@ class Engine(Protocol):
         """
         ...
 
+    async def health(self) -> EngineHealth:
+        """The engine's state, read without generating or queueing (liveness and readiness probes)."""
+        ...
+
     async def check_health(self) -> None:
-        """Raise if the engine cannot serve (used by Serve health checks)."""
+        """Raise EngineError if the engine cannot serve: closed, dead, or stalled (Serve's liveness
+        check; a failure gets the replica restarted). Never queues a generation."""
         ...
 
     async def close(self) -> None: ...

@@ -6,8 +6,16 @@ Why a micro-batcher: a Ray Data actor or a Serve replica runs many solves at onc
 time. Greedy output in a batch equals greedy output alone (tested).
 
 One model call runs at a time on a dedicated thread, so the event loop (Serve, the solver, the
-verifier) never blocks on the model. A request that cannot be prepared (bad image, prompt too long)
+verifier) never blocks on the model. Each request is prepared (images decoded, chat template,
+tokenized, prompt length checked) on a second thread before it joins a batch, so one request's big
+images or long prompt cost that request, not the batch in progress; a prompt over
+`model.max_prompt_chars` is refused before any tokenizer runs. A request that cannot be prepared
 fails alone; the rest of its batch goes on.
+
+Every generation step passes through `_StepMonitor`: it ticks the liveness clock (`StallWatch`),
+stops rows whose client went away, rows at their own max_tokens, and rows that produced a stop
+string (matched over a short window of new text, so a step costs the same whatever the stop
+strings' length), and streams deltas.
 """
 
 from __future__ import annotations
@@ -20,7 +28,16 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from qvq_ray.config import HFEngineConfig, ModelConfig, QvqConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, EngineError, InvalidRequestError, Message, split_images
+from qvq_ray.engines.base import (
+    Completion,
+    EngineError,
+    EngineHealth,
+    InvalidRequestError,
+    Message,
+    StallWatch,
+    check_prompt_chars,
+    split_images,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +51,10 @@ class _Request:
     enqueued: float = field(default_factory=time.perf_counter)
     deltas: asyncio.Queue | None = None  # set for streaming requests
     cancelled: bool = False  # set when the consumer stops listening: the row stops generating
+    counted: bool = False  # joined the batch queue (the StallWatch counts it in flight)
     # filled by _prepare
-    text: str = ""
-    images: list[Any] = field(default_factory=list)
+    inputs: dict[str, Any] = field(default_factory=dict)  # the processor's tensors for this prompt alone
+    prompt_tokens: int = 0
 
 
 def _group_key(sampling: SamplingConfig, index: int) -> tuple:
@@ -45,11 +63,12 @@ def _group_key(sampling: SamplingConfig, index: int) -> tuple:
     max_tokens is not part of it (rows are cut to their own limit). A seeded sampled request runs
     alone so its seed gives the same text whatever else is in flight.
     """
-    seeded = sampling.temperature > 0 and sampling.seed is not None
+    sampled = not sampling.greedy
+    seeded = sampled and sampling.seed is not None
     return (
-        sampling.temperature,
-        sampling.top_p if sampling.temperature > 0 else 1.0,
-        sampling.top_k if sampling.temperature > 0 else 0,
+        sampling.temperature if sampled else 0.0,
+        sampling.top_p if sampled else 1.0,
+        sampling.top_k if sampled else 0,
         tuple(sampling.stop),
         sampling.n,
         sampling.repetition_penalty,
@@ -69,6 +88,9 @@ class HFEngine:
         self.model_name = model.served_model_name or model.path.rstrip("/").split("/")[-1]
         self._load()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
+        # One thread: the fast tokenizer is not safe to call from two threads at once.
+        self._prepare_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-prepare")
+        self._watch = StallWatch(self.engine_config.stall_limit_s)
         self._queue: asyncio.Queue[_Request] | None = None
         self._loop_task: asyncio.Task | None = None
         self._closed = False
@@ -129,7 +151,7 @@ class HFEngine:
     # ------------------------------------------------------------------ public API
 
     async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
-        if sampling.temperature == 0 and sampling.n > 1:
+        if sampling.greedy and sampling.n > 1:
             # Greedy is deterministic (and transformers refuses greedy num_return_sequences > 1):
             # generate once, repeat the sample n times, as the vLLM and OpenAI engines do.
             request = self._submit(messages, sampling.model_copy(update={"n": 1}))
@@ -162,17 +184,24 @@ class HFEngine:
             if not finished:
                 request.cancelled = True
 
+    async def health(self) -> EngineHealth:
+        reason = None
+        task = self._loop_task
+        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
+            reason = f"batch loop died: {task.exception()!r}"
+        return self._watch.health(closed=self._closed, reason=reason)
+
     async def check_health(self) -> None:
-        if self._closed:
-            raise EngineError("engine is closed")
-        probe = [{"role": "user", "content": [{"type": "text", "text": "1+1"}]}]
-        await asyncio.wait_for(self.generate(probe, SamplingConfig(max_tokens=1)), timeout=60)
+        health = await self.health()
+        if not health.alive:
+            raise EngineError(health.reason or "engine is not alive")
 
     async def close(self) -> None:
         self._closed = True
         if self._loop_task is not None:
             self._loop_task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._prepare_executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ batching
 
@@ -184,8 +213,25 @@ class HFEngine:
             self._queue = asyncio.Queue()
             self._loop_task = loop.create_task(self._batch_loop(self._queue))
         request = _Request(messages, sampling, loop.create_future(), loop, deltas=asyncio.Queue() if stream else None)
-        self._queue.put_nowait(request)
+        request.future.add_done_callback(lambda _: self._watch.finished() if request.counted else None)
+        admit = loop.create_task(self._admit(request, self._queue))
+        request.future.add_done_callback(lambda _: admit.cancel())
         return request
+
+    async def _admit(self, request: _Request, queue: asyncio.Queue) -> None:
+        """Prepare the request off the model thread, then queue it for a batch (or fail it alone)."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._prepare_executor, self._prepare, request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _resolve(request, exc=exc if isinstance(exc, InvalidRequestError) else InvalidRequestError(str(exc)))
+            return
+        if request.future.done() or request.cancelled:
+            return
+        request.counted = True
+        self._watch.started()
+        queue.put_nowait(request)
 
     async def _batch_loop(self, queue: asyncio.Queue) -> None:
         cfg = self.engine_config
@@ -216,59 +262,66 @@ class HFEngine:
     # ------------------------------------------------------------------ model thread
 
     def _prepare(self, request: _Request) -> None:
-        template_messages, request.images = split_images(
-            request.messages, max_images=self.model_config.max_images_per_prompt
-        )
-        request.text = self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
+        """Prompt text and tensors of one request (prepare thread): cheap checks before costly ones."""
+        check_prompt_chars(request.messages, self.model_config.max_prompt_chars)
+        template_messages, images = split_images(request.messages, max_images=self.model_config.max_images_per_prompt)
+        text = self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
+        inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
+        request.prompt_tokens = int(inputs["input_ids"].shape[1])
+        if request.prompt_tokens + request.sampling.max_tokens > self.max_model_len:
+            raise InvalidRequestError(
+                f"prompt ({request.prompt_tokens} tokens) + max_tokens ({request.sampling.max_tokens}) "
+                f"exceeds the model's limit of {self.max_model_len} tokens"
+            )
+        request.inputs = dict(inputs)
+
+    def _collate(self, ready: list[_Request]) -> dict[str, Any]:
+        """One left-padded batch from prepared prompts, as the processor would build it with padding:
+        per-token tensors padded on the left (input ids with the pad token, masks with 0), image
+        tensors concatenated in prompt order."""
+        import torch
+
+        length = max(r.prompt_tokens for r in ready)
+        batch: dict[str, Any] = {}
+        for key in {k for r in ready for k in r.inputs}:
+            parts = [r.inputs[key] for r in ready if key in r.inputs]
+            if all(key in r.inputs and r.inputs[key].shape == r.inputs["input_ids"].shape for r in ready):
+                fill = self.pad_token_id if key == "input_ids" else 0
+                batch[key] = torch.cat(
+                    [torch.nn.functional.pad(t, (length - t.shape[1], 0), value=fill) for t in parts]
+                )
+            else:
+                batch[key] = torch.cat(parts)
+        return batch
 
     def _run_group(self, group: list[_Request]) -> None:
         import torch
 
-        ready: list[_Request] = []
+        ready = []
         for request in group:
-            try:
-                self._prepare(request)
+            if request.cancelled:  # its client went away while it waited: nothing to generate
+                _resolve(request, result=[Completion(text="", finish_reason="abort", prompt_tokens=request.prompt_tokens)])
+            elif not request.future.done():
                 ready.append(request)
-            except Exception as exc:
-                _resolve(request, exc=exc if isinstance(exc, InvalidRequestError) else InvalidRequestError(str(exc)))
         if not ready:
             return
-        images = [im for r in ready for im in r.images]
-        inputs = self.processor(
-            text=[r.text for r in ready], images=images or None, return_tensors="pt", padding=True
-        )
-        prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
-        keep: list[int] = []
-        for i, request in enumerate(ready):
-            if prompt_lens[i] + request.sampling.max_tokens > self.max_model_len:
-                _resolve(
-                    request,
-                    exc=InvalidRequestError(
-                        f"prompt ({prompt_lens[i]} tokens) + max_tokens ({request.sampling.max_tokens}) "
-                        f"exceeds the model's limit of {self.max_model_len} tokens"
-                    ),
-                )
-            else:
-                keep.append(i)
-        if len(keep) < len(ready):
-            ready = [ready[i] for i in keep]
-            if not ready:
-                return
-            images = [im for r in ready for im in r.images]
-            inputs = self.processor(text=[r.text for r in ready], images=images or None, return_tensors="pt", padding=True)
-            prompt_lens = inputs["attention_mask"].sum(dim=1).tolist()
+        inputs = self._collate(ready)
+        prompt_lens = [r.prompt_tokens for r in ready]
         device = self.model.device
-        inputs = inputs.to(device)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
         sampling = ready[0].sampling
         max_new = max(r.sampling.max_tokens for r in ready)
         gen_kwargs = self._generation_kwargs(sampling, max_new)
-        streamer = _RowStreamer(self, ready, sampling.n) if any(r.deltas is not None for r in ready) else None
-        if sampling.temperature > 0 and sampling.seed is not None:
+        gen_kwargs["stopping_criteria"] = [_StepMonitor(self, ready, sampling.n)]
+        if not sampling.greedy and sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        if any(r.deltas is not None for r in ready):
-            gen_kwargs["stopping_criteria"] = [_CancelledRows(ready, sampling.n)]
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, **gen_kwargs, streamer=streamer)
+        self._watch.running = len(ready)
+        try:
+            with torch.inference_mode():
+                output = self.model.generate(**inputs, **gen_kwargs)
+        finally:
+            self._watch.running = 0
+            self._watch.step()
         sequences = output.sequences if hasattr(output, "sequences") else output
         new_tokens = sequences[:, inputs["input_ids"].shape[1]:].tolist()
         now = time.perf_counter()
@@ -282,8 +335,10 @@ class HFEngine:
     def _generation_kwargs(self, sampling: SamplingConfig, max_new: int) -> dict[str, Any]:
         from transformers import GenerationConfig
 
-        do_sample = sampling.temperature > 0
+        do_sample = not sampling.greedy
         # Sampling is always explicit: nothing falls back to the checkpoint's generation_config.
+        # Stop strings are matched by _StepMonitor (transformers' StopStringCriteria precomputes
+        # tables over the vocabulary per stop string: seconds per kilobyte of stop string).
         config = GenerationConfig(
             max_new_tokens=max_new,
             do_sample=do_sample,
@@ -294,12 +349,9 @@ class HFEngine:
             repetition_penalty=sampling.repetition_penalty,
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
-            stop_strings=list(sampling.stop) or None,
+            remove_invalid_values=do_sample,  # a NaN/inf logit never reaches multinomial
         )
-        kwargs: dict[str, Any] = {"generation_config": config}
-        if sampling.stop:
-            kwargs["tokenizer"] = self.tokenizer
-        return kwargs
+        return {"generation_config": config}
 
     def _to_completion(self, tokens: list[int], request: _Request, prompt_tokens: int, now: float) -> Completion:
         limit = request.sampling.max_tokens
@@ -378,18 +430,6 @@ class _StopHoldback:
         return final_text[len(sent) :] if final_text.startswith(sent) else ""
 
 
-class _CancelledRows:
-    """A per-row stopping criterion: rows whose request was cancelled stop; the others go on."""
-
-    def __init__(self, requests: list[_Request], n: int):
-        self.rows = [r for r in requests for _ in range(n)]
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        return torch.tensor([r.cancelled for r in self.rows], dtype=torch.bool, device=input_ids.device)
-
-
 class _IncrementalDecoder:
     """The text each new token adds, decoding only a short window of recent tokens.
 
@@ -416,33 +456,55 @@ class _IncrementalDecoder:
         return text[len(before) :]
 
 
-class _RowStreamer:
-    """A `generate` streamer fanning each step's tokens out to the streaming requests' queues."""
+class _StepMonitor:
+    """The per-step stopping criterion of one `generate` call (called after every new token).
+
+    It ticks the engine's liveness clock, and per row: stops it when its client went away, at its
+    own max_tokens (rows of one batch may ask for different limits), or once its new text contains
+    a stop string; and pushes streamed text deltas. Text is decoded incrementally and stop strings
+    are searched only in the last `longest stop + delta` characters, so a step costs the same
+    however long the generation or the stop strings are.
+    """
 
     def __init__(self, engine: HFEngine, requests: list[_Request], n: int):
         self.engine = engine
-        self.rows = {i * n: r for i, r in enumerate(requests) if r.deltas is not None}
-        self.decoders = {row: _IncrementalDecoder(engine.tokenizer) for row in self.rows}
-        self.finished: set[int] = set()
-        self.prompt_seen = False
+        self.rows = [r for r in requests for _ in range(n)]
+        self.stream_rows = {i * n for i, r in enumerate(requests) if r.deltas is not None}
+        self.decoders = {
+            row: _IncrementalDecoder(engine.tokenizer)
+            for row, r in enumerate(self.rows)
+            if r.sampling.stop or row in self.stream_rows
+        }
+        self.tails = {row: "" for row in self.decoders}
+        self.generated = 0
+        self.done = [False] * len(self.rows)
 
-    def put(self, value) -> None:
-        if not self.prompt_seen:  # the first call carries the prompt ids
-            self.prompt_seen = True
-            return
-        step = value.view(-1).tolist()
-        for row, request in self.rows.items():
-            if row in self.finished or row >= len(step):
-                continue
-            token, decoder = step[row], self.decoders[row]
-            if token in self.engine.eos_token_ids or len(decoder.tokens) >= request.sampling.max_tokens:
-                self.finished.add(row)
-                continue
-            if delta := decoder.push(token):
-                request.loop.call_soon_threadsafe(request.deltas.put_nowait, delta)
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
 
-    def end(self) -> None:
-        pass
+        self.engine._watch.step()
+        self.generated += 1
+        last = input_ids[:, -1].tolist()
+        eos = self.engine.eos_token_ids
+        for row, request in enumerate(self.rows):
+            if self.done[row]:
+                continue
+            if request.cancelled or last[row] in eos:
+                self.done[row] = True
+                continue
+            decoder = self.decoders.get(row)
+            if decoder is not None and (delta := decoder.push(last[row])):
+                if row in self.stream_rows:
+                    request.loop.call_soon_threadsafe(request.deltas.put_nowait, delta)
+                stops = [s for s in request.sampling.stop if s]
+                if stops:
+                    window = self.tails[row] + delta
+                    if any(stop in window for stop in stops):
+                        self.done[row] = True
+                    self.tails[row] = window[-max(len(s) for s in stops):]
+            if self.generated >= request.sampling.max_tokens:
+                self.done[row] = True
+        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 
 def _resolve(request: _Request, result: Any = None, exc: BaseException | None = None) -> None:

@@ -67,10 +67,12 @@ from qvq_ray.config import ModelConfig, QvqConfig, ResourcesConfig, SamplingConf
 from qvq_ray.engines.base import (
     Completion,
     EngineError,
+    EngineHealth,
     EngineOverloadedError,
     FinishReason,
     InvalidRequestError,
     Message,
+    check_prompt_chars,
     split_images,
 )
 
@@ -198,11 +200,11 @@ def sampling_params_kwargs(sampling: SamplingConfig, *, stop_token_ids: list[int
     Greedy (temperature 0) ignores top_p/top_k/seed in vLLM (`SamplingParams.__post_init__` resets
     them) and refuses n > 1, so a greedy request asks for one sample and repeats it n times.
     """
-    greedy = sampling.temperature == 0
+    greedy = sampling.greedy  # below GREEDY_BELOW, as vLLM itself treats it
     n = 1 if greedy else sampling.n
     params: dict[str, Any] = {
         "n": n,
-        "temperature": sampling.temperature,
+        "temperature": 0.0 if greedy else sampling.temperature,
         "top_p": 1.0 if greedy else sampling.top_p,
         "top_k": 0 if greedy else sampling.top_k,  # 0 = off (vLLM also accepts -1)
         "min_p": 0.0,
@@ -443,6 +445,7 @@ class VLLMEngine:
         self.resources = resources or ResourcesConfig()
         self.model_name = model.served_model_name or model.path.rstrip("/").split("/")[-1]
         self._closed = False
+        self._in_flight = 0  # requests vLLM is working on (health reports)
         if _async_llm is not None:
             self._llm, self._api, self.processor = _async_llm, _api, _processor
         else:
@@ -494,6 +497,7 @@ class VLLMEngine:
     def _request(self, messages: list[Message], sampling: SamplingConfig, stream: bool) -> tuple[dict, Any, int]:
         if self._closed:
             raise EngineError("engine is closed")
+        check_prompt_chars(messages, self.model_config.max_prompt_chars)  # before any tokenizer runs
         prompt = build_prompt(messages, self._apply_template, max_images=self.model_config.max_images_per_prompt)
         plan = sampling_params_kwargs(sampling, stop_token_ids=self.stop_token_ids, stream=stream)
         params = dict(plan.params)
@@ -512,6 +516,7 @@ class VLLMEngine:
         request_id = f"qvq-{uuid.uuid4().hex}"
         outputs = self._llm.generate(prompt, params, request_id)
         finished = False
+        self._in_flight += 1
         try:
             async for output in outputs:
                 finished = finished or bool(output.finished)
@@ -521,6 +526,7 @@ class VLLMEngine:
         except Exception as exc:
             raise classify_error(exc) from exc
         finally:
+            self._in_flight -= 1
             if not finished:
                 await self._abort(outputs, request_id)
 
@@ -563,6 +569,14 @@ class VLLMEngine:
         if not acc.finished:
             raise EngineError("vLLM ended the stream without a final output")
         yield acc.completion()
+
+    async def health(self) -> EngineHealth:
+        """Closed or errored (vLLM's `AsyncLLM.errored`: its engine core died) is not alive. A stall
+        is not judged here: vLLM's engine core runs its own step loop, invisible from this process,
+        and FINAL_ONLY requests report nothing until they end; `check_health` asks vLLM itself."""
+        errored = bool(getattr(self._llm, "errored", False))
+        reason = "engine is closed" if self._closed else ("vLLM engine core is dead" if errored else None)
+        return EngineHealth(alive=reason is None, running=self._in_flight, reason=reason)
 
     async def check_health(self) -> None:
         if self._closed:

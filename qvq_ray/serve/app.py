@@ -40,8 +40,10 @@ def engine_deployment_options(config: QvqConfig) -> dict[str, Any]:
             "look_back_period_s": scaling.look_back_period_s,
             "metrics_interval_s": scaling.metrics_interval_s,
         },
-        "health_check_period_s": 10,
-        "health_check_timeout_s": 120,
+        # Liveness: the check reads the engine's step clock and never generates (engines/base.py
+        # StallWatch), so a busy replica passes and only a stuck or dead one is restarted.
+        "health_check_period_s": config.serve.health_check_period_s,
+        "health_check_timeout_s": config.serve.health_check_timeout_s,
     }
     if config.engine.kind == "openai":
         # The model runs at the remote endpoint: a replica is an HTTP client and holds no GPU.

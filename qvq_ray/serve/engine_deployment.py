@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 from ray import serve
 
 from qvq_ray.config import QvqConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, Message
+from qvq_ray.engines.base import Completion, EngineHealth, Message
 
 
 @serve.deployment(name="QvqEngine")
@@ -55,8 +55,14 @@ class QvqEngine:
     async def model_name(self) -> str:
         return self.engine.model_name
 
+    async def health(self) -> dict[str, Any]:
+        """Readiness probe (the ingress's /health): the engine's state, read without generating."""
+        return (await self.engine.health()).model_dump()
+
     async def check_health(self) -> None:
-        """Called by Serve periodically: a failing engine gets its replica replaced."""
+        """Serve's liveness check (every serve.health_check_period_s): raises only when the engine is
+        closed, dead or stalled, so Serve restarts a stuck replica and never a busy one. It reads the
+        engine's state and generates nothing: a probe generation would queue behind user work."""
         await self.engine.check_health()
 
 
@@ -94,8 +100,17 @@ class QvqEngineClient:
             response.cancel()
             raise
 
+    async def health(self) -> "EngineHealth":
+        """The state of the replica Serve routes this call to (the caller bounds the wait: with no
+        replica alive, or every replica at max_ongoing_requests, the call waits for one)."""
+        return EngineHealth.model_validate(await self.handle.health.remote())
+
     async def check_health(self) -> None:
-        await self.handle.model_name.remote()
+        from qvq_ray.engines.base import EngineError
+
+        health = await self.health()
+        if not health.alive:
+            raise EngineError(health.reason or "engine replica is not alive")
 
     async def close(self) -> None:
         return None

@@ -8,22 +8,84 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, field_validator, model_validator
+
+from qvq_ray.config import MAX_STOP_CHARS, SEED_MAX, SEED_MIN
+
+# Request models are the handlers' real validation (strict: `"stream": "yes"` is not a bool, NaN and
+# Infinity are not numbers) and, through `request_body`, the bodies /openapi.json documents.
+_STRICT = ConfigDict(strict=True, allow_inf_nan=False)
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(**_STRICT, extra="allow")
+
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(**_STRICT, extra="allow")
+
+    url: str = Field(..., min_length=1, description="A data URL (data:image/png;base64,...) or base64; http(s) only if the server allows URLs.")
+    detail: str | None = None
+
+
+class ImagePart(BaseModel):
+    model_config = ConfigDict(**_STRICT, extra="allow")
+
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart], Discriminator("type")]
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(**_STRICT, extra="allow")
 
-    role: Literal["system", "user", "assistant"]
-    content: str | list[dict[str, Any]] | None = None
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(**_STRICT, extra="forbid")
+
+    include_usage: StrictBool = Field(False, description="Send one last chunk with empty choices and the usage.")
+
+
+# OpenAI fields that would change the output and that no engine here applies: a 400 naming the
+# field when set to anything but its no-op value (vLLM honours them or refuses; never a silent 200).
+UNSUPPORTED_FIELDS: dict[str, tuple] = {
+    "tools": (None, []),
+    "tool_choice": (None, "none", "auto"),
+    "functions": (None, []),
+    "function_call": (None, "none", "auto"),
+    "response_format": (None, {"type": "text"}),
+    "logit_bias": (None, {}),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "guided_json": (None,),
+    "guided_regex": (None,),
+    "guided_choice": (None,),
+    "guided_grammar": (None,),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "presence_penalty": (None, 0),
+    "frequency_penalty": (None, 0),
+    "min_p": (None, 0),
+}
 
 
 class ChatCompletionRequest(BaseModel):
-    """The OpenAI chat-completions fields we honour; unknown OpenAI fields are accepted and ignored."""
+    """The OpenAI chat-completions fields we honour. Other OpenAI fields that only label a request
+    (user, metadata, store...) are accepted and ignored; fields that would change the output and are
+    not applied are refused by name (UNSUPPORTED_FIELDS)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(**_STRICT, extra="allow")
 
     model: str | None = None
     messages: list[ChatMessage] = Field(..., min_length=1)
@@ -32,11 +94,14 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     n: int = Field(1, ge=1, le=16)
-    stream: bool = False
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    top_k: int | None = Field(None, ge=0, description="vLLM-style extension; 0 = off.")
-    repetition_penalty: float | None = Field(None, gt=0, description="vLLM-style extension; 1.0 = off.")
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    seed: int | None = Field(None, ge=SEED_MIN, le=SEED_MAX, description="A 64-bit integer.")
+    stop: str | list[Annotated[str, Field(max_length=MAX_STOP_CHARS)]] | None = Field(
+        None, description=f"Up to 4 stop strings of at most {MAX_STOP_CHARS} characters."
+    )
+    top_k: int | None = Field(None, ge=0, le=2**31 - 1, description="vLLM-style extension; 0 = off.")
+    repetition_penalty: float | None = Field(None, ge=0.01, le=100.0, description="vLLM-style extension; 1.0 = off.")
 
     @field_validator("stop")
     @classmethod
@@ -46,24 +111,38 @@ class ChatCompletionRequest(BaseModel):
         values = [value] if isinstance(value, str) else value
         if len(values) > 4:
             raise ValueError("at most 4 stop sequences")
+        if any(len(v) > MAX_STOP_CHARS for v in values):
+            raise ValueError(f"a stop sequence is longer than {MAX_STOP_CHARS} characters")
         return values
+
+    @model_validator(mode="after")
+    def _no_unsupported_fields(self):
+        for name, value in (self.model_extra or {}).items():
+            if name in UNSUPPORTED_FIELDS and value not in UNSUPPORTED_FIELDS[name]:
+                raise ValueError(f"'{name}' is not supported by this server")
+        return self
+
+    def image_count(self) -> int:
+        return sum(
+            1 for m in self.messages if isinstance(m.content, list) for part in m.content if isinstance(part, ImagePart)
+        )
 
 
 class SolveRequest(BaseModel):
     """A problem to solve online. No gold answer: online solving is always the gold-free `self` mode."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(**_STRICT, extra="forbid")
 
-    id: str | None = Field(None, description="Caller's id, echoed back.")
+    id: str | None = Field(None, max_length=256, description="Caller's id, echoed back.")
     question: str = Field(..., min_length=1)
     images: list[str] = Field(default_factory=list, description="Images as data URLs or base64 strings.")
-    choices: list[str] = Field(default_factory=list)
-    answer_type: str | None = None
-    unit: str | None = None
-    tolerance: float | None = None
+    choices: list[str] = Field(default_factory=list, max_length=26, description="Options, lettered A..Z (at most 26).")
+    answer_type: str | None = Field(None, max_length=200, description="e.g. integer, float, expression, choice, text.")
+    unit: str | None = Field(None, max_length=200)
+    tolerance: float | None = Field(None, ge=0.0, description="Absolute tolerance of a numeric answer.")
     max_attempts: int | None = Field(None, ge=1, le=16, description="Override the policy's attempt budget.")
     max_tokens: int | None = Field(None, ge=1)
-    stream: bool = Field(False, description="Server-sent events: one per attempt, then the solution.")
+    stream: StrictBool = Field(False, description="Server-sent events: one per attempt, then the solution.")
 
     @model_validator(mode="before")
     @classmethod
@@ -71,6 +150,45 @@ class SolveRequest(BaseModel):
         if isinstance(data, dict) and ({"answer", "gold"} & set(data)):
             raise ValueError("gold answers are not accepted: online solving never looks at gold (mode 'self')")
         return data
+
+
+class ClientError(Exception):
+    """A client mistake: answered with `status` (4xx) and OpenAI's error body."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
+
+
+def request_body(model: type[BaseModel]) -> dict:
+    """`openapi_extra` documenting a handler's JSON body by the model that validates it (handlers
+    read the raw body themselves: size limit before reading, strict JSON)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
+
+
+def install_request_schemas(app: Any, models: list[type[BaseModel]]) -> None:
+    """Add the request models' JSON schemas (and their nested models) to the app's OpenAPI components."""
+    base_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = base_openapi()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(body.pop("$defs", {}))
+            components[model.__name__] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:

@@ -1,0 +1,144 @@
+"""The Serve app under load and hostile traffic on 127.0.0.1 (bounded in count and time).
+
+- Fairness: while hostile requests are in flight (a 500 KB stop string, an 18 MB prompt, 8 huge
+  images), a small chat and /v1/models each answer in under a second.
+- Soak: 8 concurrent long generations that run through several health-check periods (1 s here)
+  end with every request 200 and no replica restarted; /health says 200 while they run.
+- Readiness: with every engine slot taken, /health answers 503 within its timeout.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+HEALTH_PERIOD_S = 1.0
+APP_CONFIG = {
+    "model": {"path": "tiny-random", "served_model_name": "qvq-tiny", "max_pixels": 50176},
+    "engine": {"max_batch_size": 8, "torch_threads": 1, "stall_limit_s": 30},
+    "sampling": {"max_tokens": 4},
+    "policy": {"max_attempts": 1},
+    "verifier": {"workers": 1},
+    "resources": {"num_cpus": 0.5},
+    "serve": {
+        "max_tokens_limit": 4096,
+        "engine_max_ongoing_requests": 9,
+        "health_check_period_s": HEALTH_PERIOD_S,
+        "health_check_timeout_s": 1.0,
+        "readiness_timeout_s": 1.0,
+        "engine_autoscaling": {"min_replicas": 1, "max_replicas": 1},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def base_url(ray_cluster):
+    from ray import serve
+
+    from qvq_ray.serve.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"config": APP_CONFIG}), name="qvq-load", route_prefix="/")
+    yield f"http://127.0.0.1:{port}"
+    serve.shutdown()
+
+
+def _engine_replicas() -> set[str]:
+    import ray
+
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "QvqEngine" in a["name"]}
+
+
+def _huge_blank_png(side: int = 7000) -> str:
+    import base64
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (side, side)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _small_chat(base_url: str) -> float:
+    started = time.perf_counter()
+    response = httpx.post(
+        f"{base_url}/v1/chat/completions", json={"messages": [{"role": "user", "content": "2+2?"}], "max_tokens": 2}, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    return time.perf_counter() - started
+
+
+def _models(base_url: str) -> float:
+    started = time.perf_counter()
+    assert httpx.get(f"{base_url}/v1/models", timeout=60).status_code == 200
+    return time.perf_counter() - started
+
+
+def test_small_requests_stay_fast_while_hostile_requests_are_in_flight(base_url):
+    image = _huge_blank_png()
+    hostile = [
+        {"messages": [{"role": "user", "content": "hi"}], "stop": "x" * 500_000},
+        {"messages": [{"role": "user", "content": "x" * 18_000_000}]},
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}] * 8}], "max_tokens": 2},
+    ]
+    _small_chat(base_url), _models(base_url)  # warm
+    stop = threading.Event()
+    outcomes: list[int] = []
+
+    def attack(body):
+        while not stop.is_set():
+            outcomes.append(httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=120).status_code)
+
+    with ThreadPoolExecutor(len(hostile)) as pool:
+        attackers = [pool.submit(attack, body) for body in hostile]
+        time.sleep(1.0)  # the attacks are under way
+        chats = [_small_chat(base_url) for _ in range(5)]
+        models = [_models(base_url) for _ in range(5)]
+        stop.set()
+        for attacker in attackers:
+            attacker.result()
+    assert max(chats) < 1.0 and max(models) < 1.0, (chats, models)
+    assert 400 in outcomes and 200 in outcomes and all(c in (200, 400, 413) for c in outcomes), outcomes
+
+
+def test_long_generations_through_several_health_periods_restart_nothing(base_url):
+    before = _engine_replicas()
+    body = lambda i: {"messages": [{"role": "user", "content": f"count from {i}"}], "max_tokens": 1500}  # noqa: E731
+
+    def generate(i):
+        started = time.perf_counter()
+        response = httpx.post(f"{base_url}/v1/chat/completions", json=body(i), timeout=300)
+        return response.status_code, time.perf_counter() - started, response
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(generate, i) for i in range(8)]
+        time.sleep(2 * HEALTH_PERIOD_S)
+        health = httpx.get(f"{base_url}/health", timeout=30)
+        results = [f.result() for f in futures]
+    assert [status for status, _, _ in results] == [200] * 8, [r.text[:200] for _, _, r in results]
+    assert max(seconds for _, seconds, _ in results) > 3 * HEALTH_PERIOD_S  # the checks ran meanwhile
+    assert health.status_code == 200 and health.json()["engine"]["running"] >= 1, health.text
+    assert _engine_replicas() == before  # no replica was restarted
+
+
+def test_readiness_is_503_within_its_timeout_when_no_replica_can_take_work(base_url):
+    assert httpx.get(f"{base_url}/health", timeout=30).status_code == 200
+    long = {"messages": [{"role": "user", "content": "count"}], "max_tokens": 1500}
+    with ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(httpx.post, f"{base_url}/v1/chat/completions", json=long, timeout=300) for _ in range(10)]
+        time.sleep(1.0)  # 9 engine slots taken, one request waiting for a slot
+        started = time.perf_counter()
+        health = httpx.get(f"{base_url}/healthz", timeout=30)
+        took = time.perf_counter() - started
+        assert all(f.result().status_code == 200 for f in futures)
+    assert health.status_code == 503 and "no engine replica answered" in health.json()["reason"], health.text
+    assert took < 3.0
+    assert httpx.get(f"{base_url}/health", timeout=30).status_code == 200

@@ -23,6 +23,8 @@ def _shape(annotation: Any) -> tuple[str, Any]:
     mapping, ("list", item type), ("model", the pydantic class) or ("scalar", the Python type;
     a Literal of strings is `str`). `X | None` is X; other unions have no single Arrow type."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:  # constraints (a max length...) do not change the Arrow type
+        return _shape(typing.get_args(annotation)[0])
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) != 1:

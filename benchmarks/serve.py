@@ -1,5 +1,9 @@
 """The Serve endpoint under load: requests/s and p50/p99 latency at 1, 8 and 32 concurrent clients.
 
+Also, on the batching-on app: p99 latency of small requests alone vs with hostile requests in flight
+(a 500 KB stop string, an 18 MB prompt, 8 blank 7000x7000 PNGs, each re-sent once a second; target
+<= 2x), and small requests/s alone vs with long generations (up to 1,500 tokens) back to back.
+
 Tiny model, one engine replica, real HTTP on 127.0.0.1 (bounded: a fixed number of requests per
 level). Dynamic batching on (the engine's micro-batcher, max_batch_size 32) vs off (max_batch_size
 1), measured in the same run; target >= 3x requests/s at 32 clients. Also the latency the Serve
@@ -54,6 +58,73 @@ async def _load(url: str, clients: int, requests: int) -> dict:
     }
 
 
+def _huge_blank_png_url(side: int = 7000) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (side, side)).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _hostile_bodies() -> list[dict]:
+    image = _huge_blank_png_url()
+    return [
+        {"messages": [{"role": "user", "content": "hi"}], "stop": "x" * 500_000},
+        {"messages": [{"role": "user", "content": "x" * 18_000_000}]},
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}] * 8}], "max_tokens": 2},
+    ]
+
+
+async def _with_background(url: str, background: list[dict], clients: int, requests: int, every_s: float = 0.0) -> tuple[dict, int]:
+    """Small-request load while each background body is sent again and again, one in flight at a
+    time, a new one at most every `every_s` seconds (0: back to back); returns the load's figures
+    and how many background requests ran meanwhile."""
+    import httpx
+
+    done = asyncio.Event()
+    sent = 0
+
+    async def repeat(body):
+        nonlocal sent
+        # encoded once: json.dumps of an 18 MB body would hold this process's event loop, which
+        # also runs the small-request clients being measured
+        content = json.dumps(body).encode()
+        async with httpx.AsyncClient(timeout=600, headers={"content-type": "application/json"}) as http:
+            while not done.is_set():
+                started = time.perf_counter()
+                await http.post(url, content=content)
+                sent += 1
+                await asyncio.sleep(max(0.0, every_s - (time.perf_counter() - started)))
+
+    tasks = [asyncio.ensure_future(repeat(body)) for body in background]
+    await asyncio.sleep(1.0)  # under way
+    try:
+        figures = await _load(url, clients, requests)
+    finally:
+        done.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return figures, sent
+
+
+def _robustness(url: str, requests: int) -> dict:
+    long_generation = {"messages": [{"role": "user", "content": "count"}], "max_tokens": 1500}
+    alone = asyncio.run(_load(url, 4, requests))
+    # a hostile client, not a flood: each hostile request is sent again once a second (on 2 cores,
+    # refused requests sent back to back take the CPU the small requests need, whatever they are)
+    hostile, hostile_sent = asyncio.run(_with_background(url, _hostile_bodies(), 4, requests, every_s=1.0))
+    with_long, long_sent = asyncio.run(_with_background(url, [long_generation] * 4, 4, requests))
+    return {
+        "alone": alone,
+        "with_hostile": {**hostile, "hostile_requests": hostile_sent},
+        "with_long_generations": {**with_long, "long_requests_finished": long_sent},
+        "p99_ratio_hostile": round(hostile["p99_ms"] / alone["p99_ms"], 2),
+        "throughput_ratio_long": round(with_long["requests_per_s"] / alone["requests_per_s"], 2),
+    }
+
+
 def _app_config(batch: int) -> dict:
     return {
         "model": {"path": "tiny", "served_model_name": "qvq-tiny"},
@@ -62,6 +133,7 @@ def _app_config(batch: int) -> dict:
         "verifier": {"workers": 1},
         "resources": {"num_cpus": 1},
         "serve": {
+            "max_tokens_limit": 2048,
             "ingress_num_cpus": 0.25,
             "engine_max_ongoing_requests": 64,  # the same admission for both: only batching differs
             "engine_autoscaling": {"min_replicas": 1, "max_replicas": 1},
@@ -98,24 +170,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=96, help="Requests per concurrency level.")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--only-robustness", action="store_true", help="Only the hostile / long-generation figures.")
     args = parser.parse_args()
-    levels = (1, 8, 32)
+    levels = () if args.only_robustness else (1, 8, 32)
 
-    direct_ms = _direct_latency_ms(repeats=10)
+    direct_ms = 0.0 if args.only_robustness else _direct_latency_ms(repeats=10)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     results: dict[str, dict] = {}
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         url = f"http://127.0.0.1:{args.port}/v1/chat/completions"
-        for label, batch in (("batching_off", 1), ("batching_on", 32)):
+        runs = (("batching_on", 32),) if args.only_robustness else (("batching_off", 1), ("batching_on", 32))
+        for label, batch in runs:
             serve.run(build_app({"config": _app_config(batch)}), name="bench", route_prefix="/")
             asyncio.run(_load(url, 1, 3))  # warm-up
             results[label] = {str(c): asyncio.run(_load(url, c, args.requests if c > 1 else 24)) for c in levels}
+            if label == "batching_on":
+                robustness = _robustness(url, requests=48)
             serve.delete("bench")
     finally:
         serve.shutdown()
         ray.shutdown()
 
+    r = robustness
+    print("small requests (4 clients, 48 requests, 32 new tokens), batching on:")
+    print(f"{'':>28}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}")
+    for label, key in (("alone", "alone"), ("with hostile requests", "with_hostile"), ("with long generations", "with_long_generations")):
+        print(f"{label:>28}{r[key]['requests_per_s']:>8}{r[key]['p50_ms']:>9}{r[key]['p99_ms']:>9}")
+    print(f"p99 with hostile requests / alone: {r['p99_ratio_hostile']}x (target <= 2x; "
+          f"{r['with_hostile']['hostile_requests']} hostile requests meanwhile)")
+    print(f"requests/s with 4 long generations (1,500 tokens) in flight / alone: {r['throughput_ratio_long']}x "
+          f"({r['with_long_generations']['long_requests_finished']} long generations finished meanwhile)")
+    if args.only_robustness:
+        print(json.dumps({"benchmark": "serve", "robustness": robustness}))
+        return
     print(f"{args.requests} requests per level (24 at 1 client), {BODY['max_tokens']} new tokens each, tiny model, 1 replica")
     print(f"{'clients':>8}{'off: req/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'on: req/s':>12}{'p50 ms':>9}{'p99 ms':>9}{'speedup':>9}")
     for c in levels:
@@ -127,7 +215,7 @@ def main() -> None:
           f"(+{serve_ms - direct_ms:.1f} ms for HTTP, ingress and the handle)")
     speedup = round(results["batching_on"]["32"]["requests_per_s"] / results["batching_off"]["32"]["requests_per_s"], 2)
     print(f"speedup at 32 clients: {speedup}x (target >= 3x)")
-    print(json.dumps({"benchmark": "serve", "results": results, "speedup_at_32": speedup,
+    print(json.dumps({"benchmark": "serve", "results": results, "speedup_at_32": speedup, "robustness": robustness,
                       "direct_p50_ms": round(direct_ms, 1), "serve_p50_ms_1_client": serve_ms,
                       "added_latency_ms": round(serve_ms - direct_ms, 1)}))
 

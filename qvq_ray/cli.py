@@ -7,6 +7,47 @@ import json
 import sys
 
 
+class UsageError(Exception):
+    """A mistake the user can fix (a path, a format, a config key or value): `main` prints it as
+    one line, `qvq-ray COMMAND: MESSAGE`, and exits 2, without a traceback."""
+
+
+def usage_error(command: str, message: str) -> int:
+    """Print a user mistake as one line on stderr; the exit code for it (2, as argparse uses)."""
+    print(f"qvq-ray {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def validation_line(exc, *, prefix: str = "") -> str:
+    """A pydantic ValidationError in one line naming each key: 'model.pathh: unknown key; ...'."""
+    parts = []
+    for error in exc.errors():
+        key = ".".join(str(p) for p in (prefix, *error["loc"]) if p != "") or "config"
+        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        parts.append(f"{key}: {message}")
+    more = f" (and {len(parts) - 3} more)" if len(parts) > 3 else ""
+    return "; ".join(parts[:3]) + more
+
+
+def _read_config(path: str):
+    """QvqConfig from a YAML file; a missing file, bad YAML or an invalid key is a UsageError."""
+    import yaml
+    from pydantic import ValidationError
+
+    from qvq_ray.config import QvqConfig
+
+    try:
+        return QvqConfig.from_yaml(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read --config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UsageError(f"--config {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    except ValidationError as exc:
+        raise UsageError(f"invalid config {path}: {validation_line(exc)}") from None
+
+
 def _load_config(args):
     """--config if given; else the tiny CPU preset for the tiny model, and plain defaults for real ones."""
     from qvq_ray.config import QvqConfig
@@ -14,79 +55,83 @@ def _load_config(args):
 
     model = getattr(args, "model", None)
     if getattr(args, "config", None):
-        config = QvqConfig.from_yaml(args.config)
+        config = _read_config(args.config)
     elif model in (None, *TINY_ALIASES):
         config = QvqConfig.preset("tiny-cpu")
     else:
         config = QvqConfig()
     if model:
-        config.model.path = model
+        _override(config, "model.path", model, "--model")
     return config
 
 
-def _quiet_ray_data() -> None:
-    """Our own progress lines replace Ray Data's INFO logging and progress bars on the console."""
-    import logging
+def _override(config, key: str, value, flag: str) -> None:
+    """Set `key` (dotted) from a command-line flag; a value the config refuses is a UsageError."""
+    from pydantic import ValidationError
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
-    from ray.data import DataContext
-
-    context = DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
+    section, _, field = key.rpartition(".")
+    target = config
+    for part in section.split(".") if section else []:
+        target = getattr(target, part)
+    try:
+        setattr(target, field, value)
+    except ValidationError as exc:
+        raise UsageError(f"{flag} {value}: {validation_line(exc, prefix=section)}") from None
 
 
 def cmd_solve(args) -> int:
-    from qvq_ray.batch.pipeline import run_solve_job
+    from qvq_ray.batch import pipeline
 
-    _quiet_ray_data()
-
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit must be at least 1 (--limit {args.limit} would solve no problems)")
     config = _load_config(args)
     engine = getattr(args, "engine", None)
     base_url = getattr(args, "base_url", None)
     if base_url and engine not in (None, "openai"):
-        print(f"qvq-ray solve: --base-url is for --engine openai, not --engine {engine}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--base-url is for --engine openai, not --engine {engine}")
     kind = engine or ("openai" if base_url else None)
     if kind and kind != config.engine.kind:  # another kind: its own settings, the shared ones kept
         from qvq_ray.config import ENGINE_CONFIGS
 
         config.engine = ENGINE_CONFIGS[kind](max_batch_size=config.engine.max_batch_size)
     if base_url:
-        config.engine.base_url = base_url
+        _override(config, "engine.base_url", base_url, "--base-url")
     if config.engine.kind == "openai" and not config.engine.base_url:
-        print("qvq-ray solve: --engine openai needs --base-url (or engine.base_url in --config)", file=sys.stderr)
-        return 2
-    if args.max_attempts:
-        config.policy.max_attempts = args.max_attempts
-    if args.mode:
-        config.policy.mode = args.mode
+        raise UsageError("--engine openai needs --base-url (or engine.base_url in --config)")
     if args.self_consistency:
         config.policy.self_consistency = True
-    if args.quorum:
-        config.policy.quorum = args.quorum
-    if args.max_tokens:
-        config.sampling.max_tokens = args.max_tokens
-    if args.replicas:
-        config.batch.num_replicas = args.replicas
-    if args.output_format:
-        config.batch.output_format = args.output_format
+    for flag, key, value in (
+        ("--max-attempts", "policy.max_attempts", args.max_attempts),
+        ("--mode", "policy.mode", args.mode),
+        ("--quorum", "policy.quorum", args.quorum),
+        ("--max-tokens", "sampling.max_tokens", args.max_tokens),
+        ("--replicas", "batch.num_replicas", args.replicas),
+        ("--output-format", "batch.output_format", args.output_format),
+    ):
+        if value is not None:
+            _override(config, key, value, flag)
     input_path = args.input or config.batch.input
     out_dir = args.out or config.batch.output
     if not input_path or not out_dir:
-        print("qvq-ray solve: give INPUT and --out (or batch.input and batch.output in --config)", file=sys.stderr)
-        return 2
+        raise UsageError("give INPUT and --out (or batch.input and batch.output in --config)")
     args.input, args.out = input_path, out_dir
-    summary = run_solve_job(
-        input_path,
-        out_dir,
-        config,
-        limit=args.limit or config.batch.limit,
-        input_format=args.format or config.batch.input_format,
-        address=args.address,
-        num_cpus=args.num_cpus,
-        resume=args.resume,
-    )
+    try:
+        summary = pipeline.run_solve_job(
+            input_path,
+            out_dir,
+            config,
+            limit=args.limit if args.limit is not None else config.batch.limit,
+            input_format=args.format or config.batch.input_format,
+            images_dir=args.images,
+            address=args.address,
+            num_cpus=args.num_cpus,
+            resume=args.resume,
+            check_images_first=True,
+            verbose=args.verbose,
+            warn=lambda message: print(f"qvq-ray solve: warning: {message}", file=sys.stderr, flush=True),
+        )
+    except pipeline.JobInputError as exc:
+        raise UsageError(str(exc)) from None
     print(f"qvq-ray solve: {args.input} -> {args.out}  (model {config.model.path})")
     for line in summary.lines():
         print("  " + line)
@@ -101,14 +146,22 @@ def cmd_solve(args) -> int:
 def cmd_serve(args) -> int:
     from qvq_ray.serve.app import run_serve_config
 
-    run_serve_config(args.config_file, address=args.address, blocking=not args.no_block)
+    try:
+        run_serve_config(
+            args.config_file, address=args.address, blocking=not args.no_block, host=args.host, port=args.port
+        )
+    except (OSError, ValueError) as exc:  # the file, its YAML, its QvqConfig: checked before Ray starts
+        raise UsageError(str(exc)) from None
     return 0
 
 
 def cmd_make_tiny_model(args) -> int:
     from qvq_ray.models.tiny import checkpoint_digest, make_tiny_model
 
-    path = make_tiny_model(args.dir, seed=args.seed)
+    try:
+        path = make_tiny_model(args.dir, seed=args.seed)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.dir}: {exc.strerror or exc}") from None
     print(f"tiny Qwen2-VL written to {path} (seed {args.seed}, sha256 {checkpoint_digest(path)[:16]})")
     return 0
 
@@ -142,7 +195,10 @@ def cmd_verify(args) -> int:
     except ValidationError as exc:
         print(f"qvq-ray verify: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 2
-    config = VerifierConfig(timeout_s=args.timeout, workers=1, missing_unit=args.missing_unit)
+    try:
+        config = VerifierConfig(timeout_s=args.timeout, workers=1, missing_unit=args.missing_unit)
+    except ValidationError as exc:
+        raise UsageError(f"--timeout {args.timeout}: {validation_line(exc)}") from None
     with Verifier(config) as verifier:
         verdict = verifier.check_sync(response, spec, gold=args.gold, finish_reason=args.finish_reason)
     print(verdict.model_dump_json())
@@ -150,14 +206,25 @@ def cmd_verify(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """One run: its report in DIR.report/ (never among the part files). Two runs: B against A."""
     from qvq_ray.report.summary import headline_table, read_output, write_report
 
+    if len(args.dirs) > 2:
+        raise UsageError("give one output directory, or two (RUN_A RUN_B) to compare")
+    if args.max_problems < 0:
+        raise UsageError("--max-problems must be >= 0")
     try:
-        written = write_report(args.dir, args.out)
-    except FileNotFoundError as exc:
-        print(f"qvq-ray report: {exc}", file=sys.stderr)
-        return 2
-    print(headline_table(read_output(args.dir)))
+        if len(args.dirs) == 2:
+            from qvq_ray.report.compare import write_comparison
+
+            written, overall = write_comparison(args.dirs[0], args.dirs[1], args.report_dir)
+            print(overall.text())
+        else:
+            written = write_report(args.dirs[0], args.report_dir, problems=args.problems,
+                                   problems_format=args.format, max_problems=args.max_problems)
+            print(headline_table(read_output(args.dirs[0])))
+    except (FileNotFoundError, ValueError) as exc:  # a missing or empty DIR, a report folder refused, --problems
+        raise UsageError(str(exc)) from None
     for name in ("report.md", "report.html"):
         print(f"{name:12} {written[name]}")
     return 0
@@ -178,8 +245,9 @@ def cmd_rescore(args) -> int:
             timeout_s=args.timeout,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"qvq-ray rescore: {exc}", file=sys.stderr)
-        return 2
+        from pydantic import ValidationError
+
+        raise UsageError(validation_line(exc) if isinstance(exc, ValidationError) else str(exc)) from None
     print(f"qvq-ray rescore: {args.results} + {args.problems} -> {args.out}")
     for line in summary.lines():
         print("  " + line)
@@ -211,7 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--out", help="Output directory, new or empty unless --resume (default: batch.output).")
     solve.add_argument("--model", help="Checkpoint path or HF id, or 'tiny' (default from config: tiny).")
     solve.add_argument("--config", help="QvqConfig YAML (see pipelines/); default: the tiny CPU preset for --model tiny.")
-    solve.add_argument("--limit", type=int, help="Solve only the first N problems.")
+    solve.add_argument("--limit", type=int, help="Solve only the first N problems (N >= 1).")
+    solve.add_argument(
+        "--images",
+        metavar="DIR",
+        help="Folder of the image files a MathVista set names (images/<pid>.jpg); default: images/ beside "
+        "the JSON, or $QVQ_RAY_MATHVISTA_IMAGES. Checked before Ray starts: none found is an error, some "
+        "missing a warning (those rows become error rows).",
+    )
     solve.add_argument(
         "--format", help="Force the input format: problems, mathvision, mathvista, mmmu, olympiadbench, vlmevalkit."
     )
@@ -236,11 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="OpenAI-compatible endpoint for --engine openai, e.g. http://host:8000/v1 "
         "(API key from $OPENAI_API_KEY; model name from --model).",
     )
+    solve.add_argument("--verbose", action="store_true", help="Show Ray's own logs (quiet by default).")
     solve.set_defaults(func=cmd_solve)
 
     serve = sub.add_parser("serve", help="Run a Serve config file (e.g. serve_configs/tiny-cpu.yaml).")
     serve.add_argument("config_file")
     serve.add_argument("--address", help="Join this Ray cluster ('auto', host:port, ray://...); without it a new local cluster is started.")
+    serve.add_argument("--host", help="Address to listen on (overrides http_options.host of the file; default 127.0.0.1).")
+    serve.add_argument("--port", type=int, help="Port to listen on (overrides http_options.port of the file; default 8000).")
     serve.add_argument("--no-block", action="store_true", help="Deploy and return instead of serving until Ctrl-C.")
     serve.set_defaults(func=cmd_serve)
 
@@ -259,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--unit", help="Unit of the gold answer, e.g. 'm/s' (a bare number in the answer is read in it).")
     verify.add_argument(
         "--tolerance",
-        help="Absolute tolerance of numeric answers: a number, or OlympiadBench's per-answer form ',1e-2'.",
+        help="Absolute tolerance of numeric answers: one number for every answer (e.g. 1e-2), or one per answer of a "
+        "multi-answer problem, comma-separated, empty = exact (OlympiadBench's form: ',1e-2' leaves the first "
+        "answer exact).",
     )
     verify.add_argument("--answer-type", help="e.g. Numerical, Expression, Equation, Interval, Tuple, list, float.")
     verify.add_argument("--precision", type=int, help="Decimal places numeric answers are rounded to (MathVista).")
@@ -273,9 +353,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--timeout", type=float, default=5.0, help="Seconds one check may take (default 5).")
     verify.set_defaults(func=cmd_verify)
 
-    report = sub.add_parser("report", help="Write report.md and a self-contained report.html for a solve job's output.")
-    report.add_argument("dir", help="Output directory of `qvq-ray solve` (Parquet or JSONL files).")
-    report.add_argument("--out", help="Report directory (default: DIR/report).")
+    report = sub.add_parser(
+        "report",
+        help="Write report.md and a self-contained report.html for a solve job's output; "
+        "with two output directories (RUN_A RUN_B), compare B against A.",
+    )
+    report.add_argument("dirs", nargs="+", metavar="DIR",
+                        help="Output directory of `qvq-ray solve` (Parquet or JSONL files); two to compare runs.")
+    report.add_argument("--report-dir", "--out", dest="report_dir",
+                        help="Report folder (default: DIR.report/ beside DIR; RUN_B.vs-RUN_A.report/ for two runs). "
+                        "Never among the part files: inside DIR only under a name starting with '_'.")
+    report.add_argument("--problems", help="The problem set the run solved (any input `qvq-ray solve` reads), "
+                        "for image thumbnails in the per-problem view.")
+    report.add_argument("--format", help="Force the --problems format (as `qvq-ray solve --format`).")
+    report.add_argument("--max-problems", type=int, default=100,
+                        help="Problems in report.html's per-problem view, failures first (default 100; 0: none).")
     report.set_defaults(func=cmd_report)
 
     rescore = sub.add_parser(
@@ -294,14 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--out", required=True, help="Output directory, new or empty; the disagreement table goes to OUT.disagreements.md.")
     rescore.add_argument("--workers", type=int, default=2, help="Verifier worker processes (default 2).")
     rescore.add_argument("--timeout", type=float, default=5.0, help="Seconds one check may take (default 5).")
-    rescore.add_argument("--no-report", action="store_true", help="Skip writing OUT/report/.")
+    rescore.add_argument("--no-report", action="store_true", help="Skip writing the report (OUT.report/, beside OUT).")
     rescore.set_defaults(func=cmd_rescore)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        return usage_error(args.command, str(exc))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Pydantic configs for every part of qvq-ray, loadable from one YAML file.
 
-One `QvqConfig` object carries model, engine, sampling, policy, verifier, resources, batch and
-serve settings, so the tiny CPU demo and QVQ-72B on a GPU cluster differ by config, never by code.
+One `QvqConfig` object carries model, prompt, engine, sampling, policy, verifier, resources, batch
+and serve settings, so the tiny CPU demo and QVQ-72B on a GPU cluster differ by config, never by code.
 Every model forbids unknown keys: a typo in a YAML file is an error, not a silently ignored field.
 """
 
@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from qvq_ray.prompt_config import PromptConfig
 from qvq_ray.verify.verdict import ISSUES
 
 # The verdict issues a policy can re-sample on: exactly the verifier's (a typo is an error, not a
@@ -46,6 +47,12 @@ class ImageLimits(StrictModel):
         "(decompression-bomb guard). PIL itself refuses more than 2 x Image.MAX_IMAGE_PIXELS.",
     )
     max_images: int = Field(8, ge=0, description="Most images in one problem or request.")
+    max_total_pixels_decoded: int = Field(
+        64_000_000,
+        ge=1,
+        description="Most pixels decoded for one problem or request, all its images together, each image's size "
+        "read from its header before decoding (8 blank 7000x7000 PNGs are a 65 KB request and 392 M pixels).",
+    )
     allow_urls: bool = Field(False, description="Fetch http(s) image URLs (never from private/loopback hosts).")
     allow_local_files: bool = Field(
         True,
@@ -113,6 +120,21 @@ class SamplingConfig(StrictModel):
     n: int = Field(1, ge=1, le=16, description="Samples returned for one prompt.")
     repetition_penalty: float = Field(
         1.0, ge=0.01, le=100.0, description="1.0 = off; bounded so logits stay finite (a penalty of 1e-300 overflows them)."
+    )
+    presence_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, description="OpenAI's: subtracted once from every token already generated; 0 = off."
+    )
+    frequency_penalty: float = Field(
+        0.0, ge=-2.0, le=2.0, description="OpenAI's: subtracted per occurrence of a token already generated; 0 = off."
+    )
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="vLLM's: drop tokens below min_p x the top token's probability; 0 = off.")
+    min_tokens: int = Field(0, ge=0, description="vLLM's: no end of sequence before this many tokens (stop strings still stop).")
+    logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=20,
+        description="Return each generated token's log-probability and this many most likely alternatives "
+        "(vLLM's SamplingParams.logprobs; OpenAI's top_logprobs); None = off.",
     )
 
     @property
@@ -207,12 +229,11 @@ class OpenAIEngineConfig(EngineSettings):
     )
     connect_timeout_s: float = Field(10.0, gt=0, description="Time allowed to open a connection.")
     max_retries: int = Field(
-        4, ge=0, description="Retries after a 429, a 5xx, a timeout or a dropped connection; other 4xx never."
+        4,
+        ge=0,
+        description="Retries (the openai SDK's) after a 408, 409, 429, 5xx, a timeout or a failed connection, "
+        "with exponential backoff and jitter (0.5 s doubling up to 8 s; Retry-After wins); other 4xx never.",
     )
-    retry_backoff_s: float = Field(
-        1.0, ge=0, description="First retry delay; doubles each retry (with jitter); Retry-After wins."
-    )
-    retry_backoff_max_s: float = Field(30.0, ge=0, description="Longest delay between two retries.")
     send_extra_sampling: bool = Field(
         True,
         description="Also send top_k and repetition_penalty (vLLM / qvq-ray extensions) so the server "
@@ -401,6 +422,11 @@ class QvqConfig(StrictModel):
     """The whole configuration of one qvq-ray job or app."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
+    prompt: PromptConfig = Field(
+        default_factory=PromptConfig,
+        description="The user message of a problem: a shipped preset (QVQ's, VLMEvalKit's or lmms-eval's per "
+        "benchmark) and any of its parts overridden; see qvq_ray/prompt_config.py.",
+    )
     engine: EngineConfig = Field(default_factory=HFEngineConfig, description="Engine kind ('hf', 'vllm', 'openai') and its settings.")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)

@@ -78,6 +78,22 @@ class Attempt(BaseModel):
     tokens_saved: int = Field(0, description="max_tokens minus tokens generated, when cut off.")
 
 
+class PromptRecord(BaseModel):
+    """The prompt a solution was generated from: enough to tell runs apart and to read what the model saw.
+
+    Kept once per solution, not per attempt (a re-sample sends the same prompt, plus
+    `policy.retry_hint` when one is set).
+    """
+
+    preset: str = Field(..., description="The prompt preset's name (`prompt.preset`).")
+    overrides: list[str] = Field(default_factory=list, description="Prompt fields the config set over the preset.")
+    template_sha: str = Field(
+        ..., description="16 hex digits of sha256 over the resolved template and the system prompt: equal for every "
+        "row solved with the same prompt recipe."
+    )
+    text: str = Field(..., description="The user message as sent, each image shown as <image>.")
+
+
 class Solution(BaseModel):
     """What solving one problem produced: the final answer and every attempt behind it."""
 
@@ -95,6 +111,7 @@ class Solution(BaseModel):
     tokens_saved: int = Field(0, description="Tokens the loop cut-off saved over all attempts.")
     latency_s: float = 0.0
     error: str | None = None
+    prompt: PromptRecord | None = Field(None, description="The prompt sent; None when solving failed before it was built.")
 
 
 # ---------------------------------------------------------------- rows
@@ -149,6 +166,7 @@ class OutputRow(BaseModel):
     tokens_saved: int = 0
     latency_s: float = 0.0
     error: str | None = None
+    prompt: PromptRecord | None = Field(None, description="The prompt the solution was generated from (preset, recipe hash, user text).")
     problem: str | None = Field(None, description="JSON of the Problem without image bytes, for re-scoring.")
 
 
@@ -214,6 +232,7 @@ def solution_to_row(solution: Solution, problem: Problem | None) -> dict[str, An
         tokens_saved=solution.tokens_saved,
         latency_s=solution.latency_s,
         error=solution.error,
+        prompt=solution.prompt,
         problem=problem_json_without_images(problem) if problem else None,
     )
     return to_row(row)

@@ -25,6 +25,7 @@ from typing import Awaitable, Callable, Protocol
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, Engine
 from qvq_ray.problem import Attempt, Problem, Solution
+from qvq_ray.prompt_config import PromptConfig
 from qvq_ray.verify.health import LoopDetector
 from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verdict import Verdict
@@ -54,22 +55,26 @@ class Solver:
         policy: PolicyConfig | None = None,
         sampling: SamplingConfig | None = None,
         model: ModelConfig | None = None,
+        prompt: PromptConfig | None = None,
     ):
         self.engine = engine
         self.verifier = verifier
         self.policy = policy or PolicyConfig()
         self.sampling = sampling or SamplingConfig()
         self.model = model or ModelConfig()
+        self.prompt = prompt or PromptConfig()
+        self._template = self.prompt.resolved()  # resolved once: every solve renders the same recipe
+        self._template_sha: str | None = None
 
     @classmethod
     def from_config(cls, engine: Engine, verifier: AnswerChecker, config: QvqConfig) -> "Solver":
-        return cls(engine, verifier, policy=config.policy, sampling=config.sampling, model=config.model)
+        return cls(engine, verifier, policy=config.policy, sampling=config.sampling, model=config.model, prompt=config.prompt)
 
     def with_limits(self, *, max_attempts: int | None = None, max_tokens: int | None = None) -> "Solver":
         """This solver with a request's own attempt and token limits (the online `/v1/solve`)."""
         policy = self.policy if max_attempts is None else self.policy.model_copy(update={"max_attempts": max_attempts})
         sampling = self.sampling if max_tokens is None else self.sampling.model_copy(update={"max_tokens": max_tokens})
-        return Solver(self.engine, self.verifier, policy=policy, sampling=sampling, model=self.model)
+        return Solver(self.engine, self.verifier, policy=policy, sampling=sampling, model=self.model, prompt=self.prompt)
 
     # ------------------------------------------------------------------ sampling schedule
 
@@ -109,12 +114,15 @@ class Solver:
         streams these as events).
         """
         from qvq_ray.images import prepare_problem_images
-        from qvq_ray.prompt import build_messages
+        from qvq_ray.prompt import build_messages, prompt_record, template_sha
 
         started = time.perf_counter()
         if image_bytes is None:
             image_bytes = prepare_problem_images(problem.images, self.model)
-        messages = build_messages(problem, image_bytes, system_prompt=self.model.system_prompt)
+        messages = build_messages(problem, image_bytes, system_prompt=self.model.system_prompt, prompt=self._template)
+        if self._template_sha is None:
+            self._template_sha = template_sha(self._template, self.model.system_prompt)
+        record = prompt_record(messages, self.prompt, self.model.system_prompt, sha=self._template_sha)
         gold = problem.answer if self.policy.mode == "oracle" else None  # `self` never reads gold
 
         attempts: dict[int, Attempt] = {}
@@ -173,7 +181,9 @@ class Solver:
                 task.cancel()  # a streaming engine aborts the request; the tokens are not spent
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-        return self._solution(problem, attempts, clusters, decided, started, error)
+        solution = self._solution(problem, attempts, clusters, decided, started, error)
+        solution.prompt = record
+        return solution
 
     async def _decide(self, index: int, attempt: Attempt, clusters: AnswerClusters, spec: AnswerSpec) -> int | None:
         """Index of the attempt that settles the problem, or None to keep sampling."""

@@ -104,7 +104,7 @@ def engine(request, tiny_model_dir, loop):
         url = request.getfixturevalue("serve_url")
         engine = OpenAIEngine(
             ModelConfig(path="qvq-tiny"),
-            OpenAIEngineConfig(base_url=f"{url}/v1", api_key="unused", max_retries=1, retry_backoff_s=0.1),
+            OpenAIEngineConfig(base_url=f"{url}/v1", api_key="unused", max_retries=1),
         )
     else:
         from qvq_ray.config import ResourcesConfig

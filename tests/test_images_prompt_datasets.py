@@ -424,3 +424,37 @@ def test_url_fetch_when_allowed_enforces_size_status_and_redirects(tmp_path, mon
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_problems_images_share_one_decoded_pixel_budget_checked_from_headers():
+    from qvq_ray.config import ImageLimits, ModelConfig
+    from qvq_ray.images import ImageError, prepare_problem_images
+
+    limits = ImageLimits(max_total_pixels_decoded=3 * 112 * 56)
+    from tests.conftest import png_bytes
+
+    image = png_bytes("1 + 2")  # 112 x 56
+    assert len(prepare_problem_images([image] * 3, ModelConfig(), limits=limits)) == 3
+    with pytest.raises(ImageError, match="max_total_pixels_decoded"):
+        prepare_problem_images([image] * 4, ModelConfig(), limits=limits)
+
+
+def test_a_big_grey_page_is_resized_quickly_and_to_the_same_pixels():
+    import io
+    import time
+
+    from PIL import Image
+
+    from qvq_ray.config import ModelConfig
+    from qvq_ray.images import prepare_image
+
+    page = Image.new("L", (4000, 3000), 255)
+    page.paste(0, (1000, 1000, 3000, 2000))
+    buffer = io.BytesIO()
+    page.save(buffer, "PNG")
+    model = ModelConfig()
+    started = time.perf_counter()
+    out = Image.open(io.BytesIO(prepare_image(buffer.getvalue(), min_pixels=model.min_pixels, max_pixels=model.max_pixels)))
+    assert time.perf_counter() - started < 2.0
+    assert out.mode == "RGB" and out.width * out.height <= model.max_pixels
+    assert out.getpixel((out.width // 2, out.height // 2)) == (0, 0, 0) and out.getpixel((2, 2)) == (255, 255, 255)

@@ -2,9 +2,10 @@
 
 The conformance suite runs it against our own Serve app; here a small threaded HTTP server
 answers with scripted statuses, delays and SSE streams to pin down what only a misbehaving
-endpoint shows: retries with backoff on 429 / 5xx / timeouts / dropped connections and never on
-other 4xx, clear errors, the concurrency limit, the request body (data URLs, explicit sampling,
-greedy n), the API key from the environment, and streaming failures before and after a delta.
+endpoint shows: the openai SDK's retries on 429 / 5xx / timeouts / dropped connections and never on
+other 4xx (408 and 409 aside: the SDK retries those), clear errors, the concurrency limit, the
+request body (data URLs, explicit sampling, greedy n), the API key from the environment, streaming
+failures before and after a delta, and the abort of a stream closed early.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class Scripted:
         self.active = 0
         self.max_active = 0
         self.lock = threading.Lock()
+        self.client_gone = threading.Event()  # a paced stream's write failed: the client closed it
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,13 +78,16 @@ class Scripted:
                 raw = self.rfile.read(length) if length else b""
                 with scripted.lock:
                     scripted.requests.append(
-                        {"path": self.path, "headers": dict(self.headers), "body": json.loads(raw) if raw else None}
+                        {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": json.loads(raw) if raw else None}
                     )
                     step = scripted.steps.pop(0) if scripted.steps else (200, ok_body())
                     scripted.active += 1
                     scripted.max_active = max(scripted.max_active, scripted.active)
                 try:
-                    scripted.respond(self, step)
+                    if isinstance(step, dict) and "paced_sse" in step:
+                        scripted.respond_paced(self, step)
+                    else:
+                        scripted.respond(self, step)
                 finally:
                     with scripted.lock:
                         scripted.active -= 1
@@ -95,6 +100,20 @@ class Scripted:
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.port}/v1"
+
+    def respond_paced(self, handler, step):
+        """SSE events one by one, `every` seconds apart, until the client closes the connection."""
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.end_headers()
+        try:
+            for event in step["paced_sse"]:
+                handler.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                handler.wfile.flush()
+                time.sleep(step.get("every", 0.05))
+        except (BrokenPipeError, ConnectionResetError):
+            self.client_gone.set()
+        handler.close_connection = True
 
     @staticmethod
     def respond(handler, step):
@@ -140,7 +159,7 @@ def server():
 
 
 def make_engine(url, **overrides):
-    cfg = dict(kind="openai", base_url=url, remote_model="m", max_retries=2, retry_backoff_s=0.01, retry_backoff_max_s=0.05)
+    cfg = dict(kind="openai", base_url=url, remote_model="m", max_retries=2)
     cfg.update(overrides)
     return OpenAIEngine(ModelConfig(path="qvq"), OpenAIEngineConfig(**cfg))
 
@@ -159,7 +178,8 @@ def test_request_body_is_explicit_with_data_url_and_key_from_env(server, monkeyp
     assert out[0].text == "hello" and out[0].completion_tokens == 5 and out[0].prompt_tokens == 30
     request = server.requests[0]
     assert request["path"] == "/v1/chat/completions"
-    assert request["headers"]["Authorization"] == "Bearer sk-test-123"
+    assert request["headers"]["authorization"] == "Bearer sk-test-123"
+    assert "openai/python" in request["headers"]["user-agent"].lower()  # sent by the SDK, not a client of ours
     body = request["body"]
     assert {k: body[k] for k in ("model", "temperature", "top_p", "top_k", "seed", "stop", "max_tokens", "n", "repetition_penalty", "stream")} == {
         "model": "m", "temperature": 0.7, "top_p": 0.9, "top_k": 20, "seed": 3, "stop": ["END"],
@@ -176,7 +196,7 @@ def test_no_key_no_header_and_extras_can_be_left_out(server, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     generate(make_engine(server.url, send_extra_sampling=False))
     request = server.requests[0]
-    assert "Authorization" not in request["headers"]
+    assert "authorization" not in request["headers"]
     assert "top_k" not in request["body"] and "repetition_penalty" not in request["body"]
 
 
@@ -235,7 +255,7 @@ def test_an_endpoint_busy_past_the_retries_is_overloaded_when_streaming_too(serv
         (401, EngineError, "check the API key"),
         (403, EngineError, "HTTP 403"),
         (404, EngineError, "check engine.base_url"),
-        (409, EngineError, "HTTP 409"),
+        (418, EngineError, "HTTP 418"),  # (408 and 409 are retried: the SDK's rule)
     ],
 )
 def test_other_4xx_are_never_retried(server, status, error, needle):
@@ -298,6 +318,27 @@ def test_stream_cut_mid_way_is_an_error_not_a_retry(server):
     with pytest.raises(EngineError, match="mid-stream|without a finish_reason"):
         asyncio.run(go())
     assert len(server.requests) == 1
+
+
+def test_closing_the_stream_early_closes_the_connection(server):
+    """Abort: a consumer that stops after the first delta closes the HTTP response, and the server
+    (which would stream for 10 s more) sees its client go at its next write."""
+    events = [{"choices": [{"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}]} for i in range(200)]
+    server.steps = [{"paced_sse": events, "every": 0.05}]
+    engine = make_engine(server.url)
+
+    async def first_delta_then_stop():
+        stream = engine.stream(MSG, SamplingConfig(max_tokens=200))
+        first = await stream.__anext__()
+        await stream.aclose()
+        for _ in range(60):  # the loop (and the engine's client) live on: only closing can end it
+            if server.client_gone.is_set():
+                break
+            await asyncio.sleep(0.05)
+        return first
+
+    assert asyncio.run(first_delta_then_stop()) == "t0 "
+    assert server.client_gone.is_set(), "the server kept streaming to a consumer that left"
 
 
 def test_in_band_stream_error_and_stream_n(server):

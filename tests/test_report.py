@@ -128,35 +128,70 @@ def table_rows(table):
 # ---------------------------------------------------------------- numbers
 
 
-# group -> [n, with gold, accuracy, pass@1, maj@k, pass@k]
-EXPECTED_SELF = {
-    "source": {
-        "MathVision": ["4", "4", "25.0% (1/4)", "25.0% (1/4)", "25.0% (1/4)", "75.0% (3/4)"],
-        "MathVista": ["4", "3", "66.7% (2/3)", "33.3% (1/3)", "66.7% (2/3)", "66.7% (2/3)"],
-        "all": ["8", "7", "42.9% (3/7)", "28.6% (2/7)", "42.9% (3/7)", "71.4% (5/7)"],
+# group -> [n, errors, with gold, accuracy, pass@1, maj@k, pass@k] (the 95% CI column is checked apart)
+EXPECTED_BY_BENCHMARK = {
+    "MathVision": ["4", "1", "4", "25.0% (1/4)", "25.0% (1/4)", "25.0% (1/4)", "75.0% (3/4)"],
+    "MathVista": ["4", "1", "3", "66.7% (2/3)", "33.3% (1/3)", "66.7% (2/3)", "66.7% (2/3)"],
+    "all": ["8", "2", "7", "42.9% (3/7)", "28.6% (2/7)", "42.9% (3/7)", "71.4% (5/7)"],
+}
+# subjects and levels within their benchmark, never pooled across benchmarks
+EXPECTED_WITHIN = {
+    ("MathVision", "subject"): {
+        "<b>bold</b>": ["1", "1", "1", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)"],
+        "algebra": ["2", "0", "2", "50.0% (1/2)", "50.0% (1/2)", "50.0% (1/2)", "100.0% (2/2)"],
+        "geometry": ["1", "0", "1", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)", "100.0% (1/1)"],
+        "all": EXPECTED_BY_BENCHMARK["MathVision"],
     },
-    "subject": {
-        "<b>bold</b>": ["1", "1", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)"],
-        "algebra": ["3", "3", "66.7% (2/3)", "33.3% (1/3)", "66.7% (2/3)", "100.0% (3/3)"],
-        "geometry": ["3", "3", "33.3% (1/3)", "33.3% (1/3)", "33.3% (1/3)", "66.7% (2/3)"],
-        "(none)": ["1", "0", "n/a", "n/a", "n/a", "n/a"],
-        "all": ["8", "7", "42.9% (3/7)", "28.6% (2/7)", "42.9% (3/7)", "71.4% (5/7)"],
+    ("MathVista", "subject"): {
+        "algebra": ["1", "0", "1", "100.0% (1/1)", "0.0% (0/1)", "100.0% (1/1)", "100.0% (1/1)"],
+        "geometry": ["2", "1", "2", "50.0% (1/2)", "50.0% (1/2)", "50.0% (1/2)", "50.0% (1/2)"],
+        "(none)": ["1", "0", "0", "n/a", "n/a", "n/a", "n/a"],
+        "all": EXPECTED_BY_BENCHMARK["MathVista"],
     },
-    "level": {  # 2 and "2" are one level, 1 and 1.0 too; numeric order, (none) last
-        "1": ["3", "3", "33.3% (1/3)", "33.3% (1/3)", "33.3% (1/3)", "66.7% (2/3)"],
-        "2": ["2", "2", "50.0% (1/2)", "50.0% (1/2)", "50.0% (1/2)", "100.0% (2/2)"],
-        "(none)": ["3", "2", "50.0% (1/2)", "0.0% (0/2)", "50.0% (1/2)", "50.0% (1/2)"],
-        "all": ["8", "7", "42.9% (3/7)", "28.6% (2/7)", "42.9% (3/7)", "71.4% (5/7)"],
+    ("MathVision", "level"): {  # numeric order, (none) last
+        "1": ["2", "0", "2", "50.0% (1/2)", "50.0% (1/2)", "50.0% (1/2)", "100.0% (2/2)"],
+        "2": ["1", "0", "1", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)", "100.0% (1/1)"],
+        "(none)": ["1", "1", "1", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)"],
+        "all": EXPECTED_BY_BENCHMARK["MathVision"],
+    },
+    ("MathVista", "level"): {  # 2 and "2" are one level, 1 and 1.0 too
+        "1": ["1", "1", "1", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)", "0.0% (0/1)"],
+        "2": ["1", "0", "1", "100.0% (1/1)", "100.0% (1/1)", "100.0% (1/1)", "100.0% (1/1)"],
+        "(none)": ["2", "0", "1", "100.0% (1/1)", "0.0% (0/1)", "100.0% (1/1)", "100.0% (1/1)"],
+        "all": EXPECTED_BY_BENCHMARK["MathVista"],
     },
 }
 
 
-@pytest.mark.parametrize("key,name", tb.GROUPINGS)
-def test_accuracy_tables_give_known_numbers(key, name):
-    table = tb.accuracy_by(st.views(SELF_ROWS), "self", key, name)
-    assert table.headers == [name, "n", "with gold", "accuracy", "pass@1", "maj@k", "pass@k"]
-    assert table_rows(table) == EXPECTED_SELF[key]
-    assert list(table_rows(table)) == list(EXPECTED_SELF[key])  # order: numeric levels, (none), all last
+def without_ci(table):
+    ci = table.headers.index("95% CI")
+    return {cells[0]: cells[1:ci] + cells[ci + 1:] for cells in table.rows}
+
+
+def test_accuracy_by_benchmark_gives_known_numbers_errors_and_intervals():
+    table = tb.accuracy_by(st.views(SELF_ROWS), "self", "source", "benchmark")
+    assert table.headers == ["benchmark", "n", "errors", "with gold", "accuracy", "95% CI", "pass@1", "maj@k", "pass@k"]
+    assert without_ci(table) == EXPECTED_BY_BENCHMARK
+    assert list(without_ci(table)) == list(EXPECTED_BY_BENCHMARK)
+    # Wilson intervals (checked against Newcombe 1998 in test_report_explain.py), over rows with gold
+    assert [cells[5] for cells in table.rows] == ["[4.6%, 69.9%]", "[20.8%, 93.9%]", "[15.8%, 75.0%]"]
+    assert "Wilson" in table.note
+
+
+def test_subject_and_level_tables_stay_within_their_benchmark():
+    tables = tb.accuracy_tables(st.views(SELF_ROWS))
+    assert [t.title for t in tables] == [
+        "Accuracy by benchmark (self mode)",
+        "Accuracy by subject: MathVision (self mode)",
+        "Accuracy by level: MathVision (self mode)",
+        "Accuracy by subject: MathVista (self mode)",
+        "Accuracy by level: MathVista (self mode)",
+    ]
+    for table in tables[1:]:
+        source, key = table.title.split(": ")[1].split(" (")[0], table.title.split(" by ")[1].split(":")[0]
+        assert without_ci(table) == EXPECTED_WITHIN[(source, key)]
+        assert list(without_ci(table)) == list(EXPECTED_WITHIN[(source, key)])
+    assert len({t.anchor for t in tables}) == len(tables)  # one anchor per table
 
 
 def test_curve_from_attempts_in_order():
@@ -176,7 +211,9 @@ def test_attempts_tokens_and_errors():
     assert tokens["all"][:5] == ["6", "350", "350", "550", "600"]
     assert tokens["MathVision"][:5] == ["3", "200", "200", "280", "300"]
     errors = tb.errors_table(views)
-    assert [r[:3] for r in errors.rows] == [["bad image", "1", "r8"], ["solve failed", "1", "r6"]]
+    assert errors.headers[:5] == ["stage", "reason", "rows", "benchmarks", "example id"]
+    assert [r[:5] for r in errors.rows] == [["bad image", "other image error", "1", "MathVision", "r8"],
+                                            ["solve failed", "EngineError", "1", "MathVista", "r6"]]
     assert st.error_reason("solve failed: EngineError: boom") == "solve failed"
     assert st.percentile([1, 2, 3, 4], 90) == pytest.approx(3.7)  # numpy's default (linear)
     assert table_rows(tb.issues_table(views)) == {}  # no issue on final answers or attempts here
@@ -185,9 +222,11 @@ def test_attempts_tokens_and_errors():
 def test_headline_table_text():
     text = headline_table(SELF_ROWS)
     lines = text.splitlines()
-    assert lines[1].split()[:11] == ["mode", "problems", "errors", "verified", "with", "gold", "not", "judged", "accuracy", "pass@1", "maj@k"]
-    assert lines[3].split() == ["self", "8", "2", "6", "7", "0", "42.9%", "28.6%", "42.9%", "71.4%", "1.62", "350"]  # 13 attempts / 8 rows
-    assert "gold never read while solving" in text
+    assert lines[1].split()[:13] == ["mode", "problems", "errors", "verified", "with", "gold", "not", "judged", "accuracy",
+                                     "95%", "CI", "pass@1", "maj@k"]
+    # 13 attempts / 8 rows; the Wilson interval of 3/7 is two tokens
+    assert lines[3].split() == ["self", "8", "2", "6", "7", "0", "42.9%", "[15.8%,", "75.0%]", "28.6%", "42.9%", "71.4%", "1.62", "350"]
+    assert "gold never read while solving" in text and "Wilson" in text
 
 
 def test_a_comparison_that_was_not_judged_is_shown_as_such(tmp_path):
@@ -206,7 +245,8 @@ def test_headline_agrees_with_job_summary(self_dir):
     cells = table_rows(tb.headline(st.views(read_output(self_dir).to_pylist())))["self"]
     assert cells[:4] == [str(summary.rows_out), str(summary.errors), str(summary.verified), str(summary.with_gold)]
     assert cells[4] == str(summary.not_judged)
-    assert cells[5] == f"{summary.accuracy:.1%}" and cells[8] == f"{summary.pass_at_k:.1%}"
+    assert cells[5] == f"{summary.accuracy:.1%}" and cells[9] == f"{summary.pass_at_k:.1%}"
+    assert cells[6] == tb.ci(summary.correct, summary.with_gold)
 
 
 # ---------------------------------------------------------------- oracle honesty
@@ -218,10 +258,13 @@ def test_oracle_rows_are_labelled_pass_at_k_never_accuracy():
     table = tb.headline(views)
     assert "accuracy" not in table.headers  # an oracle-only job has no accuracy column at all
     assert table_rows(table)["ORACLE"][3:8] == ["4", "0", "25.0%", "25.0%", "50.0%"]
-    for table in tb.accuracy_tables(views):
+    tables = tb.accuracy_tables(views)
+    assert len(tables) == 3  # benchmark; subject and level within MathVision
+    for table in tables:
         assert "accuracy" not in table.headers and "Accuracy" not in table.title
         assert "ORACLE" in table.title and "pass@k" in table.title
-        assert table_rows(table)["all"] == ["4", "4", "25.0% (1/4)", "25.0% (1/4)", "50.0% (2/4)"]
+        assert table.headers[-1] == "pass@k 95% CI"  # the interval is on pass@k, never called accuracy
+        assert table_rows(table)["all"] == ["4", "1", "4", "25.0% (1/4)", "25.0% (1/4)", "50.0% (2/4)", "[15.0%, 85.0%]"]
     curve = tb.curve_table(views, "oracle")
     assert "ORACLE" in curve.title and "not accuracy" in curve.note
 
@@ -235,11 +278,11 @@ def test_modes_are_never_pooled():
     headline = table_rows(tb.headline(views))
     assert list(headline) == ["self", "ORACLE", "all"]
     assert headline["ORACLE"][5] == "n/a: oracle"  # the accuracy column holds no oracle figure
-    assert headline["all"][3:9] == ["", "", "", "", "", ""]  # totals carry no accuracy figure
+    assert headline["all"][3:10] == ["", "", "", "", "", "", ""]  # totals carry no accuracy figure
     # with two modes there is no job mode to give the attempt-less error row o4: it stays `self` (3/8)
     assert headline["self"][3:6] == ["8", "0", "37.5%"]
     titles = [t.title for t in tb.accuracy_tables(views)]
-    assert sum("ORACLE" in t for t in titles) == 3 and sum("self mode" in t for t in titles) == 3
+    assert sum("ORACLE" in t for t in titles) == 3 and sum("self mode" in t for t in titles) == 5
 
 
 # ---------------------------------------------------------------- rendered files
@@ -299,21 +342,22 @@ def test_report_files_self(self_dir, tmp_path):
 
     md = written["report.md"].read_text(encoding="utf-8")
     assert SCRIPT not in md and "&lt;script&gt;" in md
-    assert "| MathVista | 4 | 3 | 66.7% (2/3) | 33.3% (1/3) | 66.7% (2/3) | 66.7% (2/3) |" in md
+    assert "| MathVista | 4 | 1 | 3 | 66.7% (2/3) | \\[20.8%, 93.9%\\] | 33.3% (1/3) | 66.7% (2/3) | 66.7% (2/3) |" in md
     assert "![pass@j vs attempts (self mode)](attempts_self.png)" in md
-    assert "| bad image | 1 | r8 |" in md
+    assert "| bad image | other image error | 1 | MathVision | r8 |" in md
 
 
 def test_report_files_oracle(oracle_dir):
-    written = write_report(oracle_dir)  # default: DIR/report
-    assert written["report.html"].parent == oracle_dir / "report"
+    written = write_report(oracle_dir)  # default: DIR.report beside DIR
+    assert written["report.html"].parent == oracle_dir.with_name("oracle.report")
     page = written["report.html"].read_text(encoding="utf-8")
     images = png_images(parse_html(page))
     assert [alt for alt, _ in images] == ["pass@j vs attempts (ORACLE mode)", "Tokens per problem"]
     md = written["report.md"].read_text(encoding="utf-8")
     assert "Accuracy by" not in md and "| accuracy |" not in md
     assert "### ORACLE mode: pass@1, maj@k, pass@k by benchmark" in md
-    # the report folder inside the output dir is not read back as data
+    # nothing was written among the part files
+    assert sorted(p.name for p in oracle_dir.iterdir()) == ["part-0.parquet"]
     assert read_output(oracle_dir).num_rows == len(ORACLE_ROWS)
 
 

@@ -86,7 +86,7 @@ def test_rescore_jsonl_results_against_problems(tmp_path):
     table = (tmp_path / "rescored.disagreements.md").read_text()
     assert "| p2 |" in table and "| p1 |" not in table
     assert "p2" in result.stdout and "agreement 2/3" in result.stdout
-    assert (out / "report" / "report.md").is_file()
+    assert (out.with_name(out.name + ".report") / "report.md").is_file()  # beside OUT, never inside
     assert not [p for p in out.iterdir() if p.suffix in (".md", ".html")]
 
     # a second run into the same directory is refused, nothing overwritten
@@ -165,4 +165,4 @@ def test_rescore_real_mathvista_outputs_against_the_shared_sample(tmp_path):
     for rid in sample_ids - set(first):
         assert rows[rid]["error"] == "no result for this problem"
     assert (tmp_path / "mathvista.disagreements.md").is_file()
-    assert (out / "report" / "report.md").is_file()
+    assert (out.with_name(out.name + ".report") / "report.md").is_file()  # beside OUT, never inside

@@ -123,7 +123,8 @@ def test_solve_returns_verified_solution_with_attempts(base_url):
         ({"messages": [{"role": "user", "content": "hi"}], "stop": "x" * 500_000}, 400, "stop"),
         ({"messages": [{"role": "user", "content": "x" * 300_000}]}, 400, "max_prompt_chars"),
         ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "'tools' is not supported"),
-        ({"messages": [{"role": "user", "content": "hi"}], "logprobs": True}, 400, "'logprobs' is not supported"),
+        ({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}}, 400, "'response_format' is not supported"),
+        ({"messages": [{"role": "user", "content": "hi"}], "ignore_eos": True}, 400, "'ignore_eos' is not supported"),
         (b"[1, 2]", 400, "must be a JSON object"),
         (b"\xff\xfe\x00garbage", 400, "not valid JSON"),
     ],
@@ -181,8 +182,10 @@ def test_a_body_over_the_limit_is_refused_from_its_content_length(base_url):
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-key\r\n"
             b"Content-Type: application/json\r\nContent-Length: 120000000\r\n\r\n{"
         )
-        reply = conn.recv(65536).decode(errors="replace")
-    assert reply.startswith("HTTP/1.1 413") and "exceeds the limit" in reply
+        reply = b""
+        while b"exceeds the limit" not in reply and (chunk := conn.recv(65536)):
+            reply += chunk  # headers and body may come in separate packets
+    assert reply.startswith(b"HTTP/1.1 413") and b"exceeds the limit" in reply
 
 
 def test_docs_and_openapi_need_a_key_when_keys_are_set_and_document_request_bodies(base_url):
@@ -251,3 +254,82 @@ def test_solve_streams_one_event_per_attempt(base_url):
     kinds = [e["event"] for e in events]
     assert kinds[-1] == "solution" and kinds[:-1] == ["attempt"] * (len(kinds) - 1) and len(kinds) >= 2
     assert len(events[-1]["solution"]["attempts"]) == len(kinds) - 1
+
+
+def test_stream_with_n_streams_each_choice_by_index(client):
+    chunks = list(
+        client.chat.completions.create(
+            model="qvq-tiny", messages=[{"role": "user", "content": "count"}], max_tokens=8, n=3,
+            temperature=1.0, seed=11, stream=True,
+        )
+    )
+    texts = {i: "" for i in range(3)}
+    finished = set()
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            if choice.finish_reason:
+                finished.add(choice.index)
+    assert finished == {0, 1, 2} and len(set(texts.values())) > 1, texts
+
+
+def test_logprobs_and_vllm_sampling_fields_are_honoured(base_url, client):
+    messages = [{"role": "user", "content": "count"}]
+    reply = client.chat.completions.create(model="qvq-tiny", messages=messages, max_tokens=6, logprobs=True, top_logprobs=2)
+    content = reply.choices[0].logprobs.content
+    assert len(content) == reply.usage.completion_tokens and all(len(t.top_logprobs) == 2 for t in content)
+    assert all(t.token == t.top_logprobs[0].token for t in content)  # greedy: the top token
+    streamed = list(client.chat.completions.create(model="qvq-tiny", messages=messages, max_tokens=6, logprobs=True, stream=True))
+    assert sum(len(c.choices[0].logprobs.content) for c in streamed if c.choices and c.choices[0].logprobs) == len(content)
+    penalised = client.chat.completions.create(
+        model="qvq-tiny", messages=messages, max_tokens=40, frequency_penalty=2.0, presence_penalty=1.0,
+        extra_body={"min_p": 0.1, "min_tokens": 2},
+    )
+    plain = client.chat.completions.create(model="qvq-tiny", messages=messages, max_tokens=40)
+    assert penalised.choices[0].message.content != plain.choices[0].message.content
+    refused = httpx.post(
+        f"{base_url}/v1/chat/completions", headers=AUTH, timeout=60,
+        json={"messages": messages, "top_logprobs": 2},
+    )
+    assert refused.status_code == 400 and "top_logprobs needs logprobs" in refused.json()["error"]["message"]
+
+
+def test_metrics_are_prometheus_text_counting_requests_tokens_and_verification(base_url, client):
+    def scrape() -> dict[str, float]:
+        text = httpx.get(f"{base_url}/metrics", timeout=60).text
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                values[name] = float(value)
+        return values
+
+    before = scrape()
+    client.chat.completions.create(model="qvq-tiny", messages=[{"role": "user", "content": "2+2?"}], max_tokens=3)
+    httpx.post(f"{base_url}/v1/chat/completions", json={"messages": []}, headers=AUTH, timeout=60)
+    httpx.post(f"{base_url}/v1/solve", json={"question": "What is 2 + 2?", "max_attempts": 2}, headers=AUTH, timeout=120)
+    after = scrape()
+    ok = 'qvq_ray_requests_total{route="/v1/chat/completions",status="200"}'
+    bad = 'qvq_ray_requests_total{route="/v1/chat/completions",status="400"}'
+    assert after[ok] - before.get(ok, 0) >= 1 and after[bad] - before.get(bad, 0) == 1
+    assert after["qvq_ray_completion_tokens_total"] - before.get("qvq_ray_completion_tokens_total", 0) >= 3
+    attempts = sum(v for k, v in after.items() if k.startswith("qvq_ray_solve_attempts_total")) - sum(
+        v for k, v in before.items() if k.startswith("qvq_ray_solve_attempts_total")
+    )
+    assert 1 <= attempts <= 2 and after["qvq_ray_engine_up"] == 1
+    assert 'qvq_ray_request_latency_seconds_bucket{le="0.5",route="/v1/chat/completions"}' in after
+
+
+def test_legacy_completions_take_the_prompt_as_is(base_url, client):
+    """/v1/completions: no chat template (a chat request with the same text differs), prompt lists,
+    n, legacy logprobs, streaming; the openai client's own `completions` API."""
+    reply = client.completions.create(model="qvq-tiny", prompt=["1 + 1 =", "count:"], max_tokens=5, n=2, logprobs=2)
+    assert [c.index for c in reply.choices] == [0, 1, 2, 3]
+    assert reply.choices[0].text == reply.choices[1].text  # greedy: the same sample n times
+    assert len(reply.choices[0].logprobs.tokens) == len(reply.choices[0].logprobs.token_logprobs) <= 5
+    chat = client.chat.completions.create(model="qvq-tiny", messages=[{"role": "user", "content": "1 + 1 ="}], max_tokens=5)
+    assert chat.usage.prompt_tokens > reply.usage.prompt_tokens / 2 + 5  # the template adds the system prompt
+    streamed = list(client.completions.create(model="qvq-tiny", prompt="1 + 1 =", max_tokens=5, stream=True))
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == reply.choices[0].text
+    bad = httpx.post(f"{base_url}/v1/completions", json={"prompt": [], "max_tokens": 2}, headers=AUTH, timeout=60)
+    assert bad.status_code == 400 and "prompt" in bad.json()["error"]["message"]

@@ -150,9 +150,15 @@ def test_sampling_params_are_all_explicit():
         "n": 4, "temperature": 0.7, "top_p": 0.9, "top_k": 20, "min_p": 0.0, "seed": 3, "stop": ["END"],
         "stop_token_ids": [151645, 151643], "include_stop_str_in_output": False, "ignore_eos": False,
         "max_tokens": 8192, "min_tokens": 0, "repetition_penalty": 1.05, "presence_penalty": 0.0,
-        "frequency_penalty": 0.0, "skip_special_tokens": True, "output_kind": "FINAL_ONLY",
+        "frequency_penalty": 0.0, "logprobs": None, "skip_special_tokens": True, "output_kind": "FINAL_ONLY",
     }
     assert set(plan.params) <= VLLM_SAMPLING_FIELDS
+    vllm_style = sampling_params_kwargs(
+        SamplingConfig(temperature=1.0, min_p=0.05, min_tokens=3, presence_penalty=0.5, frequency_penalty=-0.5, logprobs=2),
+        stop_token_ids=[], stream=False,
+    ).params
+    assert (vllm_style["min_p"], vllm_style["min_tokens"], vllm_style["presence_penalty"]) == (0.05, 3, 0.5)
+    assert (vllm_style["frequency_penalty"], vllm_style["logprobs"]) == (-0.5, 2)
     installed = _installed_fields("vllm.sampling_params", "SamplingParams")
     if installed is not None:
         assert set(plan.params) <= installed
@@ -251,6 +257,31 @@ class FakeRequestOutput:
     prompt_logprobs: object
     outputs: list[FakeCompletionOutput]
     finished: bool
+
+
+@dataclass
+class FakeLogprob:
+    """Field-for-field vllm.logprobs.Logprob (logprob, rank, decoded_token)."""
+
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+def test_vllm_logprobs_become_openai_entries_with_the_sampled_token_and_the_top_ones():
+    from qvq_ray.engines.vllm_engine import completions_from_output
+
+    steps = [
+        {11: FakeLogprob(-0.1, 1, "Hi"), 12: FakeLogprob(-2.5, 2, "Hello")},
+        # the sampled token (rank 3) is not among the top 2
+        {21: FakeLogprob(-3.0, 3, "!"), 22: FakeLogprob(-0.2, 1, "."), 23: FakeLogprob(-1.9, 2, "?")},
+    ]
+    output = FakeRequestOutput("r", "p", [1, 2], None, [FakeCompletionOutput(0, "Hi!", [11, 21], logprobs=steps, finish_reason="stop")], True)
+    (completion,) = completions_from_output(output, repeat=1, started=0.0, now=1.0, logprobs=2)
+    first, second = completion.logprobs
+    assert (first.token, first.logprob, [t.token for t in first.top_logprobs]) == ("Hi", -0.1, ["Hi", "Hello"])
+    assert (second.token, second.logprob, [t.token for t in second.top_logprobs]) == ("!", -3.0, [".", "?"])
+    assert completions_from_output(output, repeat=1, started=0.0, now=1.0)[0].logprobs is None
 
 
 def test_final_output_to_completions_in_sample_order():

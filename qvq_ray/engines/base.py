@@ -18,6 +18,21 @@ Message = dict[str, Any]
 FinishReason = Literal["stop", "length", "abort"]
 
 
+class TopLogprob(BaseModel):
+    """One candidate token at a step (OpenAI's `top_logprobs` entry)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    """One generated token, its log-probability and the most likely alternatives at its step
+    (OpenAI's `logprobs.content` entry)."""
+
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
 class Completion(BaseModel):
     """One generated sample."""
 
@@ -26,6 +41,9 @@ class Completion(BaseModel):
     prompt_tokens: int = Field(0, description="Tokens of the prompt, visual tokens included.")
     completion_tokens: int = Field(0, description="Tokens generated for this sample.")
     latency_s: float = Field(0.0, description="Time from request to this sample's end.")
+    logprobs: list[TokenLogprob] | None = Field(
+        None, description="Per generated token, when sampling.logprobs is set (engines that support it)."
+    )
 
 
 class EngineError(RuntimeError):
@@ -101,6 +119,30 @@ class StallWatch:
             last_step_age_s=round(age, 3),
             reason=reason,
         )
+
+
+# A prompt that is model input as is, with no chat template (OpenAI's /v1/completions): one
+# message of this role holding one text part. Every engine honours it (prompt_text below).
+RAW_PROMPT_ROLE = "raw_prompt"
+
+
+def raw_prompt(text: str) -> list[Message]:
+    return [{"role": RAW_PROMPT_ROLE, "content": [{"type": "text", "text": text}]}]
+
+
+def prompt_text(
+    messages: list[Message], apply_chat_template: Any, *, max_images: int, decode: Any = None
+) -> tuple[str, list[Any]]:
+    """(the text the model reads, its decoded images): a raw prompt as is, chat messages through
+    `apply_chat_template` (their image parts decoded, in order)."""
+    if (
+        isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], dict)
+        and messages[0].get("role") == RAW_PROMPT_ROLE
+    ):
+        parts = messages[0].get("content") or []
+        return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)), []
+    template_messages, images = split_images(messages, max_images=max_images, decode=decode)
+    return apply_chat_template(template_messages), images
 
 
 def prompt_chars(messages: list[Message]) -> int:

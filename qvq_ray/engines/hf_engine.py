@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from qvq_ray.config import HFEngineConfig, ModelConfig, QvqConfig, SamplingConfig
+from qvq_ray.engines.hf_sampling import LogprobRecorder, logits_processors, step_logprobs, token_logprobs
 from qvq_ray.engines.base import (
     Completion,
     EngineError,
@@ -36,7 +37,7 @@ from qvq_ray.engines.base import (
     Message,
     StallWatch,
     check_prompt_chars,
-    split_images,
+    prompt_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,11 @@ def _group_key(sampling: SamplingConfig, index: int) -> tuple:
         tuple(sampling.stop),
         sampling.n,
         sampling.repetition_penalty,
+        sampling.presence_penalty,
+        sampling.frequency_penalty,
+        sampling.min_p if sampled else 0.0,
+        sampling.min_tokens,
+        sampling.logprobs,
         (sampling.seed, index) if seeded else None,
     )
 
@@ -264,8 +270,11 @@ class HFEngine:
     def _prepare(self, request: _Request) -> None:
         """Prompt text and tensors of one request (prepare thread): cheap checks before costly ones."""
         check_prompt_chars(request.messages, self.model_config.max_prompt_chars)
-        template_messages, images = split_images(request.messages, max_images=self.model_config.max_images_per_prompt)
-        text = self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
+        text, images = prompt_text(
+            request.messages,
+            lambda m: self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
+            max_images=self.model_config.max_images_per_prompt,
+        )
         inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
         request.prompt_tokens = int(inputs["input_ids"].shape[1])
         if request.prompt_tokens + request.sampling.max_tokens > self.max_model_len:
@@ -311,8 +320,10 @@ class HFEngine:
         inputs = {k: v.to(device) for k, v in inputs.items()}
         sampling = ready[0].sampling
         max_new = max(r.sampling.max_tokens for r in ready)
-        gen_kwargs = self._generation_kwargs(sampling, max_new)
-        gen_kwargs["stopping_criteria"] = [_StepMonitor(self, ready, sampling.n)]
+        recorder = LogprobRecorder() if sampling.logprobs is not None else None
+        gen_kwargs = self._generation_kwargs(sampling, max_new, recorder)
+        monitor = _StepMonitor(self, ready, sampling.n, recorder)
+        gen_kwargs["stopping_criteria"] = [monitor]
         if not sampling.greedy and sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         self._watch.running = len(ready)
@@ -328,32 +339,36 @@ class HFEngine:
         n = sampling.n
         for i, request in enumerate(ready):
             completions = [
-                self._to_completion(new_tokens[i * n + j], request, int(prompt_lens[i]), now) for j in range(n)
+                self._to_completion(new_tokens[i * n + j], request, int(prompt_lens[i]), now, monitor.logprobs.get(i * n + j))
+                for j in range(n)
             ]
             _resolve(request, result=completions)
 
-    def _generation_kwargs(self, sampling: SamplingConfig, max_new: int) -> dict[str, Any]:
-        from transformers import GenerationConfig
+    def _generation_kwargs(self, sampling: SamplingConfig, max_new: int, recorder: LogprobRecorder | None = None) -> dict[str, Any]:
+        from transformers import GenerationConfig, LogitsProcessorList
 
-        do_sample = not sampling.greedy
         # Sampling is always explicit: nothing falls back to the checkpoint's generation_config.
-        # Stop strings are matched by _StepMonitor (transformers' StopStringCriteria precomputes
-        # tables over the vocabulary per stop string: seconds per kilobyte of stop string).
+        # transformers gets no warpers (temperature, top-k/p, min-p are None): hf_sampling runs
+        # them after the penalties, in vLLM's order. Stop strings are matched by _StepMonitor
+        # (transformers' StopStringCriteria precomputes tables over the vocabulary per stop
+        # string: seconds per kilobyte of stop string).
         config = GenerationConfig(
             max_new_tokens=max_new,
-            do_sample=do_sample,
-            temperature=sampling.temperature if do_sample else None,
-            top_p=sampling.top_p if do_sample else None,
-            top_k=sampling.top_k if do_sample else None,
+            min_new_tokens=sampling.min_tokens or None,
+            do_sample=not sampling.greedy,
+            temperature=None,
+            top_p=None,
+            top_k=None,
             num_return_sequences=sampling.n,
             repetition_penalty=sampling.repetition_penalty,
             eos_token_id=self.eos_token_ids,
             pad_token_id=self.pad_token_id,
-            remove_invalid_values=do_sample,  # a NaN/inf logit never reaches multinomial
         )
-        return {"generation_config": config}
+        return {"generation_config": config, "logits_processor": LogitsProcessorList(logits_processors(sampling, recorder))}
 
-    def _to_completion(self, tokens: list[int], request: _Request, prompt_tokens: int, now: float) -> Completion:
+    def _to_completion(
+        self, tokens: list[int], request: _Request, prompt_tokens: int, now: float, logprob_steps: list | None = None
+    ) -> Completion:
         limit = request.sampling.max_tokens
         finish = "length"
         used: list[int] = []
@@ -377,12 +392,16 @@ class HFEngine:
             finish = "stop"  # ended on a stop string inside generate
         if request.cancelled and finish != "stop":
             finish = "abort"
+        logprobs = None
+        if request.sampling.logprobs is not None:
+            logprobs = token_logprobs((logprob_steps or [])[: len(used)], self.tokenizer)
         return Completion(
             text=text,
             finish_reason=finish,
             prompt_tokens=prompt_tokens,
             completion_tokens=len(used),
             latency_s=now - request.enqueued,
+            logprobs=logprobs,
         )
 
     def _tokens_until(self, tokens: list[int], stop: str) -> int:
@@ -466,8 +485,10 @@ class _StepMonitor:
     however long the generation or the stop strings are.
     """
 
-    def __init__(self, engine: HFEngine, requests: list[_Request], n: int):
+    def __init__(self, engine: HFEngine, requests: list[_Request], n: int, recorder: LogprobRecorder | None = None):
         self.engine = engine
+        self.recorder = recorder
+        self.logprobs: dict[int, list] = {}  # row -> (token, logprob, top) per step, when asked for
         self.rows = [r for r in requests for _ in range(n)]
         self.stream_rows = {i * n for i, r in enumerate(requests) if r.deltas is not None}
         self.decoders = {
@@ -489,6 +510,10 @@ class _StepMonitor:
         for row, request in enumerate(self.rows):
             if self.done[row]:
                 continue
+            if self.recorder is not None and self.recorder.last is not None:
+                self.logprobs.setdefault(row, []).append(
+                    step_logprobs(self.recorder.last[row], last[row], request.sampling.logprobs or 0)
+                )
             if request.cancelled or last[row] in eos:
                 self.done[row] = True
                 continue

@@ -1,23 +1,27 @@
 """The OpenAI-compatible engine: any chat-completions endpoint as an `Engine`.
 
-A `vllm serve` server, a hosted QVQ, or another qvq-ray app: `POST {base_url}/chat/completions`
-over httpx (a core dependency; the `openai` package is not needed). What it does:
+A `vllm serve` server, a hosted QVQ, or another qvq-ray app, through the official `openai` SDK
+(`AsyncOpenAI`): the SDK owns the HTTP client, the SSE parsing, the retries (exponential backoff
+with jitter, `Retry-After` honoured, `engine.max_retries` times) and the error classes. This module
+maps our Engine API onto it:
 
 - images travel as `image_url` parts with data URLs (the bytes' own format; anything else is
   decoded and re-encoded as PNG, and undecodable bytes are refused before any request);
 - sampling is explicit: temperature, top_p, max_tokens, n, seed and stop always; top_k and
-  repetition_penalty too unless `send_extra_sampling` is off (a `vllm serve` would otherwise apply
-  the checkpoint's generation_config). Greedy with n > 1 asks for one sample and repeats it
-  (greedy is deterministic; vLLM refuses greedy n > 1);
+  repetition_penalty too (as `extra_body`) unless `send_extra_sampling` is off (a `vllm serve`
+  would otherwise apply the checkpoint's generation_config). Greedy with n > 1 asks for one
+  sample and repeats it (greedy is deterministic; vLLM refuses greedy n > 1);
 - at most `max_concurrency` requests in flight per engine;
-- 429, 5xx, timeouts and dropped connections are retried with exponential backoff and jitter
-  (Retry-After honoured), at most `max_retries` times; other 4xx never are. An endpoint still
-  answering 429 or 503 when retries run out raises EngineOverloadedError (retryable: our own
-  ingress answers 503), any other failure an EngineError. 400/413/422 become
+- the SDK retries 408, 409, 429, 5xx, timeouts and failed connections; other 4xx never. An
+  endpoint still answering 429 or 503 when retries run out raises EngineOverloadedError
+  (retryable: our own ingress answers 503), any other failure an EngineError. 400/413/422 become
   InvalidRequestError (the request is bad); 401/403/404 an EngineError naming the likely
   misconfiguration (key, base_url, model);
-- streaming reads the SSE stream (`stream_options.include_usage` for token counts); a failure
-  before the first delta is retried like any request, after it is reported.
+- the API key (`api_key`, else the `api_key_env` variable) is read per request; without one no
+  Authorization header is sent (a local `vllm serve`);
+- streaming asks for `stream_options.include_usage` (token counts); closing the stream early
+  closes the HTTP response, so the server sees its client go and aborts. A stream that fails after
+  it started (a dropped connection, an in-band error event) is reported, never retried.
 
 Token counts per sample: the chat API reports usage for the whole request. With n = 1 (every
 solver attempt) they are exact; with n > 1 a sample that hit max_tokens counts max_tokens and the
@@ -29,17 +33,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import os
-import random
 import time
-from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 from qvq_ray.config import ModelConfig, OpenAIEngineConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, EngineError, EngineOverloadedError, FinishReason, InvalidRequestError, Message
-
-logger = logging.getLogger(__name__)
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -199,44 +198,52 @@ def error_message(status: int, text: str) -> str:
     return text.strip()[:500]
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None):
-        super().__init__(reason)
-        self.retry_after = retry_after
-        self.status = status
+# Parameters `chat.completions.create` takes by name (every openai>=1.40 has them).
+_SDK_CHAT_PARAMS = frozenset({
+    "model", "messages", "temperature", "top_p", "max_tokens", "n", "stream", "stream_options", "seed", "stop",
+    "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "logit_bias", "user",
+})
+# Statuses the SDK retries (its `_should_retry`): by the time one reaches us, retries ran out.
+_RETRIED_STATUSES = {408, 409, 429}
+_OVERLOADED_STATUSES = {429, 503}
+_HINTS = {
+    401: "check the API key (engine.api_key_env / engine.api_key)",
+    403: "the API key may not use this model or endpoint",
+    404: "check engine.base_url (it should end in /v1) and the model name",
+}
 
 
-def _gave_up(message: str, exc: Exception) -> EngineError:
-    """The error once retries run out: an endpoint still answering 429 or 503 is overloaded, which
-    stays retryable for our own callers (the ingress answers 503); anything else is an EngineError."""
-    if getattr(exc, "status", None) in (429, 503):
-        return EngineOverloadedError(message)
-    return EngineError(message)
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("retry-after") if headers is not None else None
+def _status_text(exc: Any) -> str:
+    """The server's own message of an SDK status error (the response body is read by then)."""
     try:
-        return max(float(value), 0.0) if value is not None else None
-    except ValueError:
-        return None
+        return error_message(exc.status_code, exc.response.text)
+    except Exception:
+        return str(getattr(exc, "message", "") or exc)
 
 
-def raise_for_status(status: int, text: str, headers: Any, url: str) -> None:
-    """Map an HTTP status to a retry (429/5xx) or the right error (never retried)."""
-    if status < 400:
-        return
-    message = error_message(status, text)
-    if status == 429 or status >= 500:
-        raise _Retryable(f"HTTP {status}: {message}", _retry_after(headers), status)
-    if status in _INVALID_REQUEST_STATUSES:
-        raise InvalidRequestError(f"the endpoint rejected the request (HTTP {status}): {message}")
-    hint = {
-        401: "check the API key (engine.api_key_env / engine.api_key)",
-        403: "the API key may not use this model or endpoint",
-        404: "check engine.base_url (it should end in /v1) and the model name",
-    }.get(status, "")
-    raise EngineError(f"{url} answered HTTP {status}: {message}" + (f" ({hint})" if hint else ""))
+def engine_error(what: str, url: str, exc: Exception, *, attempts: int) -> EngineError:
+    """Our error for an SDK failure of one request (after the SDK's own retries)."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        status, message = exc.status_code, _status_text(exc)
+        if status in _INVALID_REQUEST_STATUSES:
+            return InvalidRequestError(f"the endpoint rejected the request (HTTP {status}): {message}")
+        if status in _RETRIED_STATUSES or status >= 500:
+            text = f"{what} at {url} failed after {attempts} attempt(s): HTTP {status}: {message}"
+            return EngineOverloadedError(text) if status in _OVERLOADED_STATUSES else EngineError(text)
+        hint = _HINTS.get(status)
+        return EngineError(f"{url} answered HTTP {status}: {message}" + (f" ({hint})" if hint else ""))
+    if isinstance(exc, openai.APITimeoutError):
+        return EngineError(f"{what} at {url} failed after {attempts} attempt(s): timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return EngineError(f"{what} at {url} failed after {attempts} attempt(s): connection failed ({type(cause).__name__}: {cause})")
+    if isinstance(exc, openai.APIError):  # an error event inside a stream, or a body the SDK cannot read
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = f"the endpoint reported: {body.get('message') or exc.message}"
+        return InvalidRequestError(message) if body.get("type") == "invalid_request_error" else EngineError(message)
+    return EngineError(f"{what} at {url} failed: {type(exc).__name__}: {exc}")
 
 
 # --------------------------------------------------------------------------- the engine
@@ -261,185 +268,134 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _headers(self) -> dict[str, str]:
+    def _auth_headers(self) -> dict[str, Any]:
+        """Authorization for one request: the key as it is now, or no header at all without one."""
+        import openai
+
         key = self.engine_config.api_key or os.environ.get(self.engine_config.api_key_env)
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        return headers
+        return {"Authorization": f"Bearer {key}" if key else openai.Omit()}
 
     def _client(self) -> tuple[Any, asyncio.Semaphore]:
-        """One httpx client and one concurrency gate per event loop (clients are loop-bound)."""
-        import httpx
+        """One AsyncOpenAI client and one concurrency gate per event loop (clients are loop-bound)."""
+        import openai
 
         if self._closed:
             raise EngineError("engine is closed")
         loop = asyncio.get_running_loop()
         entry = self._per_loop.get(id(loop))
-        if entry is None or entry[0] is not loop or entry[1].is_closed:
+        if entry is None or entry[0] is not loop or entry[1].is_closed():
             cfg = self.engine_config
-            client = httpx.AsyncClient(
-                timeout=httpx.Timeout(cfg.request_timeout_s, connect=cfg.connect_timeout_s),
-                limits=httpx.Limits(max_connections=cfg.max_concurrency, max_keepalive_connections=cfg.max_concurrency),
+            client = openai.AsyncOpenAI(
+                base_url=self.base_url,
+                # The key goes per request (_auth_headers); the SDK insists on one at construction.
+                api_key="set-per-request",
+                max_retries=cfg.max_retries,
+                timeout=openai.Timeout(cfg.request_timeout_s, connect=cfg.connect_timeout_s),
+                # A client of our own: the SDK's default one schedules its close on whatever loop
+                # runs when it is collected, which fails for a client of a loop already closed.
+                http_client=openai.DefaultAsyncHttpxClient(),
             )
             entry = (loop, client, asyncio.Semaphore(cfg.max_concurrency))
             self._per_loop = {k: v for k, v in self._per_loop.items() if not v[0].is_closed()}
             self._per_loop[id(loop)] = entry
         return entry[1], entry[2]
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        cfg = self.engine_config
-        if retry_after is not None:
-            return min(retry_after, cfg.retry_backoff_max_s)
-        base = min(cfg.retry_backoff_s * (2**attempt), cfg.retry_backoff_max_s)
-        return base * (0.5 + random.random() / 2)
-
-    async def _with_retries(self, what: str, call):
-        """Run `call()` (one attempt) until it succeeds, fails for good, or retries run out."""
-        import httpx
-
-        attempts = self.engine_config.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return await call()
-            except (_Retryable, httpx.TimeoutException, httpx.TransportError) as exc:
-                reason = str(exc) or type(exc).__name__
-                if isinstance(exc, httpx.TimeoutException):
-                    reason = f"timed out ({type(exc).__name__})"
-                elif isinstance(exc, httpx.TransportError):
-                    reason = f"connection failed ({type(exc).__name__}: {exc})"
-                if attempt + 1 >= attempts:
-                    raise _gave_up(f"{what} at {self.base_url} failed after {attempts} attempt(s): {reason}", exc) from exc
-                delay = self._delay(attempt, getattr(exc, "retry_after", None))
-                logger.warning("%s: %s; retry %d/%d in %.2fs", what, reason, attempt + 1, attempts - 1, delay)
-                await asyncio.sleep(delay)
-        raise AssertionError("unreachable")
+    def _request(self, sampling: SamplingConfig, messages: list[Message], *, stream: bool) -> tuple[dict[str, Any], int]:
+        """Keyword arguments of `chat.completions.create`, and how often to repeat its samples."""
+        body, repeat = chat_request_body(
+            self.model_name, openai_messages(messages), sampling, stream=stream,
+            extra_sampling=self.engine_config.send_extra_sampling,
+        )
+        # Fields the SDK does not name (top_k, repetition_penalty, vLLM's min_p, ...) travel as extra_body.
+        extra = {k: body.pop(k) for k in list(body) if k not in _SDK_CHAT_PARAMS}
+        if extra:
+            body["extra_body"] = extra
+        body["extra_headers"] = self._auth_headers()
+        return body, repeat
 
     # ------------------------------------------------------------------ Engine API
 
     async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
+        import openai
+
         started = time.perf_counter()
-        body, repeat = chat_request_body(
-            self.model_name, openai_messages(messages), sampling, stream=False,
-            extra_sampling=self.engine_config.send_extra_sampling,
-        )
-        url = f"{self.base_url}/chat/completions"
-
-        async def once() -> dict[str, Any]:
-            client, gate = self._client()
+        request, repeat = self._request(sampling, messages, stream=False)
+        client, gate = self._client()
+        try:
             async with gate:
-                response = await client.post(url, json=body, headers=self._headers())
-            raise_for_status(response.status_code, response.text, response.headers, url)
-            try:
-                return response.json()
-            except ValueError as exc:
-                raise EngineError(f"{url} returned a body that is not JSON: {response.text[:200]!r}") from exc
-
-        data = await self._with_retries("chat completion", once)
+                response = await client.chat.completions.create(**request)
+        except openai.OpenAIError as exc:
+            raise engine_error("chat completion", self.base_url, exc, attempts=self.engine_config.max_retries + 1) from exc
         return completions_from_response(
-            data, repeat=repeat, max_tokens=sampling.max_tokens, latency_s=time.perf_counter() - started
+            response.model_dump(), repeat=repeat, max_tokens=sampling.max_tokens, latency_s=time.perf_counter() - started
         )
 
     async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
         """Text deltas of the one sample as the endpoint streams them, then the final Completion.
 
         Closing it early closes the HTTP stream; the server sees its client go and aborts."""
+        import openai
+
         if sampling.n != 1:
             raise InvalidRequestError("streaming supports n=1 per request")
         started = time.perf_counter()
-        body, _ = chat_request_body(
-            self.model_name, openai_messages(messages), sampling, stream=True,
-            extra_sampling=self.engine_config.send_extra_sampling,
-        )
-        url = f"{self.base_url}/chat/completions"
-        attempts = self.engine_config.max_retries + 1
-        for attempt in range(attempts):
-            state = _StreamState()
+        request, _ = self._request(sampling, messages, stream=True)
+        client, gate = self._client()
+        what = "streamed chat completion"
+        text, deltas, finish, usage = "", 0, None, None
+        async with gate:
+            try:  # the SDK retries until the response starts; after that a failure is reported
+                response = await client.chat.completions.create(**request)
+            except openai.OpenAIError as exc:
+                raise engine_error(what, self.base_url, exc, attempts=self.engine_config.max_retries + 1) from exc
             try:
-                # aclosing: a consumer that stops early closes the HTTP stream at once (the server
-                # sees the client go and aborts the generation).
-                async with aclosing(self._stream_once(url, body, state)) as deltas:
-                    async for delta in deltas:
-                        yield delta
-                break
-            except Exception as exc:
-                import httpx
-
-                retryable = isinstance(exc, (_Retryable, httpx.TimeoutException, httpx.TransportError))
-                if not retryable:
-                    raise
-                reason = str(exc) or type(exc).__name__
-                if state.deltas:
-                    raise EngineError(f"streamed chat completion at {self.base_url} failed mid-stream: {reason}") from exc
-                if attempt + 1 >= attempts:
-                    raise _gave_up(
-                        f"streamed chat completion at {self.base_url} failed after {attempts} attempt(s): {reason}", exc
-                    ) from exc
-                delay = self._delay(attempt, getattr(exc, "retry_after", None))
-                logger.warning("streamed chat completion: %s; retry %d/%d in %.2fs", reason, attempt + 1, attempts - 1, delay)
-                await asyncio.sleep(delay)
-        if state.finish is None:
-            raise EngineError(f"the stream from {url} ended without a finish_reason")
-        completion_tokens = state.usage.get("completion_tokens")
+                async for chunk in response:
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    for choice in chunk.choices or []:
+                        if choice.index != 0:
+                            continue
+                        content = choice.delta.content if choice.delta is not None else None
+                        if content:
+                            text += content
+                            deltas += 1
+                            yield content
+                        if choice.finish_reason:
+                            finish = choice.finish_reason
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                raise EngineError(f"{what} at {self.base_url} failed mid-stream: {type(exc).__name__}: {exc}") from exc
+            except openai.APIError as exc:  # an error event the server sent in-band
+                raise engine_error(what, self.base_url, exc, attempts=1) from exc
+            except Exception as exc:  # the transport's own error (older SDKs do not wrap it)
+                raise EngineError(f"{what} at {self.base_url} failed mid-stream: {type(exc).__name__}: {exc}") from exc
+            finally:
+                await response.close()  # early exit included: the server sees the client go
+        if finish is None:
+            raise EngineError(f"the stream from {self.base_url}/chat/completions ended without a finish_reason")
         yield Completion(
-            text=state.text,
-            finish_reason=finish_reason_from_openai(state.finish),
-            prompt_tokens=int(state.usage.get("prompt_tokens") or 0),
+            text=text,
+            finish_reason=finish_reason_from_openai(finish),
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             # Without usage (a server ignoring stream_options), one content chunk ~ one token.
-            completion_tokens=int(completion_tokens if completion_tokens is not None else state.deltas),
+            completion_tokens=int(usage.completion_tokens if usage is not None else deltas),
             latency_s=time.perf_counter() - started,
         )
 
-    async def _stream_once(self, url: str, body: dict[str, Any], state: "_StreamState") -> AsyncIterator[str]:
-        client, gate = self._client()
-        async with gate:
-            async with client.stream("POST", url, json=body, headers=self._headers()) as response:
-                if response.status_code >= 400:
-                    text = (await response.aread()).decode("utf-8", "replace")
-                    raise_for_status(response.status_code, text, response.headers, url)
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    payload = line[5:].strip()
-                    if payload == "[DONE]":
-                        break
-                    try:
-                        chunk = json.loads(payload)
-                    except json.JSONDecodeError as exc:
-                        raise EngineError(f"bad SSE chunk from {url}: {payload[:200]!r}") from exc
-                    if "error" in chunk:  # reported in-band after the headers were sent
-                        error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": chunk["error"]}
-                        message = f"the endpoint reported: {error.get('message')}"
-                        if error.get("type") == "invalid_request_error":
-                            raise InvalidRequestError(message)
-                        raise EngineError(message)
-                    if chunk.get("usage"):
-                        state.usage = chunk["usage"]
-                    for choice in chunk.get("choices") or []:
-                        if choice.get("index", 0) != 0:
-                            continue
-                        content = (choice.get("delta") or {}).get("content")
-                        if content:
-                            state.text += content
-                            state.deltas += 1
-                            yield content
-                        if choice.get("finish_reason"):
-                            state.finish = choice["finish_reason"]
-
     async def check_health(self) -> None:
         """GET {base_url}/models (once, no retries): the endpoint answers and lists our model."""
-        import httpx
+        import openai
 
         client, _ = self._client()
         url = f"{self.base_url}/models"
         try:
-            response = await client.get(url, headers=self._headers(), timeout=self.engine_config.connect_timeout_s + 20)
-        except httpx.HTTPError as exc:
-            raise EngineError(f"{url} unreachable: {type(exc).__name__}: {exc}") from exc
-        if response.status_code >= 400:
-            raise EngineError(f"{url} answered HTTP {response.status_code}: {error_message(response.status_code, response.text)}")
-        try:
-            ids = [m.get("id") for m in response.json().get("data", [])]
+            page = await client.with_options(max_retries=0, timeout=self.engine_config.connect_timeout_s + 20).models.list(
+                extra_headers=self._auth_headers()
+            )
+            ids = [getattr(m, "id", None) for m in page.data]
+        except openai.APIStatusError as exc:
+            raise EngineError(f"{url} answered HTTP {exc.status_code}: {_status_text(exc)}") from exc
+        except openai.APIConnectionError as exc:
+            raise EngineError(f"{url} unreachable: {type(exc.__cause__ or exc).__name__}: {exc.__cause__ or exc}") from exc
         except Exception:
             return  # answered; a server without a model list is still serving
         if ids and self.model_name not in ids:
@@ -454,23 +410,15 @@ class OpenAIEngine:
             loop = None
         for owner, client, _ in entries:
             if owner is loop:
-                await client.aclose()
-
-
-class _StreamState:
-    def __init__(self):
-        self.text = ""
-        self.deltas = 0
-        self.finish: str | None = None
-        self.usage: dict[str, Any] = {}
+                await client.close()
 
 
 __all__ = [
     "OpenAIEngine",
     "chat_request_body",
     "completions_from_response",
+    "engine_error",
     "image_data_url",
     "openai_messages",
-    "raise_for_status",
     "split_completion_tokens",
 ]

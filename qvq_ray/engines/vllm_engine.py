@@ -72,8 +72,10 @@ from qvq_ray.engines.base import (
     FinishReason,
     InvalidRequestError,
     Message,
+    TokenLogprob,
+    TopLogprob,
     check_prompt_chars,
-    split_images,
+    prompt_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -207,17 +209,18 @@ def sampling_params_kwargs(sampling: SamplingConfig, *, stop_token_ids: list[int
         "temperature": 0.0 if greedy else sampling.temperature,
         "top_p": 1.0 if greedy else sampling.top_p,
         "top_k": 0 if greedy else sampling.top_k,  # 0 = off (vLLM also accepts -1)
-        "min_p": 0.0,
+        "min_p": 0.0 if greedy else sampling.min_p,
         "seed": None if greedy else sampling.seed,
         "stop": list(sampling.stop),
         "stop_token_ids": list(stop_token_ids),
         "include_stop_str_in_output": False,
         "ignore_eos": False,
         "max_tokens": sampling.max_tokens,
-        "min_tokens": 0,
+        "min_tokens": sampling.min_tokens,
         "repetition_penalty": sampling.repetition_penalty,
-        "presence_penalty": 0.0,
-        "frequency_penalty": 0.0,
+        "presence_penalty": sampling.presence_penalty,
+        "frequency_penalty": sampling.frequency_penalty,
+        "logprobs": sampling.logprobs,
         "skip_special_tokens": True,
         "output_kind": "DELTA" if stream else "FINAL_ONLY",
     }
@@ -251,10 +254,11 @@ def build_prompt(
 
     Image parts become `{"type": "image"}` in the template (one
     `<|vision_start|><|image_pad|><|vision_end|>` each, in order) and their bytes are decoded to
-    RGB PIL images for `multi_modal_data["image"]`. A bad request raises InvalidRequestError.
+    RGB PIL images for `multi_modal_data["image"]`; a raw prompt (/v1/completions) goes as is. A
+    bad request raises InvalidRequestError.
     """
-    template_messages, images = split_images(messages, max_images=max_images, decode=decode)
-    prompt: dict[str, Any] = {"prompt": apply_chat_template(template_messages)}
+    text, images = prompt_text(messages, apply_chat_template, max_images=max_images, decode=decode)
+    prompt: dict[str, Any] = {"prompt": text}
     if images:
         prompt["multi_modal_data"] = {"image": images}
     return prompt
@@ -272,7 +276,27 @@ def finish_reason_from_vllm(reason: str | None) -> FinishReason:
     raise EngineError(f"vLLM finished a sample with finish_reason {reason!r}")
 
 
-def completions_from_output(output: Any, *, repeat: int, started: float, now: float | None = None) -> list[Completion]:
+def logprobs_from_vllm(sample: Any, top: int | None) -> list[TokenLogprob] | None:
+    """vLLM's per-token `{token_id: Logprob(logprob, rank, decoded_token)}` (the sampled token and
+    the `top` most likely ones) -> OpenAI-shaped entries; None when logprobs were not asked for."""
+    if top is None or getattr(sample, "logprobs", None) is None:
+        return None
+
+    def entry(token_id: int, lp: Any) -> TopLogprob:
+        text = lp.decoded_token if lp.decoded_token is not None else str(token_id)
+        return TopLogprob(token=text, logprob=max(float(lp.logprob), -9999.0), bytes=list(text.encode()))
+
+    out = []
+    for token_id, step in zip(sample.token_ids, sample.logprobs):
+        ranked = sorted(step.items(), key=lambda kv: kv[1].rank if kv[1].rank is not None else 1 << 30)
+        chosen = entry(token_id, step[token_id])
+        out.append(TokenLogprob(**chosen.model_dump(), top_logprobs=[entry(i, lp) for i, lp in ranked[:top]]))
+    return out
+
+
+def completions_from_output(
+    output: Any, *, repeat: int, started: float, now: float | None = None, logprobs: int | None = None
+) -> list[Completion]:
     """Our Completions from a final (FINAL_ONLY) `vllm.outputs.RequestOutput`, in sample order."""
     now = time.perf_counter() if now is None else now
     prompt_tokens = len(output.prompt_token_ids or [])
@@ -284,6 +308,7 @@ def completions_from_output(output: Any, *, repeat: int, started: float, now: fl
             prompt_tokens=prompt_tokens,
             completion_tokens=len(sample.token_ids),
             latency_s=now - started,
+            logprobs=logprobs_from_vllm(sample, logprobs),
         )
         for sample in samples
     ]
@@ -295,8 +320,10 @@ def completions_from_output(output: Any, *, repeat: int, started: float, now: fl
 class DeltaAccumulator:
     """Folds DELTA RequestOutputs of one sample (n=1) into text deltas and a final Completion."""
 
-    def __init__(self, started: float):
+    def __init__(self, started: float, logprobs: int | None = None):
         self.started = started
+        self.top_logprobs = logprobs
+        self.logprobs: list[TokenLogprob] | None = [] if logprobs is not None else None
         self.text = ""
         self.tokens = 0
         self.prompt_tokens = 0
@@ -313,6 +340,8 @@ class DeltaAccumulator:
                 continue
             delta += sample.text
             self.tokens += len(sample.token_ids)
+            if self.logprobs is not None:
+                self.logprobs.extend(logprobs_from_vllm(sample, self.top_logprobs) or [])
             if sample.finish_reason is not None:
                 self.finish = sample.finish_reason
         self.text += delta
@@ -327,6 +356,7 @@ class DeltaAccumulator:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.tokens,
             latency_s=now - self.started,
+            logprobs=self.logprobs,
         )
 
 
@@ -551,7 +581,7 @@ class VLLMEngine:
                 final = output
         if final is None or not final.finished:
             raise EngineError("vLLM ended the request without a final output")
-        return completions_from_output(final, repeat=repeat, started=started)
+        return completions_from_output(final, repeat=repeat, started=started, logprobs=sampling.logprobs)
 
     async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
         """Text deltas of the one sample, then its final Completion (token counts, finish reason)."""
@@ -559,7 +589,7 @@ class VLLMEngine:
             raise InvalidRequestError("streaming supports n=1 per request")
         started = time.perf_counter()
         prompt, params, _ = self._request(messages, sampling, stream=True)
-        acc = DeltaAccumulator(started)
+        acc = DeltaAccumulator(started, sampling.logprobs)
         # aclosing: a consumer that stops early closes _outputs at once, which aborts the request.
         async with aclosing(self._outputs(prompt, params)) as outputs:
             async for output in outputs:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from qvq_ray.report.plots import Plot
+from qvq_ray.report.problems import ProblemCard, ProblemList
 from qvq_ray.report.tables import Table
 
 
@@ -21,7 +22,7 @@ class Heading:
     text: str
 
 
-Block = Heading | Table | Plot
+Block = Heading | Table | Plot | ProblemList
 
 _MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
 
@@ -35,7 +36,8 @@ def _md_table(table: Table) -> list[str]:
     out = [f"### {md_escape(table.title)}", ""]
     if table.rows:
         out.append("| " + " | ".join(md_escape(h) for h in table.headers) + " |")
-        out.append("|" + "|".join([":---"] + ["---:"] * (len(table.headers) - 1)) + "|")
+        text = set(table.text_columns) | {0}
+        out.append("|" + "|".join(":---" if i in text else "---:" for i in range(len(table.headers))) + "|")
         out += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in table.rows]
         out.append("")
     if table.note:
@@ -52,11 +54,27 @@ def render_markdown(title: str, intro: list[str], blocks: list[Block]) -> str:
             out += [f"## {md_escape(block.text)}", ""]
         elif isinstance(block, Table):
             out += _md_table(block)
+        elif isinstance(block, ProblemList):
+            out += _md_problems(block)
         else:
             out += [f"![{md_escape(block.title)}]({block.filename})", ""]
             if block.caption:
                 out += [f"_{md_escape(block.caption)}_", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _md_problems(block: ProblemList) -> list[str]:
+    """A one-line-per-problem table; questions, thumbnails and attempts are in report.html."""
+    out = [f"### {md_escape(block.title)}", ""]
+    if block.cards:
+        out.append("| id | benchmark | status | gold | answer | attempts | tokens |")
+        out.append("|:---|:---|:---|:---|:---|---:|---:|")
+        for c in block.cards:
+            cells = [c.id, c.source, c.status, c.gold, c.answer or c.error, str(c.attempts_total), str(c.tokens)]
+            out.append("| " + " | ".join(md_escape(x) for x in cells) + " |")
+        out.append("")
+    out += [f"_{md_escape(block.note + ' Questions, images and each attempt are in report.html.')}_", ""]
+    return out
 
 
 CSS = """
@@ -76,6 +94,17 @@ p.note, figcaption { color: #57606a; font-size: .9em; margin: .3em 0 1em; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; border: 1px solid #d0d7de; }
 .oracle { color: #9a6700; }
+details.problem { border: 1px solid #d0d7de; border-radius: 6px; margin: .4em 0; padding: .3em .7em; }
+details.problem > summary { cursor: pointer; }
+details.problem .status { font-weight: 600; }
+details.problem.s-error .status, details.problem.s-wrong .status { color: #cf222e; }
+details.problem.s-correct .status { color: #1a7f37; }
+.problem-body { display: flex; gap: 1em; align-items: flex-start; margin: .5em 0; }
+img.thumb { max-width: 160px; max-height: 160px; border: 1px solid #d0d7de; flex: none; }
+pre.question { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0; font-size: .9em; }
+dl.facts { display: grid; grid-template-columns: max-content auto; gap: .1em 1em; margin: .4em 0; }
+dl.facts dt { color: #57606a; } dl.facts dd { margin: 0; font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
+table.attempts td.text { max-width: 30em; }
 """
 
 def _h(text: str) -> str:
@@ -108,14 +137,59 @@ def _html_plot(plot: Plot) -> str:
     return f'<figure><img alt="{_h(plot.title)}" src="data:image/png;base64,{data}">{caption}</figure>'
 
 
+def _html_card(c: ProblemCard) -> str:
+    facts = [("benchmark", c.source), ("subject", c.subject), ("level", c.level), ("mode", c.mode),
+             ("gold", c.gold or "(none)"), ("final answer", c.answer or "(none)"),
+             ("tokens", f"{c.tokens:,} over {c.attempts_total} attempt(s)")]
+    if c.choices:
+        facts.insert(4, ("choices", " | ".join(f"{chr(65 + i)}. {x}" if i < 26 else x for i, x in enumerate(c.choices))))
+    if c.error:
+        facts.append(("error", c.error))
+    if c.image_note:
+        facts.append(("image", c.image_note))
+    thumb = (f'<img class="thumb" alt="first image of {_h(c.id)}" src="{_h(c.thumbnail)}">'
+             if c.thumbnail and c.thumbnail.startswith("data:image/jpeg;base64,") else "")
+    parts = [
+        f'<details class="problem s-{_h(c.status.replace(" ", "-"))}" data-status="{_h(c.status)}" data-id="{_h(c.id)}">',
+        f'<summary><span class="status">{_h(c.status)}</span> <code>{_h(c.id)}</code> · {_h(c.source)}'
+        f' · gold <code>{_h(c.gold or "(none)")}</code> · answer <code>{_h(c.answer or "(none)")}</code></summary>',
+        f'<div class="problem-body">{thumb}<pre class="question">{_h(c.question)}</pre></div>',
+        '<dl class="facts">' + "".join(f"<dt>{_h(k)}</dt><dd>{_h(v)}</dd>" for k, v in facts) + "</dl>",
+    ]
+    if c.attempts:
+        parts.append('<table class="attempts"><tr><th>attempt</th><th>answer</th><th>verdict</th><th>issues</th>'
+                     "<th>tokens</th><th>finish</th></tr>")
+        for a in c.attempts:
+            mark = " (chosen)" if a.chosen else ""
+            parts.append(f"<tr><td>{a.index}{mark}</td><td class=\"text\">{_h(a.answer or '(none)')}</td>"
+                         f'<td class="verdict">{_h(a.verdict)}</td><td class="text">{_h(a.issues)}</td>'
+                         f"<td>{a.tokens:,}</td><td>{_h(a.finish_reason)}</td></tr>")
+        parts.append("</table>")
+        if c.attempts_total > len(c.attempts):
+            parts.append(f'<p class="note">{c.attempts_total - len(c.attempts)} more attempts not listed.</p>')
+    parts.append("</details>")
+    return "\n".join(parts)
+
+
+def _html_problems(block: ProblemList) -> str:
+    parts = [f'<section id="problems"><h3 class="title">{_h(block.title)}</h3>',
+             f'<p class="note">{_h(block.note)}</p>']
+    parts += [_html_card(c) for c in block.cards]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
 def render_html(title: str, intro: list[str], blocks: list[Block]) -> str:
-    """One self-contained page: inline CSS, plots as base64 PNG data URIs, no external assets."""
+    """One self-contained page: inline CSS, plots as base64 PNG data URIs, thumbnails as JPEG ones,
+    no script and no external assets."""
     body = [f"<h1>{_h(title)}</h1>"] + [f'<p class="intro">{_h(line)}</p>' for line in intro]
     for block in blocks:
         if isinstance(block, Heading):
             body.append(f"<h2>{_h(block.text)}</h2>")
         elif isinstance(block, Table):
             body.append(_html_table(block))
+        elif isinstance(block, ProblemList):
+            body.append(_html_problems(block))
         else:
             body.append(_html_plot(block))
     return (

@@ -286,26 +286,120 @@ def tokens_per_problem(rows: list[RowView]) -> list[float]:
 
 
 def error_reason(message: str) -> str:
-    """The group of an error message: its text before the first ':'."""
+    """The stage of an error message: its text before the first ':' ("bad image", "solve failed")."""
     return message.split(":", 1)[0].strip() or message.strip()
+
+
+# Why an image failed, told from the ImageError texts of qvq_ray/images.py (first match wins).
+# "bad image" alone would put a benchmark run without its images folder and a config that
+# refuses URLs in one count, and they have different fixes.
+IMAGE_KINDS = (
+    ("image file missing", ("image file not found", "image path is not a file")),
+    ("image URLs disabled", ("URL images are disabled",)),
+    ("image URL fetch failed", ("cannot fetch image", "returned HTTP", "took over", "redirect",
+                                "cannot resolve image URL host", "non-public address", "image URL has no host")),
+    ("image over limits", ("max_bytes", "max_pixels_decoded", "max_total_pixels_decoded", "too many images",
+                           "decompression bomb")),
+    ("image decode error", ("not a recognized image", "corrupt", "empty size", "not valid base64",
+                            "malformed data URL", "data URL is not an image", "base64-encoded", "is empty")),
+    ("image file unreadable", ("cannot read image file",)),
+)
+# Stage labels as the pipeline writes them (RowStage.failure_label, the loader, the solver).
+STAGE_PREFIXES = ("bad image", "solve failed", "score failed", "bad input row")
+
+
+def error_kind(message: str) -> tuple[str, str]:
+    """(stage, reason) of an error message, e.g. ("bad image", "image file missing") or
+    ("solve failed", "EngineError"); unknown messages fall back to their text before ':'."""
+    text = " ".join(str(message).split())
+    stage, _, rest = text.partition(":")
+    stage, rest = stage.strip(), rest.strip()
+    if text.startswith("engine failed on attempt"):
+        return "solve failed", "engine error after some attempts"
+    if text.startswith("duplicate id"):
+        return "bad input row", "duplicate id"
+    if stage not in STAGE_PREFIXES:
+        return stage or text, stage or text
+    if stage == "bad image":
+        for kind, needles in IMAGE_KINDS:
+            if any(n in rest for n in needles):
+                return stage, kind
+        return stage, "other image error"
+    if stage in ("solve failed", "score failed"):  # "solve failed: EngineError: boom"
+        exc, sep, _ = rest.partition(":")
+        return stage, exc.strip() if sep and exc.strip().isidentifier() else "error"
+    return stage, "unreadable row"
 
 
 @dataclass(frozen=True)
 class ErrorGroup:
+    stage: str
     reason: str
     count: int
+    sources: tuple[str, ...]
     example_id: str
     example: str
 
 
 def error_groups(rows: list[RowView]) -> list[ErrorGroup]:
-    """Error rows grouped by reason, most frequent first, each with its first example."""
-    groups: dict[str, list[RowView]] = {}
+    """Error rows grouped by (stage, reason), most frequent first, each with its first example."""
+    groups: dict[tuple[str, str], list[RowView]] = {}
     for row in rows:
         if row.error:
-            groups.setdefault(error_reason(row.error), []).append(row)
+            groups.setdefault(error_kind(row.error), []).append(row)
     ordered = sorted(groups.items(), key=lambda item: (-len(item[1]), item[0]))
-    return [ErrorGroup(reason, len(members), members[0].id, members[0].error or "") for reason, members in ordered]
+    return [
+        ErrorGroup(stage, reason, len(members), tuple(sorted({m.source for m in members}, key=_sort_key)),
+                   members[0].id, members[0].error or "")
+        for (stage, reason), members in ordered
+    ]
+
+
+def errors_by_source(rows: list[RowView]) -> tuple[list[tuple[str, str]], list[tuple[str, Counter]]]:
+    """The (stage, reason) kinds seen (most frequent first) and, per benchmark, its count of each."""
+    kinds = [(g.stage, g.reason) for g in error_groups(rows)]
+    out = []
+    for label, members in grouped(rows, "source"):
+        counts = Counter(error_kind(r.error) for r in members if r.error)
+        out.append((label, counts))
+    return kinds, out
+
+
+# ---------------------------------------------------------------- statistics
+
+Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
+
+
+def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float] | None:
+    """Wilson score interval of a binomial proportion (95% by default); None for n = 0.
+
+    Chosen over the normal ("Wald") interval because benchmark slices are small and accuracies
+    near 0 or 1 are common: Wilson stays inside [0, 1] and keeps its coverage there.
+    """
+    if n <= 0:
+        return None
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes {successes} not in [0, {n}]")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for paired outcomes with b and c discordant pairs.
+
+    Under the null each discordant pair is a fair coin: p = 2 * P(X <= min(b, c)), X ~ Bin(b + c, 1/2),
+    capped at 1; 1.0 when there is no discordant pair. Exact integer sums (math.comb), no scipy.
+    """
+    if b < 0 or c < 0:
+        raise ValueError("discordant counts must be >= 0")
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
+    return min(1.0, 2 * tail / 2**n)
 
 
 def issue_counts(rows: list[RowView]) -> list[tuple[str, int, int]]:

@@ -1,7 +1,8 @@
 """The job summary and the report, computed from the files a job wrote (what is on disk is what is reported).
 
 `summarize_output` gives the summary the solve command prints; `write_report` writes report.md,
-report.html (self-contained) and the plots' PNG files; `headline_table` is the report's headline as
+report.html (self-contained) and the plots' PNG files into `DIR.report/` beside the output directory
+(never among its part files); `headline_table` is the report's headline as
 text. The numbers come from report.stats, the tables from report.tables, the plots from
 report.plots, and report.render turns them into Markdown and HTML.
 """
@@ -164,23 +165,55 @@ def report_blocks(rows: Any, *, plots: bool = True) -> tuple[list, list[str]]:
     tokens = st.tokens_per_problem(views)
     if draw and tokens:
         blocks.append(rp.tokens_histogram(tokens))
-    blocks += [Heading("Answer issues and errors"), tb.issues_table(views), tb.errors_table(views)]
+    blocks += [Heading("Answer issues and errors"), tb.errors_by_benchmark(views), tb.errors_table(views),
+               tb.issues_table(views)]
     return blocks, notes
 
 
-def write_report(out_dir: str | Path, report_dir: str | Path | None = None, *, plots: bool = True) -> dict[str, Path]:
-    """Write report.md, report.html and the plot PNGs; returns their paths by file name."""
+# ---------------------------------------------------------------- where the report goes
+
+REPORT_SUFFIX = ".report"
+
+
+def default_report_dir(out_dir: str | Path) -> Path:
+    """`DIR.report/` beside the output directory (as rescore's `OUT.disagreements.md`).
+
+    Never inside DIR: `pandas.read_parquet(DIR)` and `pyarrow.dataset.dataset(DIR)` read every file
+    under DIR (subfolders included) as data and fail on a PNG.
+    """
+    out = Path(out_dir).resolve()
+    if out.parent == out:
+        raise ValueError(f"no default report folder for {out}: give --report-dir")
+    return out.with_name(out.name + REPORT_SUFFIX)
+
+
+def check_report_dir(out_dir: str | Path | list[str | Path], report_dir: str | Path) -> Path:
+    """`report_dir` resolved, refused (ValueError) where Parquet readers of an output directory would read it.
+
+    A folder inside DIR is allowed only under a name starting with '_' or '.', which pyarrow
+    (hence pandas), Spark and Hive skip when they read a directory; the tests read DIR back with
+    pandas and pyarrow after writing such a report.
+    """
+    target = Path(report_dir).resolve()
+    for data_dir in ([Path(d).resolve() for d in out_dir] if isinstance(out_dir, (list, tuple)) else [Path(out_dir).resolve()]):
+        if target == data_dir:
+            raise ValueError(f"report folder {target} is the output directory itself: report files would sit among the part files")
+        if data_dir in target.parents:
+            first = target.relative_to(data_dir).parts[0]
+            if not first.startswith(("_", ".")):
+                raise ValueError(
+                    f"report folder {target} is inside the output directory {data_dir}, where Parquet readers "
+                    f"(pandas.read_parquet, pyarrow.dataset) would read it as data; put it outside, or name "
+                    f"the folder inside '_{first}'"
+                )
+    return target
+
+
+def _write(target: Path, title: str, intro: list[str], blocks: list) -> dict[str, Path]:
     from qvq_ray.report.plots import Plot
     from qvq_ray.report.render import render_html, render_markdown
 
-    out = Path(out_dir)
-    rows = read_output(out).to_pylist()
-    target = Path(report_dir) if report_dir is not None else out / "report"
     target.mkdir(parents=True, exist_ok=True)
-    blocks, notes = report_blocks(rows, plots=plots)
-    title = f"qvq-ray report: {out.resolve().name}"
-    intro = [f"output: {out.resolve()} ({len(rows)} rows)", *notes,
-             f"generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"]
     written = {}
     for block in blocks:
         if isinstance(block, Plot):
@@ -192,3 +225,46 @@ def write_report(out_dir: str | Path, report_dir: str | Path | None = None, *, p
         path.write_text(text, encoding="utf-8")
         written[name] = path
     return written
+
+
+def write_report(
+    out_dir: str | Path,
+    report_dir: str | Path | None = None,
+    *,
+    plots: bool = True,
+    problems: str | Path | None = None,
+    problems_format: str | None = None,
+    max_problems: int | None = None,
+) -> dict[str, Path]:
+    """Write report.md, report.html and the plot PNGs (default folder: `DIR.report/` beside DIR);
+    returns their paths by file name.
+
+    `problems`: the problem set the run solved, read only for the thumbnails of the per-problem
+    view; `max_problems` bounds that view (failures first).
+    """
+    from qvq_ray.report import problems as rp
+
+    out = Path(out_dir)
+    target = check_report_dir(out, report_dir if report_dir is not None else default_report_dir(out))
+    rows = read_output(out).to_pylist()
+    blocks, notes = report_blocks(rows, plots=plots)
+    limit = rp.DEFAULT_LIMIT if max_problems is None else max_problems
+    thumbnails = None
+    if problems is not None and limit > 0:
+        shown = {view.id for _, view in rp.pick(rows, _views(rows), limit)}
+        thumbnails = rp.thumbnails_from_problems(problems, shown, format=problems_format)
+    if limit > 0:
+        from qvq_ray.report.render import Heading
+
+        hint = "" if problems is not None else "thumbnails need the problem set: qvq-ray report DIR --problems INPUT"
+        blocks += [Heading("Problems"), rp.problem_list(rows, limit, thumbnails, hint)]
+    title = f"qvq-ray report: {out.resolve().name}"
+    intro = [f"output: {out.resolve()} ({len(rows)} rows)", *notes,
+             f"generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"]
+    return _write(target, title, intro, blocks)
+
+
+def _views(rows: list[dict[str, Any]]):
+    from qvq_ray.report import stats as st
+
+    return st.views(rows)

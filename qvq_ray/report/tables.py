@@ -7,6 +7,7 @@ tables are titled and labelled so.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from qvq_ray.report import stats as st
@@ -72,19 +73,26 @@ def headline(rows: list[st.RowView]) -> Table:
     """
     present = st.modes(rows)
     with_accuracy = any(m != "oracle" for m in present)
-    headers = ["mode", "problems", "errors", "verified", "with gold", "not judged", *(["accuracy"] if with_accuracy else []),
-               "pass@1", "maj@k", "pass@k", "attempts/problem", "tokens/problem"]
+    headers = ["mode", "problems", "errors", "verified", "with gold", "not judged",
+               *(["accuracy", "95% CI"] if with_accuracy else []), "pass@1", "maj@k", "pass@k", "attempts/problem", "tokens/problem"]
     body = []
     for mode in present:
         part = [r for r in rows if r.mode == mode]
         rates = st.rates(part)
-        accuracy = ["n/a: oracle" if mode == "oracle" else pct(rates.share(rates.correct))] if with_accuracy else []
+        if not with_accuracy:
+            accuracy = []
+        elif mode == "oracle":
+            accuracy = ["n/a: oracle", ""]
+        else:
+            accuracy = [pct(rates.share(rates.correct)), ci(rates.correct, rates.scored)]
         shares = [pct(rates.share(c)) for c in (rates.pass_at_1, rates.maj_at_k, rates.pass_at_k)]
         body.append([mode_label(mode), *_counts(part), str(rates.scored), str(rates.not_judged), *accuracy, *shares, *_usage(part)])
     if len(present) > 1:  # totals, with no accuracy figure: modes are never pooled
-        body.append(["all", *_counts(rows), *[""] * (5 + with_accuracy), *_usage(rows)])
+        body.append(["all", *_counts(rows), *[""] * (5 + 2 * with_accuracy), *_usage(rows)])
     notes = [f"{mode_label(m)}: {MODE_NOTES.get(m, 'unknown mode')}" for m in present]
     notes.append("not judged: the comparison with gold did not finish (timeout, a value too large); counted as not correct")
+    if with_accuracy:
+        notes.append("95% CI: Wilson score interval of the accuracy")
     return Table("Headline", headers, body, note="; ".join(notes) + ".", anchor="headline", total=len(present) > 1)
 
 
@@ -101,37 +109,64 @@ def _usage(rows: list[st.RowView]) -> list[str]:
 # ---------------------------------------------------------------- accuracy by group
 
 
-def accuracy_by(rows: list[st.RowView], mode: str, key: str, name: str) -> Table:
-    """pass@1, maj@k and pass@k side by side per group (and accuracy for `self`)."""
+def ci(successes: int, n: int) -> str:
+    """The 95% Wilson interval of successes/n as "[lo%, hi%]"."""
+    interval = st.wilson_interval(successes, n)
+    return "n/a" if interval is None else f"[{interval[0]:.1%}, {interval[1]:.1%}]"
+
+
+CI_NOTE = "95% CI: Wilson score interval of the share over rows with gold."
+
+
+def accuracy_by(rows: list[st.RowView], mode: str, key: str, name: str, *, within: str | None = None) -> Table:
+    """pass@1, maj@k and pass@k side by side per group (and accuracy for `self`), with the errors
+    of each group and a 95% Wilson interval on its main score (accuracy; pass@k for oracle).
+
+    `within` names the benchmark the rows were taken from: subjects and levels are only ever
+    tabled inside one benchmark (MathVision's level 1 is not MathVista's).
+    """
     part = [r for r in rows if r.mode == mode]
     oracle = mode == "oracle"
-    headers = [name, "n", "with gold"] + ([] if oracle else ["accuracy"]) + ["pass@1", "maj@k", "pass@k"]
+    headers = [name, "n", "errors", "with gold"]
+    headers += ["pass@1", "maj@k", "pass@k", "pass@k 95% CI"] if oracle else ["accuracy", "95% CI", "pass@1", "maj@k", "pass@k"]
     body = []
     for label, members in st.grouped(part, key) + [("all", part)]:
         r = st.rates(members)
-        cells = [label, str(r.n), str(r.scored)]
-        if not oracle:
-            cells.append(frac(r.correct, r.scored))
-        cells += [frac(r.pass_at_1, r.scored), frac(r.maj_at_k, r.scored), frac(r.pass_at_k, r.scored)]
+        cells = [label, str(r.n), str(sum(1 for m in members if m.error)), str(r.scored)]
+        if oracle:
+            cells += [frac(r.pass_at_1, r.scored), frac(r.maj_at_k, r.scored), frac(r.pass_at_k, r.scored), ci(r.pass_at_k, r.scored)]
+        else:
+            cells += [frac(r.correct, r.scored), ci(r.correct, r.scored),
+                      frac(r.pass_at_1, r.scored), frac(r.maj_at_k, r.scored), frac(r.pass_at_k, r.scored)]
         body.append(cells)
+    where = f": {within}" if within else ""
+    slug = f"-{_slug(within)}" if within else ""
     if oracle:
-        title = f"ORACLE mode: pass@1, maj@k, pass@k by {name}"
-        note = "Gold was used while solving: the final answer's score is pass@k, not an accuracy."
+        title = f"ORACLE mode: pass@1, maj@k, pass@k by {name}{where}"
+        note = "Gold was used while solving: the final answer's score is pass@k, not an accuracy. " + CI_NOTE
     else:
-        title = f"Accuracy by {name} ({mode} mode)"
-        note = "accuracy: final answer vs gold. Shares are over rows with gold; error rows count as wrong."
-    return Table(title, headers, body, note=note, anchor=f"{mode}-by-{key}", total=True)
+        title = f"Accuracy by {name}{where} ({mode} mode)"
+        note = ("accuracy: final answer vs gold. Shares are over rows with gold; error rows count as wrong "
+                "(see the errors column and Error reasons). " + CI_NOTE)
+    return Table(title, headers, body, note=note, anchor=f"{mode}-by-{key}{slug}", total=True)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-") or "none"
 
 
 def accuracy_tables(rows: list[st.RowView]) -> list[Table]:
-    """Per mode, one table per grouping; a grouping no row has a value for is left out."""
+    """Per mode: one table by benchmark, then subject and level tables within each benchmark
+    (a grouping no row of that benchmark has a value for is left out)."""
     tables = []
     for mode in st.modes(rows):
         part = [r for r in rows if r.mode == mode]
-        for key, name in GROUPINGS:
-            if key != "source" and all(getattr(r, key) == st.NONE_LABEL for r in part):
-                continue
-            tables.append(accuracy_by(rows, mode, key, name))
+        tables.append(accuracy_by(part, mode, "source", "benchmark"))
+        for source, members in st.grouped(part, "source"):
+            for key, name in GROUPINGS[1:]:
+                if all(getattr(r, key) == st.NONE_LABEL for r in members):
+                    continue
+                tables.append(accuracy_by(members, mode, key, name, within=source))
     return tables
 
 
@@ -177,14 +212,33 @@ def tokens_table(rows: list[st.RowView]) -> Table:
 
 
 def errors_table(rows: list[st.RowView], example_chars: int = 200) -> Table:
+    """Error rows by stage and reason (a missing image file apart from a disabled URL), with the
+    benchmarks they come from and one example."""
     body = []
     for group in st.error_groups(rows):
         example = group.example if len(group.example) <= example_chars else group.example[: example_chars - 1] + "…"
-        body.append([group.reason, str(group.count), group.example_id, example])
+        body.append([group.stage, group.reason, str(group.count), ", ".join(group.sources), group.example_id, example])
     errors = sum(1 for r in rows if r.error)
-    note = f"{errors} error rows of {len(rows)}; grouped by the text before the first ':'." if errors else "No error rows."
-    return Table("Error reasons", ["reason", "rows", "example id", "example"], body, note=note, anchor="errors",
-                 text_columns=(0, 2, 3))
+    note = (f"{errors} error rows of {len(rows)}; the stage is the text before the first ':' of the error, "
+            "the reason is told from the rest.") if errors else "No error rows."
+    return Table("Error reasons", ["stage", "reason", "rows", "benchmarks", "example id", "example"], body, note=note,
+                 anchor="errors", text_columns=(0, 1, 3, 4, 5))
+
+
+def errors_by_benchmark(rows: list[st.RowView]) -> Table:
+    """One row per benchmark: its rows, its error rows, and how many of each reason."""
+    kinds, per_source = st.errors_by_source(rows)
+    headers = ["benchmark", "rows", "errors"] + [f"{stage}: {reason}" for stage, reason in kinds]
+    body = []
+    sizes = dict((label, len(members)) for label, members in st.grouped(rows, "source"))
+    total = Counter()
+    for label, counts in per_source:
+        total.update(counts)
+        body.append([label, str(sizes[label]), str(sum(counts.values()))] + [str(counts.get(k, 0)) for k in kinds])
+    body.append(["all", str(len(rows)), str(sum(total.values()))] + [str(total.get(k, 0)) for k in kinds])
+    note = ("Error rows count as wrong in every accuracy above; a benchmark at 0% with all its rows here "
+            "did not run." if kinds else "No error rows.")
+    return Table("Errors by benchmark", headers, body, note=note, anchor="errors-by-benchmark", total=True)
 
 
 def issues_table(rows: list[st.RowView]) -> Table:

@@ -87,35 +87,93 @@ def _import_builder(import_path: str):
     return getattr(importlib.import_module(module_name), attr)
 
 
-def run_serve_config(config_file: str, *, address: str | None = None, blocking: bool = True) -> dict[str, Any]:
+def run_serve_config(
+    config_file: str,
+    *,
+    address: str | None = None,
+    blocking: bool = True,
+    host: str | None = None,
+    port: int | None = None,
+) -> dict[str, Any]:
+    """Run a Serve config file; `host`/`port` override its http_options (127.0.0.1:8000 by default).
+
+    The whole file is checked before Ray starts, so a mistake costs a second, not a cluster
+    start-up: its YAML, each application's import path, no per-deployment overrides, and the
+    QvqConfig in the args of every qvq-ray application. Mistakes raise OSError (the file) or
+    ValueError, each a one-line message naming the file, the application and the key."""
     import yaml
+    from pydantic import ValidationError
+
+    from qvq_ray.cli import validation_line
+
+    try:
+        spec = yaml.safe_load(Path(config_file).read_text())
+    except OSError as exc:
+        raise type(exc)(f"cannot read {config_file}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ValueError(f"{config_file} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(spec, dict) or not spec.get("applications"):
+        raise ValueError(f"{config_file} lists no applications (a Serve config file has 'applications:')")
+    http = spec.get("http_options") or {}
+    host = host or http.get("host", "127.0.0.1")
+    try:
+        port = int(port if port is not None else http.get("port", 8000))
+    except (TypeError, ValueError):
+        raise ValueError(f"{config_file}: http_options.port must be a number, got {http.get('port')!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range (1-65535)")
+    apps = []
+    for i, app_spec in enumerate(spec["applications"]):
+        name = app_spec.get("name", "default") if isinstance(app_spec, dict) else f"#{i + 1}"
+        where = f"{config_file}: application {name!r}"
+        if not isinstance(app_spec, dict) or not app_spec.get("import_path"):
+            raise ValueError(f"{where} has no import_path (e.g. qvq_ray.serve.app:build_app)")
+        if app_spec.get("deployments"):
+            raise ValueError(
+                f"{where}: per-deployment overrides in 'deployments:' are not applied by qvq-ray serve; "
+                "put resources and autoscaling in args.config, or use `serve run`"
+            )
+        try:
+            builder = _import_builder(app_spec["import_path"])
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(f"{where}: cannot import {app_spec['import_path']!r}: {exc}") from None
+        args = app_spec.get("args") or {}
+        if builder is build_app:  # ours: its QvqConfig is checked here rather than after Ray starts
+            if not isinstance(args, dict):
+                raise ValueError(f"{where}: args must be a mapping with 'config' or 'config_path'")
+            unknown = sorted(set(args) - {"config", "config_path"})
+            if unknown:
+                raise ValueError(f"{where}: unknown args {unknown}; expected 'config' or 'config_path'")
+            try:
+                if "config_path" in args:
+                    QvqConfig.from_yaml(args["config_path"])
+                else:
+                    QvqConfig.from_any(args.get("config"))
+            except ValidationError as exc:
+                raise ValueError(f"{where}: invalid config: {validation_line(exc, prefix='args.config')}") from None
+            except OSError as exc:
+                raise ValueError(f"{where}: cannot read config_path {args['config_path']}: {exc.strerror or exc}") from None
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{where}: config_path {args['config_path']} is not valid YAML: {exc}") from None
+        apps.append((name, app_spec.get("route_prefix", "/"), builder, args))
+
     from ray import serve
 
     from qvq_ray.cluster import start_or_join_ray
 
-    spec = yaml.safe_load(Path(config_file).read_text()) or {}
-    http = spec.get("http_options") or {}
-    host, port = http.get("host", "127.0.0.1"), int(http.get("port", 8000))
     start_or_join_ray(address, log_to_driver=True)
     serve.start(http_options={"host": host, "port": port}, proxy_location=spec.get("proxy_location", "HeadOnly"))
     urls = {}
-    for app_spec in spec.get("applications") or []:
-        if app_spec.get("deployments"):
-            raise ValueError(
-                "per-deployment overrides in 'deployments:' are not applied by qvq-ray serve; "
-                "put resources and autoscaling in args.config, or use `serve run`"
-            )
-        builder = _import_builder(app_spec["import_path"])
-        app = builder(app_spec.get("args") or {})
-        name = app_spec.get("name", "default")
-        prefix = app_spec.get("route_prefix", "/")
-        serve.run(app, name=name, route_prefix=prefix, blocking=False)
-        urls[name] = f"http://{host}:{port}{prefix.rstrip('/')}"
-        print(f"qvq-ray serve: application {name!r} ready at {urls[name]}/v1 (OpenAI API), {urls[name]}/v1/solve", flush=True)
-    if blocking:
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            serve.shutdown()
+    try:
+        for name, prefix, builder, args in apps:
+            serve.run(builder(args), name=name, route_prefix=prefix, blocking=False)
+            urls[name] = f"http://{host}:{port}{prefix.rstrip('/')}"
+            print(f"qvq-ray serve: application {name!r} ready at {urls[name]}/v1 (OpenAI API), {urls[name]}/v1/solve", flush=True)
+        while blocking:
+            time.sleep(3600)
+    except KeyboardInterrupt:  # Ctrl-C, while deploying too: shut down without a traceback
+        print("qvq-ray serve: shutting down", flush=True)
+        serve.shutdown()
     return urls

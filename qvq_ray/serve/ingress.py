@@ -25,11 +25,16 @@ from qvq_ray.config import QvqConfig, SamplingConfig
 from qvq_ray.serve.openai_api import (
     ChatCompletionRequest,
     ClientError,
+    CompletionRequest,
+    SamplingRequest,
     SolveRequest,
     chat_chunk,
     chat_completion_body,
+    legacy_logprobs_body,
+    text_completion_body,
     error_body,
     install_request_schemas,
+    logprobs_body,
     new_id,
     request_body,
 )
@@ -44,7 +49,19 @@ app = FastAPI(
     redoc_url=None,
     openapi_url=None,
 )
-install_request_schemas(app, [ChatCompletionRequest, SolveRequest])
+install_request_schemas(app, [ChatCompletionRequest, CompletionRequest, SolveRequest])
+
+
+@app.middleware("http")
+async def _count_requests(request: Request, call_next):
+    """Requests, statuses and latency into the replica's metrics (serve/metrics.py)."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        route = getattr(request.scope.get("route"), "path", None) or "other"
+        metrics.request(route, response.status_code, time.perf_counter() - started)
+    return response
 
 
 @app.exception_handler(ClientError)
@@ -103,6 +120,20 @@ def _unwrap(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, BaseException) else exc
 
 
+def _one_sample_each(sampling: SamplingConfig) -> list[SamplingConfig]:
+    """n single-sample streams for a streamed request with n > 1; a seeded one gets seed, seed+1...
+    so its samples differ as vLLM's do (the same seed would give n copies)."""
+    from qvq_ray.config import SEED_MAX, SEED_MIN
+
+    def seed(i: int) -> int | None:
+        if sampling.seed is None:
+            return None
+        value = sampling.seed + i
+        return value if value <= SEED_MAX else SEED_MIN + (value - SEED_MAX - 1)
+
+    return [sampling.model_copy(update={"n": 1, "seed": seed(i)}) for i in range(sampling.n)]
+
+
 def _as_client_error(exc: BaseException) -> ClientError | None:
     """The 4xx a failed engine or solver call maps to, if the request was at fault."""
     from pydantic import ValidationError
@@ -134,6 +165,9 @@ class QvqIngress:
         self.api_keys = _api_keys(self.config)
         # Image decoding and resizing (PIL releases the GIL) never runs on the event loop.
         self.image_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingress-images")
+        from qvq_ray.serve.metrics import ServeMetrics
+
+        self.metrics = app.state.metrics = ServeMetrics(self.model_name)
 
     # ------------------------------------------------------------------ helpers
 
@@ -183,18 +217,25 @@ class QvqIngress:
             raise ClientError(400, f"max_tokens {value} exceeds this server's limit of {limit}", param="max_tokens")
         return value
 
-    def _load_image(self, url: str) -> bytes:
-        from qvq_ray.images import ImageError, load_and_prepare
+    def _image_loader(self):
+        """A loader for one request's images: each refused or prepared alone, all of them together
+        within images.max_total_pixels_decoded."""
+        from qvq_ray.images import ImageError, PixelBudget, load_and_prepare
 
-        try:
-            return load_and_prepare(url, self.config.model, self.config.images)
-        except ImageError as exc:
-            raise ClientError(400, f"bad image: {exc}", param="messages") from exc
+        budget = PixelBudget(self.config.images)
+
+        def load(url: str) -> bytes:
+            try:
+                return load_and_prepare(url, self.config.model, self.config.images, budget)
+            except ImageError as exc:
+                raise ClientError(400, f"bad image: {exc}", param="messages") from exc
+
+        return load
 
     async def _off_loop(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.image_pool, fn, *args)
 
-    def _sampling(self, body: ChatCompletionRequest) -> SamplingConfig:
+    def _sampling(self, body: SamplingRequest) -> SamplingConfig:
         from pydantic import ValidationError
 
         base = self.config.sampling
@@ -202,12 +243,17 @@ class QvqIngress:
             return SamplingConfig(
                 temperature=base.temperature if body.temperature is None else body.temperature,
                 top_p=base.top_p if body.top_p is None else body.top_p,
-                max_tokens=self._max_tokens(body.max_completion_tokens or body.max_tokens),
+                max_tokens=self._max_tokens(getattr(body, "max_completion_tokens", None) or body.max_tokens),
                 seed=body.seed,
                 stop=body.stop or [],
                 n=body.n,
                 top_k=base.top_k if body.top_k is None else body.top_k,
                 repetition_penalty=base.repetition_penalty if body.repetition_penalty is None else body.repetition_penalty,
+                presence_penalty=body.presence_penalty or 0.0,
+                frequency_penalty=body.frequency_penalty or 0.0,
+                min_p=body.min_p or 0.0,
+                min_tokens=body.min_tokens or 0,
+                logprobs=body.top_logprobs_asked(),
             )
         except ValidationError as exc:
             raise ClientError(400, *_validation_message(exc.errors())) from exc
@@ -227,19 +273,32 @@ class QvqIngress:
         """Readiness (vLLM's name): 200 when an engine replica answers in time and is alive, else
         503 with the reason, within serve.readiness_timeout_s. Unauthenticated, as load balancers
         probe it; it reveals no more than the engine's state."""
-        timeout = self.config.serve.readiness_timeout_s
-        try:
-            state = await asyncio.wait_for(self.engine.health(), timeout=timeout)
-        except asyncio.TimeoutError:
-            return JSONResponse(
-                {"status": "unavailable", "reason": f"no engine replica answered within {timeout:g} s"}, status_code=503
-            )
-        except Exception as exc:
-            return JSONResponse({"status": "unavailable", "reason": f"engine replica failed: {_unwrap(exc)}"}, status_code=503)
+        state, failure = await self._engine_state()
+        if state is None:
+            return JSONResponse({"status": "unavailable", "reason": failure}, status_code=503)
         body = {"status": "ok" if state.alive else "unavailable", "model": self.model_name, "engine": state.model_dump()}
         if not state.alive:
             body["reason"] = state.reason
         return JSONResponse(body, status_code=200 if state.alive else 503)
+
+    async def _engine_state(self):
+        """(the engine's health, None) or (None, why no replica answered), within readiness_timeout_s."""
+        timeout = self.config.serve.readiness_timeout_s
+        try:
+            return await asyncio.wait_for(self.engine.health(), timeout=timeout), None
+        except asyncio.TimeoutError:
+            return None, f"no engine replica answered within {timeout:g} s"
+        except Exception as exc:
+            return None, f"engine replica failed: {_unwrap(exc)}"
+
+    @app.get("/metrics")
+    async def metrics_text(self):
+        """Prometheus text (unauthenticated, as vLLM's /metrics and scrapers expect)."""
+        from fastapi.responses import Response
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        state, _ = await self._engine_state()
+        return Response(self.metrics.render(state), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     async def healthz(self):
@@ -278,13 +337,11 @@ class QvqIngress:
         raw_messages = [m.model_dump(exclude_none=True) for m in body.messages]
         self._check_prompt(raw_messages, body.image_count())
         sampling = self._sampling(body)
-        if body.stream and body.n != 1:
-            raise ClientError(400, "stream with n > 1 is not supported; use n=1", param="n")
         try:
             messages = await self._off_loop(
                 lambda: messages_from_openai(
                     raw_messages,
-                    self._load_image,
+                    self._image_loader(),
                     max_images=self.config.model.max_images_per_prompt,
                     system_prompt=self.config.model.system_prompt,
                 )
@@ -293,50 +350,131 @@ class QvqIngress:
             raise ClientError(400, str(exc), param="messages") from exc
         request_id = new_id("chatcmpl")
         if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-            stream = self.engine.stream(messages, sampling)
-            try:  # the engine refuses a bad prompt before its first delta: a 400, not an in-band error
-                first = await anext(stream)
-            except Exception as exc:
-                await stream.aclose()
-                if (client_error := _as_client_error(exc)) is not None:
-                    raise client_error from exc
-                raise
+            streams, firsts = await self._open_streams([messages], sampling)
+            created = int(time.time())
+
+            def chunk(index: int, delta: dict, **kw) -> dict:
+                return chat_chunk(self.model_name, request_id, created, delta, index=index, **kw)
+
             return StreamingResponse(
-                self._stream_chat(stream, first, request_id, include_usage), media_type="text/event-stream"
+                self._merged_stream(
+                    streams, firsts, sampling.n, body.stream_options,
+                    head=lambda i: chunk(i, {"role": "assistant", "content": ""}),
+                    delta=lambda i, text: chunk(i, {"content": text}),
+                    final=lambda i, c: chunk(i, {}, finish_reason=c.finish_reason, logprobs=logprobs_body(c)),
+                    usage=lambda u: {**chat_chunk(self.model_name, request_id, created, {}), "choices": [], "usage": u},
+                ),
+                media_type="text/event-stream",
             )
+        completions = await self._generate(messages, sampling)
+        self.metrics.tokens(completions)
+        return chat_completion_body(self.model_name, completions, request_id)
+
+    @app.post("/v1/completions", openapi_extra=request_body(CompletionRequest))
+    async def completions(self, request: Request):
+        """OpenAI's legacy completions, as vLLM serves them: each prompt is the model's input as is."""
+        from qvq_ray.engines.base import raw_prompt
+
+        body: CompletionRequest = await self._body(request, CompletionRequest)
+        self._check_model(body.model)
+        prompts = [raw_prompt(text) for text in body.prompts()]
+        for prompt in prompts:
+            self._check_prompt(prompt, 0)
+        sampling = self._sampling(body)
+        request_id = new_id("cmpl")
+        if body.stream:
+            streams, firsts = await self._open_streams(prompts, sampling)
+            created = int(time.time())
+
+            def chunk(index: int, text: str, finish: str | None = None, logprobs: dict | None = None) -> dict:
+                return {"id": request_id, "object": "text_completion", "created": created, "model": self.model_name,
+                        "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}]}
+
+            return StreamingResponse(
+                self._merged_stream(
+                    streams, firsts, sampling.n, body.stream_options,
+                    head=None,
+                    delta=lambda i, text: chunk(i, text),
+                    final=lambda i, c: chunk(i, "", c.finish_reason, legacy_logprobs_body(c)),
+                    usage=lambda u: {"id": request_id, "object": "text_completion", "created": created,
+                                     "model": self.model_name, "choices": [], "usage": u},
+                ),
+                media_type="text/event-stream",
+            )
+        per_prompt = await asyncio.gather(*(self._generate(prompt, sampling) for prompt in prompts))
+        completions = [c for group in per_prompt for c in group]
+        for group in per_prompt:
+            self.metrics.tokens(group)
+        return text_completion_body(self.model_name, completions, request_id, [g[0].prompt_tokens for g in per_prompt])
+
+    async def _generate(self, messages, sampling: SamplingConfig):
         try:
-            completions = await self.engine.generate(messages, sampling)
+            return await self.engine.generate(messages, sampling)
         except Exception as exc:
             if (client_error := _as_client_error(exc)) is not None:
                 raise client_error from exc
             raise
-        return chat_completion_body(self.model_name, completions, request_id)
 
-    async def _stream_chat(self, stream, first, request_id: str, include_usage: bool):
-        created = int(time.time())
-        yield _sse(chat_chunk(self.model_name, request_id, created, {"role": "assistant", "content": ""}))
+    async def _open_streams(self, prompts: list, sampling: SamplingConfig) -> tuple[list, list]:
+        """One single-sample engine stream per prompt and sample, primed: the engine refuses a bad
+        prompt before its first delta, so that is a 4xx here, not an in-band error after a 200."""
+        streams = [self.engine.stream(prompt, one) for prompt in prompts for one in _one_sample_each(sampling)]
         try:
-            item = first
-            while True:
-                if isinstance(item, str):
-                    yield _sse(chat_chunk(self.model_name, request_id, created, {"content": item}))
-                else:
-                    yield _sse(chat_chunk(self.model_name, request_id, created, {}, item.finish_reason))
-                    if include_usage:  # OpenAI's shape: one more chunk, no choices, the usage
-                        usage = {
-                            "prompt_tokens": item.prompt_tokens,
-                            "completion_tokens": item.completion_tokens,
-                            "total_tokens": item.prompt_tokens + item.completion_tokens,
-                        }
-                        yield _sse({**chat_chunk(self.model_name, request_id, created, {}), "choices": [], "usage": usage})
+            firsts = await asyncio.gather(*(anext(stream) for stream in streams))
+        except Exception as exc:
+            for stream in streams:
+                await stream.aclose()
+            if (client_error := _as_client_error(exc)) is not None:
+                raise client_error from exc
+            raise
+        return streams, firsts
+
+    async def _merged_stream(self, streams: list, firsts: list, n: int, stream_options, *, head, delta, final, usage):
+        """SSE of several samples streamed side by side, each chunk naming its choice `index` (as
+        vLLM streams n > 1 and prompt lists); a choice's log-probabilities come with its finishing
+        chunk; with stream_options.include_usage one last chunk carries the usage."""
+        events: asyncio.Queue = asyncio.Queue()
+
+        async def pump(index: int, stream, first) -> None:
+            try:
+                await events.put((index, first))
+                if isinstance(first, str):
+                    async for item in stream:
+                        await events.put((index, item))
+            except Exception as exc:
+                await events.put((index, exc))
+
+        if head is not None:
+            for index in range(len(streams)):
+                yield _sse(head(index))
+        pumps = [asyncio.ensure_future(pump(i, s, f)) for i, (s, f) in enumerate(zip(streams, firsts))]
+        finals: dict[int, Any] = {}
+        try:
+            while len(finals) < len(streams):
+                index, item = await events.get()
+                if isinstance(item, Exception):  # headers are sent: report in-band, as OpenAI-compatible servers do
+                    kind = "invalid_request_error" if _as_client_error(item) is not None else "server_error"
+                    yield _sse(error_body(f"generation failed: {_unwrap(item)}", type=kind))
                     break
-                item = await anext(stream)
-        except Exception as exc:  # headers are sent: report in-band, as OpenAI-compatible servers do
-            kind = "invalid_request_error" if _as_client_error(exc) is not None else "server_error"
-            yield _sse(error_body(f"generation failed: {_unwrap(exc)}", type=kind))
+                if isinstance(item, str):
+                    yield _sse(delta(index, item))
+                else:
+                    finals[index] = item
+                    yield _sse(final(index, item))
+            if len(finals) == len(streams):
+                ordered = [finals[i] for i in range(len(streams))]
+                self.metrics.tokens(ordered)
+                if stream_options is not None and stream_options.include_usage:
+                    prompt_tokens = sum(c.prompt_tokens for c in ordered[::n])  # once per prompt
+                    completion_tokens = sum(c.completion_tokens for c in ordered)
+                    yield _sse(usage({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                      "total_tokens": prompt_tokens + completion_tokens}))
         finally:
-            await stream.aclose()  # a client that went away aborts the generation
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)  # no stream is mid-step when closed
+            for stream in streams:
+                await stream.aclose()  # a client that went away aborts its generations
         yield "data: [DONE]\n\n"
 
     async def _stream_solve(self, solver, problem, image_bytes):
@@ -349,6 +487,7 @@ class QvqIngress:
         async def run():
             try:
                 solution = await solver.solve(problem, image_bytes=image_bytes, on_attempt=on_attempt)
+                self.metrics.solution(solution)
                 await events.put({"event": "solution", "solution": solution.model_dump(mode="json")})
             except Exception as exc:
                 await events.put({"event": "error", **error_body(f"solve failed: {_unwrap(exc)}", type="server_error")})
@@ -371,7 +510,8 @@ class QvqIngress:
         body: SolveRequest = await self._body(request, SolveRequest)
         self._check_prompt([{"content": body.question}, *({"content": c} for c in body.choices)], len(body.images))
         max_tokens = self._max_tokens(body.max_tokens) if body.max_tokens else None
-        image_bytes = await self._off_loop(lambda: [self._load_image(url) for url in body.images])
+        load = self._image_loader()
+        image_bytes = await self._off_loop(lambda: [load(url) for url in body.images])
         try:
             problem = Problem(
                 id=body.id or new_id("solve"),
@@ -396,4 +536,5 @@ class QvqIngress:
             if (client_error := _as_client_error(exc)) is not None:
                 raise client_error from exc
             raise
+        self.metrics.solution(solution)
         return solution.model_dump(mode="json")

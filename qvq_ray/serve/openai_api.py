@@ -72,27 +72,30 @@ UNSUPPORTED_FIELDS: dict[str, tuple] = {
     "guided_regex": (None,),
     "guided_choice": (None,),
     "guided_grammar": (None,),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
-    "presence_penalty": (None, 0),
-    "frequency_penalty": (None, 0),
-    "min_p": (None, 0),
+    "structured_outputs": (None,),
+    "ignore_eos": (None, False),
+    "best_of": (None, 1),
+    "use_beam_search": (None, False),
+    "stop_token_ids": (None, []),
+    "bad_words": (None, []),
+    "allowed_token_ids": (None,),
+    "prompt_logprobs": (None,),
+    "echo": (None, False),
+    "include_stop_str_in_output": (None, False),
 }
 
 
-class ChatCompletionRequest(BaseModel):
-    """The OpenAI chat-completions fields we honour. Other OpenAI fields that only label a request
-    (user, metadata, store...) are accepted and ignored; fields that would change the output and are
-    not applied are refused by name (UNSUPPORTED_FIELDS)."""
+class SamplingRequest(BaseModel):
+    """Sampling fields shared by /v1/chat/completions and /v1/completions. Other OpenAI fields that
+    only label a request (user, metadata, store...) are accepted and ignored; fields that would
+    change the output and are not applied are refused by name (UNSUPPORTED_FIELDS)."""
 
     model_config = ConfigDict(**_STRICT, extra="allow")
 
     model: str | None = None
-    messages: list[ChatMessage] = Field(..., min_length=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
     n: int = Field(1, ge=1, le=16)
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -102,6 +105,10 @@ class ChatCompletionRequest(BaseModel):
     )
     top_k: int | None = Field(None, ge=0, le=2**31 - 1, description="vLLM-style extension; 0 = off.")
     repetition_penalty: float | None = Field(None, ge=0.01, le=100.0, description="vLLM-style extension; 1.0 = off.")
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    min_p: float | None = Field(None, ge=0.0, le=1.0, description="vLLM-style extension; 0 = off.")
+    min_tokens: int | None = Field(None, ge=0, description="vLLM-style extension: no end of sequence before this many tokens.")
 
     @field_validator("stop")
     @classmethod
@@ -122,10 +129,54 @@ class ChatCompletionRequest(BaseModel):
                 raise ValueError(f"'{name}' is not supported by this server")
         return self
 
+    def top_logprobs_asked(self) -> int | None:
+        """SamplingConfig.logprobs: how many alternatives per token, None when not asked."""
+        raise NotImplementedError
+
+
+class ChatCompletionRequest(SamplingRequest):
+    """OpenAI's chat completions (the fields in SamplingRequest, and these)."""
+
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: StrictBool | None = Field(None, description="Return each output token's log-probability.")
+    top_logprobs: int | None = Field(None, ge=0, le=20, description="With logprobs: this many most likely tokens per position.")
+
+    @model_validator(mode="after")
+    def _top_logprobs_need_logprobs(self):
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
+
+    def top_logprobs_asked(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
+
     def image_count(self) -> int:
         return sum(
             1 for m in self.messages if isinstance(m.content, list) for part in m.content if isinstance(part, ImagePart)
         )
+
+
+class CompletionRequest(SamplingRequest):
+    """OpenAI's (legacy) completions: the prompt is model input as is, no chat template; vLLM
+    serves them for chat models alike. Text only."""
+
+    prompt: str | list[str] = Field(..., description="One prompt, or up to 16 (choices are indexed prompt x n + sample).")
+    logprobs: int | None = Field(None, ge=0, le=20, description="Legacy form: log-probabilities with this many alternatives.")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompts(cls, value):
+        prompts = [value] if isinstance(value, str) else value
+        if not 1 <= len(prompts) <= 16:
+            raise ValueError("prompt must be a string or a list of 1 to 16 strings")
+        return value
+
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+
+    def top_logprobs_asked(self) -> int | None:
+        return self.logprobs
 
 
 class SolveRequest(BaseModel):
@@ -212,7 +263,7 @@ def chat_completion_body(model: str, completions: list[Any], request_id: str) ->
                 "index": i,
                 "message": {"role": "assistant", "content": c.text},
                 "finish_reason": c.finish_reason,
-                "logprobs": None,
+                "logprobs": logprobs_body(c),
             }
             for i, c in enumerate(completions)
         ],
@@ -224,13 +275,56 @@ def chat_completion_body(model: str, completions: list[Any], request_id: str) ->
     }
 
 
-def chat_chunk(model: str, request_id: str, created: int, delta: dict, finish_reason: str | None = None, usage: dict | None = None) -> dict:
+def logprobs_body(completion: Any) -> dict | None:
+    """OpenAI's `choices[].logprobs`: `{"content": [{token, logprob, bytes, top_logprobs}]}`."""
+    if getattr(completion, "logprobs", None) is None:
+        return None
+    return {"content": [step.model_dump() for step in completion.logprobs]}
+
+
+def legacy_logprobs_body(completion: Any) -> dict | None:
+    """/v1/completions' `logprobs`: tokens, token_logprobs, top_logprobs (token -> logprob), text_offset."""
+    if getattr(completion, "logprobs", None) is None:
+        return None
+    offsets, at = [], 0
+    for step in completion.logprobs:
+        offsets.append(at)
+        at += len(step.token)
+    return {
+        "tokens": [step.token for step in completion.logprobs],
+        "token_logprobs": [step.logprob for step in completion.logprobs],
+        "top_logprobs": [{t.token: t.logprob for t in step.top_logprobs} for step in completion.logprobs],
+        "text_offset": offsets,
+    }
+
+
+def text_completion_body(model: str, completions: list[Any], request_id: str, prompt_counts: list[int]) -> dict:
+    """/v1/completions' body; `prompt_counts` are the prompt tokens of each prompt (usage sums them)."""
+    prompt_tokens = sum(prompt_counts)
+    completion_tokens = sum(c.completion_tokens for c in completions)
+    return {
+        "id": request_id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": i, "text": c.text, "logprobs": legacy_logprobs_body(c), "finish_reason": c.finish_reason}
+            for i, c in enumerate(completions)
+        ],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+    }
+
+
+def chat_chunk(
+    model: str, request_id: str, created: int, delta: dict, finish_reason: str | None = None,
+    usage: dict | None = None, *, index: int = 0, logprobs: dict | None = None,
+) -> dict:
     chunk = {
         "id": request_id,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": logprobs}],
     }
     if usage is not None:
         chunk["usage"] = usage

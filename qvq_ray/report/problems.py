@@ -1,0 +1,216 @@
+"""The per-problem view of report.html: each shown problem's question, a thumbnail of its first
+image, gold, the final answer, and every attempt's answer, verdict and tokens.
+
+The page must stay self-contained and of a size known in advance whatever the run's size, so the
+view is bounded: at most `limit` problems, failures first (error rows, then wrong, not judged,
+without gold, correct), text cut to fixed lengths, at most MAX_ATTEMPTS attempts per problem, and
+thumbnails at most THUMB_PX on a side, JPEG, embedded as data URLs. Output rows carry the problem
+without its images, so thumbnails come from the problem set when the caller names it
+(`qvq-ray report DIR --problems INPUT`); images are read with URLs refused, never fetched.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qvq_ray.report import stats as st
+
+DEFAULT_LIMIT = 100
+MAX_ATTEMPTS = 16
+QUESTION_CHARS = 1200
+ANSWER_CHARS = 160
+ERROR_CHARS = 300
+MAX_CHOICES = 12
+THUMB_PX = 160
+THUMB_QUALITY = 75
+# failures first: what a reader opens the view for
+STATUS_ORDER = ("error", "wrong", "not judged", "no gold", "correct")
+
+
+def clip(text: Any, limit: int) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class AttemptCard:
+    index: int
+    answer: str
+    verdict: str  # correct / wrong / no answer / not judged / not scored
+    issues: str
+    tokens: int
+    finish_reason: str
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class ProblemCard:
+    id: str
+    source: str
+    subject: str
+    level: str
+    mode: str
+    status: str
+    question: str
+    choices: tuple[str, ...]
+    gold: str
+    answer: str
+    error: str
+    attempts: tuple[AttemptCard, ...]
+    attempts_total: int
+    tokens: int
+    num_images: int
+    thumbnail: str | None = None  # data:image/jpeg;base64,... or None
+    image_note: str = ""  # why there is no thumbnail
+
+
+@dataclass
+class ProblemList:
+    """A report block: the cards shown, how many problems there were, and how they were picked."""
+
+    cards: list[ProblemCard]
+    total: int
+    note: str
+    title: str = "Problems"
+
+
+def status(view: st.RowView) -> str:
+    if view.error:
+        return "error"
+    if not view.has_gold:
+        return "no gold"
+    if view.not_judged:
+        return "not judged"
+    return "correct" if view.correct else "wrong"
+
+
+def _attempt_verdict(attempt: dict[str, Any], has_gold: bool) -> str:
+    answer = (attempt.get("verdict") or {}).get("answer")
+    if answer is None:
+        return "no answer"
+    if attempt.get("correct") is True:
+        return "correct"
+    if attempt.get("correct") is False:
+        return "wrong"
+    return "not judged" if has_gold else "not scored"
+
+
+def _num_images(row: dict[str, Any]) -> int:
+    try:
+        problem = json.loads(row.get("problem") or "{}")
+        return int(problem.get("num_images") or 0) if isinstance(problem, dict) else 0
+    except (ValueError, TypeError):
+        return 0
+
+
+def card(row: dict[str, Any], view: st.RowView) -> ProblemCard:
+    attempts = list(row.get("attempts") or [])
+    chosen = row.get("chosen_attempt")
+    shown = []
+    for index, attempt in enumerate(attempts[:MAX_ATTEMPTS]):
+        verdict = attempt.get("verdict") or {}
+        shown.append(
+            AttemptCard(
+                index=index + 1,
+                answer=clip(verdict.get("answer"), ANSWER_CHARS),
+                verdict=_attempt_verdict(attempt, view.has_gold),
+                issues=", ".join(verdict.get("issues") or ()),
+                tokens=int(attempt.get("completion_tokens") or 0),
+                finish_reason=str(attempt.get("finish_reason") or ""),
+                chosen=chosen == index,
+            )
+        )
+    return ProblemCard(
+        id=view.id,
+        source=view.source,
+        subject=view.subject,
+        level=view.level,
+        mode=view.mode,
+        status=status(view),
+        question=clip(row.get("question"), QUESTION_CHARS),
+        choices=tuple(clip(c, ANSWER_CHARS) for c in (row.get("choices") or [])[:MAX_CHOICES]),
+        gold=clip(row.get("gold"), ANSWER_CHARS),
+        answer=clip(row.get("answer"), ANSWER_CHARS),
+        error=clip(row.get("error"), ERROR_CHARS),
+        attempts=tuple(shown),
+        attempts_total=len(attempts),
+        tokens=int(row.get("completion_tokens") or 0),
+        num_images=_num_images(row),
+    )
+
+
+def pick(rows: list[dict[str, Any]], views: list[st.RowView], limit: int) -> list[tuple[dict[str, Any], st.RowView]]:
+    """The rows shown: failures first (STATUS_ORDER), file order within a status, at most `limit`."""
+    rank = {s: i for i, s in enumerate(STATUS_ORDER)}
+    order = sorted(range(len(rows)), key=lambda i: (rank[status(views[i])], i))
+    return [(rows[i], views[i]) for i in order[: max(0, limit)]]
+
+
+def problem_list(rows: list[dict[str, Any]], limit: int = DEFAULT_LIMIT, thumbnails: dict[str, tuple[str | None, str]] | None = None,
+                 thumbnail_hint: str = "") -> ProblemList:
+    """The per-problem block of `rows` (output rows as dicts). `thumbnails`: id -> (data URL or None,
+    why not); without it, problems with images say how to get thumbnails (`thumbnail_hint`)."""
+    views = st.views(rows)
+    cards = []
+    for row, view in pick(rows, views, limit):
+        c = card(row, view)
+        if thumbnails is not None and c.id in thumbnails:
+            url, why = thumbnails[c.id]
+            c = ProblemCard(**{**c.__dict__, "thumbnail": url, "image_note": why})
+        elif c.num_images and thumbnail_hint:
+            c = ProblemCard(**{**c.__dict__, "image_note": thumbnail_hint})
+        cards.append(c)
+    counts = {s: sum(1 for v in views if status(v) == s) for s in STATUS_ORDER}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    if len(cards) < len(rows):
+        note = (f"Showing {len(cards)} of {len(rows)} problems ({summary}): failures first (errors, wrong, not judged, "
+                f"no gold, correct), in file order within each; raise --max-problems to show more.")
+    else:
+        note = f"All {len(rows)} problems ({summary}), failures first."
+    note += (f" Text is cut at {QUESTION_CHARS} characters (questions) and {ANSWER_CHARS} (answers); "
+             f"at most {MAX_ATTEMPTS} attempts are listed per problem.")
+    return ProblemList(cards, len(rows), note)
+
+
+# ---------------------------------------------------------------- thumbnails
+
+
+def thumbnail_data_url(data: bytes, limits=None) -> str:
+    """A JPEG thumbnail (at most THUMB_PX on a side) of encoded image bytes, as a data URL."""
+    from qvq_ray.images import decode_image
+
+    image = decode_image(data, limits)  # RGB, with the decoder's own size and format checks
+    image.thumbnail((THUMB_PX, THUMB_PX))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=THUMB_QUALITY, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def thumbnails_from_problems(path: str | Path, ids: set[str], *, format: str | None = None) -> dict[str, tuple[str | None, str]]:
+    """id -> (thumbnail data URL of the problem's first image, or None with the reason) for the
+    problems of `ids` in the problem set at `path`. URLs are never fetched here."""
+    from qvq_ray.config import ImageLimits
+    from qvq_ray.datasets import load_problems
+    from qvq_ray.images import ImageError, load_image_bytes
+
+    limits = ImageLimits(allow_urls=False)
+    out: dict[str, tuple[str | None, str]] = {}
+    for problem in load_problems(path, format=format):
+        pid = getattr(problem, "id", None)
+        if pid not in ids or pid in out:
+            continue
+        if not problem.images:
+            out[pid] = (None, "")
+            continue
+        try:
+            more = len(problem.images) - 1
+            note = f"the first of {len(problem.images)} images" if more else ""
+            out[pid] = (thumbnail_data_url(load_image_bytes(problem.images[0], limits=limits), limits), note)
+        except ImageError as exc:
+            out[pid] = (None, f"image not shown: {st.error_kind('bad image: ' + str(exc))[1]}")
+    return out

@@ -296,3 +296,16 @@ def test_bad_input_raises_invalid_request_and_engine_keeps_serving(engine, run):
         run(engine.generate(bad_part, SamplingConfig(max_tokens=4)))
     ok = run(engine.generate(messages("2+2?"), SamplingConfig(max_tokens=4)))
     assert ok[0].completion_tokens > 0
+
+
+def test_health_is_read_without_generating_and_logprobs_match_the_tokens(engine, run):
+    """Every engine reports its state at once (a probe never queues a generation), and one that
+    supports logprobs gives one entry per generated token, the greedy token first among the top."""
+    from qvq_ray.engines.base import EngineHealth
+
+    health = run(engine.health())
+    assert isinstance(health, EngineHealth) and health.alive and health.reason is None
+    run(engine.check_health())
+    (completion,) = run(engine.generate(messages("What is the result?", [IMAGE]), SamplingConfig(max_tokens=6, logprobs=2)))
+    assert completion.logprobs is not None and len(completion.logprobs) == completion.completion_tokens
+    assert all(step.top_logprobs and step.top_logprobs[0].token == step.token for step in completion.logprobs)

@@ -200,6 +200,35 @@ def test_no_key_no_header_and_extras_can_be_left_out(server, monkeypatch):
     assert "top_k" not in request["body"] and "repetition_penalty" not in request["body"]
 
 
+def test_vllm_sampling_fields_and_logprobs_travel_and_come_back(server):
+    body = ok_body(texts=("hi",))
+    body["choices"][0]["logprobs"] = {"content": [
+        {"token": "hi", "logprob": -0.5, "bytes": [104, 105], "top_logprobs": [{"token": "hi", "logprob": -0.5, "bytes": None}]}
+    ]}
+    server.steps = [(200, body)]
+    sampling = SamplingConfig(temperature=0.8, max_tokens=8, presence_penalty=0.5, frequency_penalty=0.25, min_p=0.1, min_tokens=2, logprobs=1)
+    (out,) = generate(make_engine(server.url), sampling)
+    sent = server.requests[0]["body"]
+    assert (sent["presence_penalty"], sent["frequency_penalty"], sent["min_p"], sent["min_tokens"]) == (0.5, 0.25, 0.1, 2)
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 1)
+    assert [(t.token, t.logprob, [x.token for x in t.top_logprobs]) for t in out.logprobs] == [("hi", -0.5, ["hi"])]
+    assert "min_p" not in chat_request_body("m", [], SamplingConfig(max_tokens=4), stream=False, extra_sampling=True)[0]
+
+
+def test_a_raw_prompt_goes_to_the_completions_endpoint(server):
+    from qvq_ray.engines.base import raw_prompt
+
+    server.steps = [(200, {"id": "cmpl-1", "object": "text_completion", "model": "m",
+                           "choices": [{"index": 0, "text": " 2", "finish_reason": "stop", "logprobs": None}],
+                           "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})]
+    engine = make_engine(server.url)
+    (out,) = asyncio.run(engine.generate(raw_prompt("1 + 1 ="), SamplingConfig(max_tokens=4)))
+    request = server.requests[0]
+    assert request["path"] == "/v1/completions" and request["body"]["prompt"] == "1 + 1 =" and "messages" not in request["body"]
+    assert out.text == " 2" and out.completion_tokens == 1
+    assert asyncio.run(engine.health()).alive
+
+
 def test_greedy_n_asks_once_and_repeats(server):
     out = generate(make_engine(server.url), SamplingConfig(max_tokens=8, n=3))
     assert server.requests[0]["body"]["n"] == 1

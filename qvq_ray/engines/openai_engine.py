@@ -38,7 +38,17 @@ import time
 from typing import Any, AsyncIterator
 
 from qvq_ray.config import ModelConfig, OpenAIEngineConfig, QvqConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, EngineError, EngineOverloadedError, FinishReason, InvalidRequestError, Message
+from qvq_ray.engines.base import (
+    RAW_PROMPT_ROLE,
+    Completion,
+    EngineError,
+    EngineHealth,
+    EngineOverloadedError,
+    FinishReason,
+    InvalidRequestError,
+    Message,
+    TokenLogprob,
+)
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -115,11 +125,11 @@ def chat_request_body(
     model: str, messages: list[dict[str, Any]], sampling: SamplingConfig, *, stream: bool, extra_sampling: bool
 ) -> tuple[dict[str, Any], int]:
     """The chat-completions body for one request, and how often to repeat its samples."""
-    greedy = sampling.temperature == 0
+    greedy = sampling.greedy
     body: dict[str, Any] = {
         "model": model,
         "messages": messages,
-        "temperature": sampling.temperature,
+        "temperature": 0.0 if greedy else sampling.temperature,
         "top_p": 1.0 if greedy else sampling.top_p,
         "max_tokens": sampling.max_tokens,
         "n": 1 if greedy else sampling.n,
@@ -129,9 +139,21 @@ def chat_request_body(
         body["seed"] = sampling.seed
     if sampling.stop:
         body["stop"] = list(sampling.stop)
+    if sampling.presence_penalty:
+        body["presence_penalty"] = sampling.presence_penalty
+    if sampling.frequency_penalty:
+        body["frequency_penalty"] = sampling.frequency_penalty
+    if sampling.logprobs is not None:
+        body["logprobs"] = True
+        body["top_logprobs"] = sampling.logprobs
     if extra_sampling:
         body["top_k"] = 0 if greedy else sampling.top_k
         body["repetition_penalty"] = sampling.repetition_penalty
+    # vLLM's extensions, sent only when set: an OpenAI server would refuse fields it does not know
+    if sampling.min_p and not greedy:
+        body["min_p"] = sampling.min_p
+    if sampling.min_tokens:
+        body["min_tokens"] = sampling.min_tokens
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body, (sampling.n if greedy else 1)
@@ -161,18 +183,46 @@ def split_completion_tokens(total: int, texts: list[str], finish: list[str], max
     return counts
 
 
+def logprobs_from_openai(logprobs: Any) -> list[TokenLogprob] | None:
+    """A choice's `logprobs` -> ours: chat's {"content": [{token, logprob, bytes, top_logprobs}]}
+    or /v1/completions' legacy {"tokens", "token_logprobs", "top_logprobs": [{token: logprob}]}."""
+    if not isinstance(logprobs, dict):
+        return None
+    if logprobs.get("content") is not None:
+        return [TokenLogprob.model_validate(step) for step in logprobs["content"]]
+    if logprobs.get("tokens") is not None:
+        tops = logprobs.get("top_logprobs") or [{}] * len(logprobs["tokens"])
+        return [
+            TokenLogprob(token=t, logprob=lp if lp is not None else -9999.0,
+                         top_logprobs=[{"token": k, "logprob": v} for k, v in (top or {}).items()])
+            for t, lp, top in zip(logprobs["tokens"], logprobs.get("token_logprobs") or [], tops)
+        ]
+    return None
+
+
+def raw_prompt_of(messages: list[Message]) -> str | None:
+    """The text of a raw prompt (/v1/completions: no chat template), None for chat messages."""
+    if isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], dict) and messages[0].get("role") == RAW_PROMPT_ROLE:
+        return "".join(str(p.get("text", "")) for p in messages[0].get("content") or [] if isinstance(p, dict))
+    return None
+
+
 def completions_from_response(body: dict[str, Any], *, repeat: int, max_tokens: int, latency_s: float) -> list[Completion]:
     choices = sorted(body.get("choices") or [], key=lambda c: c.get("index", 0))
     if not choices:
         raise EngineError(f"endpoint returned no choices: {json.dumps(body)[:300]}")
-    texts = [((c.get("message") or {}).get("content") or "") for c in choices]
+    # chat choices carry message.content; /v1/completions choices carry text
+    texts = [((c.get("message") or {}).get("content") or c.get("text") or "") for c in choices]
     finish = [finish_reason_from_openai(c.get("finish_reason")) for c in choices]
     usage = body.get("usage") or {}
     prompt_tokens = int(usage.get("prompt_tokens") or 0)
     counts = split_completion_tokens(int(usage.get("completion_tokens") or 0), texts, finish, max_tokens)
     completions = [
-        Completion(text=t, finish_reason=f, prompt_tokens=prompt_tokens, completion_tokens=k, latency_s=latency_s)
-        for t, f, k in zip(texts, finish, counts)
+        Completion(
+            text=t, finish_reason=f, prompt_tokens=prompt_tokens, completion_tokens=k, latency_s=latency_s,
+            logprobs=logprobs_from_openai(c.get("logprobs")),
+        )
+        for t, f, k, c in zip(texts, finish, counts, choices)
     ]
     if repeat > 1:
         completions = [c.model_copy() for c in completions for _ in range(repeat)]
@@ -202,6 +252,10 @@ def error_message(status: int, text: str) -> str:
 _SDK_CHAT_PARAMS = frozenset({
     "model", "messages", "temperature", "top_p", "max_tokens", "n", "stream", "stream_options", "seed", "stop",
     "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "logit_bias", "user",
+})
+_SDK_COMPLETION_PARAMS = frozenset({
+    "model", "prompt", "temperature", "top_p", "max_tokens", "n", "stream", "stream_options", "seed", "stop",
+    "presence_penalty", "frequency_penalty", "logprobs", "logit_bias", "user",
 })
 # Statuses the SDK retries (its `_should_retry`): by the time one reaches us, retries ran out.
 _RETRIED_STATUSES = {408, 409, 429}
@@ -261,6 +315,7 @@ class OpenAIEngine:
         self.model_name = engine.remote_model or model.served_model_name or model.path
         self._per_loop: dict[int, tuple[asyncio.AbstractEventLoop, Any, asyncio.Semaphore]] = {}
         self._closed = False
+        self._in_flight = 0  # requests sent and not yet answered (health reports)
 
     @classmethod
     def from_config(cls, config: QvqConfig) -> "OpenAIEngine":
@@ -301,13 +356,23 @@ class OpenAIEngine:
         return entry[1], entry[2]
 
     def _request(self, sampling: SamplingConfig, messages: list[Message], *, stream: bool) -> tuple[dict[str, Any], int]:
-        """Keyword arguments of `chat.completions.create`, and how often to repeat its samples."""
+        """Keyword arguments of `chat.completions.create` (or, for a raw prompt, of
+        `completions.create`), and how often to repeat its samples."""
+        raw = raw_prompt_of(messages)
         body, repeat = chat_request_body(
-            self.model_name, openai_messages(messages), sampling, stream=stream,
+            self.model_name, [] if raw is not None else openai_messages(messages), sampling, stream=stream,
             extra_sampling=self.engine_config.send_extra_sampling,
         )
+        known = _SDK_CHAT_PARAMS
+        if raw is not None:  # /v1/completions: a prompt, and logprobs as a count
+            del body["messages"]
+            body["prompt"] = raw
+            body.pop("top_logprobs", None)
+            if sampling.logprobs is not None:
+                body["logprobs"] = sampling.logprobs
+            known = _SDK_COMPLETION_PARAMS
         # Fields the SDK does not name (top_k, repetition_penalty, vLLM's min_p, ...) travel as extra_body.
-        extra = {k: body.pop(k) for k in list(body) if k not in _SDK_CHAT_PARAMS}
+        extra = {k: body.pop(k) for k in list(body) if k not in known}
         if extra:
             body["extra_body"] = extra
         body["extra_headers"] = self._auth_headers()
@@ -321,11 +386,15 @@ class OpenAIEngine:
         started = time.perf_counter()
         request, repeat = self._request(sampling, messages, stream=False)
         client, gate = self._client()
+        create = client.completions.create if "prompt" in request else client.chat.completions.create
+        self._in_flight += 1
         try:
             async with gate:
-                response = await client.chat.completions.create(**request)
+                response = await create(**request)
         except openai.OpenAIError as exc:
             raise engine_error("chat completion", self.base_url, exc, attempts=self.engine_config.max_retries + 1) from exc
+        finally:
+            self._in_flight -= 1
         return completions_from_response(
             response.model_dump(), repeat=repeat, max_tokens=sampling.max_tokens, latency_s=time.perf_counter() - started
         )
@@ -341,12 +410,17 @@ class OpenAIEngine:
         started = time.perf_counter()
         request, _ = self._request(sampling, messages, stream=True)
         client, gate = self._client()
-        what = "streamed chat completion"
+        raw = "prompt" in request
+        create = client.completions.create if raw else client.chat.completions.create
+        what = "streamed completion" if raw else "streamed chat completion"
+        self._in_flight += 1
         text, deltas, finish, usage = "", 0, None, None
+        logprobs: list[TokenLogprob] | None = [] if sampling.logprobs is not None else None
         async with gate:
             try:  # the SDK retries until the response starts; after that a failure is reported
-                response = await client.chat.completions.create(**request)
+                response = await create(**request)
             except openai.OpenAIError as exc:
+                self._in_flight -= 1
                 raise engine_error(what, self.base_url, exc, attempts=self.engine_config.max_retries + 1) from exc
             try:
                 async for chunk in response:
@@ -355,11 +429,16 @@ class OpenAIEngine:
                     for choice in chunk.choices or []:
                         if choice.index != 0:
                             continue
-                        content = choice.delta.content if choice.delta is not None else None
+                        if raw:
+                            content = getattr(choice, "text", None)
+                        else:
+                            content = choice.delta.content if choice.delta is not None else None
                         if content:
                             text += content
                             deltas += 1
                             yield content
+                        if logprobs is not None and getattr(choice, "logprobs", None) is not None:
+                            logprobs.extend(logprobs_from_openai(choice.logprobs.model_dump()) or [])
                         if choice.finish_reason:
                             finish = choice.finish_reason
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
@@ -369,6 +448,7 @@ class OpenAIEngine:
             except Exception as exc:  # the transport's own error (older SDKs do not wrap it)
                 raise EngineError(f"{what} at {self.base_url} failed mid-stream: {type(exc).__name__}: {exc}") from exc
             finally:
+                self._in_flight -= 1
                 await response.close()  # early exit included: the server sees the client go
         if finish is None:
             raise EngineError(f"the stream from {self.base_url}/chat/completions ended without a finish_reason")
@@ -379,7 +459,12 @@ class OpenAIEngine:
             # Without usage (a server ignoring stream_options), one content chunk ~ one token.
             completion_tokens=int(usage.completion_tokens if usage is not None else deltas),
             latency_s=time.perf_counter() - started,
+            logprobs=logprobs,
         )
+
+    async def health(self) -> EngineHealth:
+        """This client's state (the model runs at the endpoint: `check_health` asks it)."""
+        return EngineHealth(alive=not self._closed, running=self._in_flight, reason="engine is closed" if self._closed else None)
 
     async def check_health(self) -> None:
         """GET {base_url}/models (once, no retries): the endpoint answers and lists our model."""

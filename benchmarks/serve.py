@@ -1,8 +1,8 @@
 """The Serve endpoint under load: requests/s and p50/p99 latency at 1, 8 and 32 concurrent clients.
 
 Also, on the batching-on app: p99 latency of small requests alone vs with hostile requests in flight
-(a 500 KB stop string, an 18 MB prompt, 8 blank 7000x7000 PNGs, each re-sent once a second; target
-<= 2x), and small requests/s alone vs with long generations (up to 1,500 tokens) back to back.
+(a 500 KB stop string, an 18 MB prompt, 8 blank 7000x7000 PNGs, 8 blank 2800x2800 PNGs, each re-sent
+once a second; target <= 2x), and small requests/s alone vs with long generations (up to 1,500 tokens) back to back.
 
 Tiny model, one engine replica, real HTTP on 127.0.0.1 (bounded: a fixed number of requests per
 level). Dynamic batching on (the engine's micro-batcher, max_batch_size 32) vs off (max_batch_size
@@ -70,11 +70,14 @@ def _huge_blank_png_url(side: int = 7000) -> str:
 
 
 def _hostile_bodies() -> list[dict]:
-    image = _huge_blank_png_url()
+    huge, big = _huge_blank_png_url(7000), _huge_blank_png_url(2800)
     return [
         {"messages": [{"role": "user", "content": "hi"}], "stop": "x" * 500_000},
         {"messages": [{"role": "user", "content": "x" * 18_000_000}]},
-        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}] * 8}], "max_tokens": 2},
+        # 8 x 49 M pixels: over images.max_total_pixels_decoded (refused after one decode)
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": huge}}] * 8}], "max_tokens": 2},
+        # 8 x 7.8 M pixels: within it, every one decoded and resized
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": big}}] * 8}], "max_tokens": 2},
     ]
 
 

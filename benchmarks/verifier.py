@@ -1,24 +1,35 @@
-"""Verifier throughput and latency on one core, side by side with math-verify's parse + verify.
+"""Verifier agreement, safety and speed, side by side with (tuned) math-verify, in one run.
 
-The same cases go to both: the OlympiadBench judge's vectors, the gold answers of the shared
-benchmark samples (each against itself in a QVQ-style response and against a perturbed value),
-the anchor graders' faults, and hostile inputs. Both run pinned to CPU 0:
+Parts, in the order they run and print (the last line is one JSON object with every figure):
 
-- qvq-ray: `Verifier(workers=1, timeout_s=T).check_sync(response, spec, gold=...)`, the
-  worker process inheriting the pin;
-- math-verify: `verify(parse(gold), parse(response))` with its defaults (its own 5 s signal
-  timeouts), in a child process that a watchdog kills when one call outlives T + grace (big-integer
-  work no signal interrupts), restarting it at the next case.
+1. **Development set** (`build_dev_cases`): 8,080 real chain-of-thought outputs of four models
+   (`../shared/data/model_outputs/`) with our adjudicated labels (tests/data/verify/dev_labels.json):
+   agreement, false accepts and rejects per set, and the **time per case of each side on the same
+   cases** (cases/s, mean, p50, p95, max), math-verify tuned as its README advises (gold in `$...$`,
+   letter golds with `StringExtractionConfig`).
+2. **Generated cases** (benchmarks/verifier_cases.py, fixed seed): perturbed WRONG values written
+   from every free-form gold of the shared data, and how many the verifier accepts (target 0);
+   OlympiadBench golds written back with their units, and the share that matches itself (>= 99%).
+3. **Fixed cases** (`build_cases`): the OlympiadBench judge's vectors, the gold answers of the
+   shared benchmark samples (each against itself in a QVQ-style response and against a perturbed
+   value), the anchor graders' faults, and hostile inputs; calls past T, latency, agreement.
 
-The judge's vectors and the golds are read from the shared benchmark samples (`../shared/data`,
-see benchmarks/shared_data.py) through our loaders; when they are absent those cases are left out
-(the reason is printed) and the rest still runs.
+Timing (parts 1 and 3): both sides run on CPU 0, interleaved case by case (ours, then
+math-verify's) so that whatever else loads the machine falls on both alike:
 
-Reported per side: cases, calls that returned within T, calls past T, cases/s (all cases, and on
-the cases math-verify returned), p50/p95 latency, and agreement with the labels. The last line
-is one JSON object with every figure.
+- qvq-ray: `Verifier(workers=1, timeout_s=T).check_sync(response, spec, gold=...)`, timed from the
+  caller: a whole check (extraction, health checks, the calculation check, and the worker round
+  trip when a comparison needs sympy), the worker process inheriting the pin;
+- math-verify: `verify(parse(gold), parse(response))` in the MAIN thread of a child process (its
+  timeouts are `signal.alarm`, which only works there), timed inside the child around parse +
+  verify (no transport counted); a watchdog kills the child when one call outlives T + grace
+  (big-integer work no signal interrupts) and starts a fresh one for the next case.
 
-    python benchmarks/verifier.py [--timeout 5] [--limit N] [--grace 5]
+The shared data is read through our loaders (`../shared/data`, see benchmarks/shared_data.py); a
+part whose data is absent is left out (the reason printed) and the rest still runs.
+
+    python benchmarks/verifier.py [--timeout 5] [--grace 5] [--limit N] [--dev-limit N]
+                                  [--skip-dev | --dev-only] [--skip-generated]
 """
 
 from __future__ import annotations
@@ -110,24 +121,6 @@ def build_cases(limit: int | None) -> list[dict]:
     return cases[:limit] if limit else cases
 
 
-# ---------------------------------------------------------------- qvq-ray
-
-
-def run_qvq_ray(cases: list[dict], timeout_s: float) -> list[dict]:
-    from qvq_ray.config import VerifierConfig
-    from qvq_ray.verify import Verifier
-
-    results = []
-    with Verifier(VerifierConfig(workers=1, timeout_s=timeout_s)) as verifier:
-        verifier.check_sync(QVQ.format("x^2"), gold="x^{2}")  # warm: worker boot is not a call
-        for case in cases:
-            start = time.perf_counter()
-            verdict = verifier.check_sync(case["response"], case["spec"], gold=case["gold"])
-            elapsed = time.perf_counter() - start
-            results.append({"elapsed": elapsed, "verdict": verdict.correct, "returned": True})
-    return results
-
-
 # ---------------------------------------------------------------- math-verify, in a watched child
 
 _CHILD = r"""
@@ -180,23 +173,66 @@ class _MathVerifyChild:
         self.proc.wait()
 
 
-def run_math_verify(cases: list[dict], timeout_s: float, grace_s: float) -> list[dict]:
-    results = []
+def run_both(cases: list[dict], timeout_s: float, grace_s: float) -> tuple[list[dict], list[dict]]:
+    """Both verifiers on every case, interleaved case by case (ours, then math-verify's), so that
+    whatever else loads the machine falls on both alike; both on CPU 0.
+
+    Ours: `Verifier(workers=1).check_sync` timed from the caller (extraction, health checks, the
+    calculation check and, where needed, the worker round trip: all of a real check). math-verify:
+    `parse` + `verify` timed inside its child (no transport counted), killed and restarted when
+    one call outlives T + grace (big-integer work no signal interrupts)."""
+    from qvq_ray.config import VerifierConfig
+    from qvq_ray.verify import Verifier
+
+    ours: list[dict] = []
+    theirs: list[dict] = []
     child = _MathVerifyChild()
     try:
-        for case in cases:
-            start = time.perf_counter()
-            answer = child.ask(case.get("mv_gold", case["gold"]), case["response"], timeout_s + grace_s, case.get("mv_mode"))
-            if answer is None:  # hung past its own timeout: kill it, start a fresh one for the next case
-                results.append({"elapsed": time.perf_counter() - start, "verdict": None, "returned": False})
-                child.kill()
-                child = _MathVerifyChild()
-                continue
-            elapsed, verdict = answer
-            results.append({"elapsed": elapsed, "verdict": verdict, "returned": True})
+        with Verifier(VerifierConfig(workers=1, timeout_s=timeout_s)) as verifier:
+            verifier.check_sync(QVQ.format("x^2"), gold="x^{2}")  # warm: worker boot is not a call
+            for case in cases:
+                start = time.perf_counter()
+                verdict = verifier.check_sync(case["response"], case["spec"], gold=case["gold"])
+                ours.append({"elapsed": time.perf_counter() - start, "verdict": verdict.correct, "returned": True})
+                start = time.perf_counter()
+                answer = child.ask(case.get("mv_gold", case["gold"]), case["response"], timeout_s + grace_s, case.get("mv_mode"))
+                if answer is None:  # hung past its own timeout: kill it, start a fresh one for the next case
+                    theirs.append({"elapsed": time.perf_counter() - start, "verdict": None, "returned": False})
+                    child.kill()
+                    child = _MathVerifyChild()
+                    continue
+                elapsed, verdict = answer
+                theirs.append({"elapsed": elapsed, "verdict": verdict, "returned": True})
     finally:
         child.kill()
-    return results
+    return ours, theirs
+
+
+def speed(results: list[dict], timeout_s: float) -> dict:
+    """Time per case of one side: cases/s, mean, p50, p95 and max latency, calls past T."""
+    elapsed = [r["elapsed"] for r in results]
+    total = sum(elapsed)
+    q = statistics.quantiles(elapsed, n=20) if len(elapsed) >= 2 else elapsed * 19
+    return {
+        "cases": len(elapsed),
+        "cases_per_s": round(len(elapsed) / total, 2) if total else None,
+        "ms_per_case": round(total / len(elapsed) * 1000, 2) if elapsed else None,
+        "p50_ms": round(statistics.median(elapsed) * 1000, 2) if elapsed else None,
+        "p95_ms": round(q[18] * 1000, 2) if elapsed else None,
+        "max_ms": round(max(elapsed) * 1000, 1) if elapsed else None,
+        "past_timeout": sum(1 for r in results if r["elapsed"] > timeout_s or not r["returned"]),
+    }
+
+
+def print_speed(title: str, a: dict, b: dict) -> None:
+    print(f"{title}: time per case, same cases, same run, interleaved, one core")
+    print(f"{'':24}{'qvq-ray':>12}{'math-verify':>14}")
+    for label, key in (("cases/s", "cases_per_s"), ("ms per case (mean)", "ms_per_case"), ("p50 (ms)", "p50_ms"),
+                       ("p95 (ms)", "p95_ms"), ("max (ms)", "max_ms"), ("calls past T", "past_timeout")):
+        print(f"{label:24}{str(a[key]):>12}{str(b[key]):>14}")
+    if a["ms_per_case"] and b["ms_per_case"]:
+        print(f"{'qvq-ray speed / math-verify':24}{b['ms_per_case'] / a['ms_per_case']:>11.2f}x")
+    print()
 
 
 # ---------------------------------------------------------------- development set: real outputs, adjudicated labels
@@ -256,7 +292,8 @@ def build_dev_cases(limit: int | None) -> list[dict]:
     return cases
 
 
-def dev_figures(cases: list[dict], ours: list[dict], theirs: list[dict] | None) -> dict:
+def dev_figures(cases: list[dict], ours: list[dict], theirs: list[dict] | None, timeout_s: float = 5.0) -> dict:
+    """Per set: agreement, false accepts and rejects, and time per case, of each side."""
     out = {}
     for name, _ in DEV_SETS:
         idx = [k for k, c in enumerate(cases) if c["kind"] == name]
@@ -273,6 +310,7 @@ def dev_figures(cases: list[dict], ours: list[dict], theirs: list[dict] | None) 
                 "false_accepts": false_accepts,
                 "false_accept_rate": round(false_accepts / len(idx), 4),
                 "false_rejects": sum(1 for k in idx if not results[k]["verdict"] and cases[k]["label"]),
+                "ms_per_case": speed([results[k] for k in idx], timeout_s)["ms_per_case"],
             }
         out[name] = row
     return out
@@ -280,11 +318,70 @@ def dev_figures(cases: list[dict], ours: list[dict], theirs: list[dict] | None) 
 
 def print_dev(figs: dict) -> None:
     print("development set (real outputs, adjudicated labels: tests/data/verify/dev_labels.json)\n")
-    print(f"{'set':40}{'cases':>7}{'qvq-ray agree':>15}{'false acc.':>12}{'math-verify':>13}{'false acc.':>12}")
+    print(f"{'set':40}{'cases':>7}{'qvq-ray agree':>15}{'false acc.':>12}{'ms/case':>9}{'math-verify':>13}{'false acc.':>12}{'ms/case':>9}")
     for name, row in figs.items():
         a, b = row["qvq_ray"], row.get("math_verify")
-        mv = (f"{b['agreement']:>12.2%}{b['false_accepts']:>7} ({b['false_accept_rate']:.2%})" if b else f"{'-':>13}")
-        print(f"{name:40}{row['cases']:>7}{a['agreement']:>14.2%}{a['false_accepts']:>6} ({a['false_accept_rate']:.2%}){mv}")
+        mv = (f"{b['agreement']:>12.2%}{b['false_accepts']:>7} ({b['false_accept_rate']:.2%}){b['ms_per_case']:>9}" if b else f"{'-':>13}")
+        print(f"{name:40}{row['cases']:>7}{a['agreement']:>14.2%}{a['false_accepts']:>6} ({a['false_accept_rate']:.2%}){a['ms_per_case']:>9}{mv}")
+    print()
+
+
+# ---------------------------------------------------------------- generated: wrong values, golds with units
+
+QVQ_BOX = "So, I've got this problem. Let me work through it step by step.\n\n**Final Answer**\n\n\\[ \\boxed{{{}}} \\]"
+
+
+def generated_figures(timeout_s: float) -> dict:
+    """Perturbed wrong values accepted (target 0) and OlympiadBench golds written with their unit
+    that match themselves (target >= 99%), from benchmarks/verifier_cases.py; {} without data."""
+    from benchmarks.verifier_cases import gold_problems, perturbed_cases, summary_examples, unit_cases
+    from qvq_ray.config import VerifierConfig
+    from qvq_ray.verify import Verifier
+
+    problems = gold_problems()
+    if not problems:
+        return {}
+    wrong, units = perturbed_cases(problems), unit_cases(problems)
+    with Verifier(VerifierConfig(workers=1, timeout_s=timeout_s)) as verifier:
+        accepted = [verifier.check_sync(QVQ_BOX.format(c["answer"]), c["spec"], gold=c["gold"]).correct is True for c in wrong]
+        matched = [verifier.check_sync(QVQ_BOX.format(c["answer"]), c["spec"], gold=c["gold"]).correct is True for c in units]
+    sources: dict[str, set] = {}
+    for c in wrong:
+        sources.setdefault(c["source"], set()).add(c["id"])
+    families = sorted({c["family"] for c in wrong})
+    unit_golds = {c["id"] for c in units}
+    with_unit = {c["id"] for c in units if c["family"] != "no_unit"}
+    return {
+        "perturbed": {
+            "cases": len(wrong),
+            "golds": {source: len(ids) for source, ids in sorted(sources.items())},
+            "accepted": sum(accepted),
+            "by_family": {f: [sum(a for c, a in zip(wrong, accepted) if c["family"] == f), sum(c["family"] == f for c in wrong)] for f in families},
+            "examples": summary_examples(wrong, accepted),
+        },
+        "gold_with_unit": {
+            "golds": len(unit_golds),
+            "golds_with_unit": len(with_unit),
+            "cases": len(units),
+            "cases_with_unit": sum(c["family"] != "no_unit" for c in units),
+            "matched": sum(matched),
+            "share": round(sum(matched) / len(units), 4) if units else None,
+            "misses": summary_examples(units, [not m for m in matched]),
+        },
+    }
+
+
+def print_generated(figs: dict) -> None:
+    w, u = figs["perturbed"], figs["gold_with_unit"]
+    golds = ", ".join(f"{source} {n}" for source, n in w["golds"].items())
+    print(f"perturbed WRONG values (benchmarks/verifier_cases.py, seed fixed): {w['cases']} cases from golds of {golds}")
+    print(f"  accepted (target 0): {w['accepted']}    by family: " + ", ".join(f"{f} {a}/{n}" for f, (a, n) in w["by_family"].items()))
+    for line in w["examples"]:
+        print(f"    accepted: {line}")
+    print(f"OlympiadBench golds written with their unit: {u['golds']} golds ({u['golds_with_unit']} with a unit), {u['cases']} written forms ({u['cases_with_unit']} with a unit)")
+    print(f"  match themselves (target >= 99%): {u['matched']}/{u['cases']} = {u['share']:.2%}")
+    for line in u["misses"]:
+        print(f"    missed: {line}")
     print()
 
 
@@ -319,23 +416,29 @@ def main() -> None:
     parser.add_argument("--dev-limit", type=int, help="Only the first N outputs of each development set.")
     parser.add_argument("--skip-dev", action="store_true", help="Leave out the development set of real outputs.")
     parser.add_argument("--dev-only", action="store_true", help="Only the development set of real outputs.")
+    parser.add_argument("--skip-generated", action="store_true", help="Leave out the perturbed wrong values and golds with units.")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})  # one core; child processes inherit it
-    dev = {}
+    result: dict = {"benchmark": "verifier", "timeout_s": args.timeout, "cores": 1}
     if not args.skip_dev:
         dev_cases = build_dev_cases(args.dev_limit)
         if dev_cases:
-            dev_ours = run_qvq_ray(dev_cases, args.timeout)
-            dev_theirs = run_math_verify(dev_cases, args.timeout, args.grace)
-            dev = dev_figures(dev_cases, dev_ours, dev_theirs)
-            print_dev(dev)
+            dev_ours, dev_theirs = run_both(dev_cases, args.timeout, args.grace)
+            result["dev_sets"] = dev_figures(dev_cases, dev_ours, dev_theirs, args.timeout)
+            result["dev_speed"] = {"qvq_ray": speed(dev_ours, args.timeout), "math_verify": speed(dev_theirs, args.timeout)}
+            print_dev(result["dev_sets"])
+            print_speed(f"development set ({len(dev_cases)} real outputs)", result["dev_speed"]["qvq_ray"], result["dev_speed"]["math_verify"])
     if args.dev_only:
-        print(json.dumps({"benchmark": "verifier", "timeout_s": args.timeout, "cores": 1, "dev_sets": dev}))
+        print(json.dumps(result))
         return
+    if not args.skip_generated:
+        generated = generated_figures(args.timeout)
+        if generated:
+            result.update(generated)
+            print_generated(generated)
     cases = build_cases(args.limit)
-    ours = run_qvq_ray(cases, args.timeout)
-    theirs = run_math_verify(cases, args.timeout, args.grace)
+    ours, theirs = run_both(cases, args.timeout, args.grace)
     returned_both = [k for k, r in enumerate(theirs) if r["returned"] and r["elapsed"] <= args.timeout]
     a = figures(cases, ours, args.timeout, returned_both)
     b = figures(cases, theirs, args.timeout, returned_both)
@@ -348,7 +451,7 @@ def main() -> None:
         }
         for kind in kinds
     }
-    print(f"verifier benchmark: {len(cases)} cases, one core (CPU 0), per-call limit T = {args.timeout:g} s\n")
+    print(f"verifier benchmark: {len(cases)} cases, one core (CPU 0), per-call limit T = {args.timeout:g} s, interleaved\n")
     print(f"{'':32}{'qvq-ray':>14}{'math-verify':>14}")
     rows = [
         ("cases", "cases"),
@@ -367,7 +470,8 @@ def main() -> None:
     for kind, row in by_kind.items():
         print(f"  {kind:14} {row['cases']:4} cases   agree: qvq-ray {row['qvq_ray_agree']:4}   math-verify {row['math_verify_agree']:4}")
     print()
-    print(json.dumps({"benchmark": "verifier", "timeout_s": args.timeout, "cores": 1, "qvq_ray": a, "math_verify": b, "by_kind": by_kind, "dev_sets": dev}))
+    result.update({"qvq_ray": a, "math_verify": b, "by_kind": by_kind})
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

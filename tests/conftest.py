@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -69,6 +70,22 @@ def png_bytes(text: str = "12 + 30", size=(112, 56)) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def running_app(config: dict, name: str):
+    """Our Serve app with `config` on a free 127.0.0.1 port of the session's Ray cluster; its base URL."""
+    from ray import serve
+
+    from qvq_ray.serve.app import build_app
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({"config": config}), name=name, route_prefix="/")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
 
 
 def free_port() -> int:

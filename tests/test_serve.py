@@ -7,7 +7,7 @@ import base64
 import httpx
 import pytest
 
-from tests.conftest import free_port, png_bytes
+from tests.conftest import free_port, png_bytes, running_app
 
 APP_CONFIG = {
     "model": {"path": "tiny-random", "served_model_name": "qvq-tiny", "max_pixels": 200704, "max_model_len": 4096},
@@ -29,15 +29,8 @@ AUTH = {"Authorization": "Bearer test-key"}
 
 @pytest.fixture(scope="module")
 def base_url(ray_cluster):
-    from ray import serve
-
-    from qvq_ray.serve.app import build_app
-
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"config": APP_CONFIG}), name="qvq-test", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_app(APP_CONFIG, "qvq-test") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

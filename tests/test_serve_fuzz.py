@@ -13,7 +13,7 @@ import json
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import running_app
 
 APP_CONFIG = {
     "model": {"path": "tiny-random", "served_model_name": "qvq-tiny", "max_pixels": 50176, "max_model_len": 2048},
@@ -28,15 +28,8 @@ APP_CONFIG = {
 
 @pytest.fixture(scope="module")
 def base_url(ray_cluster):
-    from ray import serve
-
-    from qvq_ray.serve.app import build_app
-
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"config": APP_CONFIG}), name="qvq-fuzz", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_app(APP_CONFIG, "qvq-fuzz") as url:
+        yield url
 
 
 def _assert_openai_answer(response) -> None:

@@ -1,7 +1,7 @@
 """The Serve app under load and hostile traffic on 127.0.0.1 (bounded in count and time).
 
 - Fairness: while hostile requests are in flight (a 500 KB stop string, an 18 MB prompt, 8 huge
-  images), a small chat and /v1/models each answer in under a second.
+  images, 8 big ones that are decoded), a small chat and /v1/models each answer in under a second.
 - Soak: 8 concurrent long generations that run through several health-check periods (1 s here)
   end with every request 200 and no replica restarted; /health says 200 while they run.
 - Readiness: with every engine slot taken, /health answers 503 within its timeout.
@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import running_app
 
 HEALTH_PERIOD_S = 1.0
 APP_CONFIG = {
@@ -40,15 +40,8 @@ APP_CONFIG = {
 
 @pytest.fixture(scope="module")
 def base_url(ray_cluster):
-    from ray import serve
-
-    from qvq_ray.serve.app import build_app
-
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"config": APP_CONFIG}), name="qvq-load", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_app(APP_CONFIG, "qvq-load") as url:
+        yield url
 
 
 def _engine_replicas() -> set[str]:
@@ -83,11 +76,14 @@ def _models(base_url: str) -> float:
 
 
 def test_small_requests_stay_fast_while_hostile_requests_are_in_flight(base_url):
-    image = _huge_blank_png()
+    huge, big = _huge_blank_png(7000), _huge_blank_png(2800)
     hostile = [
         {"messages": [{"role": "user", "content": "hi"}], "stop": "x" * 500_000},
         {"messages": [{"role": "user", "content": "x" * 18_000_000}]},
-        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}}] * 8}], "max_tokens": 2},
+        # 8 x 49 M pixels: over images.max_total_pixels_decoded, refused after one decode
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": huge}}] * 8}], "max_tokens": 2},
+        # 8 x 7.8 M pixels: within it, all decoded and resized (on ingress threads), then answered
+        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": big}}] * 8}], "max_tokens": 2},
     ]
     _small_chat(base_url), _models(base_url)  # warm
     stop = threading.Event()
@@ -105,6 +101,7 @@ def test_small_requests_stay_fast_while_hostile_requests_are_in_flight(base_url)
         stop.set()
         for attacker in attackers:
             attacker.result()
+    print(f"fairness: small chat max {max(chats):.3f} s, /v1/models max {max(models):.3f} s, hostile outcomes {sorted(set(outcomes))} x{len(outcomes)}")
     assert max(chats) < 1.0 and max(models) < 1.0, (chats, models)
     assert 400 in outcomes and 200 in outcomes and all(c in (200, 400, 413) for c in outcomes), outcomes
 
@@ -123,6 +120,10 @@ def test_long_generations_through_several_health_periods_restart_nothing(base_ur
         time.sleep(2 * HEALTH_PERIOD_S)
         health = httpx.get(f"{base_url}/health", timeout=30)
         results = [f.result() for f in futures]
+    tokens = [r.json()["usage"]["completion_tokens"] for _, _, r in results if r.status_code == 200]
+    print(f"soak: statuses {[s for s, _, _ in results]}, longest {max(t for _, t, _ in results):.1f} s, "
+          f"tokens {tokens}, /health during it {health.status_code} {health.json().get('engine')}, "
+          f"replicas before {sorted(before)} after {sorted(_engine_replicas())}")
     assert [status for status, _, _ in results] == [200] * 8, [r.text[:200] for _, _, r in results]
     assert max(seconds for _, seconds, _ in results) > 3 * HEALTH_PERIOD_S  # the checks ran meanwhile
     assert health.status_code == 200 and health.json()["engine"]["running"] >= 1, health.text
@@ -139,6 +140,7 @@ def test_readiness_is_503_within_its_timeout_when_no_replica_can_take_work(base_
         health = httpx.get(f"{base_url}/healthz", timeout=30)
         took = time.perf_counter() - started
         assert all(f.result().status_code == 200 for f in futures)
+    print(f"readiness with every slot taken: {health.status_code} in {took:.2f} s: {health.json()}")
     assert health.status_code == 503 and "no engine replica answered" in health.json()["reason"], health.text
     assert took < 3.0
     assert httpx.get(f"{base_url}/health", timeout=30).status_code == 200

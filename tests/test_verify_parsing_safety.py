@@ -90,3 +90,69 @@ def test_bare_number_names_the_option_that_carries_a_unit():
     assert check("\\boxed{5}", "B", choices=choices).correct is True
     assert check("\\boxed{5}", "A", choices=choices).correct is False
     assert check("\\boxed{5 \\mathrm{~m}}", "B", choices=choices).correct is False
+
+
+@pytest.mark.parametrize(
+    "answer, gold, answer_type, correct",
+    [
+        # `E / B` lists the answers where the gold has as many; a ratio or nothing otherwise
+        ("E / B", "E, B", "Expression,Expression", True),
+        ("B / E", "E, B", None, True),  # several answers are unordered
+        ("E / C", "E, B", None, False),
+        ("E / B", "E", None, False),
+        ("E/B", "E, B", None, False),  # no spaces: a ratio
+        ("3 / 5", "3, 5", None, False),  # numbers: a ratio, never a pair
+        ("E / B", "\\frac{E}{B}", None, True),
+        # circled numbers label parts, in either side
+        ("①3 ②5", "3, 5", "Numerical,Numerical", True),
+        ("① 3；② 5", "3, 5", None, True),
+        ("①3 ②5", "①3 ②5", None, True),
+        ("①3 ②5", "5, 3", None, True),
+        ("①3 ②6", "3, 5", None, False),
+        # an equation whose left side combines names states the value asked for (MATH-V 1848)
+        ("G+J = 6", "6", None, True),
+        ("G + J = 6", "7", None, False),
+        ("AB + CD = 10", "10", None, True),
+        ("6", "G+J=6", None, True),
+        ("x + 1 = 6", "6", None, False),  # a number on the left: an equation to solve
+        ("2x = 6", "6", None, False),
+        # two integers as written are exact; float noise needs an approximation
+        ("2309415686", "2309415687", None, False),
+        ("0.30000000000000004", "0.3", None, True),
+    ],
+)
+def test_pairs_parts_and_value_statements(answer, gold, answer_type, correct):
+    assert check(QVQ.format(answer), gold, answer_type=answer_type).correct is correct
+
+
+def test_letter_pair_with_choices_stays_a_hedge():
+    assert check(QVQ.format("E / B"), "B", choices=["1", "2", "3", "4", "5"]).correct is False
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "所以答案是 ①3 ②5。",
+        "**答案**\n\n① 3\n② 5",
+        "**答案**\n\n①3；②5",
+        "① \\boxed{3} ② \\boxed{5}",
+        "\\boxed{①3} \\boxed{②5}",
+    ],
+)
+def test_circled_parts_are_read_wherever_written(response):
+    assert check(response, "3, 5", answer_type="Numerical,Numerical").correct is True
+    assert check(response, "3, 6", answer_type="Numerical,Numerical").correct is False
+
+
+def test_math_v_1848_value_statement():
+    """The real response (GPT-4 CoT, MATH-V test id 1848, "what is the value of G+J?"): right."""
+    response = "So the only solution must have 6 on the G,J,K spots. This leaves the numbers G+J = 6. Therefore $$\\boxed{G+J = 6}.$$"
+    assert check(response, "6").correct is True
+
+
+def test_parenthesised_products_are_never_read_as_sums():
+    """latex2sympy reads `2(16)` as 18 and `(8)(6)` as 14: neither may be accepted for those values."""
+    assert check(QVQ.format("2(16)"), "18").correct is False
+    assert check(QVQ.format("2(16)"), "32").correct is True
+    assert check(QVQ.format("(8)(6)"), "14").correct is False
+    assert check(QVQ.format("2(7/3)"), "\\frac{13}{3}").correct is False

@@ -32,6 +32,7 @@ from qvq_ray.serve.openai_api import (
     chat_completion_body,
     legacy_logprobs_body,
     text_completion_body,
+    usage_body,
     error_body,
     install_request_schemas,
     logprobs_body,
@@ -405,7 +406,7 @@ class QvqIngress:
         completions = [c for group in per_prompt for c in group]
         for group in per_prompt:
             self.metrics.tokens(group)
-        return text_completion_body(self.model_name, completions, request_id, [g[0].prompt_tokens for g in per_prompt])
+        return text_completion_body(self.model_name, completions, request_id, sampling.n)
 
     async def _generate(self, messages, sampling: SamplingConfig):
         try:
@@ -465,10 +466,7 @@ class QvqIngress:
                 ordered = [finals[i] for i in range(len(streams))]
                 self.metrics.tokens(ordered)
                 if stream_options is not None and stream_options.include_usage:
-                    prompt_tokens = sum(c.prompt_tokens for c in ordered[::n])  # once per prompt
-                    completion_tokens = sum(c.completion_tokens for c in ordered)
-                    yield _sse(usage({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                                      "total_tokens": prompt_tokens + completion_tokens}))
+                    yield _sse(usage(usage_body(ordered, n)))
         finally:
             for task in pumps:
                 task.cancel()

@@ -250,9 +250,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def chat_completion_body(model: str, completions: list[Any], request_id: str) -> dict:
-    prompt_tokens = completions[0].prompt_tokens if completions else 0
+def usage_body(completions: list[Any], samples_per_prompt: int) -> dict:
+    """OpenAI's usage: each prompt's tokens once (not once per sample), every sample's tokens."""
+    prompt_tokens = sum(c.prompt_tokens for c in completions[:: max(1, samples_per_prompt)])
     completion_tokens = sum(c.completion_tokens for c in completions)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+
+
+def chat_completion_body(model: str, completions: list[Any], request_id: str) -> dict:
     return {
         "id": request_id,
         "object": "chat.completion",
@@ -267,11 +272,7 @@ def chat_completion_body(model: str, completions: list[Any], request_id: str) ->
             }
             for i, c in enumerate(completions)
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
+        "usage": usage_body(completions, len(completions)),
     }
 
 
@@ -298,10 +299,8 @@ def legacy_logprobs_body(completion: Any) -> dict | None:
     }
 
 
-def text_completion_body(model: str, completions: list[Any], request_id: str, prompt_counts: list[int]) -> dict:
-    """/v1/completions' body; `prompt_counts` are the prompt tokens of each prompt (usage sums them)."""
-    prompt_tokens = sum(prompt_counts)
-    completion_tokens = sum(c.completion_tokens for c in completions)
+def text_completion_body(model: str, completions: list[Any], request_id: str, samples_per_prompt: int) -> dict:
+    """/v1/completions' body: choices indexed prompt x n + sample."""
     return {
         "id": request_id,
         "object": "text_completion",
@@ -311,7 +310,7 @@ def text_completion_body(model: str, completions: list[Any], request_id: str, pr
             {"index": i, "text": c.text, "logprobs": legacy_logprobs_body(c), "finish_reason": c.finish_reason}
             for i, c in enumerate(completions)
         ],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+        "usage": usage_body(completions, samples_per_prompt),
     }
 
 

@@ -12,8 +12,11 @@ solver throw away a good answer:
 - a pair with no operator on either side (`3 = 3`) is no claim;
 - chains `a = b = c` give the pairs (a, b) and (b, c); `&=` lines in `align` continue a chain.
 
-`check_claims(claims)` runs in a verify worker: each side is parsed by latex2sympy and evaluated
-under the same guards as equivalence (no huge powers or factorials are ever expanded). A claim
+`holds_fast(lhs, op, rhs)` decides, in-process, the claims whose sides are plain arithmetic
+(`arithmetic.evaluate`: exact fractions, `\\sqrt`, `\\pi`; most real claims), so a response whose
+claims are all of that kind needs no worker for them. `check_claims(claims)` runs the rest in a
+verify worker: each side is parsed by latex2sympy and evaluated under the same guards as
+equivalence (no huge powers or factorials are ever expanded). A claim
 is false when the sides differ by more than what its written digits allow: exact for integers
 and fractions; for a side written as a decimal (`= 0.333`, `\\approx 1.41`) one unit of its last
 digit; decimals inside an expression propagate their rounding (`0.333 \\times 3 = 1` holds).
@@ -123,8 +126,8 @@ def _left_operand(s: str, pos: int, prev_right: tuple[int, int, str] | None) -> 
     start_window = max(0, pos - MAX_OPERAND_CHARS - 40)
     tokens = _tokens(s[start_window:pos])
     i = len(tokens)
-    while i > 0 and _allowed(tokens[i - 1]):
-        i -= 1
+    while i > 0 and _allowed(tokens[i - 1]) and not (i < len(tokens) and "\n" in tokens[i - 1]):
+        i -= 1  # nor does it start before one (`2.\n3 + 4 = 7`)
     while i < len(tokens) and tokens[i] == ".":  # `Thinking... 97 - 73 = 24`: the dots are prose
         i += 1
     operand_tokens = tokens[i:]
@@ -181,8 +184,8 @@ def _right_operand(s: str, pos: int) -> tuple[int, int, str] | None:
     window = s[pos : pos + MAX_OPERAND_CHARS + 40]
     tokens = _tokens(window)
     i = 0
-    while i < len(tokens) and _allowed(tokens[i]):
-        i += 1
+    while i < len(tokens) and _allowed(tokens[i]) and not (i and "\n" in tokens[i]):
+        i += 1  # an operand ends at a line break (`= 10\n4. Next step`: the 4 is a list number)
     raw = "".join(tokens[:i])
     after = tokens[i:]
     text = raw.strip()
@@ -269,8 +272,27 @@ def decimal_slack(side: str) -> tuple[float, float]:
     return rel, 0.0
 
 
+def holds_fast(lhs: str, op: str, rhs: str) -> bool | None:
+    """Whether a claim holds, decided in-process when plain arithmetic reads both sides
+    (`arithmetic.evaluate`: exact fractions, no sympy); None when it needs the sympy path."""
+    from qvq_ray.verify.arithmetic import evaluate
+    from qvq_ray.verify.numbers import parse_number
+
+    left = evaluate(claim_latex(lhs))
+    if left is None:
+        return None
+    right = evaluate(claim_latex(rhs))
+    if right is None:
+        return None
+    try:
+        return _holds(complex(float(left)), complex(float(right)), lhs, op, rhs, parse_number)
+    except OverflowError:
+        return None
+
+
 def check_claims(claims: list[tuple[str, str, str]], deadline_s: float | None = None) -> dict:
-    """Evaluate claims (lhs, op, rhs) in a worker. Returns {"false": [claim texts], "unchecked": n}."""
+    """Evaluate claims (lhs, op, rhs) in a worker. Returns {"false": [claim texts], "unchecked": n}.
+    Claims plain arithmetic decides (`holds_fast`) never reach sympy."""
     import time
 
     from qvq_ray.verify.numbers import parse_number
@@ -280,6 +302,11 @@ def check_claims(claims: list[tuple[str, str, str]], deadline_s: float | None = 
     false: list[str] = []
     unchecked = 0
     for lhs, op, rhs in claims:
+        fast = holds_fast(lhs, op, rhs)
+        if fast is not None:
+            if not fast:
+                false.append(Claim(lhs, op, rhs).text)
+            continue
         remaining = None if deadline_s is None else deadline_s - (time.monotonic() - start)
         if remaining is not None and remaining <= 0.05:
             unchecked += 1

@@ -13,9 +13,11 @@ The order of a comparison:
 2. equal canonical forms;
 3. the structures of both (`structures.parse_structure`) compared node by node: several answers
    and sets unordered (OlympiadBench `is_multiple_answer`; each gold answer keeps its own
-   tolerance), tuples/points/intervals ordered with their brackets, unions of intervals unordered,
+   tolerance; `E / B` lists two answers where the gold has two, never when both are numbers),
+   tuples/points/intervals ordered with their brackets, unions of intervals unordered,
    matrices by shape and entries, equations (`x=2` matches `2` for gold `x=2`, `y=2` does not
-   match `x=2`; `x^2+y^2=1` matches `1-x^2-y^2=0`), inequalities (`x > 2` matches `(2, \\infty)`),
+   match `x=2`; `x^2+y^2=1` matches `1-x^2-y^2=0`; `G+J = 6`, names only on the left, states the
+   value 6), inequalities (`x > 2` matches `(2, \\infty)`),
    `\\pm` expanded, text case-folded;
 4. leaves (`Leaf`): value and trailing unit/percent/degree split off; plain numbers by the rules in
    `numbers`, everything else by `symbolic.scalars_equal`.
@@ -34,7 +36,7 @@ from typing import Any, NamedTuple
 from qvq_ray.verify.choices import choice_letter, compare_choice, option_index, LETTERS
 from qvq_ray.verify.numbers import Number, number_text, numbers_equal, parse_number, parse_tolerance, tolerance_for
 from qvq_ray.verify.structures import Node, expand_plus_minus, normalize_answer, parse_structure, text_value
-from qvq_ray.verify.text import braces_balanced, nesting_depth
+from qvq_ray.verify.text import braces_balanced, nesting_depth, split_top_level
 from qvq_ray.verify.units import Quantity, parse_unit_tokens, split_quantity
 
 # Past this length an answer is not worth a symbolic parse (and is the likeliest to hang one).
@@ -252,6 +254,10 @@ class Comparer:
             return False
         g_items = _items(g)
         a_items = _items(a)
+        if g.kind == "several" and len(a_items) == 1 and len(g_items) > 1:
+            pair = _slash_list(a_items[0], len(g_items))
+            if pair is not None:  # `E / B` for the two answers `E, B`
+                a_items = pair
         if g.kind == "set" or a.kind == "set":
             g_items, a_items = _dedupe(g_items), _dedupe(a_items)
         if len(g_items) != len(a_items):
@@ -397,12 +403,12 @@ class Comparer:
                 return False
             return False
         if g_rel:
-            if _is_assignment(g) or _is_membership(g):
+            if _is_assignment(g) or _is_membership(g) or _value_statement(g):
                 return self.node_equal(g.items[-1], a, tol)
             gi, ai = self._as_intervals(g), self._as_intervals(a)
             return gi is not None and ai is not None and self._interval_lists(gi, ai, tol)
         # the answer is a relation, the gold is not
-        if _is_assignment(a) or _is_membership(a) or (_equation_like(a) and _is_closed(a.items[0])):
+        if _is_assignment(a) or _is_membership(a) or (_equation_like(a) and _is_closed(a.items[0])) or _value_statement(a):
             return self.node_equal(g, a.items[-1], tol)
         gi, ai = self._as_intervals(g), self._as_intervals(a)
         return gi is not None and ai is not None and self._interval_lists(gi, ai, tol)
@@ -593,6 +599,36 @@ def _inequality_like(node: Node) -> bool:
 
 def _is_assignment(node: Node) -> bool:
     return _equation_like(node) and _is_name(node.items[0])
+
+
+def _value_statement(node: Node) -> bool:
+    """`G+J = 6`, `AB + CD = 10`, `x y = 3`: an equation whose left side combines names only (no
+    number) and whose right side is a closed value: it states the value of what was asked
+    (MATH-V 1848, "what is the value of G+J?"). `x + 1 = 6` (a number on the left) is an equation
+    to solve, not a value."""
+    if not _equation_like(node) or len(node.items) < 2 or node.items[0].kind != "scalar" or not _is_closed(node.items[-1]):
+        return False
+    lhs = node.items[0].text
+    if re.search(r"\d", lhs):
+        return False
+    terms = [t for t in re.split(r"\s*(?:[-+*/]|\\cdot|\\times)\s*", lhs.strip()) if t.strip()]
+    return len(terms) >= 1 and all(_is_name(Node("scalar", text=t)) for t in terms)
+
+
+# `X / Y` with spaces around the slash: a list of answers where the gold has as many (`E / B` for
+# OlympiadBench's two answers `E, B`); never split when every part is a number (`3 / 5` is a ratio).
+_SPACED_SLASH = re.compile(r"\s+/\s+")
+
+
+def _slash_list(node: Node, n: int) -> list[Node] | None:
+    if node.kind != "scalar" or not _SPACED_SLASH.search(node.text):
+        return None
+    parts = [p.strip() for p in split_top_level(node.text, ("/",))]
+    if len(parts) != n or not all(parts) or len(_SPACED_SLASH.findall(node.text)) != n - 1:
+        return None
+    if all(parse_number(split_quantity(p).value) is not None for p in parts):
+        return None
+    return [parse_structure(p, normalized=True) for p in parts]
 
 
 def _is_membership(node: Node) -> bool:

@@ -17,7 +17,8 @@ What a careful grader reads as the answer, in order (invisible characters are re
    therefore choice (B)` -> `choice (B)`, `the area is $12$ square units` -> `12`); a statement after
    a box that is no answer (`the answer is correct`) leaves the box. If the last box is empty or
    never closed (a truncated response), there is no answer. Several boxes in a row, separated only
-   by commas, `and` or part labels (`(a) \\boxed{3} (b) \\boxed{5}`), are one multi-part answer.
+   by commas, `and` or part labels (`(a) \\boxed{3} (b) \\boxed{5}`, `① \\boxed{3} ② \\boxed{5}`), are one
+   multi-part answer.
 2. `whole_response`: a response that is only an answer (`-5`, `(D)`, `7,425,000`, `B) plants
    increase`), or an answer-first response whose first line is the answer (`(D)\\n\\nExplanation:`).
 3. `final_sentence` (weak): no marker at all; the answer-bearing span of the last sentence(s): a
@@ -261,6 +262,7 @@ def _unbox(content: str) -> str:
 
 _JOINER = re.compile(
     r"\$+|\\\[|\\\]|\\\(|\\\)|\\q?quad|\\text\{\s*(?:and|,|;)?\s*\}|\\textbf\{[^{}]{0,12}\}|\*\*|[,;，；、&]|\band\b|和|及|\s+"
+    r"|[\u2460-\u2473]\s*[:：.]?"
     r"|(?:part|question|case|problem|小题|问)?\s*[(（]?(?:[a-z]|[ivx]{1,4}|\d{1,2})[)）]\s*[:：.]?"
     r"|(?:part|question|case)\s*(?:[a-z]|\d{1,2})\s*[:：.]?|(?:^|\s)(?:[a-z]|\d{1,2})[.:]\s"
     r"|(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]+\}?)?\s*=",
@@ -314,6 +316,7 @@ _NOT_AN_ANSWER = re.compile(
     re.IGNORECASE,
 )
 _LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,2}[.)）、]|[①②③④⑤⑥⑦⑧⑨⑩]|[-*•]\s)\s*")
+_CIRCLED = re.compile("[\u2460-\u2473]")  # ① ... ⑳: part labels
 
 
 def _statement_answer(text: str, marker, choices: list[str]) -> str | None:
@@ -321,7 +324,7 @@ def _statement_answer(text: str, marker, choices: list[str]) -> str | None:
     lines = rest.split("\n", _MAX_STATEMENT_LINES)[:_MAX_STATEMENT_LINES]
     for k, line in enumerate(lines):
         item = _LIST_MARKER.match(line)
-        if item and k > 0:
+        if item and k > 0 and not _CIRCLED.search(line[item.end() :]):  # `①3；②5` on one line: labelled parts
             return _list_answer(lines[k:], choices)
         answer = _clean(_first_sentence(_clean(line)))
         if not answer:

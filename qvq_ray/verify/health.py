@@ -128,10 +128,16 @@ def prose(text: str) -> str:
     return s
 
 
+# Any character of a script other than Latin: without one, there is only one script to mix.
+_OTHER_SCRIPT = re.compile(
+    "[" + "".join(f"{chr(lo)}-{chr(hi)}" for _, ranges in _SCRIPTS for lo, hi in ranges) + "]"
+)
+
+
 def language_mixing(text: str) -> bool:
     """Whether the prose switches script (see the module doc)."""
-    if not text:
-        return False
+    if not text or not _OTHER_SCRIPT.search(text):
+        return False  # Latin only (most responses): nothing to scan character by character
     s = prose(text)
     runs: dict[str, list[int]] = {}  # script -> run lengths (chars for CJK, words otherwise)
     current = None

@@ -8,8 +8,10 @@ Equality of two numbers, in order (first rule that applies decides):
 
 1. an explicit absolute `tolerance` (OlympiadBench's `error`, `--tolerance`): |a - g| <= tolerance;
 2. an explicit `precision` (MathVista: decimal places): both rounded half-up to that many places;
-3. equal values, or equal within a relative `1e-9` (float noise), never an absolute rounding:
-   1/2004! and 1/2006! differ, however small both are;
+3. equal values, or equal within a relative `1e-9` (float noise) when one side is an approximation
+   (a decimal printed with more than `NOISE_SIG_DIGITS` significant digits, or a value that is no
+   plain number), never an absolute rounding: 1/2004! and 1/2006! differ, however small both are,
+   and two integers as written are exact (2309415686 is not 2309415687);
 4. a decimal gold is a rounded value: an answer that rounds to it at the gold's last written digit
    matches when the gold has at least `MIN_GOLD_SIG_DIGITS` significant digits (2.47 ~ 2.4712,
    but 0.5 is not 0.54);
@@ -31,6 +33,7 @@ MAX_EXPONENT = 400
 MIN_GOLD_SIG_DIGITS = 3
 MIN_ANSWER_SIG_DIGITS = 4
 REL_TOL = 1e-9
+NOISE_SIG_DIGITS = 12  # a decimal with more significant digits than this may carry float noise
 
 # thousands separators: `,` `{,}` `\,` and a single (thin) space: `20 000` is 20000, never 20 * 0
 _MANTISSA = r"(?P<sign>[+-]?)\s*(?P<int>\d{1,3}(?:(?:,|\{,\}|\\,|[ \u2009\u202f\u00a0]|\\ )\d{3})+(?![\d])|\d+)?(?:\.(?P<frac>\d*))?"
@@ -192,7 +195,11 @@ def values_close(
     """Rules 3-5 of the module doc for exact values `g` (gold) and `a` (answer)."""
     if a == g:
         return True
-    if g != 0 and abs(a - g) <= abs(g) * Fraction(REL_TOL):
+    # float noise (`0.30000000000000004`) needs a side that is an approximation: one printed with
+    # many digits, or not written as a plain number; two integers (or fractions, or short decimals)
+    # as written are exact, and 2309415686 is not 2309415687
+    noisy = any(w is None or (w.decimal and w.sig > NOISE_SIG_DIGITS) for w in (gold_written, answer_written))
+    if noisy and g != 0 and abs(a - g) <= abs(g) * Fraction(REL_TOL):
         return True
     if gold_written is not None and gold_written.decimal and gold_written.sig >= MIN_GOLD_SIG_DIGITS:
         if abs(a - g) <= gold_written.ulp / 2 * (1 + Fraction(1, 10**9)):

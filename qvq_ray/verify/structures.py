@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from qvq_ray.verify.text import find_command_arg, matching_brace, normalize_unicode, outer_brackets, split_top_level
 
@@ -57,8 +58,10 @@ _SQRT_PAREN = re.compile(r"\\sqrt\s*\(")
 _ARROW = re.compile(r"\\(?:Rightarrow|implies|to|rightarrow|Longrightarrow)(?![A-Za-z])")
 
 
+@lru_cache(maxsize=4096)
 def normalize_answer(text: str) -> str:
-    """An answer string cleaned for comparison: delimiters, boxes, sizing and spacing commands
+    """An answer string cleaned for comparison (cached: option texts and golds recur in every
+    comparison of a problem): delimiters, boxes, sizing and spacing commands
     removed, `\\dfrac` as `\\frac`, `\\le`/`\\ge`/`\\ne` spelt one way, text joiners as commas,
     Unicode math as LaTeX, a trailing period dropped."""
     s = normalize_unicode(text).strip()

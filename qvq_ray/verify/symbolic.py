@@ -94,6 +94,10 @@ _SPACED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:(?: |\\,|\\ |\{,\})\d{3})+
 _UPPER_I = re.compile(r"(?<![A-Za-z\\])I(?![A-Za-z])")
 # Two numbers side by side (`2 3`, `(1) 20`) are two things, never a sum or a product.
 _JUXTAPOSED = re.compile(r"(?:^|[^_^\d.])\d+\s+\d(?!\d*\s*/)|\(\s*\d+\s*\)\s*\d")
+# Parentheses right after a number or `)`: a product. latex2sympy reads `2(16)` as 18, `(8)(6)` as
+# 14 and `2(7/3)` as 2 + 7/3 (sums, mixed numbers), so the product is made explicit (`2 \cdot (16)`);
+# `\log_2(8)` and `f(3)` are left as they are.
+_PAREN_PRODUCT = re.compile(r"(?:(?<=\d)(?<![_^]\d)|(?<=\)))\s*(?=(?:\\left\s*)?\()")
 
 
 def leaf_latex(text: str) -> str:
@@ -112,6 +116,7 @@ def leaf_latex(text: str) -> str:
         s = _DEGREES.sub(lambda m: "(" + m.group(1) + " \\cdot \\frac{\\pi}{180})", s)
     s = _PROSE_POWER.sub(r"^{\1}", s)
     s = _SPACED_THOUSANDS.sub(lambda m: re.sub(r"\D", "", m.group()), s)  # `20 000` is 20000
+    s = _PAREN_PRODUCT.sub(r" \\cdot ", s)  # `2(16)` is 32, `(8)(6)` is 48, `2(7/3)` is 14/3
     s = _UPPER_I.sub(r"\\iota", s)  # `I`, `I_0`: a current or an index, not the imaginary unit
     s = re.sub(r"_\{\s*([A-Za-z0-9])\s*\}", r"_\1", s)
     # subscripts are labels: `R_{\odot}`, `I_{\max}` -> plain letters latex2sympy reads as a name
@@ -315,7 +320,7 @@ def is_huge(e) -> bool:
                         return True
                 continue
             lm = _log10(node)
-            if lm is None:
+            if lm is None or lm == -math.inf:  # unknown, or exactly zero (`0^2`)
                 continue
             if abs(lm) > MAX_EXACT_DIGITS:
                 return True

@@ -1,12 +1,14 @@
 """The Verifier: a response in, a `Verdict` out.
 
 In-process (pure string work, bounded): extraction, the health checks (`truncated`,
-`no_final_answer`, `repetition_loop`, `language_mixing`), finding numeric claims, and every
-comparison the string rules decide (letters, option texts, plain numbers with tolerances and
-units of one kind, structures of those). Everything that needs sympy (expressions, unit
-conversion, equations, the parse check behind `unparseable`, checking the claims behind
-`false_calculation`) is one call to a `VerifyPool` worker process, with a hard wall-clock limit
-and a memory limit; a worker past its limit is killed and replaced.
+`no_final_answer`, `repetition_loop`, `language_mixing`), finding numeric claims and checking
+those that are plain arithmetic (`97-73=24`), and every comparison the string rules decide
+(letters, option texts, plain numbers with tolerances and units of one kind, structures of those).
+Everything that needs sympy (expressions, unit conversion, equations, the parse check behind
+`unparseable`, the other claims behind `false_calculation`) is one call to a `VerifyPool` worker
+process, with a hard wall-clock limit and a memory limit; a worker past its limit is killed and
+replaced. Most checks of real outputs make no worker call at all (the round trip and an ANTLR
+parse cost far more than the string work: see benchmarks/verifier.py for the time per case).
 
 One check takes at most `timeout_s` of worker time in all (its stages share the budget), and
 answers even when a stage runs out: a comparison that could not finish yields `correct=None` with
@@ -29,7 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from qvq_ray.config import VerifierConfig
-from qvq_ray.verify.calculation import find_claims
+from qvq_ray.verify.calculation import find_claims, holds_fast
 from qvq_ray.verify.equivalence import NeedsSympy, Options, answer_parses, canonical_form, quick_equivalent
 from qvq_ray.verify.extract import detect_issues, extract
 from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
@@ -103,15 +105,18 @@ class Verifier:
             except NeedsSympy:
                 need_parse = True
         claims = find_claims(response, limit=self.config.max_claims) if self.config.check_calculations else []
+        # plain arithmetic (`97-73=24`, most claims) is decided here; only the rest needs a worker
+        fast = [holds_fast(c.lhs, c.op, c.rhs) for c in claims]
+        pending = [c for c, holds in zip(claims, fast) if holds is None]
+        false_texts = {c.text for c, holds in zip(claims, fast) if holds is False}
 
-        false_claims: list[str] = []
-        if need_equivalence or need_parse or claims:
+        if need_equivalence or need_parse or pending:
             request = {
                 "answer": answer,
                 "gold": str(gold) if need_equivalence else None,
                 "options": options.as_dict(),
                 "check_parse": need_parse,
-                "claims": [[c.lhs, c.op, c.rhs] for c in claims],
+                "claims": [[c.lhs, c.op, c.rhs] for c in pending],
             }
             result = self._run(request, start, budget, issues)
             if result is not None:
@@ -121,11 +126,12 @@ class Verifier:
                         _add(issues, "unparseable" if result.get("error") and not result.get("timed_out") else "timeout")
                 if need_parse:
                     parse_ok = result["parse_ok"]
-                false_claims = list(result.get("false_claims") or [])
+                false_texts.update(result.get("false_claims") or [])
                 if result.get("timed_out"):
                     _add(issues, "timeout")
         if correct is False and answer is not None and self._matches_alternative(answer, str(gold), spec, start, budget):
             correct = True
+        false_claims = [c.text for c in claims if c.text in false_texts]  # in the response's order
         if parse_ok is False:
             _add(issues, "unparseable")
         if false_claims:

@@ -82,6 +82,14 @@ def _group_key(sampling: SamplingConfig, index: int) -> tuple:
     )
 
 
+def _length_bucket(prompt_tokens: int) -> int:
+    """Prompts batched together are within a factor of 4 in length (64-255, 256-1023, ... tokens).
+
+    A batch is left-padded to its longest prompt, so one 10k-token prompt (8 images at full
+    resolution) in a batch of short chats would make every row pay its prefill."""
+    return max(prompt_tokens, 1).bit_length() // 2
+
+
 class HFEngine:
     """`Engine` over transformers' `Qwen2VLForConditionalGeneration` (any Qwen2-VL checkpoint)."""
 
@@ -256,7 +264,8 @@ class HFEngine:
             groups: dict[tuple, list[_Request]] = {}
             for index, request in enumerate(batch):
                 if not request.future.done():
-                    groups.setdefault(_group_key(request.sampling, index), []).append(request)
+                    key = (_group_key(request.sampling, index), _length_bucket(request.prompt_tokens))
+                    groups.setdefault(key, []).append(request)
             for group in groups.values():
                 try:
                     await loop.run_in_executor(self._executor, self._run_group, group)

@@ -10,14 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from qvq_ray.prompt_config import PromptConfig
 from qvq_ray.verify.verdict import ISSUES
 
 # The verdict issues a policy can re-sample on: exactly the verifier's (a typo is an error, not a
-# re-sampling rule that never triggers).
+# re-sampling rule that never triggers), plus `<check>:<issue>` from a user check
+# (`verifier.checks`), validated against the checks' declared issues when the whole config loads.
 Issue = Literal[ISSUES]
+USER_ISSUE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_-]*$"
+USER_CHECK_FAILED = "failed"  # `<check>:failed`: a user check that raised, returned junk or timed out
 
 QVQ_SYSTEM_PROMPT = (
     "You are a helpful and harmless assistant. You are Qwen developed by Alibaba. "
@@ -288,10 +291,32 @@ class PolicyConfig(StrictModel):
         description="Sampling per attempt: attempt i uses schedule[i] (the last entry repeats). Empty: "
         "attempt 0 uses `sampling`, later ones `resample_sampling`.",
     )
-    resample_on: list[Issue] = Field(
+    resample_on: list[str] = Field(
         default_factory=lambda: ["no_final_answer", "truncated", "repetition_loop", "language_mixing", "unparseable"],
-        description="Verdict issues that make an attempt a failure to re-sample (gold-free).",
+        description="Verdict issues that make an attempt a failure to re-sample (gold-free): the verifier's "
+        "own (qvq_ray/verify/verdict.py ISSUES) or '<check>:<issue>' of a user check in `verifier.checks` "
+        "that declares that issue ('<check>:failed' when it raised or timed out).",
     )
+    import_path: str | None = Field(
+        None,
+        description="A user policy class ('package.module:Name' or 'package.module.Name') written against "
+        "`qvq_ray.policies.Policy`, used instead of the built-in ones; its module must be importable where "
+        "solves run (PYTHONPATH or the Ray runtime_env working_dir). The limits here (max_attempts, "
+        "token_budget, parallel_samples) still bound it.",
+    )
+
+    @field_validator("resample_on")
+    @classmethod
+    def _known_issues(cls, value: list[str]) -> list[str]:
+        """A built-in name is checked here (a typo is an error); a user check's `<check>:<issue>` by QvqConfig."""
+        import re
+
+        for issue in value:
+            if issue not in ISSUES and not re.match(USER_ISSUE_PATTERN, issue):
+                raise ValueError(
+                    f"unknown issue {issue!r}: one of {list(ISSUES)} or '<check>:<issue>' of a check in verifier.checks"
+                )
+        return value
     resample_sampling: SamplingConfig | None = Field(
         None,
         description="Sampling for re-samples when no schedule is given; None = `sampling` at temperature "
@@ -328,8 +353,50 @@ class PolicyConfig(StrictModel):
     loop_repeats: int = Field(4, ge=2, description="Loop cut-off: copies of the same cycle that count as a loop.")
 
 
+class UserCheckConfig(StrictModel):
+    """A user check: a function `(response, answer, problem) -> list[str]` run in the verifier's workers."""
+
+    path: str = Field(
+        ...,
+        pattern=r"^[A-Za-z_][\w.]*[.:][A-Za-z_]\w*$",
+        description="Import path of the function, 'package.module:function' or 'package.module.function'; the "
+        "module must be importable by the verifier's workers (PYTHONPATH or the Ray runtime_env working_dir).",
+    )
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Prefix of its issues in verdicts ('<name>:<issue>'); None = the function's name.",
+    )
+    issues: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]] = Field(
+        default_factory=list,
+        description="Issue names the function may return: the ones `policy.resample_on` may name as "
+        "'<name>:<issue>'. A returned name not declared here is still recorded.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        """`checks: [pkg.mod:fn]` is short for `checks: [{path: pkg.mod:fn}]`."""
+        return {"path": data} if isinstance(data, str) else data
+
+    @property
+    def check_name(self) -> str:
+        """The prefix of this check's issues."""
+        import re
+
+        return self.name or re.split(r"[.:]", self.path)[-1]
+
+
 class VerifierConfig(StrictModel):
     """The verifier (`qvq_ray.verify`): its worker pool, limits and gold-free checks."""
+
+    checks: list[UserCheckConfig] = Field(
+        default_factory=list,
+        description="User checks run after the built-in gold-free ones, each as one call in a worker process "
+        "under `timeout_s`; each returned issue lands in the verdict as '<name>:<issue>', and a check that "
+        "raises, returns something other than a list of strings, or times out adds '<name>:failed' (the "
+        "verdict is otherwise unchanged). They see a gold-free view of the problem (see qvq_ray/verify/user_checks.py).",
+    )
 
     timeout_s: float = Field(
         5.0,
@@ -435,6 +502,20 @@ class QvqConfig(StrictModel):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+
+    @model_validator(mode="after")
+    def _user_issues_are_declared(self) -> "QvqConfig":
+        """`policy.resample_on`'s '<check>:<issue>' names must be issues a configured check declares."""
+        declared = {
+            f"{c.check_name}:{issue}" for c in self.verifier.checks for issue in [*c.issues, USER_CHECK_FAILED]
+        }
+        names = [c.check_name for c in self.verifier.checks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"verifier.checks: two checks share a name ({names}); set `name` on one")
+        unknown = [i for i in self.policy.resample_on if i not in ISSUES and i not in declared]
+        if unknown:
+            raise ValueError(f"policy.resample_on names {unknown}, which no check in verifier.checks declares ({sorted(declared)})")
+        return self
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "QvqConfig":

@@ -13,32 +13,41 @@ Two modes, never mixed up:
 
 With the loop cut-off on (`policy.loop_cutoff`), every sample is streamed, and one that falls into
 a repetition loop is cut off early (the attempt records `repetition_loop` and the tokens it saved).
+
+The decisions (accept, re-sample with which sampling, stop, which answer to give) are a policy's
+(`qvq_ray/policies.py`): a built-in one chosen by the config, or a user class named by
+`policy.import_path`; this module keeps the mechanics and the limits that bound every policy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from typing import Awaitable, Callable, Protocol
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, Engine
+from qvq_ray.policies import Accept, Resample, SolveState, Stop, load_policy, scheduled_sampling
 from qvq_ray.problem import Attempt, Problem, Solution
 from qvq_ray.prompt_config import PromptConfig
 from qvq_ray.verify.health import LoopDetector
 from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verdict import Verdict
-from qvq_ray.verify.voting import AnswerClusters
 
 
 class AnswerChecker(Protocol):
     """What the solver needs of a verifier (`qvq_ray.verify.Verifier` is one)."""
 
     async def check(
-        self, response: str, spec: AnswerSpec | None = None, *, gold: str | None = None, finish_reason: str | None = "stop"
+        self,
+        response: str,
+        spec: AnswerSpec | None = None,
+        *,
+        gold: str | None = None,
+        finish_reason: str | None = "stop",
+        problem: Problem | None = None,
     ) -> Verdict:
-        """The verdict of one response; `correct` judged only when `gold` is given."""
+        """The verdict of one response; `correct` judged only when `gold` is given (`problem` is for user checks)."""
         ...
 
     async def same_answer(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
@@ -65,6 +74,7 @@ class Solver:
         self.prompt = prompt or PromptConfig()
         self._template = self.prompt.resolved()  # resolved once: every solve renders the same recipe
         self._template_sha: str | None = None
+        self._policy_factory = load_policy(self.policy)  # a bad import_path fails here, not mid-job
 
     @classmethod
     def from_config(cls, engine: Engine, verifier: AnswerChecker, config: QvqConfig) -> "Solver":
@@ -80,14 +90,11 @@ class Solver:
 
     def sampling_for(self, attempt_index: int) -> SamplingConfig:
         """The schedule's entry, else: attempt 0 as configured, re-samples warmer (a greedy re-sample repeats)."""
-        if self.policy.schedule:
-            chosen = self.policy.schedule[min(attempt_index, len(self.policy.schedule) - 1)]
-        elif attempt_index == 0:
-            chosen = self.sampling
-        else:
-            chosen = self.policy.resample_sampling or self.sampling.model_copy(
-                update={"temperature": max(self.sampling.temperature, 0.7)}
-            )
+        return self._per_attempt(scheduled_sampling(self.policy, self.sampling, attempt_index), attempt_index)
+
+    @staticmethod
+    def _per_attempt(chosen: SamplingConfig, attempt_index: int) -> SamplingConfig:
+        """One sample per request, and a seeded schedule's seed moved on per attempt (else it would repeat)."""
         seed = None if chosen.seed is None else chosen.seed + attempt_index
         return chosen.model_copy(update={"seed": seed, "n": 1})
 
@@ -126,33 +133,43 @@ class Solver:
         gold = problem.answer if self.policy.mode == "oracle" else None  # `self` never reads gold
 
         attempts: dict[int, Attempt] = {}
-        clusters = AnswerClusters()
+        state = SolveState(
+            problem=problem if self.policy.mode == "oracle" else _gold_free(problem),
+            config=self.policy,
+            sampling=self.sampling,
+            verifier=self.verifier,
+            attempts=attempts,
+        )
+        policy = self._policy_factory(state)
+        requested: list[SamplingConfig] = []  # samplings asked for by Resample decisions, next first
         running: dict[asyncio.Task, int] = {}
         launched = 0
         decided: int | None = None  # index of the accepted attempt
+        stopped = False
         error: str | None = None
 
         def tokens_used() -> int:
             return sum(a.completion_tokens for a in attempts.values())
 
-        def in_flight_limit() -> int:
-            """parallel_samples; with self-consistency at least the samples the quorum certainly needs."""
-            if not self.policy.self_consistency or self.policy.mode != "self":
-                return self.policy.parallel_samples
-            return max(self.policy.parallel_samples, self.policy.quorum - clusters.leader_votes)
-
         def launch_more() -> None:
             nonlocal launched
             while (
-                len(running) < in_flight_limit()
+                len(running) < policy.max_in_flight()
                 and launched < self.policy.max_attempts
                 and (self.policy.token_budget is None or tokens_used() < self.policy.token_budget)
             ):
                 index = launched
                 count = min(self.policy.samples_per_request, self.policy.max_attempts - launched)
-                task = asyncio.ensure_future(self._attempts(problem, self._messages_for(messages, index), index, count, gold))
+                if requested:
+                    sampling = requested.pop(0).model_copy(update={"n": 1})
+                else:
+                    sampling = self._per_attempt(policy.sampling_for(index), index)
+                task = asyncio.ensure_future(
+                    self._attempts(problem, self._messages_for(messages, index), index, count, gold, sampling)
+                )
                 running[task] = index
                 launched += count
+                state.launched = launched
 
         launch_more()
         try:
@@ -171,9 +188,19 @@ class Solver:
                         attempts[index + offset] = attempt
                         if on_attempt is not None:
                             await on_attempt(index + offset, attempt)
-                        decision = await self._decide(index + offset, attempt, clusters, problem.spec)  # every vote counts
-                        decided = decided if decided is not None else decision
-                if decided is not None:
+                        decision = await policy.on_attempt(index + offset, attempt)  # every vote counts
+                        if decided is not None or stopped:
+                            continue  # the first decision that ends the solve wins
+                        if isinstance(decision, Accept):
+                            decided = decision.index
+                        elif isinstance(decision, Stop):
+                            stopped = True
+                        elif isinstance(decision, Resample):
+                            if decision.sampling is not None:
+                                requested.append(decision.sampling)
+                        else:
+                            raise TypeError(f"a policy returned {decision!r}, not Accept, Resample or Stop")
+                if decided is not None or stopped:
                     break
                 launch_more()
         finally:
@@ -181,28 +208,14 @@ class Solver:
                 task.cancel()  # a streaming engine aborts the request; the tokens are not spent
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-        solution = self._solution(problem, attempts, clusters, decided, started, error)
+        solution = self._solution(problem, attempts, policy.choose(decided), started, error)
         solution.prompt = record
         return solution
 
-    async def _decide(self, index: int, attempt: Attempt, clusters: AnswerClusters, spec: AnswerSpec) -> int | None:
-        """Index of the attempt that settles the problem, or None to keep sampling."""
-        verdict = attempt.verdict
-        healthy = verdict.answer is not None and not set(verdict.issues) & set(self.policy.resample_on)
-        if not healthy:
-            return None
-        if self.policy.mode == "oracle":
-            return index if verdict.correct else None
-        if not self.policy.self_consistency:
-            return index
-        cluster = await clusters.ajoin(index, verdict.answer, verdict.canonical, functools.partial(self.verifier.same_answer, spec=spec))
-        return cluster.members[0] if len(cluster.members) >= self.policy.quorum else None
-
     async def _attempts(
-        self, problem: Problem, messages: list[dict], index: int, count: int, gold: str | None
+        self, problem: Problem, messages: list[dict], index: int, count: int, gold: str | None, sampling: SamplingConfig
     ) -> list[Attempt]:
         """`count` samples from one request (n=count), or one streamed sample when count is 1."""
-        sampling = self.sampling_for(index)
         if count == 1:
             completion, saved = await self._generate(messages, sampling)
             return [await self._judge(problem, sampling, completion, saved, gold)]
@@ -212,7 +225,9 @@ class Solver:
     async def _judge(
         self, problem: Problem, sampling: SamplingConfig, completion: Completion, saved: int | None, gold: str | None
     ) -> Attempt:
-        verdict = await self.verifier.check(completion.text, problem.spec, gold=gold, finish_reason=completion.finish_reason)
+        verdict = await self.verifier.check(
+            completion.text, problem.spec, gold=gold, finish_reason=completion.finish_reason, problem=problem
+        )
         if saved is not None and "repetition_loop" not in verdict.issues:
             verdict.issues.append("repetition_loop")
         return Attempt(
@@ -260,25 +275,13 @@ class Solver:
         self,
         problem: Problem,
         attempts_by_index: dict[int, Attempt],
-        clusters: AnswerClusters,
-        decided: int | None,
+        choice: tuple[int | None, float | None],
         started: float,
         error: str | None,
     ) -> Solution:
         attempts = [attempts_by_index[i] for i in sorted(attempts_by_index)]
         position = {index: pos for pos, index in enumerate(sorted(attempts_by_index))}
-        confidence: float | None = None
-        if self.policy.self_consistency and clusters.clusters:
-            best = clusters.ranked()[0]
-            chosen_index = best.members[0]
-            confidence = len(best.members) / clusters.voters
-        elif decided is not None:
-            chosen_index = decided
-            confidence = 1.0
-        else:
-            answered = [i for i in sorted(attempts_by_index) if attempts_by_index[i].verdict.answer is not None]
-            chosen_index = answered[-1] if answered else (max(attempts_by_index) if attempts_by_index else None)
-            confidence = 0.0 if attempts_by_index else None
+        chosen_index, confidence = choice
         chosen = attempts_by_index.get(chosen_index) if chosen_index is not None else None
         return Solution(
             id=problem.id,
@@ -294,3 +297,11 @@ class Solver:
             latency_s=time.perf_counter() - started,
             error=error,
         )
+
+
+def _gold_free(problem: Problem) -> Problem:
+    """What a policy sees in `self` mode: no gold, no accepted alternatives, no `meta` (loaders keep
+    gold-derived fields there), no images."""
+    from qvq_ray.verify.user_checks import problem_view
+
+    return Problem.model_validate(problem_view(problem))

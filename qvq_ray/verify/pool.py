@@ -18,7 +18,9 @@ worker), and a script fed on stdin (`python - <<EOF`) makes every child crash at
 
 Callers name the function to run by its dotted name, and only names in `ALLOWED_FUNCTIONS` run:
 no pickled callables, so nothing a caller passes can make a worker execute code; untrusted text
-only ever travels as plain `str` arguments.
+only ever travels as plain `str` arguments. User checks (`verifier.checks`) are no exception: the
+pool is created with their import paths (`user_checks=`, from the config), each worker imports them
+at boot, and `user_checks.run_user_check` runs only those.
 
 The timeout covers the function's run only: a worker acknowledges a request once the function's
 (trusted) module is imported, so a cold worker's import time never turns into a spurious timeout.
@@ -51,6 +53,8 @@ logger = logging.getLogger(__name__)
 ALLOWED_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "qvq_ray.verify.worker.run_checks": ("qvq_ray.verify.worker",),
     "qvq_ray.verify.equivalence.answers_equivalent": ("qvq_ray.verify.worker",),
+    # User checks (`verifier.checks`): runs only the import paths the pool was created with.
+    "qvq_ray.verify.user_checks.run_user_check": ("qvq_ray.verify.user_checks",),
     # Test only: allocates `mb` megabytes (the memory limit turns it into a MemoryError).
     "qvq_ray.verify.pool._allocate_for_test": (),
     # Test only: a call that hangs, one that raises, a worker that dies mid-call.
@@ -77,17 +81,22 @@ class VerifyWorkerError(RuntimeError):
 
 # What a worker interpreter runs: take the parent's import path (as multiprocessing's spawn does),
 # cap its address space, then serve requests on the inherited socket.
-# argv: socket fd, parent pid, sys.path as JSON, memory limit in MiB (0: none).
+# argv: socket fd, parent pid, sys.path as JSON, memory limit in MiB (0: none), the user checks'
+# import paths as JSON (the only ones `user_checks.run_user_check` will run in this worker).
 _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[3]); "
     "from qvq_ray.verify.pool import _child_main; "
-    "_child_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[4]))"
+    "_child_main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[4]), json.loads(sys.argv[5]))"
 )
 
 
-def _child_main(fd: int, parent_pid: int, memory_limit_mb: int = 0) -> None:
+def _child_main(fd: int, parent_pid: int, memory_limit_mb: int = 0, user_checks: list[str] | None = None) -> None:
     """Entry point of a worker interpreter (see `_BOOT`)."""
     _limit_memory(memory_limit_mb)
+    if user_checks:
+        from qvq_ray.verify import user_checks as checks
+
+        checks.allow(user_checks)  # imported now, before any call's timeout starts
     _worker_main(Connection(fd), parent_pid)
 
 
@@ -194,7 +203,7 @@ class _Worker:
 
     __slots__ = ("process", "conn")
 
-    def __init__(self, memory_limit_mb: int = 0) -> None:
+    def __init__(self, memory_limit_mb: int = 0, user_checks: tuple[str, ...] = ()) -> None:
         ours, theirs = socket.socketpair()
         child_fd = theirs.detach()
         try:
@@ -207,6 +216,7 @@ class _Worker:
                     str(os.getpid()),
                     json.dumps(sys.path),
                     str(int(memory_limit_mb or 0)),
+                    json.dumps(list(user_checks)),
                 ],
                 pass_fds=(child_fd,),
                 stdin=subprocess.DEVNULL,
@@ -259,7 +269,9 @@ class VerifyPool:
     manager; processes are also killed at interpreter exit and when the pool is garbage-collected.
     """
 
-    def __init__(self, workers: int = 2, timeout_s: float = 5.0, memory_limit_mb: int = 1024) -> None:
+    def __init__(
+        self, workers: int = 2, timeout_s: float = 5.0, memory_limit_mb: int = 1024, user_checks: tuple[str, ...] = ()
+    ) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         if timeout_s <= 0:
@@ -269,6 +281,8 @@ class VerifyPool:
         self.workers = workers
         self.timeout_s = timeout_s
         self.memory_limit_mb = memory_limit_mb
+        # import paths of the user checks (`verifier.checks`) its workers import at boot and may run
+        self.user_checks = tuple(user_checks)
         self._idle: queue.Queue[_Worker] = queue.Queue()
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
@@ -292,7 +306,7 @@ class VerifyPool:
                 self._started = True
 
     def _add_worker(self) -> None:
-        worker = _Worker(self.memory_limit_mb)
+        worker = _Worker(self.memory_limit_mb, self.user_checks)
         self._all.add(worker)
         self._idle.put(worker)
 

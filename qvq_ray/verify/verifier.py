@@ -42,6 +42,7 @@ from qvq_ray.verify.voting import VoteResult, cluster_vote
 logger = logging.getLogger(__name__)
 
 CHECKS_FN = "qvq_ray.verify.worker.run_checks"
+USER_CHECK_FN = "qvq_ray.verify.user_checks.run_user_check"
 _MIN_CALL_S = 0.05
 
 
@@ -58,13 +59,16 @@ class Verifier:
         self.config = config or VerifierConfig()
         self._owns_pool = pool is None
         self.pool = pool or VerifyPool(
-            workers=self.config.workers, timeout_s=self.config.timeout_s, memory_limit_mb=self.config.memory_limit_mb
+            workers=self.config.workers,
+            timeout_s=self.config.timeout_s,
+            memory_limit_mb=self.config.memory_limit_mb,
+            user_checks=tuple(c.path for c in self.config.checks),
         )
 
     # -- checks
 
     async def check(self, response: str, spec: AnswerSpec | None = None, **keywords: Any) -> Verdict:
-        """`check_sync` (same keywords: gold, finish_reason, timeout_s) on the pool's own threads,
+        """`check_sync` (same keywords: gold, finish_reason, timeout_s, problem) on the pool's own threads,
         never on the event loop. `correct` is judged only when `gold` is given (see module doc)."""
         return await self.pool.run_blocking(functools.partial(self.check_sync, response, spec, **keywords))
 
@@ -76,8 +80,13 @@ class Verifier:
         gold: str | None = None,
         finish_reason: str | None = "stop",
         timeout_s: float | None = None,
+        problem: Any = None,
     ) -> Verdict:
-        """`check` for synchronous callers (blocks the calling thread, any thread)."""
+        """`check` for synchronous callers (blocks the calling thread, any thread).
+
+        `problem`: the `Problem` the response answers, for the user checks (`config.checks`), which
+        see only its gold-free view (`user_checks.problem_view`); None when the caller has none.
+        """
         start = time.perf_counter()
         spec = spec or AnswerSpec()
         budget = float(timeout_s if timeout_s is not None else self.config.timeout_s)
@@ -136,6 +145,8 @@ class Verifier:
             _add(issues, "unparseable")
         if false_claims:
             _add(issues, "false_calculation")
+        if self.config.checks:
+            self._user_checks(response, answer, problem, issues, timeout_s)
         return Verdict(
             answer=answer,
             extraction=found.how,
@@ -145,6 +156,23 @@ class Verifier:
             false_claims=false_claims,
             elapsed_s=time.perf_counter() - start,
         )
+
+    def _user_checks(self, response: str, answer: str | None, problem: Any, issues: list[str], timeout_s: float | None) -> None:
+        """Each configured user check: one worker call under its own `timeout_s` (see user_checks.py)."""
+        from qvq_ray.verify.user_checks import issue_name, problem_view
+
+        view = problem_view(problem)
+        limit = float(timeout_s if timeout_s is not None else self.config.timeout_s)
+        for check in self.config.checks:
+            name = check.check_name
+            try:
+                found = self.pool.call(USER_CHECK_FN, check.path, response, answer, view, timeout_s=limit)
+            except (VerifyTimeout, VerifyWorkerError, RuntimeError) as exc:
+                logger.warning("user check %s failed: %s", name, exc)
+                _add(issues, f"{name}:failed")
+                continue
+            for issue in found:
+                _add(issues, issue_name(name, issue))
 
     def _run(self, request: dict, start: float, budget: float, issues: list[str]) -> dict | None:
         """One worker call with what is left of the budget; None (and an issue) when it failed."""

@@ -192,6 +192,10 @@ def test_shared_benchmark_samples_end_to_end(ray_cluster, config, tmp_path, name
     config.batch.rows_per_batch = 16
     native = [p for p in load_problems(str(path), format=fmt)]
     assert len(native) == count
+    if name == "mathvision":  # one job also shows that every row records the prompt it was sent
+        from qvq_ray.prompt_config import PromptConfig
+
+        config.prompt = PromptConfig(preset="lmms-eval-mathvision", instructions={"free": "Answer with a number."})
     summary = run_solve_job(str(path), str(tmp_path / "out"), config, input_format=fmt, printer=lambda _: None)
     rows = _rows(tmp_path / "out")
     assert summary.rows_in == summary.rows_out == count == len(rows) == len({r["id"] for r in rows})
@@ -205,3 +209,15 @@ def test_shared_benchmark_samples_end_to_end(ray_cluster, config, tmp_path, name
         if not row["error"]:
             assert row["attempts"] and row["attempts"][0]["completion_tokens"] > 0
             assert json.loads(row["problem"])["source"]
+    if name == "mathvision":
+        from qvq_ray.prompt import template_sha
+
+        sha = template_sha(config.prompt, config.model.system_prompt)
+        by_id = {p.id: p for p in native}
+        for row in rows:
+            prompt = row["prompt"]
+            assert prompt["preset"] == "lmms-eval-mathvision" and prompt["overrides"] == ["instructions"]
+            assert prompt["template_sha"] == sha
+            last = "Answer the question with the option's letter from the given choices directly." if by_id[row["id"]].spec.choices else "Answer with a number."
+            assert prompt["text"].endswith("\n" + last)
+        assert {bool(by_id[r["id"]].spec.choices) for r in rows} == {True, False}  # both kinds of instruction

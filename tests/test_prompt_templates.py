@@ -392,34 +392,3 @@ def test_a_config_preset_changes_what_the_real_engine_receives(tiny_model_dir):
     assert record.text == user_text(sent["vlmevalkit-mmmu"]) and record.text.startswith(IMAGE_MARKER + "Question: ")
     assert record.template_sha != solutions["qvq"].prompt.template_sha
     assert solutions["qvq"].model_dump(mode="json")["prompt"]["preset"] == "qvq"  # what /v1/solve returns
-
-
-def test_every_output_row_of_a_batch_job_records_its_prompt(ray_cluster, tiny_model_dir, tmp_path):
-    from qvq_ray.batch.pipeline import run_solve_job
-    from qvq_ray.report.summary import read_output
-
-    path = shared_data(MATHVISION)
-    config = QvqConfig.preset("tiny-cpu")
-    config.model.path = str(tiny_model_dir)
-    config.sampling.max_tokens = 4
-    config.policy.max_attempts = 1
-    config.resources.num_cpus = 1
-    config.prompt = PromptConfig(preset="lmms-eval-mathvision", instructions={"free": "Answer with a number."})
-    run_solve_job(str(path), str(tmp_path / "out"), config, limit=6, printer=lambda _: None)
-    rows = read_output(tmp_path / "out").to_pylist()
-
-    problems = {p.id: p for p in load_problems(str(path))}
-    sha = template_sha(config.prompt, config.model.system_prompt)
-    assert len(rows) == 6
-    for row in rows:
-        assert row["error"] is None, row["error"]
-        prompt = row["prompt"]
-        assert prompt["preset"] == "lmms-eval-mathvision" and prompt["overrides"] == ["instructions"]
-        assert prompt["template_sha"] == sha
-        problem = problems[row["id"]]
-        expected = build_messages(problem, _images(len(problem.images)), system_prompt="", prompt=config.prompt)
-        assert prompt["text"] == user_text(expected)
-        assert prompt["text"].startswith(IMAGE_MARKER + 'Please solve the problem step by step and put your answer in one "\\boxed{}".')
-        last_line = "Answer the question with the option's letter from the given choices directly." if problem.spec.choices else "Answer with a number."
-        assert prompt["text"].endswith("\n" + last_line)
-    assert {bool(problems[r["id"]].spec.choices) for r in rows} == {True, False}  # both kinds of instruction

@@ -56,7 +56,7 @@ def test_schemathesis_bodies_from_the_apps_own_schema_never_get_a_server_error(b
     operation = schemathesis.openapi.from_dict(spec)[path]["POST"]
     calls = []
 
-    @settings(max_examples=40, derandomize=True, deadline=None, database=None,
+    @settings(max_examples=30, derandomize=True, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=GenerationMode(mode)))
     def fuzz(case):
@@ -92,7 +92,7 @@ def test_hypothesis_sampling_parameters_never_get_a_server_error(base_url):
         },
     )
 
-    @settings(max_examples=120, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=100, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(payload=body)
     def fuzz(payload):
         response = httpx.post(f"{base_url}/v1/chat/completions", json=payload, timeout=120)

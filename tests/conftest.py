@@ -88,6 +88,27 @@ def running_app(config: dict, name: str):
         serve.shutdown()
 
 
+def end_process_session(proc, *, interrupt: bool = True) -> None:
+    """Stop a CLI started with `start_new_session=True` (Ctrl-C first, then kill), and whatever Ray
+    processes it left in its session."""
+    import signal
+    import subprocess
+
+    if proc.poll() is None and interrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=30)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, free_port, png_bytes
+from tests.conftest import REPO_ROOT, end_process_session, free_port, png_bytes
 
 EXAMPLES = REPO_ROOT / "examples" / "arithmetic-test"
 
@@ -355,10 +355,4 @@ def test_serve_host_and_port_override_the_file(tmp_path):
         assert proc.returncode == 0 and "Traceback" not in output, output
         assert "qvq-ray serve: shutting down" in output
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: whatever of its Ray processes is left
-        except ProcessLookupError:
-            pass
+        end_process_session(proc, interrupt=False)  # interrupted above already

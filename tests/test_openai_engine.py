@@ -359,7 +359,9 @@ def test_closing_the_stream_early_closes_the_connection(server):
     async def first_delta_then_stop():
         stream = engine.stream(MSG, SamplingConfig(max_tokens=200))
         first = await stream.__anext__()
+        assert (await engine.health()).running == 1
         await stream.aclose()
+        assert (await engine.health()).running == 0  # a closed stream is no longer in flight
         for _ in range(60):  # the loop (and the engine's client) live on: only closing can end it
             if server.client_gone.is_set():
                 break

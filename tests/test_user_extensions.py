@@ -303,11 +303,10 @@ def test_example_runs_in_the_serve_app_with_the_module_on_pythonpath():
     """`qvq-ray serve examples/custom_check_policy/serve.yaml`: /v1/solve on 40+98 comes back with the
     user check's issue on each attempt and the example policy's two attempts, the second warmer."""
     import base64
-    import signal
 
     import httpx
 
-    from tests.conftest import free_port
+    from tests.conftest import end_process_session, free_port
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(EXAMPLE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
@@ -335,14 +334,4 @@ def test_example_runs_in_the_serve_app_with_the_module_on_pythonpath():
         assert [a["sampling"]["temperature"] for a in body["attempts"]] == [0.0, 0.3]
         assert body["confidence"] == 0.0
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=30)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: whatever of its Ray processes is left
-        except ProcessLookupError:
-            pass
+        end_process_session(proc)

@@ -130,17 +130,24 @@ def raw_prompt(text: str) -> list[Message]:
     return [{"role": RAW_PROMPT_ROLE, "content": [{"type": "text", "text": text}]}]
 
 
-def prompt_text(
-    messages: list[Message], apply_chat_template: Any, *, max_images: int, decode: Any = None
-) -> tuple[str, list[Any]]:
-    """(the text the model reads, its decoded images): a raw prompt as is, chat messages through
-    `apply_chat_template` (their image parts decoded, in order)."""
+def raw_prompt_text(messages: list[Message]) -> str | None:
+    """The text of a raw prompt (see RAW_PROMPT_ROLE); None for chat messages."""
     if (
         isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], dict)
         and messages[0].get("role") == RAW_PROMPT_ROLE
     ):
         parts = messages[0].get("content") or []
-        return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict)), []
+        return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+    return None
+
+
+def prompt_text(
+    messages: list[Message], apply_chat_template: Any, *, max_images: int, decode: Any = None
+) -> tuple[str, list[Any]]:
+    """(the text the model reads, its decoded images): a raw prompt as is, chat messages through
+    `apply_chat_template` (their image parts decoded, in order)."""
+    if (raw := raw_prompt_text(messages)) is not None:
+        return raw, []
     template_messages, images = split_images(messages, max_images=max_images, decode=decode)
     return apply_chat_template(template_messages), images
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import time
@@ -39,7 +40,6 @@ from typing import Any, AsyncIterator
 
 from qvq_ray.config import ModelConfig, OpenAIEngineConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import (
-    RAW_PROMPT_ROLE,
     Completion,
     EngineError,
     EngineHealth,
@@ -48,6 +48,7 @@ from qvq_ray.engines.base import (
     InvalidRequestError,
     Message,
     TokenLogprob,
+    raw_prompt_text,
 )
 
 _MAGIC = (
@@ -197,13 +198,6 @@ def logprobs_from_openai(logprobs: Any) -> list[TokenLogprob] | None:
                          top_logprobs=[{"token": k, "logprob": v} for k, v in (top or {}).items()])
             for t, lp, top in zip(logprobs["tokens"], logprobs.get("token_logprobs") or [], tops)
         ]
-    return None
-
-
-def raw_prompt_of(messages: list[Message]) -> str | None:
-    """The text of a raw prompt (/v1/completions: no chat template), None for chat messages."""
-    if isinstance(messages, list) and len(messages) == 1 and isinstance(messages[0], dict) and messages[0].get("role") == RAW_PROMPT_ROLE:
-        return "".join(str(p.get("text", "")) for p in messages[0].get("content") or [] if isinstance(p, dict))
     return None
 
 
@@ -358,7 +352,7 @@ class OpenAIEngine:
     def _request(self, sampling: SamplingConfig, messages: list[Message], *, stream: bool) -> tuple[dict[str, Any], int]:
         """Keyword arguments of `chat.completions.create` (or, for a raw prompt, of
         `completions.create`), and how often to repeat its samples."""
-        raw = raw_prompt_of(messages)
+        raw = raw_prompt_text(messages)
         body, repeat = chat_request_body(
             self.model_name, [] if raw is not None else openai_messages(messages), sampling, stream=stream,
             extra_sampling=self.engine_config.send_extra_sampling,
@@ -387,14 +381,12 @@ class OpenAIEngine:
         request, repeat = self._request(sampling, messages, stream=False)
         client, gate = self._client()
         create = client.completions.create if "prompt" in request else client.chat.completions.create
-        self._in_flight += 1
         try:
             async with gate:
-                response = await create(**request)
+                with self._counted():
+                    response = await create(**request)
         except openai.OpenAIError as exc:
             raise engine_error("chat completion", self.base_url, exc, attempts=self.engine_config.max_retries + 1) from exc
-        finally:
-            self._in_flight -= 1
         return completions_from_response(
             response.model_dump(), repeat=repeat, max_tokens=sampling.max_tokens, latency_s=time.perf_counter() - started
         )
@@ -413,14 +405,12 @@ class OpenAIEngine:
         raw = "prompt" in request
         create = client.completions.create if raw else client.chat.completions.create
         what = "streamed completion" if raw else "streamed chat completion"
-        self._in_flight += 1
         text, deltas, finish, usage = "", 0, None, None
         logprobs: list[TokenLogprob] | None = [] if sampling.logprobs is not None else None
-        async with gate:
+        async with gate, self._counted_async():
             try:  # the SDK retries until the response starts; after that a failure is reported
                 response = await create(**request)
             except openai.OpenAIError as exc:
-                self._in_flight -= 1
                 raise engine_error(what, self.base_url, exc, attempts=self.engine_config.max_retries + 1) from exc
             try:
                 async for chunk in response:
@@ -448,7 +438,6 @@ class OpenAIEngine:
             except Exception as exc:  # the transport's own error (older SDKs do not wrap it)
                 raise EngineError(f"{what} at {self.base_url} failed mid-stream: {type(exc).__name__}: {exc}") from exc
             finally:
-                self._in_flight -= 1
                 await response.close()  # early exit included: the server sees the client go
         if finish is None:
             raise EngineError(f"the stream from {self.base_url}/chat/completions ended without a finish_reason")
@@ -461,6 +450,20 @@ class OpenAIEngine:
             latency_s=time.perf_counter() - started,
             logprobs=logprobs,
         )
+
+    @contextlib.contextmanager
+    def _counted(self):
+        """Counts a request in flight (health reports) however it ends: answered, failed, cancelled."""
+        self._in_flight += 1
+        try:
+            yield
+        finally:
+            self._in_flight -= 1
+
+    @contextlib.asynccontextmanager
+    async def _counted_async(self):
+        with self._counted():
+            yield
 
     async def health(self) -> EngineHealth:
         """This client's state (the model runs at the endpoint: `check_health` asks it)."""

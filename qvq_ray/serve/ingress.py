@@ -244,7 +244,7 @@ class QvqIngress:
             return SamplingConfig(
                 temperature=base.temperature if body.temperature is None else body.temperature,
                 top_p=base.top_p if body.top_p is None else body.top_p,
-                max_tokens=self._max_tokens(getattr(body, "max_completion_tokens", None) or body.max_tokens),
+                max_tokens=self._max_tokens(body.completion_limit()),
                 seed=body.seed,
                 stop=body.stop or [],
                 n=body.n,

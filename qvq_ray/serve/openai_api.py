@@ -130,8 +130,13 @@ class SamplingRequest(BaseModel):
         return self
 
     def top_logprobs_asked(self) -> int | None:
-        """SamplingConfig.logprobs: how many alternatives per token, None when not asked."""
-        raise NotImplementedError
+        """SamplingConfig.logprobs: how many alternatives per token, None when not asked (each
+        endpoint spells the request its own way: chat's logprobs + top_logprobs, legacy's count)."""
+        return None
+
+    def completion_limit(self) -> int | None:
+        """The max new tokens the client asked for (chat also spells it max_completion_tokens)."""
+        return self.max_tokens
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -150,6 +155,9 @@ class ChatCompletionRequest(SamplingRequest):
 
     def top_logprobs_asked(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
+
+    def completion_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
 
     def image_count(self) -> int:
         return sum(

@@ -326,3 +326,19 @@ def test_legacy_completions_take_the_prompt_as_is(base_url, client):
     assert "".join(c.choices[0].text for c in streamed if c.choices) == reply.choices[0].text
     bad = httpx.post(f"{base_url}/v1/completions", json={"prompt": [], "max_tokens": 2}, headers=AUTH, timeout=60)
     assert bad.status_code == 400 and "prompt" in bad.json()["error"]["message"]
+
+
+def test_greedy_stream_with_n_sends_the_one_greedy_text_to_every_choice(client):
+    chunks = list(
+        client.chat.completions.create(
+            model="qvq-tiny", messages=[{"role": "user", "content": "count"}], max_tokens=8, n=2, stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    texts = {0: "", 1: ""}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    plain = client.chat.completions.create(model="qvq-tiny", messages=[{"role": "user", "content": "count"}], max_tokens=8, n=2)
+    assert texts[0] == texts[1] == plain.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens

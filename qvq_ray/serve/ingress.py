@@ -122,9 +122,13 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def _one_sample_each(sampling: SamplingConfig) -> list[SamplingConfig]:
-    """n single-sample streams for a streamed request with n > 1; a seeded one gets seed, seed+1...
-    so its samples differ as vLLM's do (the same seed would give n copies)."""
+    """The single-sample streams a streamed request with n > 1 needs: one for greedy (every choice
+    is the same text: generated once, sent n times, as the engines do without stream), else n, a
+    seeded one with seed, seed+1... so its samples differ as vLLM's do."""
     from qvq_ray.config import SEED_MAX, SEED_MIN
+
+    if sampling.greedy:
+        return [sampling.model_copy(update={"n": 1})]
 
     def seed(i: int) -> int | None:
         if sampling.seed is None:
@@ -351,7 +355,7 @@ class QvqIngress:
             raise ClientError(400, str(exc), param="messages") from exc
         request_id = new_id("chatcmpl")
         if body.stream:
-            streams, firsts = await self._open_streams([messages], sampling)
+            opened = await self._open_streams([messages], sampling)
             created = int(time.time())
 
             def chunk(index: int, delta: dict, **kw) -> dict:
@@ -359,7 +363,7 @@ class QvqIngress:
 
             return StreamingResponse(
                 self._merged_stream(
-                    streams, firsts, sampling.n, body.stream_options,
+                    opened, sampling.n, body.stream_options,
                     head=lambda i: chunk(i, {"role": "assistant", "content": ""}),
                     delta=lambda i, text: chunk(i, {"content": text}),
                     final=lambda i, c: chunk(i, {}, finish_reason=c.finish_reason, logprobs=logprobs_body(c)),
@@ -384,7 +388,7 @@ class QvqIngress:
         sampling = self._sampling(body)
         request_id = new_id("cmpl")
         if body.stream:
-            streams, firsts = await self._open_streams(prompts, sampling)
+            opened = await self._open_streams(prompts, sampling)
             created = int(time.time())
 
             def chunk(index: int, text: str, finish: str | None = None, logprobs: dict | None = None) -> dict:
@@ -393,7 +397,7 @@ class QvqIngress:
 
             return StreamingResponse(
                 self._merged_stream(
-                    streams, firsts, sampling.n, body.stream_options,
+                    opened, sampling.n, body.stream_options,
                     head=None,
                     delta=lambda i, text: chunk(i, text),
                     final=lambda i, c: chunk(i, "", c.finish_reason, legacy_logprobs_body(c)),
@@ -416,10 +420,18 @@ class QvqIngress:
                 raise client_error from exc
             raise
 
-    async def _open_streams(self, prompts: list, sampling: SamplingConfig) -> tuple[list, list]:
-        """One single-sample engine stream per prompt and sample, primed: the engine refuses a bad
-        prompt before its first delta, so that is a 4xx here, not an in-band error after a 200."""
-        streams = [self.engine.stream(prompt, one) for prompt in prompts for one in _one_sample_each(sampling)]
+    async def _open_streams(self, prompts: list, sampling: SamplingConfig) -> tuple[list, list, list[list[int]]]:
+        """Single-sample engine streams for every prompt, primed (the engine refuses a bad prompt
+        before its first delta, so that is a 4xx here, not an in-band error after a 200), and the
+        choice indexes (prompt x n + sample) each stream speaks for."""
+        samples = _one_sample_each(sampling)
+        copies = sampling.n // len(samples)  # n for greedy: one stream serves every choice
+        streams, targets = [], []
+        for p, prompt in enumerate(prompts):
+            for k, one in enumerate(samples):
+                streams.append(self.engine.stream(prompt, one))
+                first = p * sampling.n + k * copies
+                targets.append(list(range(first, first + copies)))
         try:
             firsts = await asyncio.gather(*(anext(stream) for stream in streams))
         except Exception as exc:
@@ -428,42 +440,46 @@ class QvqIngress:
             if (client_error := _as_client_error(exc)) is not None:
                 raise client_error from exc
             raise
-        return streams, firsts
+        return streams, firsts, targets
 
-    async def _merged_stream(self, streams: list, firsts: list, n: int, stream_options, *, head, delta, final, usage):
+    async def _merged_stream(self, opened: tuple, n: int, stream_options, *, head, delta, final, usage):
         """SSE of several samples streamed side by side, each chunk naming its choice `index` (as
-        vLLM streams n > 1 and prompt lists); a choice's log-probabilities come with its finishing
-        chunk; with stream_options.include_usage one last chunk carries the usage."""
+        vLLM streams n > 1 and prompt lists; a stream may speak for several identical choices); a
+        choice's log-probabilities come with its finishing chunk; with stream_options.include_usage
+        one last chunk carries the usage."""
+        streams, firsts, targets = opened
+        choices = sum(len(t) for t in targets)
         events: asyncio.Queue = asyncio.Queue()
 
-        async def pump(index: int, stream, first) -> None:
+        async def pump(indexes: list[int], stream, first) -> None:
             try:
-                await events.put((index, first))
+                await events.put((indexes, first))
                 if isinstance(first, str):
                     async for item in stream:
-                        await events.put((index, item))
+                        await events.put((indexes, item))
             except Exception as exc:
-                await events.put((index, exc))
+                await events.put((indexes, exc))
 
         if head is not None:
-            for index in range(len(streams)):
+            for index in range(choices):
                 yield _sse(head(index))
-        pumps = [asyncio.ensure_future(pump(i, s, f)) for i, (s, f) in enumerate(zip(streams, firsts))]
+        pumps = [asyncio.ensure_future(pump(t, s, f)) for t, s, f in zip(targets, streams, firsts)]
         finals: dict[int, Any] = {}
         try:
-            while len(finals) < len(streams):
-                index, item = await events.get()
+            while len(finals) < choices:
+                indexes, item = await events.get()
                 if isinstance(item, Exception):  # headers are sent: report in-band, as OpenAI-compatible servers do
                     kind = "invalid_request_error" if _as_client_error(item) is not None else "server_error"
                     yield _sse(error_body(f"generation failed: {_unwrap(item)}", type=kind))
                     break
-                if isinstance(item, str):
-                    yield _sse(delta(index, item))
-                else:
-                    finals[index] = item
-                    yield _sse(final(index, item))
-            if len(finals) == len(streams):
-                ordered = [finals[i] for i in range(len(streams))]
+                for index in indexes:
+                    if isinstance(item, str):
+                        yield _sse(delta(index, item))
+                    else:
+                        finals[index] = item
+                        yield _sse(final(index, item))
+            if len(finals) == choices:
+                ordered = [finals[i] for i in range(choices)]
                 self.metrics.tokens(ordered)
                 if stream_options is not None and stream_options.include_usage:
                     yield _sse(usage(usage_body(ordered, n)))

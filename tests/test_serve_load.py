@@ -75,6 +75,9 @@ def _models(base_url: str) -> float:
     return time.perf_counter() - started
 
 
+FAIR_WAIT_S = 3.0  # between what a fair server shows under load here and what the unfair one showed
+
+
 def test_small_requests_stay_fast_while_hostile_requests_are_in_flight(base_url):
     huge, big = _huge_blank_png(7000), _huge_blank_png(2800)
     hostile = [
@@ -102,7 +105,9 @@ def test_small_requests_stay_fast_while_hostile_requests_are_in_flight(base_url)
         for attacker in attackers:
             attacker.result()
     print(f"fairness: small chat max {max(chats):.3f} s, /v1/models max {max(models):.3f} s, hostile outcomes {sorted(set(outcomes))} x{len(outcomes)}")
-    assert max(chats) < 1.0 and max(models) < 1.0, (chats, models)
+    # Without the fixes these waited 5 s (images decoded on the event loop) to 57 s (stop-string
+    # scan); with them a 2-core CI machine, fully loaded by the attackers, shows up to ~1.1 s.
+    assert max(chats) < FAIR_WAIT_S and max(models) < FAIR_WAIT_S, (chats, models)
     assert 400 in outcomes and 200 in outcomes and all(c in (200, 400, 413) for c in outcomes), outcomes
 
 

@@ -230,10 +230,30 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _rescore_config(args):
+    """The config rescore judges with (None: rules only): --config, with --judge* flags over it."""
+    from qvq_ray.config import JudgeConfig, OpenAIEngineConfig
+
+    wants_judge = args.judge or args.judge_url or args.judge_model or args.judge_cache
+    if not args.config and not wants_judge:
+        return None
+    config = _load_config(args)
+    if args.judge_model and not args.judge_url:
+        raise UsageError("--judge-model names the model at --judge-url: give --judge-url too")
+    if wants_judge and config.verifier.judge is None:
+        config.verifier.judge = JudgeConfig()
+    if args.judge_url:
+        config.verifier.judge.engine = OpenAIEngineConfig(base_url=args.judge_url, remote_model=args.judge_model)
+    if args.judge_cache:
+        config.verifier.judge.cache_path = args.judge_cache
+    return config
+
+
 def cmd_rescore(args) -> int:
     """Re-score another tool's result file (or our own output) against a benchmark's gold answers."""
     from qvq_ray.batch.rescore import disagreement_table, rescore
 
+    config = _rescore_config(args)
     try:
         summary = rescore(
             args.results,
@@ -243,6 +263,7 @@ def cmd_rescore(args) -> int:
             results_format=args.results_format,
             workers=args.workers,
             timeout_s=args.timeout,
+            config=config,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         from pydantic import ValidationError
@@ -387,6 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--workers", type=int, default=2, help="Verifier worker processes (default 2).")
     rescore.add_argument("--timeout", type=float, default=5.0, help="Seconds one check may take (default 5).")
     rescore.add_argument("--no-report", action="store_true", help="Skip writing the report (OUT.report/, beside OUT).")
+    rescore.add_argument("--config", help="QvqConfig YAML: its verifier.judge (if set) judges what the rules leave undecided.")
+    rescore.add_argument("--judge", action="store_true",
+                         help="Ask a judge model where the rules cannot decide (no answer found, free-text gold): "
+                         "verifier.judge of --config, else default judge settings on the config's engine (the tiny "
+                         "model without --config) or on --judge-url.")
+    rescore.add_argument("--judge-url", metavar="URL", help="Judge on this OpenAI-compatible endpoint (implies --judge).")
+    rescore.add_argument("--judge-model", metavar="NAME", help="Model name to ask at --judge-url.")
+    rescore.add_argument("--judge-cache", metavar="PATH", help="The judge's cache file (default: verifier.judge.cache_path).")
     rescore.set_defaults(func=cmd_rescore)
     return parser
 

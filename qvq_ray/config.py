@@ -387,8 +387,72 @@ class UserCheckConfig(StrictModel):
         return self.name or re.split(r"[.:]", self.path)[-1]
 
 
+class JudgeConfig(StrictModel):
+    """A judge model for the cases rules cannot decide (qvq_ray/verify/judge.py).
+
+    Asked only when the rules found no answer in a response (extraction), or the gold is free text
+    (a sentence, a name) and the string rules said "different" (equivalence); never on math, where
+    sympy's verdict stands. A call that fails, times out, answers unreadably or is over budget
+    leaves the case not judged (`correct` None), never guessed. In mode `self` the judge sees no gold.
+    """
+
+    engine: OpenAIEngineConfig | None = Field(
+        None,
+        description="An OpenAI-compatible endpoint to judge with (any server: vLLM, `qvq-ray serve`, a hosted "
+        "model); None = the engine that is already solving (the batch job's engine actors, the Serve app's "
+        "engine deployment; `qvq-ray rescore` builds the config's engine).",
+    )
+    prompts: Literal["mathvista", "vlmevalkit"] = Field(
+        "mathvista",
+        description="Shipped prompt presets (qvq_ray/verify/judge_prompts.py, sources named there): 'mathvista' "
+        "follows MathVista's answer-extraction prompt; 'vlmevalkit' VLMEvalKit's (its option-matching prompt "
+        "for multiple choice). Both use VLMEvalKit's MathVerse consistency prompt for equivalence.",
+    )
+    extraction_template: str | None = Field(
+        None,
+        description="Your own extraction prompt instead of the preset's; fields {question} {choices} {response}.",
+    )
+    choice_template: str | None = Field(
+        None,
+        description="Your own prompt for multiple choice (answer with a letter, or Z for none); fields "
+        "{question} {choices} {response}.",
+    )
+    equivalence_template: str | None = Field(
+        None,
+        description="Your own equivalence prompt (the judge answers 1 or 0); fields {question} {answer} {gold}.",
+    )
+    tasks: list[Literal["extraction", "equivalence"]] = Field(
+        ["extraction", "equivalence"], description="What the judge is asked: extraction, equivalence, or both."
+    )
+    max_calls_per_problem: int = Field(
+        4, ge=1, description="Budget: judge calls per problem (cached answers are free); past it, not judged."
+    )
+    max_tokens_per_problem: int = Field(
+        16384, ge=1, description="Budget: judge tokens (prompt + completion) per problem; past it, not judged."
+    )
+    max_tokens: int = Field(64, ge=1, le=4096, description="Tokens the judge may write per call.")
+    max_response_chars: int = Field(
+        4000,
+        ge=200,
+        description="The judge reads at most this many characters of a response, its end (where answers are).",
+    )
+    timeout_s: float = Field(60.0, gt=0, description="Time one judge call may take (queueing included).")
+    cache_path: str | None = Field(
+        "~/.cache/qvq-ray/judge.sqlite3",
+        description="SQLite file caching judge answers keyed by the exact inputs (judge model, task, prompt, "
+        "limits): a re-run makes no call for a case judged before. None = this process only. On a multi-node "
+        "cluster, put it on shared storage to share it.",
+    )
+
+
 class VerifierConfig(StrictModel):
     """The verifier (`qvq_ray.verify`): its worker pool, limits and gold-free checks."""
+
+    judge: JudgeConfig | None = Field(
+        None,
+        description="A judge model for what rules cannot decide (no answer found, free-text gold); None = rules "
+        "and sympy only. Every verdict says who decided it (`decided_by`).",
+    )
 
     checks: list[UserCheckConfig] = Field(
         default_factory=list,

@@ -131,6 +131,9 @@ class ScoredAttempt(Attempt):
     correct: bool | None = Field(
         None, description="This attempt's answer vs gold (score stage); None: no gold, or not judged (timeout)."
     )
+    decided_by: str | None = Field(
+        None, description="Who decided `correct`: rules, sympy or judge (the judge model); None when not judged."
+    )
 
 
 class OutputRow(BaseModel):
@@ -152,6 +155,9 @@ class OutputRow(BaseModel):
     false_claims: list[str] = Field(default_factory=list, description="The wrong claims behind 'false_calculation'.")
     correct: bool | None = Field(
         None, description="Final answer vs gold; None without gold or when the comparison could not be judged."
+    )
+    decided_by: str | None = Field(
+        None, description="Who decided `correct`: rules, sympy or judge (the judge model); None without gold or not judged."
     )
     pass_at_1: bool | None = None
     maj_at_k: bool | None = None
@@ -241,7 +247,7 @@ def solution_to_row(solution: Solution, problem: Problem | None) -> dict[str, An
 def solution_from_row(row: dict[str, Any]) -> Solution:
     """The Solution an output row was written from (every field: the verdict is the chosen attempt's)."""
     out = from_row(OutputRow, row)
-    attempts = [Attempt(**a.model_dump(exclude={"correct"})) for a in out.attempts]
+    attempts = [Attempt(**a.model_dump(exclude={"correct", "decided_by"})) for a in out.attempts]
     chosen = attempts[out.chosen_attempt].verdict if out.chosen_attempt is not None and attempts else Verdict()
     shared = out.model_dump(include=set(Solution.model_fields) - {"verdict", "attempts"})
     return Solution(**shared, verdict=chosen, attempts=attempts)

@@ -56,9 +56,12 @@ class Scripted:
     """A threaded HTTP server answering each request with the next scripted step.
 
     A step is (status, body) or a dict: {"status", "body", "delay", "headers", "sse", "drop_after"}.
+    With no step left, `answer(request_body)` gives the step when set (answers that depend on the
+    request, for clients that send many at once), else a plain 200.
     """
 
-    def __init__(self):
+    def __init__(self, answer=None):
+        self.answer = answer
         self.steps: list = []
         self.requests: list[dict] = []
         self.active = 0
@@ -76,11 +79,14 @@ class Scripted:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
                 with scripted.lock:
                     scripted.requests.append(
-                        {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": json.loads(raw) if raw else None}
+                        {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                     )
-                    step = scripted.steps.pop(0) if scripted.steps else (200, ok_body())
+                    step = scripted.steps.pop(0) if scripted.steps else None
+                if step is None:
+                    step = scripted.answer(body) if scripted.answer else (200, ok_body())
                     scripted.active += 1
                     scripted.max_active = max(scripted.max_active, scripted.active)
                 try:

@@ -48,4 +48,4 @@ def score_unanswered(row: dict) -> dict:
     wrong on every score; without gold, or once scored, it is returned as it is."""
     if row.get("gold") in (None, "") or row.get("attempts") or row.get("pass_at_1") is not None:
         return row
-    return {**row, **dict.fromkeys(SCORE_COLUMNS, False)}
+    return {**row, **dict.fromkeys(SCORE_COLUMNS, False), "decided_by": "rules"}

@@ -10,7 +10,10 @@ when the file has one, or why the record could not be read):
 
 `rescore` joins the records to a benchmark's problems (`qvq_ray.datasets.load_problems`), checks
 every response with the verifier's process pool (hard per-check timeouts) and writes the rows of
-`qvq-ray solve`, plus a `tool_correct` column. Nothing is dropped and one id gets one row: a
+`qvq-ray solve`, plus a `tool_correct` column. With a judge model (`verifier.judge` of the config)
+the cases the rules leave undecided (no answer found, a free-text gold called different) go to the
+judge, many at once, and each row says who decided it (`decided_by`); the summary counts them and
+the judge's agreement with the tool's verdicts on the cases it decided. Nothing is dropped and one id gets one row: a
 result whose id is not in the benchmark, an unreadable record, an id given twice with different
 responses, and a problem with no result each become an error row.
 """
@@ -47,6 +50,10 @@ class RescoreSummary:
     agree: int = 0
     disagreements: list[dict[str, Any]] = field(default_factory=list)
     disagreements_file: str | None = None
+    decided_by: dict[str, int] = field(default_factory=dict)
+    judge_decided_with_tool: int = 0
+    judge_agree: int = 0
+    judge_stats: str | None = None
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -60,6 +67,13 @@ class RescoreSummary:
             out.append(
                 f"tool       agreement {share(self.agree, self.with_tool_verdict)}  disagreements {len(self.disagreements)}"
             )
+        if self.decided_by:
+            out.append("decided by " + "  ".join(f"{k} {v}" for k, v in sorted(self.decided_by.items())))
+        if self.judge_stats is not None:
+            out.append(f"judge      {self.judge_stats}")
+            if self.judge_decided_with_tool:
+                out.append(f"judge      agreement with the tool on the cases it decided "
+                           f"{share(self.judge_agree, self.judge_decided_with_tool)}")
         out.append(f"time       {self.seconds:.1f} s")
         return out
 
@@ -201,6 +215,21 @@ def read_results(path: str | Path, format: str | None = None) -> list[ResultReco
 # ---------------------------------------------------------------- join, verify, write
 
 
+async def _judge_all(checker, pending: list, verdicts: list, concurrency: int) -> list:
+    """The judge's part of every verdict (only the undecided ones make calls), `concurrency` at once."""
+    import asyncio
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item, verdict):
+        problem, record = item
+        async with gate:
+            return await checker.judge_verdict(verdict, record.response or "", problem.spec, gold=problem.answer,
+                                               question=problem.question or "", problem_key=problem.id)
+
+    return list(await asyncio.gather(*(one(item, verdict) for item, verdict in zip(pending, verdicts))))
+
+
 def _scored_row(problem, record: ResultRecord, verdict) -> dict[str, Any]:
     from qvq_ray.batch.metrics import SCORE_COLUMNS
     from qvq_ray.config import SamplingConfig
@@ -210,7 +239,29 @@ def _scored_row(problem, record: ResultRecord, verdict) -> dict[str, Any]:
     solution = Solution(id=problem.id, answer=verdict.answer, verdict=verdict, chosen_attempt=0, attempts=[attempt])
     row = solution_to_row(solution, problem)
     row["attempts"][0]["correct"] = verdict.correct
-    return {**row, **dict.fromkeys(SCORE_COLUMNS, verdict.correct)}  # one attempt: every score is its verdict
+    row["attempts"][0]["decided_by"] = verdict.decided_by
+    # one attempt: every score is its verdict
+    return {**row, **dict.fromkeys(SCORE_COLUMNS, verdict.correct), "decided_by": verdict.decided_by}
+
+
+def _run_judge(verifier, config, pending: list, verdicts: list, summary: RescoreSummary) -> list:
+    """The judge over the rules' verdicts (its engine built here and closed after)."""
+    import asyncio
+
+    from qvq_ray.verify.judge import judging_checker
+
+    async def run():
+        checker = judging_checker(verifier, config)
+        try:
+            engine = config.verifier.judge.engine
+            concurrency = engine.max_concurrency if engine is not None else config.engine.max_batch_size
+            return await _judge_all(checker, pending, verdicts, max(1, concurrency)), checker.judge.stats
+        finally:
+            await checker.close()
+
+    judged, stats = asyncio.run(run())
+    summary.judge_stats = stats.line()
+    return judged
 
 
 def disagreements_path(out_dir: str | Path) -> Path:
@@ -241,8 +292,12 @@ def rescore(
     workers: int = 2,
     timeout_s: float = 5.0,
     rows_per_part: int = 10_000,
+    config: Any = None,
 ) -> RescoreSummary:
-    """Verify every result against its problem's gold and write solve-style rows (+ `tool_correct`) to out_dir."""
+    """Verify every result against its problem's gold and write solve-style rows (+ `tool_correct`) to out_dir.
+
+    `config`: a `QvqConfig` whose `verifier.judge` (when set) judges what the rules leave undecided,
+    on its endpoint or on the config's engine built here."""
     import time
 
     import pyarrow as pa
@@ -301,9 +356,11 @@ def rescore(
             error("not in benchmark", rid, "result id not in the benchmark", None, tool)
 
     if pending:
-        config = VerifierConfig(workers=max(1, workers), timeout_s=timeout_s)
-        with Verifier(config) as verifier:
+        verifier_config = VerifierConfig(workers=max(1, workers), timeout_s=timeout_s)
+        with Verifier(verifier_config) as verifier:
             verdicts = verifier.check_many([(r.response, p.answer, p.spec) for p, r in pending])
+            if config is not None and config.verifier.judge is not None:
+                verdicts = _run_judge(verifier, config, pending, verdicts, summary)
         for (problem, record), verdict in zip(pending, verdicts):
             rows[problem.id] = {**_scored_row(problem, record, verdict), "tool_correct": record.tool_correct}
 
@@ -320,11 +377,17 @@ def rescore(
     for row in ordered:
         if row.get("error"):
             continue
+        if row.get("gold") not in (None, ""):
+            decider = row.get("decided_by") or "not judged"
+            summary.decided_by[decider] = summary.decided_by.get(decider, 0) + 1
         if row.get("correct") is None:
             summary.not_judged += row.get("gold") not in (None, "")
             continue
         summary.judged += 1
         summary.correct += row["correct"] is True
+        if row.get("decided_by") == "judge" and row.get("tool_correct") is not None:
+            summary.judge_decided_with_tool += 1
+            summary.judge_agree += row["tool_correct"] == row["correct"]
         if row.get("tool_correct") is not None:
             summary.with_tool_verdict += 1
             if row["tool_correct"] == row["correct"]:

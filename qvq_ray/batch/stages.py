@@ -9,7 +9,6 @@ input row yields exactly one output row.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import Any
 
@@ -114,9 +113,13 @@ class SolveProblems(RowStage):
         from qvq_ray.verify import Verifier
 
         super().__init__(config_json)
+        from qvq_ray.verify.judge import judging_checker
+
         self.engine = build_engine(self.config)
         self.verifier = Verifier(self.config.verifier)
-        self.solver = Solver.from_config(self.engine, self.verifier, self.config)
+        # with verifier.judge, a JudgingChecker whose judge calls go to this actor's engine (or its endpoint)
+        self.checker = judging_checker(self.verifier, self.config, self.engine)
+        self.solver = Solver.from_config(self.engine, self.checker, self.config)
         self._limit: asyncio.Semaphore | None = None
 
     def output_schema(self):
@@ -136,7 +139,12 @@ class SolveProblems(RowStage):
             self._limit = asyncio.Semaphore(self.config.batch.max_concurrent_solves)
         async with self._limit:
             solution = await self.solver.solve(problem, image_bytes=list(row.get("prepared_images") or []))
-        return solution_to_row(solution, problem)
+        row = solution_to_row(solution, problem)
+        if self.checker is not self.verifier:  # the judge scores here, on this engine, outside the solve slots
+            from qvq_ray.batch.scoring import score_row
+
+            row = await score_row(row, self.checker)
+        return row
 
 
 class ScoreAgainstGold(RowStage):
@@ -160,7 +168,10 @@ class ScoreAgainstGold(RowStage):
         return solution_schema()
 
     def is_error_row(self, row: dict[str, Any]) -> bool:
-        return bool(row.get("error")) and not row.get("attempts")  # a partial solve is still scored
+        from qvq_ray.batch.scoring import is_scored
+
+        # a partial solve is still scored; a row the solve actor scored (with its judge) is passed on
+        return (bool(row.get("error")) and not row.get("attempts")) or is_scored(row)
 
     def carry(self, row: dict[str, Any]) -> dict[str, Any]:
         """A row that never got an answer is wrong against gold; a scoring failure on a solved row
@@ -170,35 +181,6 @@ class ScoreAgainstGold(RowStage):
         return score_unanswered(row)
 
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
-        from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
-        from qvq_ray.verify.voting import AnswerClusters
+        from qvq_ray.batch.scoring import score_row
 
-        gold = row.get("gold")
-        if gold in (None, ""):
-            return row  # nothing to score against: correct and the metrics stay None
-        problem = problem_from_json(row.get("problem"))
-        spec = problem.spec if problem else AnswerSpec(choices=list(row.get("choices") or []))
-        judged: dict[str, bool | None] = {}
-
-        async def matches_gold(answer: str | None) -> bool | None:
-            if answer is None:
-                return False
-            if answer not in judged:
-                judged[answer] = await self.verifier.compare(answer, gold, spec)
-            return judged[answer]
-
-        row = dict(row)
-        clusters = AnswerClusters()  # as the solver votes: maj@k counts the same clusters
-        outcomes = []
-        same = functools.partial(self.verifier.same_answer, spec=spec)
-        for index, attempt in enumerate(row.get("attempts") or []):
-            answer = (attempt.get("verdict") or {}).get("answer")
-            attempt["correct"] = await matches_gold(answer)
-            key = None
-            if answer is not None:
-                canonical = attempt["verdict"].get("canonical")
-                key = str((await clusters.ajoin(index, answer, canonical, same)).members[0])
-            outcomes.append(AttemptOutcome(cluster=key, correct=attempt["correct"] is True))
-        row["pass_at_1"], row["maj_at_k"], row["pass_at_k"] = problem_metrics(outcomes)
-        row["correct"] = False if row.get("error") else await matches_gold(row.get("answer"))
-        return row
+        return await score_row(row, self.verifier)

@@ -45,6 +45,7 @@ class RowView:
     completion_tokens: int
     tokens_saved: int
     latency_s: float
+    decided_by: str | None = None  # who decided `correct`: rules, sympy, judge; None without gold or not judged
     issues: tuple[str, ...] = ()
     attempt_issues: tuple[str, ...] = ()
     outcomes: tuple[AttemptOutcome, ...] = field(default=(), repr=False)
@@ -155,6 +156,7 @@ def views(rows: Iterable[dict[str, Any]]) -> list[RowView]:
                 completion_tokens=_int(row.get("completion_tokens")),
                 tokens_saved=_int(row.get("tokens_saved")),
                 latency_s=float(row.get("latency_s") or 0.0),
+                decided_by=row.get("decided_by") or None,
                 issues=tuple(row.get("issues") or ()),
                 attempt_issues=tuple(i for a in attempts for i in ((a.get("verdict") or {}).get("issues") or ())),
                 outcomes=_outcomes(attempts),

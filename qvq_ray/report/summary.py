@@ -33,6 +33,10 @@ class JobSummary(BaseModel):
     pass_at_1: float | None = Field(None, description="Share of gold rows whose first attempt is correct.")
     maj_at_k: float | None = Field(None, description="Share of gold rows whose majority answer is correct.")
     pass_at_k: float | None = Field(None, description="Share of gold rows with some correct attempt.")
+    decided_by: dict[str, int] = Field(
+        default_factory=dict,
+        description="Scored rows by who decided `correct`: rules, sympy, judge (the judge model), 'not judged'.",
+    )
     mode: str = Field("self", description="Policy mode: 'self' (gold never read while solving) or 'oracle'.")
     attempts: int = 0
     completion_tokens: int = 0
@@ -59,6 +63,7 @@ class JobSummary(BaseModel):
             f"errors     {self.errors}",
             f"{label} {acc}  [mode={self.mode}: {note}]",
             f"metrics    pass@1 {share(self.pass_at_1)}  maj@k {share(self.maj_at_k)}  pass@k {share(self.pass_at_k)}",
+            f"decided    " + ("  ".join(f"{k} {v}" for k, v in self.decided_by.items()) or "n/a (no gold)"),
             f"attempts   {self.attempts}  tokens {self.completion_tokens}  saved by loop cut-off {self.tokens_saved}",
             f"time       {self.seconds:.1f} s",
         ]
@@ -83,6 +88,15 @@ def read_output(out_dir: str | Path):
     raise FileNotFoundError(f"no output files in {root}")
 
 
+def _decided_counts(rows) -> dict[str, int]:
+    """Scored rows by who decided them, in a fixed order (rules, sympy, judge, not judged, unrecorded)."""
+    from collections import Counter
+
+    # rows written before `decided_by` existed say nothing: "unrecorded", never a guess
+    counts = Counter(r.get("decided_by") or ("not judged" if r.get("correct") is None else "unrecorded") for r in rows)
+    return {k: counts[k] for k in ("rules", "sympy", "judge", "not judged", "unrecorded") if counts.get(k)}
+
+
 def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> JobSummary:
     rows = read_output(out_dir).to_pylist()
     ids = [r.get("id") for r in rows]
@@ -105,6 +119,7 @@ def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> Jo
         correct=correct,
         not_judged=sum(1 for r in with_gold if r.get("correct") is None and not r.get("error")),
         accuracy=(correct / len(with_gold)) if with_gold else None,
+        decided_by=_decided_counts(r for r in with_gold if not r.get("error")),
         pass_at_1=rate("pass_at_1"),
         maj_at_k=rate("maj_at_k"),
         pass_at_k=rate("pass_at_k"),
@@ -166,7 +181,7 @@ def report_blocks(rows: Any, *, plots: bool = True) -> tuple[list, list[str]]:
     if draw and tokens:
         blocks.append(rp.tokens_histogram(tokens))
     blocks += [Heading("Answer issues and errors"), tb.errors_by_benchmark(views), tb.errors_table(views),
-               tb.issues_table(views)]
+               tb.issues_table(views), tb.decided_by_table(views)]
     return blocks, notes
 
 

@@ -241,6 +241,26 @@ def errors_by_benchmark(rows: list[st.RowView]) -> Table:
     return Table("Errors by benchmark", headers, body, note=note, anchor="errors-by-benchmark", total=True)
 
 
+DECIDERS = ("rules", "sympy", "judge")
+
+
+def decided_by_table(rows: list[st.RowView]) -> Table:
+    """Per benchmark: who decided each scored final answer (the string rules, sympy, the judge
+    model), and how many could not be judged; a judge's decisions are never mixed into the rules'."""
+    headers = ["benchmark", "scored", *DECIDERS, "not judged", "judge: correct"]
+    body = []
+    scored = [r for r in rows if r.has_gold and not r.error]
+    for label, members in st.grouped(scored, "source") + [("all", scored)]:
+        counts = Counter(r.decided_by for r in members)
+        judged_correct = sum(1 for r in members if r.decided_by == "judge" and r.correct)
+        body.append([label, str(len(members)), *(str(counts.get(d, 0)) for d in DECIDERS),
+                     str(sum(r.not_judged for r in members)), str(judged_correct)])
+    note = ("rules: the string rules decided; sympy: a symbolic comparison; judge: the judge model read the answer "
+            "(the rules found none) or judged a free-text match (verifier.judge); not judged: no one could decide "
+            "(a timeout, a judge that failed or was over budget), counted as not correct.")
+    return Table("Who decided", headers, body, note=note, anchor="decided-by", total=True)
+
+
 def issues_table(rows: list[st.RowView]) -> Table:
     body = [[name, str(final), str(attempts)] for name, final, attempts in st.issue_counts(rows)]
     note = "Gold-free checks of the verifier." if body else "No answer issues."

@@ -166,7 +166,11 @@ class QvqIngress:
         self.model_name = self.config.model.served_model_name or self.config.model.path.rstrip("/").split("/")[-1]
         self.engine = QvqEngineClient(engine_handle, self.model_name)
         self.verifier = Verifier(self.config.verifier)
-        self.solver = Solver.from_config(self.engine, self.verifier, self.config)
+        # with verifier.judge: the judge asks the engine deployment (or its endpoint) what the rules cannot decide
+        from qvq_ray.verify.judge import judging_checker
+
+        self.checker = judging_checker(self.verifier, self.config, self.engine)
+        self.solver = Solver.from_config(self.engine, self.checker, self.config)
         self.api_keys = _api_keys(self.config)
         # Image decoding and resizing (PIL releases the GIL) never runs on the event loop.
         self.image_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingress-images")

@@ -36,6 +36,10 @@ class ServeMetrics:
         self.solutions = Counter(
             "qvq_ray_solve_solutions", "/v1/solve solutions by whether an answer was given.", ["answered"], **labels
         )
+        self.judge = Counter(
+            "qvq_ray_judge", "Judge-model work on /v1/solve attempts, by task and outcome (answered, cached, not_judged).",
+            ["task", "outcome"], **labels,
+        )
         self.engine_up = Gauge("qvq_ray_engine_up", "1 when an engine replica answered the scrape's probe alive.", **labels)
         self.engine_running = Gauge("qvq_ray_engine_running", "Requests the probed engine replica is generating.", **labels)
         self.engine_waiting = Gauge("qvq_ray_engine_waiting", "Requests queued at the probed engine replica.", **labels)
@@ -55,6 +59,9 @@ class ServeMetrics:
     def solution(self, solution: Any) -> None:
         for attempt in solution.attempts:
             self.attempts.labels(outcome=(attempt.verdict.issues or ["ok"])[0]).inc()
+            for note in attempt.verdict.judge:
+                outcome = "not_judged" if note.outcome is None else "cached" if note.cached else "answered"
+                self.judge.labels(task=note.task, outcome=outcome).inc()
         self.resamples.inc(max(0, len(solution.attempts) - 1))
         self.solutions.labels(answered=str(solution.answer is not None).lower()).inc()
         self.prompt_tokens.inc(sum(a.prompt_tokens for a in solution.attempts))  # each attempt is its own prompt

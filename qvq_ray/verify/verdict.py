@@ -21,9 +21,25 @@ ISSUES = (
 # How the answer was found (`qvq_ray.verify.extract`): the first two are explicit final answers, the
 # last two weak rules (an answer read from the last sentence, or the one option it mentions) that
 # add the issue `weak_extraction`, so a policy may re-sample on them (off by default).
-EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention")
-WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention"})
+# `judge`: the rules found none and a judge model read the answer (qvq_ray/verify/judge.py); weak too.
+EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention", "judge")
+WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention", "judge"})
 ExtractionRule = Literal[EXTRACTIONS]
+# Who decided a verdict: the string rules, a sympy comparison in a worker, or the judge model.
+DECIDERS = ("rules", "sympy", "judge")
+Decider = Literal[DECIDERS]
+
+
+class JudgeNote(BaseModel):
+    """What the judge model was asked about one response, and what came of it."""
+
+    task: Literal["extraction", "equivalence"] = Field(..., description="What it was asked.")
+    outcome: str | None = Field(
+        None, description="Its answer, read: the extracted answer ('' = it found none), or '1'/'0' for equivalence; "
+        "None when it did not answer (see `error`)."
+    )
+    cached: bool = Field(False, description="Taken from the judge cache (no call made).")
+    error: str | None = Field(None, description="Why it gave no outcome (failed, timed out, unreadable, over budget).")
 
 
 class Verdict(BaseModel):
@@ -42,4 +58,11 @@ class Verdict(BaseModel):
     false_claims: list[str] = Field(
         default_factory=list, description="The wrong numeric claims behind 'false_calculation' (e.g. '97-73 = 34')."
     )
+    decided_by: Decider | None = Field(
+        None,
+        description="Who decided the answer and `correct`: 'rules' (string rules), 'sympy' (a symbolic comparison), "
+        "'judge' (the judge model read the answer or judged a free-text match); None when nothing was decided "
+        "(not judged).",
+    )
+    judge: list[JudgeNote] = Field(default_factory=list, description="The judge's work on this response, if any.")
     elapsed_s: float = Field(0.0, description="Time the check took.")

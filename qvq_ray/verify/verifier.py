@@ -99,6 +99,7 @@ class Verifier:
         has_gold = _has_gold(gold)
 
         correct: bool | None = None
+        decided_by = "rules"  # sympy when a worker's comparison decided `correct`; None when not judged
         need_equivalence = False
         if has_gold:
             if answer is None:
@@ -131,6 +132,7 @@ class Verifier:
             if result is not None:
                 if need_equivalence:
                     correct = result["correct"]
+                    decided_by = "sympy"
                     if correct is None:
                         _add(issues, "unparseable" if result.get("error") and not result.get("timed_out") else "timeout")
                 if need_parse:
@@ -138,8 +140,12 @@ class Verifier:
                 false_texts.update(result.get("false_claims") or [])
                 if result.get("timed_out"):
                     _add(issues, "timeout")
-        if correct is False and answer is not None and self._matches_alternative(answer, str(gold), spec, start, budget):
-            correct = True
+        if correct is False and answer is not None:
+            alternative = self._matches_alternative(answer, str(gold), spec, start, budget)
+            if alternative is not None:
+                correct, decided_by = True, alternative
+        if has_gold and correct is None:
+            decided_by = None
         false_claims = [c.text for c in claims if c.text in false_texts]  # in the response's order
         if parse_ok is False:
             _add(issues, "unparseable")
@@ -154,6 +160,7 @@ class Verifier:
             correct=correct,
             issues=issues,
             false_claims=false_claims,
+            decided_by=decided_by,
             elapsed_s=time.perf_counter() - start,
         )
 
@@ -195,43 +202,63 @@ class Verifier:
     ) -> bool | None:
         """Whether `answer` matches `gold` (or another answer); None when it could not be judged
         (timeout, a value too large to compare, a worker failure): "not judged" is not "wrong"."""
-        return await self.pool.run_blocking(functools.partial(self.compare_sync, answer, gold, spec, timeout_s=timeout_s))
+        return (await self.compare_detailed(answer, gold, spec, timeout_s=timeout_s))[0]
+
+    async def compare_detailed(
+        self, answer: str, gold: str, spec: AnswerSpec | None = None, *, timeout_s: float | None = None, **_: Any
+    ) -> tuple[bool | None, str | None]:
+        """`compare` and who decided it ('rules' or 'sympy'; None when not judged). Extra keywords
+        (`question`, `problem_key`, which a judging checker reads) are accepted and ignored."""
+        return await self.pool.run_blocking(functools.partial(self.compare_sync_detailed, answer, gold, spec, timeout_s=timeout_s))
 
     def compare_sync(
         self, answer: str, gold: str, spec: AnswerSpec | None = None, *, timeout_s: float | None = None
     ) -> bool | None:
         """`compare` for synchronous callers."""
+        return self.compare_sync_detailed(answer, gold, spec, timeout_s=timeout_s)[0]
+
+    def compare_sync_detailed(
+        self, answer: str, gold: str, spec: AnswerSpec | None = None, *, timeout_s: float | None = None
+    ) -> tuple[bool | None, str | None]:
+        """`compare_detailed` for synchronous callers."""
         spec = spec or AnswerSpec()
         start = time.perf_counter()
         budget = float(timeout_s if timeout_s is not None else self.config.timeout_s)
-        result = self._compare_pair(answer, gold, spec, start, budget)
-        if result is False and answer is not None and self._matches_alternative(answer, gold, spec, start, budget):
-            return True
-        return result
+        result, by = self._compare_pair(answer, gold, spec, start, budget)
+        if result is False and answer is not None:
+            alternative = self._matches_alternative(answer, gold, spec, start, budget)
+            if alternative is not None:
+                return True, alternative
+        return result, by
 
-    def _compare_pair(self, answer: str, other: str, spec: AnswerSpec, start: float, budget: float) -> bool | None:
-        """One comparison within what is left of the budget (string rules first, else one worker call)."""
+    def _compare_pair(
+        self, answer: str, other: str, spec: AnswerSpec, start: float, budget: float
+    ) -> tuple[bool | None, str | None]:
+        """One comparison within what is left of the budget (string rules first, else one worker
+        call), and who decided it."""
         if answer is None or not _has_gold(other):
-            return False
+            return False, "rules"
         options = self._options(spec)
         quick = quick_equivalent(answer, other, None, options.as_dict())
         if quick is not None:
-            return quick
+            return quick, "rules"
         issues: list[str] = []
         request = {"answer": answer, "gold": other, "options": options.as_dict(), "check_parse": False, "claims": []}
         result = self._run(request, start, budget, issues)
-        if result is None:
+        if result is None or result["correct"] is None:
             logger.debug("equivalence not judged: %s", issues)
-            return None
-        return result["correct"]
+            return None, None
+        return result["correct"], "sympy"
 
-    def _matches_alternative(self, answer: str, gold: str, spec: AnswerSpec, start: float, budget: float) -> bool:
-        """Whether `answer` matches one of the other accepted golds (MMMU lists several)."""
-        return any(
-            self._compare_pair(answer, alternative, spec, start, budget)
-            for alternative in spec.alternatives
-            if str(alternative) != str(gold)
-        )
+    def _matches_alternative(self, answer: str, gold: str, spec: AnswerSpec, start: float, budget: float) -> str | None:
+        """Who found `answer` to match one of the other accepted golds (MMMU lists several); None if none does."""
+        for alternative in spec.alternatives:
+            if str(alternative) == str(gold):
+                continue
+            matched, by = self._compare_pair(answer, alternative, spec, start, budget)
+            if matched:
+                return by
+        return None
 
     async def same_answer(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
         """For clustering votes: two answers are one cluster only when judged equivalent (a
@@ -240,7 +267,7 @@ class Verifier:
 
     def same_answer_sync(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
         """`same_answer` for synchronous callers."""
-        return bool(self._compare_pair(a, b, spec or AnswerSpec(), time.perf_counter(), float(self.config.timeout_s)))
+        return bool(self._compare_pair(a, b, spec or AnswerSpec(), time.perf_counter(), float(self.config.timeout_s))[0])
 
     def check_many(
         self,

@@ -1,0 +1,75 @@
+"""Scoring one output row against gold: the final answer, every attempt, pass@1 / maj@k / pass@k.
+
+One function for both places a row is scored: the CPU score stage (rules and sympy), and, when a
+judge model is configured, the solve actor itself right after solving, so the judge's calls run on
+that actor's engine (or endpoint) next to the solves in flight (stages.py).
+
+A comparison that could not be judged (timeout, a value too large, a judge that did not answer)
+leaves `correct` None: not judged, which the report shows as such, never as wrong. `decided_by`
+says who decided the row's `correct` (and each attempt's): rules, sympy or judge.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from qvq_ray.problem import problem_from_json
+from qvq_ray.verify.spec import AnswerSpec
+
+
+def is_scored(row: dict[str, Any]) -> bool:
+    """Whether a row has been scored already (the solve actor scores when a judge is configured)."""
+    return row.get("pass_at_1") is not None
+
+
+async def score_row(row: dict[str, Any], checker: Any) -> dict[str, Any]:
+    """`row` with its scores; `checker` is a `Verifier` or a `JudgingChecker` (compare_detailed, same_answer)."""
+    from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
+    from qvq_ray.verify.voting import AnswerClusters
+
+    gold = row.get("gold")
+    if gold in (None, ""):
+        return row  # nothing to score against: correct and the metrics stay None
+    problem = problem_from_json(row.get("problem"))
+    spec = problem.spec if problem else AnswerSpec(choices=list(row.get("choices") or []))
+    question = (problem.question if problem else row.get("question")) or ""
+    judged: dict[str, tuple[bool | None, str | None]] = {}
+
+    async def matches_gold(answer: str | None) -> tuple[bool | None, str | None]:
+        if answer is None:
+            return False, "rules"
+        if answer not in judged:
+            judged[answer] = await checker.compare_detailed(answer, gold, spec, question=question, problem_key=row.get("id"))
+        return judged[answer]
+
+    def decider(verdict: dict, by: str | None) -> str | None:
+        """Who decided: the judge when it read the answer the rules compared, else the comparison's."""
+        return "judge" if by is not None and verdict.get("extraction") == "judge" else by
+
+    row = dict(row)
+    clusters = AnswerClusters()  # as the solver votes: maj@k counts the same clusters
+    outcomes = []
+    same = functools.partial(checker.same_answer, spec=spec)
+    for index, attempt in enumerate(row.get("attempts") or []):
+        verdict = attempt.get("verdict") or {}
+        answer = verdict.get("answer")
+        correct, by = await matches_gold(answer)
+        if answer is None and verdict.get("judge"):  # the judge read no answer, or did not answer at all
+            by = verdict.get("decided_by")
+            correct = False if by else None
+        attempt["correct"], attempt["decided_by"] = correct, decider(verdict, by)
+        key = None
+        if answer is not None:
+            key = str((await clusters.ajoin(index, answer, verdict.get("canonical"), same)).members[0])
+        outcomes.append(AttemptOutcome(cluster=key, correct=attempt["correct"] is True))
+    row["pass_at_1"], row["maj_at_k"], row["pass_at_k"] = problem_metrics(outcomes)
+    attempts = row.get("attempts") or []
+    chosen = row.get("chosen_attempt")
+    if row.get("error"):
+        row["correct"], row["decided_by"] = False, "rules"
+    elif isinstance(chosen, int) and 0 <= chosen < len(attempts):  # the final answer is that attempt's
+        row["correct"], row["decided_by"] = attempts[chosen]["correct"], attempts[chosen]["decided_by"]
+    else:
+        row["correct"], row["decided_by"] = await matches_gold(row.get("answer"))
+    return row

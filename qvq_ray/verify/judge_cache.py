@@ -1,0 +1,71 @@
+"""The judge's answer cache: one SQLite file, keyed by the exact inputs of a call.
+
+The key is a sha256 over everything that could change the judge's answer (its endpoint and
+model, the task, the full prompt text, its token limit), so a re-run of the same job or re-score
+makes no call for a case judged before, and changing any input asks again. The raw text is
+stored, not the reading of it, so a change in how answers are read needs no new calls. Only calls
+that returned are cached: a failure is asked again next time.
+
+SQLite in WAL mode lets the processes of one machine (Ray Data actors, Serve replicas) share the
+file; each call opens its own short connection, so the cache is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def cache_key(parts: dict) -> str:
+    """sha256 of the call's inputs, as canonical JSON."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+class JudgeCache:
+    """`get(key) -> text | None`, `put(key, text)`; in memory only when `path` is None."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path).expanduser() if path else None
+        self._memory: dict[str, str] = {}
+        self._lock = threading.Lock()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS judge (key TEXT PRIMARY KEY, text TEXT NOT NULL, created REAL)")
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A short connection: committed and closed on leaving (sqlite3's own `with` only commits)."""
+        db = sqlite3.connect(str(self.path), timeout=30)
+        try:
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            if key in self._memory:
+                return self._memory[key]
+        if self.path is None:
+            return None
+        with self._connect() as db:
+            found = db.execute("SELECT text FROM judge WHERE key = ?", (key,)).fetchone()
+        if found is not None:
+            with self._lock:
+                self._memory[key] = found[0]
+        return found[0] if found else None
+
+    def put(self, key: str, text: str) -> None:
+        with self._lock:
+            self._memory[key] = text
+        if self.path is not None:
+            with self._connect() as db:
+                db.execute("INSERT OR REPLACE INTO judge (key, text, created) VALUES (?, ?, ?)", (key, text, time.time()))

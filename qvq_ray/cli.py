@@ -246,6 +246,10 @@ def _rescore_config(args):
         config.verifier.judge.engine = OpenAIEngineConfig(base_url=args.judge_url, remote_model=args.judge_model)
     if args.judge_cache:
         config.verifier.judge.cache_path = args.judge_cache
+    if config.verifier.judge is not None and config.verifier.judge.engine is None and config.engine.kind == "hf":
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # the judge model loads here: no weight-loading bar on the console
     return config
 
 

@@ -221,3 +221,32 @@ def test_shared_benchmark_samples_end_to_end(ray_cluster, config, tmp_path, name
             last = "Answer the question with the option's letter from the given choices directly." if by_id[row["id"]].spec.choices else "Answer with a number."
             assert prompt["text"].endswith("\n" + last)
         assert {bool(by_id[r["id"]].spec.choices) for r in rows} == {True, False}  # both kinds of instruction
+
+
+def test_a_judge_runs_on_the_engine_actors_and_decides_what_rules_cannot(ray_cluster, config, tmp_path):
+    """verifier.judge with no endpoint: the judge is the solving engine itself, called from the solve
+    actors. Free-text golds cannot be decided by the string rules, so every such row is the judge's
+    (or not judged, when the random tiny model answers nothing readable), never 'rules'."""
+    import sqlite3
+
+    from qvq_ray.config import JudgeConfig
+
+    problems = tmp_path / "free-text.jsonl"
+    problems.write_text("".join(
+        json.dumps({"id": f"organelle-{i}", "question": f"Which organelle makes ATP? ({i})", "answer": "the mitochondria"}) + "\n"
+        for i in range(3)
+    ))
+    cache = tmp_path / "judge.sqlite3"
+    config.verifier.judge = JudgeConfig(cache_path=str(cache), max_tokens=8)
+    config.policy.max_attempts = 1
+    out = tmp_path / "out"
+    summary = _run(problems, out, config)
+    rows = _rows(out)
+    assert summary.rows_out == 3 and summary.errors == 0
+    for row in rows:
+        assert row["decided_by"] in ("judge", None), row["decided_by"]
+        assert row["correct"] is (None if row["decided_by"] is None else row["correct"])
+        assert row["pass_at_1"] is not None  # scored in the solve actor, next to its engine
+    assert "rules" not in summary.decided_by
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT count(*) FROM judge").fetchone()[0] >= 3  # each row asked at least once

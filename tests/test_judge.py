@@ -228,6 +228,7 @@ def test_presets_render_the_case_and_read_the_judge(preset):
     assert "[Standard Answer]: hydrogen" in same and "[Model Answer]: H2" in same
     assert jp.read_extraction("Extracted answer: 3.5\nbecause", None) == "3.5"
     assert jp.read_extraction(" (B) ", ["x", "y"]) == "B" and jp.read_extraction("Z", ["x", "y"]) == ""
-    assert jp.read_extraction("None.", None) == "" and jp.read_extraction("E", ["x", "y"]) == ""
+    assert jp.read_extraction("None.", None) == ""
+    assert jp.read_extraction("E", ["x", "y"]) is None and jp.read_extraction("}", None) is None  # unreadable
     assert jp.read_judgement("Judgement: 1") is True and jp.read_judgement("judgment: 0 because") is False
     assert jp.read_judgement("I think they are similar") is None

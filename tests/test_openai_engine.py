@@ -85,10 +85,10 @@ class Scripted:
                         {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
                     )
                     step = scripted.steps.pop(0) if scripted.steps else None
-                if step is None:
-                    step = scripted.answer(body) if scripted.answer else (200, ok_body())
                     scripted.active += 1
                     scripted.max_active = max(scripted.max_active, scripted.active)
+                if step is None:
+                    step = scripted.answer(body) if scripted.answer else (200, ok_body())
                 try:
                     if isinstance(step, dict) and "paced_sse" in step:
                         scripted.respond_paced(self, step)

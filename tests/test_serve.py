@@ -342,3 +342,44 @@ def test_greedy_stream_with_n_sends_the_one_greedy_text_to_every_choice(client):
     plain = client.chat.completions.create(model="qvq-tiny", messages=[{"role": "user", "content": "count"}], max_tokens=8, n=2)
     assert texts[0] == texts[1] == plain.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+
+
+def test_our_own_app_is_a_judge_endpoint_for_rescore(base_url, tmp_path):
+    """The Serve app with the tiny model as the judge of `qvq-ray rescore` (a real OpenAI endpoint):
+    asked only about the cases the rules leave undecided, labelled, and not asked again on a re-run."""
+    import json
+
+    from qvq_ray.batch.rescore import rescore
+    from qvq_ray.config import JudgeConfig, OpenAIEngineConfig, QvqConfig
+    from qvq_ray.report.summary import read_output, write_report
+
+    cases = {
+        "marked": ("12", "5 + 7 = 12, so the answer is \\boxed{12}."),
+        "silent": ("7", "I cannot make out the figure, so I will not say."),
+        "free": ("hydrogen gas", "Zinc and acid react. The answer is H2 is released."),
+    }
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"id": k, "question": f"case {k}?", "answer": g}) + "\n" for k, (g, _) in cases.items()))
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({k: {"response": r} for k, (_, r) in cases.items()}))
+    config = QvqConfig()
+    config.verifier.judge = JudgeConfig(
+        engine=OpenAIEngineConfig(base_url=f"{base_url}/v1", remote_model="qvq-tiny", api_key="test-key", max_retries=0),
+        cache_path=str(tmp_path / "judge.sqlite3"), max_tokens=8,
+    )
+    first = rescore(results, problems, tmp_path / "one", problems_format="problems", config=config, workers=1)
+    rows = {r["id"]: r for r in read_output(tmp_path / "one").to_pylist()}
+    assert first.judge_stats.startswith("judge calls 2 (cached 0, failed 0"), first.judge_stats
+    assert rows["marked"]["decided_by"] == "rules" and rows["marked"]["attempts"][0]["verdict"]["judge"] == []
+    for name, task in (("silent", "extraction"), ("free", "equivalence")):
+        notes = rows[name]["attempts"][0]["verdict"]["judge"]
+        assert [n["task"] for n in notes][:1] == [task], notes
+        # the tiny model answers something: an answer read (decided by the judge), or an unreadable
+        # judgement (not judged); never a guess
+        assert rows[name]["decided_by"] == ("judge" if notes[-1]["outcome"] is not None else None), (name, notes)
+    report = write_report(tmp_path / "one", plots=False)["report.md"].read_text()
+    all_row = next(ln for ln in report.split("Who decided", 1)[1].splitlines() if ln.startswith("| all"))
+    cells = [c.strip() for c in all_row.strip("|").split("|")]  # all, scored, rules, sympy, judge, not judged, ...
+    assert cells[1] == "3" and cells[4] == str(sum(r["decided_by"] == "judge" for r in rows.values())), all_row
+    second = rescore(results, problems, tmp_path / "two", problems_format="problems", config=config, workers=1)
+    assert second.judge_stats.startswith("judge calls 0 (cached"), second.judge_stats

@@ -90,13 +90,14 @@ class JudgeStats:
     calls: int = 0
     cached: int = 0
     failed: int = 0
+    unreadable: int = 0  # answered, but nothing an answer or a judgement could be read from
     over_budget: int = 0
     tokens: int = 0
     by_task: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         return (f"judge calls {self.calls} (cached {self.cached}, failed {self.failed}, over budget "
-                f"{self.over_budget}), tokens {self.tokens}")
+                f"{self.over_budget}), unreadable answers {self.unreadable}, tokens {self.tokens}")
 
 
 class Judge:
@@ -130,8 +131,13 @@ class Judge:
         task = "choice" if choices else "extraction"
         prompt = judge_prompts.render(self.templates[task], question=question, choices=choices, response=self._tail(response))
         text, cached, error = await self._ask(task, prompt, budget)
-        outcome = None if text is None else judge_prompts.read_extraction(text, choices)
-        return JudgeNote(task="extraction", outcome=outcome, cached=cached, error=error)
+        if text is None:
+            return JudgeNote(task="extraction", cached=cached, error=error)
+        outcome = judge_prompts.read_extraction(text, choices)
+        if outcome is None:
+            self.stats.unreadable += 1
+            return JudgeNote(task="extraction", cached=cached, error=f"unreadable extraction: {text[:80]!r}")
+        return JudgeNote(task="extraction", outcome=outcome, cached=cached)
 
     async def equivalent(self, *, question: str, answer: str, gold: str, budget: JudgeBudget) -> JudgeNote:
         """'1' when the judge says `answer` means `gold`, '0' when not; outcome None when unreadable."""
@@ -141,7 +147,7 @@ class Judge:
             return JudgeNote(task="equivalence", cached=cached, error=error)
         said = judge_prompts.read_judgement(text)
         if said is None:
-            self.stats.failed += 1
+            self.stats.unreadable += 1
             return JudgeNote(task="equivalence", cached=cached, error=f"unreadable judgement: {text[:80]!r}")
         return JudgeNote(task="equivalence", outcome="1" if said else "0", cached=cached)
 

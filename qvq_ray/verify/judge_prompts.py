@@ -172,23 +172,26 @@ def render(template: str, *, question: str = "", choices: list[str] | None = Non
     return fill(template, values)
 
 
-_NONE = {"", "none", "null", "n/a", "no answer", "z", "unknown", "cannot determine"}
+_NONE = {"none", "null", "n/a", "no answer", "z", "unknown", "cannot determine"}
 
 
-def read_extraction(text: str, choices: list[str] | None = None) -> str:
+def read_extraction(text: str, choices: list[str] | None = None) -> str | None:
     """The judge's extraction, read: its first non-empty line after any 'Extracted answer:' it
-    repeated, without quotes. '' means it found no answer (None, Z, empty)."""
+    repeated, without quotes. '' means it found no answer (None, Z); None means its text is no
+    answer at all (empty, or no letter or digit in it): unreadable, so the case stays not judged."""
     body = text.strip()
     marker = re.search(r"(?i)extracted answer\s*:", body)
     if marker:
         body = body[marker.end():]
     line = next((ln.strip() for ln in body.splitlines() if ln.strip()), "")
     line = re.sub(r"(?i)^your output\s*:\s*", "", line).strip().strip("'\"`").strip()
+    if not line or not any(ch.isalnum() for ch in line):
+        return None
     if line.lower().rstrip(".") in _NONE:
         return ""
     if choices and re.fullmatch(r"\(?[A-Z]\)?\.?", line):
         letter = line.strip("().")
-        return letter if letter in _LETTERS[: len(choices)] else ""
+        return letter if letter in _LETTERS[: len(choices)] else None  # no such option: unreadable
     return line
 
 

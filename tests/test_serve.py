@@ -14,7 +14,8 @@ APP_CONFIG = {
     "engine": {"max_batch_size": 4, "torch_threads": 1},
     "sampling": {"max_tokens": 24},
     "policy": {"max_attempts": 2},
-    "verifier": {"workers": 1},
+    # a judge on the serving engine itself: /v1/solve asks it where the rules find no answer
+    "verifier": {"workers": 1, "judge": {"cache_path": None, "max_tokens": 8}},
     "resources": {"num_cpus": 0.5},
     "serve": {
         "ingress_num_cpus": 0.25,
@@ -84,6 +85,13 @@ def test_solve_returns_verified_solution_with_attempts(base_url):
     assert 1 <= len(body["attempts"]) <= 2
     for attempt in body["attempts"]:
         assert attempt["completion_tokens"] > 0 and "issues" in attempt["verdict"]
+    # the random tiny model writes no answer the rules can find: the judge (the engine deployment
+    # itself) was asked to extract one, from the question and the response (no gold in mode self)
+    first = body["attempts"][0]["verdict"]
+    assert first["extraction"] in (None, "judge") and [n["task"] for n in first["judge"]] == ["extraction"], first
+    assert first["decided_by"] == ("judge" if first["judge"][0]["outcome"] is not None else None), first
+    metrics = httpx.get(f"{base_url}/metrics", timeout=30).text
+    assert 'qvq_ray_judge_total{outcome=' in metrics and 'task="extraction"' in metrics, metrics[-2000:]
 
 
 @pytest.mark.parametrize(

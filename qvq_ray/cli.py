@@ -100,6 +100,7 @@ def cmd_solve(args) -> int:
         raise UsageError("--engine openai needs --base-url (or engine.base_url in --config)")
     if args.self_consistency:
         config.policy.self_consistency = True
+    _apply_judge_flags(config, args)
     for flag, key, value in (
         ("--max-attempts", "policy.max_attempts", args.max_attempts),
         ("--mode", "policy.mode", args.mode),
@@ -230,22 +231,35 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _rescore_config(args):
-    """The config rescore judges with (None: rules only): --config, with --judge* flags over it."""
+def _apply_judge_flags(config, args) -> None:
+    """--judge, --judge-url, --judge-model, --judge-cache over the config's `verifier.judge`."""
     from qvq_ray.config import JudgeConfig, OpenAIEngineConfig
 
-    wants_judge = args.judge or args.judge_url or args.judge_model or args.judge_cache
-    if not args.config and not wants_judge:
-        return None
-    config = _load_config(args)
     if args.judge_model and not args.judge_url:
         raise UsageError("--judge-model names the model at --judge-url: give --judge-url too")
-    if wants_judge and config.verifier.judge is None:
+    if (args.judge or args.judge_url or args.judge_cache) and config.verifier.judge is None:
         config.verifier.judge = JudgeConfig()
     if args.judge_url:
         config.verifier.judge.engine = OpenAIEngineConfig(base_url=args.judge_url, remote_model=args.judge_model)
     if args.judge_cache:
         config.verifier.judge.cache_path = args.judge_cache
+
+
+def _add_judge_arguments(parser, engine_default: str) -> None:
+    parser.add_argument("--judge", action="store_true",
+                        help="Ask a judge model where the rules cannot decide (no answer found, free-text gold): "
+                        f"verifier.judge of --config, else default judge settings on {engine_default} or on --judge-url.")
+    parser.add_argument("--judge-url", metavar="URL", help="Judge on this OpenAI-compatible endpoint (implies --judge).")
+    parser.add_argument("--judge-model", metavar="NAME", help="Model name to ask at --judge-url.")
+    parser.add_argument("--judge-cache", metavar="PATH", help="The judge's cache file (default: verifier.judge.cache_path).")
+
+
+def _rescore_config(args):
+    """The config rescore judges with (None: rules only): --config, with --judge* flags over it."""
+    if not args.config and not (args.judge or args.judge_url or args.judge_model or args.judge_cache):
+        return None
+    config = _load_config(args)
+    _apply_judge_flags(config, args)
     if config.verifier.judge is not None and config.verifier.judge.engine is None and config.engine.kind == "hf":
         from transformers.utils import logging as hf_logging
 
@@ -323,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--output-format", choices=["parquet", "jsonl"])
     solve.add_argument("--resume", action="store_true", help="Skip ids already written in --out (after a crash).")
     solve.add_argument("--mode", choices=["self", "oracle"], help="self: gold never read; oracle: rejection sampling (pass@k).")
+    _add_judge_arguments(solve, "the solving engine (the engine actors)")
     solve.add_argument("--self-consistency", action="store_true", help="Vote over up to --max-attempts answers.")
     solve.add_argument("--quorum", type=int, help="Self-consistency: stop once an answer has this many votes.")
     solve.add_argument(
@@ -413,13 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--timeout", type=float, default=5.0, help="Seconds one check may take (default 5).")
     rescore.add_argument("--no-report", action="store_true", help="Skip writing the report (OUT.report/, beside OUT).")
     rescore.add_argument("--config", help="QvqConfig YAML: its verifier.judge (if set) judges what the rules leave undecided.")
-    rescore.add_argument("--judge", action="store_true",
-                         help="Ask a judge model where the rules cannot decide (no answer found, free-text gold): "
-                         "verifier.judge of --config, else default judge settings on the config's engine (the tiny "
-                         "model without --config) or on --judge-url.")
-    rescore.add_argument("--judge-url", metavar="URL", help="Judge on this OpenAI-compatible endpoint (implies --judge).")
-    rescore.add_argument("--judge-model", metavar="NAME", help="Model name to ask at --judge-url.")
-    rescore.add_argument("--judge-cache", metavar="PATH", help="The judge's cache file (default: verifier.judge.cache_path).")
+    _add_judge_arguments(rescore, "the config's engine, loaded here (the tiny model without --config)")
     rescore.set_defaults(func=cmd_rescore)
     return parser
 

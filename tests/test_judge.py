@@ -29,8 +29,13 @@ CASES = {
 }
 
 
-def judge_says(body: dict):
-    """The scripted judge: its answer for the case its prompt is about."""
+MODELS = (200, {"object": "list", "data": [{"id": "judge", "object": "model"}]})
+
+
+def judge_says(body: dict | None):
+    """The scripted judge: its answer for the case its prompt is about (and its model list)."""
+    if body is None:
+        return MODELS
     prompt = body["messages"][-1]["content"]
     prompt = prompt if isinstance(prompt, str) else "".join(p.get("text", "") for p in prompt)
     case = prompt.split("[Question]: ")[-1] if "Judgement:" in prompt[-40:] else prompt.rsplit("Question: ", 1)[-1]
@@ -123,6 +128,8 @@ def test_a_judge_that_fails_or_is_over_budget_leaves_the_case_not_judged(endpoin
     problems, results = _write(tmp_path, cases)
 
     def says(body):
+        if body is None:
+            return MODELS
         prompt = body["messages"][-1]["content"][0]["text"]
         if "Extracted answer" in prompt[-30:] and "case free-text-other" in prompt.rsplit("Question: ", 1)[-1]:
             return 200, ok_body((CASES_EXTRA["free-text-other"][2],))
@@ -232,3 +239,28 @@ def test_presets_render_the_case_and_read_the_judge(preset):
     assert jp.read_extraction("E", ["x", "y"]) is None and jp.read_extraction("}", None) is None  # unreadable
     assert jp.read_judgement("Judgement: 1") is True and jp.read_judgement("judgment: 0 because") is False
     assert jp.read_judgement("I think they are similar") is None
+
+
+def test_a_wrong_judge_endpoint_is_one_clear_error_before_any_row_is_written(tmp_path):
+    from tests.conftest import free_port
+
+    problems, results = _write(tmp_path, {"unmarked": CASES["unmarked"]})
+    with pytest.raises(ValueError, match=r"judge endpoint: .*/models unreachable"):
+        _rescore(tmp_path, "out", problems, results, _config(f"http://127.0.0.1:{free_port()}/v1", tmp_path / "c.sqlite3"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_judge_flags_of_solve_and_rescore_set_the_config():
+    from qvq_ray.cli import UsageError, _apply_judge_flags, build_parser
+
+    parser = build_parser()
+    config = QvqConfig()
+    _apply_judge_flags(config, parser.parse_args(["solve", "in", "--out", "o", "--judge-url", "http://h:8000/v1", "--judge-model", "m"]))
+    assert (config.verifier.judge.engine.base_url, config.verifier.judge.engine.remote_model) == ("http://h:8000/v1", "m")
+    config = QvqConfig()
+    _apply_judge_flags(config, parser.parse_args(["solve", "in", "--out", "o"]))
+    assert config.verifier.judge is None  # off unless asked
+    _apply_judge_flags(config, parser.parse_args(["rescore", "r", "--problems", "p", "--out", "o", "--judge", "--judge-cache", "/tmp/j"]))
+    assert config.verifier.judge.engine is None and config.verifier.judge.cache_path == "/tmp/j"
+    with pytest.raises(UsageError, match="--judge-model names the model at --judge-url"):
+        _apply_judge_flags(QvqConfig(), parser.parse_args(["solve", "in", "--out", "o", "--judge-model", "m"]))

@@ -254,6 +254,13 @@ def _run_judge(verifier, config, pending: list, verdicts: list, summary: Rescore
         checker = judging_checker(verifier, config)
         try:
             engine = config.verifier.judge.engine
+            if engine is not None:  # a wrong URL or model name is one clear error, not a row of failures each
+                from qvq_ray.engines.base import EngineError
+
+                try:
+                    await checker.judge.engine.check_health()
+                except EngineError as exc:
+                    raise ValueError(f"judge endpoint: {exc} (check --judge-url / --judge-model, or verifier.judge.engine)") from None
             concurrency = engine.max_concurrency if engine is not None else config.engine.max_batch_size
             return await _judge_all(checker, pending, verdicts, max(1, concurrency)), checker.judge.stats
         finally:

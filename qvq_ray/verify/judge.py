@@ -297,7 +297,10 @@ def judge_identity(config: "QvqConfig") -> str:
     judge = config.verifier.judge
     if judge is not None and judge.engine is not None:
         return f"openai|{judge.engine.base_url}|{judge.engine.remote_model or config.model.served_model_name or config.model.path}"
-    return f"{config.engine.kind}|{config.model.path}|{config.model.dtype}"
+    engine = config.engine
+    if engine.kind == "openai":
+        return f"openai|{engine.base_url}|{engine.remote_model or config.model.served_model_name or config.model.path}"
+    return f"{engine.kind}|{config.model.path}|{config.model.dtype}"
 
 
 def judging_checker(verifier: Any, config: "QvqConfig", solving_engine: "Engine | None" = None) -> Any:

@@ -90,14 +90,18 @@ def status(view: st.RowView) -> str:
 
 
 def _attempt_verdict(attempt: dict[str, Any], has_gold: bool) -> str:
-    answer = (attempt.get("verdict") or {}).get("answer")
-    if answer is None:
-        return "no answer"
+    """correct / wrong / no answer / not judged / not scored, with "(judge)" when the judge model decided."""
+    verdict = attempt.get("verdict") or {}
+    by_judge = " (judge)" if attempt.get("decided_by") == "judge" or verdict.get("extraction") == "judge" else ""
+    if verdict.get("answer") is None:
+        if verdict.get("judge") and has_gold and attempt.get("correct") is None:
+            return "not judged (the judge did not answer)"
+        return "no answer" + by_judge
     if attempt.get("correct") is True:
-        return "correct"
+        return "correct" + by_judge
     if attempt.get("correct") is False:
-        return "wrong"
-    return "not judged" if has_gold else "not scored"
+        return "wrong" + by_judge
+    return "not judged" if has_gold else "not scored" + by_judge
 
 
 def _num_images(row: dict[str, Any]) -> int:

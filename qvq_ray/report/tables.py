@@ -90,7 +90,8 @@ def headline(rows: list[st.RowView]) -> Table:
     if len(present) > 1:  # totals, with no accuracy figure: modes are never pooled
         body.append(["all", *_counts(rows), *[""] * (5 + 2 * with_accuracy), *_usage(rows)])
     notes = [f"{mode_label(m)}: {MODE_NOTES.get(m, 'unknown mode')}" for m in present]
-    notes.append("not judged: the comparison with gold did not finish (timeout, a value too large); counted as not correct")
+    notes.append("not judged: no one could decide (a comparison that did not finish: timeout, a value too large; "
+                 "a judge model that failed, was over budget or answered nothing readable); counted as not correct")
     if with_accuracy:
         notes.append("95% CI: Wilson score interval of the accuracy")
     return Table("Headline", headers, body, note="; ".join(notes) + ".", anchor="headline", total=len(present) > 1)
@@ -257,7 +258,7 @@ def decided_by_table(rows: list[st.RowView]) -> Table:
                      str(sum(r.not_judged for r in members)), str(judged_correct)])
     note = ("rules: the string rules decided; sympy: a symbolic comparison; judge: the judge model read the answer "
             "(the rules found none) or judged a free-text match (verifier.judge); not judged: no one could decide "
-            "(a timeout, a judge that failed or was over budget), counted as not correct.")
+            "(a timeout, a judge that failed, was over budget or answered nothing readable), counted as not correct.")
     return Table("Who decided", headers, body, note=note, anchor="decided-by", total=True)
 
 

@@ -334,6 +334,19 @@ def test_serve_host_and_port_override_the_file(tmp_path):
         [sys.executable, "-m", "qvq_ray.cli", "serve", str(config), "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT, start_new_session=True,
     )
+    import threading
+
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read_output():
+        for line in proc.stdout:
+            lines.append(line)
+            if "ready at" in line:
+                ready.set()
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
     try:
         import httpx
 
@@ -347,11 +360,16 @@ def test_serve_host_and_port_override_the_file(tmp_path):
             except httpx.HTTPError:
                 pass
             time.sleep(1)
-        assert answered is not None and answered.status_code == 200, proc.stdout.read() if proc.poll() is not None else ""
+        assert answered is not None and answered.status_code == 200, "".join(lines)
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{file_port}/v1/models", timeout=2)  # the file's port is overridden
-        proc.send_signal(signal.SIGINT)  # Ctrl-C (even while replicas still start): a clean stop
-        output, _ = proc.communicate(timeout=90)
+        # Ctrl-C once the CLI says it is ready (the route can answer a moment before `serve.run`
+        # returns, and a SIGINT inside a Ray call that fails internally can be lost in Ray itself)
+        assert ready.wait(60), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=90)
+        reader.join(10)
+        output = "".join(lines)
         assert proc.returncode == 0 and "Traceback" not in output, output
         assert "qvq-ray serve: shutting down" in output
     finally:

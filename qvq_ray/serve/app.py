@@ -11,7 +11,6 @@ command starts a local cluster with the right settings and prints where it liste
 from __future__ import annotations
 
 import importlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +170,43 @@ def run_serve_config(
             serve.run(builder(args), name=name, route_prefix=prefix, blocking=False)
             urls[name] = f"http://{host}:{port}{prefix.rstrip('/')}"
             print(f"qvq-ray serve: application {name!r} ready at {urls[name]}/v1 (OpenAI API), {urls[name]}/v1/solve", flush=True)
-        while blocking:
-            time.sleep(3600)
-    except KeyboardInterrupt:  # Ctrl-C, while deploying too: shut down without a traceback
+        if blocking:
+            _wait_for_stop_signal()
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, while deploying too: shut down without a traceback
         print("qvq-ray serve: shutting down", flush=True)
-        serve.shutdown()
+        _bounded(serve.shutdown, SHUTDOWN_TIMEOUT_S, "serve.shutdown()")
     return urls
+
+
+SHUTDOWN_TIMEOUT_S = 60.0
+
+
+def _wait_for_stop_signal() -> None:
+    """Block until SIGINT (Ctrl-C) or SIGTERM (a process manager's stop).
+
+    Our own handlers, installed once the apps run, and a wait that wakes every second: the stop
+    does not depend on a KeyboardInterrupt reaching a long sleep (Ray's driver defers SIGINT around
+    its own calls on the main thread), and SIGTERM stops as cleanly as Ctrl-C."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _bounded(fn, timeout_s: float, what: str) -> None:
+    """`fn()` on a helper thread, waited for at most `timeout_s`: a stop never hangs on it."""
+    import threading
+
+    done = threading.Thread(target=fn, name=what, daemon=True)
+    done.start()
+    done.join(timeout_s)
+    if done.is_alive():
+        print(f"qvq-ray serve: {what} did not finish within {timeout_s:.0f} s; exiting anyway", flush=True)

@@ -377,7 +377,9 @@ def test_serve_host_and_port_override_the_file(tmp_path):
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                pytest.fail("no stop after two Ctrl-C; its output:\n" + "".join(lines)[-6000:])
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+                masks = [ln for ln in status.splitlines() if ln.startswith(("SigBlk", "SigPnd", "ShdPnd", "SigCgt"))]
+                pytest.fail(f"no stop after two Ctrl-C ({masks}); its output:\n" + "".join(lines)[-6000:])
         reader.join(10)
         output = "".join(lines)
         assert proc.returncode == 0 and "Traceback" not in output, output

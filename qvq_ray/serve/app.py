@@ -192,6 +192,7 @@ def _wait_for_stop_signal() -> None:
     import threading
 
     stop = threading.Event()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # an inherited block would mute them
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop.wait(1.0):

@@ -433,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _accept_stop_signals() -> None:
+def accept_stop_signals() -> None:
     """Unblock SIGINT and SIGTERM in this thread: a process started by a Ray process (or by anything
     that had them blocked) inherits a blocked SIGINT, and Ctrl-C would never reach us (Ray's own
     job supervisor unblocks it for its children for the same reason)."""
@@ -446,7 +446,7 @@ def _accept_stop_signals() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if argv is None:  # the console script, not a call from Python code
-        _accept_stop_signals()
+        accept_stop_signals()
     try:
         return args.func(args)
     except UsageError as exc:

@@ -43,9 +43,14 @@ def problem_metrics(outcomes: list[AttemptOutcome]) -> tuple[bool, bool, bool]:
 SCORE_COLUMNS = ("correct", "pass_at_1", "maj_at_k", "pass_at_k")
 
 
+def is_scored(row: dict) -> bool:
+    """Whether a row has been scored already (the solve actor scores when a judge is configured)."""
+    return row.get("pass_at_1") is not None
+
+
 def score_unanswered(row: dict) -> dict:
     """An output row that never got an answer (an error before any attempt), held against gold, is
     wrong on every score; without gold, or once scored, it is returned as it is."""
-    if row.get("gold") in (None, "") or row.get("attempts") or row.get("pass_at_1") is not None:
+    if row.get("gold") in (None, "") or row.get("attempts") or is_scored(row):
         return row
     return {**row, **dict.fromkeys(SCORE_COLUMNS, False), "decided_by": "rules"}

@@ -313,6 +313,7 @@ def rescore(
     from qvq_ray.config import VerifierConfig
     from qvq_ray.datasets import LoadError, load_problems
     from qvq_ray.problem import error_row, solution_schema
+    from qvq_ray.report.summary import decided_counts
     from qvq_ray.verify import Verifier
 
     start = time.monotonic()
@@ -381,12 +382,10 @@ def rescore(
 
     summary.rows = len(ordered)
     summary.scored = len(pending)
+    summary.decided_by = decided_counts(r for r in ordered if not r.get("error") and r.get("gold") not in (None, ""))
     for row in ordered:
         if row.get("error"):
             continue
-        if row.get("gold") not in (None, ""):
-            decider = row.get("decided_by") or "not judged"
-            summary.decided_by[decider] = summary.decided_by.get(decider, 0) + 1
         if row.get("correct") is None:
             summary.not_judged += row.get("gold") not in (None, "")
             continue

@@ -18,11 +18,6 @@ from qvq_ray.problem import problem_from_json
 from qvq_ray.verify.spec import AnswerSpec
 
 
-def is_scored(row: dict[str, Any]) -> bool:
-    """Whether a row has been scored already (the solve actor scores when a judge is configured)."""
-    return row.get("pass_at_1") is not None
-
-
 async def score_row(row: dict[str, Any], checker: Any) -> dict[str, Any]:
     """`row` with its scores; `checker` is a `Verifier` or a `JudgingChecker` (compare_detailed, same_answer)."""
     from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics

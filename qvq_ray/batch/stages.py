@@ -168,7 +168,7 @@ class ScoreAgainstGold(RowStage):
         return solution_schema()
 
     def is_error_row(self, row: dict[str, Any]) -> bool:
-        from qvq_ray.batch.scoring import is_scored
+        from qvq_ray.batch.metrics import is_scored
 
         # a partial solve is still scored; a row the solve actor scored (with its judge) is passed on
         return (bool(row.get("error")) and not row.get("attempts")) or is_scored(row)

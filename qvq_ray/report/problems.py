@@ -101,7 +101,7 @@ def _attempt_verdict(attempt: dict[str, Any], has_gold: bool) -> str:
         return "correct" + by_judge
     if attempt.get("correct") is False:
         return "wrong" + by_judge
-    return "not judged" if has_gold else "not scored" + by_judge
+    return "not judged" if has_gold else "not scored"
 
 
 def _num_images(row: dict[str, Any]) -> int:

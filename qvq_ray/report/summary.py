@@ -88,7 +88,7 @@ def read_output(out_dir: str | Path):
     raise FileNotFoundError(f"no output files in {root}")
 
 
-def _decided_counts(rows) -> dict[str, int]:
+def decided_counts(rows) -> dict[str, int]:
     """Scored rows by who decided them, in a fixed order (rules, sympy, judge, not judged, unrecorded)."""
     from collections import Counter
 
@@ -119,7 +119,7 @@ def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> Jo
         correct=correct,
         not_judged=sum(1 for r in with_gold if r.get("correct") is None and not r.get("error")),
         accuracy=(correct / len(with_gold)) if with_gold else None,
-        decided_by=_decided_counts(r for r in with_gold if not r.get("error")),
+        decided_by=decided_counts(r for r in with_gold if not r.get("error")),
         pass_at_1=rate("pass_at_1"),
         maj_at_k=rate("maj_at_k"),
         pass_at_k=rate("pass_at_k"),

@@ -191,8 +191,10 @@ def _wait_for_stop_signal() -> None:
     import signal
     import threading
 
+    from qvq_ray.cli import accept_stop_signals
+
     stop = threading.Event()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # an inherited block would mute them
+    accept_stop_signals()  # run_serve_config may be called from Python, not only from the CLI
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while not stop.wait(1.0):

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import re
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from qvq_ray.verify import judge_prompts
@@ -51,8 +51,8 @@ _UNIT_WORDS = {
     "yard", "yards", "feet", "foot", "ft", "inch", "inches", "meter", "meters", "metre", "metres", "mile", "miles",
     "gram", "grams", "second", "seconds", "minute", "minutes", "hour", "hours", "day", "days", "year", "years",
     "degree", "degrees", "deg", "rad", "radians", "newton", "newtons", "joule", "joules", "watt", "watts", "volt",
-    "volts", "ohm", "ohms", "units", "unit", "sq", "square", "cubic", "per", "dollars", "cents", "percent", "mathrm",
-    "text", "frac", "times", "cdot", "circ", "sqrt", "pi", "lb", "lbs", "oz", "kw", "mw", "kj", "min", "sec", "hr",
+    "volts", "ohm", "ohms", "units", "unit", "sq", "square", "cubic", "per", "dollars", "cents", "percent", "pi",
+    "lb", "lbs", "oz", "kw", "mw", "kj", "min", "sec", "hr",
 }
 _CJK_UNITS = set("米秒牛焦千克克瓦伏安欧度分时个元角")
 
@@ -93,7 +93,6 @@ class JudgeStats:
     unreadable: int = 0  # answered, but nothing an answer or a judgement could be read from
     over_budget: int = 0
     tokens: int = 0
-    by_task: dict[str, int] = field(default_factory=dict)
 
     def line(self) -> str:
         return (f"judge calls {self.calls} (cached {self.cached}, failed {self.failed}, over budget "
@@ -167,7 +166,6 @@ class Judge:
                                  f"limits {cfg.max_calls_per_problem} and {cfg.max_tokens_per_problem})")
         budget.calls += 1
         self.stats.calls += 1
-        self.stats.by_task[task] = self.stats.by_task.get(task, 0) + 1
         sampling = SamplingConfig(temperature=0.0, max_tokens=cfg.max_tokens)
         messages = [{"role": "user", "content": [{"type": "text", "text": prompt}]}]
         try:
@@ -295,9 +293,7 @@ def _judged(note: JudgeNote) -> tuple[bool | None, str | None]:
 def judge_identity(config: "QvqConfig") -> str:
     """Who judges, for the cache key: the endpoint and model, or the solving engine's model."""
     judge = config.verifier.judge
-    if judge is not None and judge.engine is not None:
-        return f"openai|{judge.engine.base_url}|{judge.engine.remote_model or config.model.served_model_name or config.model.path}"
-    engine = config.engine
+    engine = judge.engine if judge is not None and judge.engine is not None else config.engine
     if engine.kind == "openai":
         return f"openai|{engine.base_url}|{engine.remote_model or config.model.served_model_name or config.model.path}"
     return f"{engine.kind}|{config.model.path}|{config.model.dtype}"

@@ -205,10 +205,17 @@ class Verifier:
         return (await self.compare_detailed(answer, gold, spec, timeout_s=timeout_s))[0]
 
     async def compare_detailed(
-        self, answer: str, gold: str, spec: AnswerSpec | None = None, *, timeout_s: float | None = None, **_: Any
+        self,
+        answer: str,
+        gold: str,
+        spec: AnswerSpec | None = None,
+        *,
+        timeout_s: float | None = None,
+        question: str = "",
+        problem_key: str | None = None,
     ) -> tuple[bool | None, str | None]:
-        """`compare` and who decided it ('rules' or 'sympy'; None when not judged). Extra keywords
-        (`question`, `problem_key`, which a judging checker reads) are accepted and ignored."""
+        """`compare` and who decided it ('rules' or 'sympy'; None when not judged). `question` and
+        `problem_key` are the judging checker's (its prompt, its budget); the rules do not need them."""
         return await self.pool.run_blocking(functools.partial(self.compare_sync_detailed, answer, gold, spec, timeout_s=timeout_s))
 
     def compare_sync(

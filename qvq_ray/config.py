@@ -274,6 +274,22 @@ class ResourcesConfig(StrictModel):
     tensor_parallel_size: int = Field(
         1, ge=1, description="GPUs one replica spans; >1 reserves one bundle per GPU with STRICT_PACK."
     )
+    custom: dict[str, float] = Field(
+        default_factory=dict,
+        description="Custom Ray resources each batch engine actor (the solve stage) reserves, e.g. "
+        "{'engine_slot': 1} on a cluster whose nodes declare how many engines each may host "
+        "(`ray start --resources`); CPU and GPU go in num_cpus / num_gpus. Serve replicas do not read it.",
+    )
+
+    @field_validator("custom")
+    @classmethod
+    def _custom_resources(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if name in ("CPU", "GPU", "memory", "object_store_memory"):
+                raise ValueError(f"{name!r} is not a custom resource: set it with num_cpus / num_gpus")
+            if amount < 0:
+                raise ValueError(f"resources.custom[{name!r}] must be >= 0, got {amount}")
+        return value
 
 
 class PolicyConfig(StrictModel):
@@ -494,8 +510,19 @@ class VerifierConfig(StrictModel):
 
 class BatchConfig(StrictModel):
     num_replicas: int = Field(1, ge=1, description="Engine actors in the solve stage's ActorPoolStrategy.")
-    max_concurrent_solves: int = Field(16, ge=1, description="Solves in flight per engine actor (asyncio).")
-    rows_per_batch: int = Field(16, ge=1, description="Rows per Ray Data batch handed to an actor.")
+    max_concurrent_solves: int = Field(
+        16, ge=1, description="Solves in flight per engine actor (asyncio); a finished one's slot is refilled at once."
+    )
+    rows_per_batch: int = Field(
+        16, ge=1, description="Rows per Ray Data block (read, prepared, solved and written together: one part file)."
+    )
+    rows_in_flight_per_actor: int | None = Field(
+        None,
+        ge=1,
+        description="Rows an engine actor holds at once, solving or waiting for a slot; None = 4 x "
+        "max_concurrent_solves, so that blocks waiting on their slowest chain of thought still leave "
+        "enough rows to keep every slot busy.",
+    )
     output_format: Literal["parquet", "jsonl"] = Field("parquet", description="Output files' format.")
     input: str | None = Field(None, description="Problem set to solve (a job config's default for INPUT).")
     input_format: str | None = Field(None, description="Force the loader (mathvision, mathvista, mmmu, ...).")

@@ -15,7 +15,8 @@ running once the solve is settled. A policy owns the decisions, through this pro
   next attempt uses `sampling`, or the schedule when None) or `Stop(reason)` (end without accepting;
   `choose` then picks the answer). Attempts still in flight when a decision ends the solve are
   cancelled; attempts that finished together are all shown to the policy (every vote counts), and
-  the first decision that ends the solve wins.
+  the first decision that ends the solve wins. An attempt whose engine call failed (`error` set)
+  is never shown to the policy nor put in `attempts`: its index is skipped (the Solution keeps it).
 - `sampling_for(index)`: the sampling of an attempt no `Resample` asked for (default: the schedule).
 - `max_in_flight()`: how many samples may run at once (default `parallel_samples`).
 - `choose(accepted)`: the answer given and its confidence when the solve ends: the accepted attempt,

@@ -65,7 +65,7 @@ class Problem(BaseModel):
 
 
 class Attempt(BaseModel):
-    """One generation and its verdict."""
+    """One generation and its verdict, or one engine call that failed (`error` set: no text, no verdict)."""
 
     text: str
     sampling: SamplingConfig
@@ -76,6 +76,10 @@ class Attempt(BaseModel):
     verdict: Verdict = Field(default_factory=Verdict)
     cut_off: bool = Field(False, description="Stopped early by the loop cut-off.")
     tokens_saved: int = Field(0, description="max_tokens minus tokens generated, when cut off.")
+    error: str | None = Field(
+        None, description="Why this attempt's engine call failed (then no text, no verdict, never a vote or a "
+        "scored sample); None when the engine answered."
+    )
 
 
 class PromptRecord(BaseModel):
@@ -110,7 +114,10 @@ class Solution(BaseModel):
     completion_tokens: int = 0
     tokens_saved: int = Field(0, description="Tokens the loop cut-off saved over all attempts.")
     latency_s: float = 0.0
-    error: str | None = None
+    error: str | None = Field(
+        None, description="Why solving failed: set only when no attempt produced an answer (a failed engine call "
+        "among answered attempts is recorded on its attempt alone)."
+    )
     prompt: PromptRecord | None = Field(None, description="The prompt sent; None when solving failed before it was built.")
 
 

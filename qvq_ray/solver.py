@@ -14,6 +14,12 @@ Two modes, never mixed up:
 With the loop cut-off on (`policy.loop_cutoff`), every sample is streamed, and one that falls into
 a repetition loop is cut off early (the attempt records `repetition_loop` and the tokens it saved).
 
+An engine call that fails (a 5xx from an endpoint, a replica restart) is kept as an attempt with
+`error` set, no text and no verdict: it counts against `max_attempts` (a request was spent) but is
+never shown to the policy, never a vote, and scoring skips it. The solution's `error` is set only
+when no attempt produced an answer; when the first call fails with nothing else to keep, the
+exception goes to the caller (a 4xx/5xx online, an error row in batch).
+
 The decisions (accept, re-sample with which sampling, stop, which answer to give) are a policy's
 (`qvq_ray/policies.py`): a built-in one chosen by the config, or a user class named by
 `policy.import_path`; this module keeps the mechanics and the limits that bound every policy.
@@ -117,8 +123,8 @@ class Solver:
     ) -> Solution:
         """Solve one problem. `image_bytes`: images already prepared (decoded, resized), else loaded here.
 
-        `on_attempt(index, attempt)` is awaited as each attempt is judged (the online endpoint
-        streams these as events).
+        `on_attempt(index, attempt)` is awaited as each attempt is judged, or its engine call
+        fails (`attempt.error` set) (the online endpoint streams these as events).
         """
         from qvq_ray.images import prepare_problem_images
         from qvq_ray.prompt import build_messages, prompt_record, template_sha
@@ -132,7 +138,8 @@ class Solver:
         record = prompt_record(messages, self.prompt, self.model.system_prompt, sha=self._template_sha)
         gold = problem.answer if self.policy.mode == "oracle" else None  # `self` never reads gold
 
-        attempts: dict[int, Attempt] = {}
+        attempts: dict[int, Attempt] = {}  # judged attempts: what the policy sees
+        failed: dict[int, Attempt] = {}  # engine calls that failed: no text, no verdict, kept for the record
         state = SolveState(
             problem=problem if self.policy.mode == "oracle" else _gold_free(problem),
             config=self.policy,
@@ -143,6 +150,7 @@ class Solver:
         policy = self._policy_factory(state)
         requested: list[SamplingConfig] = []  # samplings asked for by Resample decisions, next first
         running: dict[asyncio.Task, int] = {}
+        calls: dict[asyncio.Task, tuple[int, SamplingConfig, float]] = {}  # (samples, sampling, start) per request
         launched = 0
         decided: int | None = None  # index of the accepted attempt
         stopped = False
@@ -168,6 +176,7 @@ class Solver:
                     self._attempts(problem, self._messages_for(messages, index), index, count, gold, sampling)
                 )
                 running[task] = index
+                calls[task] = (count, sampling, time.perf_counter())
                 launched += count
                 state.launched = launched
 
@@ -177,12 +186,24 @@ class Solver:
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 for task in sorted(done, key=running.__getitem__):
                     index = running.pop(task)
+                    count, sampling, call_started = calls.pop(task)
                     try:
                         batch = task.result()
                     except Exception as exc:
                         if index == 0 and not attempts and not running:
                             raise  # nothing to keep: the caller reports it (a 4xx online, an error row in batch)
                         error = f"engine failed on attempt {index + 1}: {exc}"
+                        for offset in range(count):  # recorded on its own attempts; never a vote
+                            failure = Attempt(
+                                text="",
+                                sampling=sampling,
+                                latency_s=time.perf_counter() - call_started,
+                                finish_reason="error",
+                                error=f"{type(exc).__name__}: {exc}",
+                            )
+                            failed[index + offset] = failure
+                            if on_attempt is not None:
+                                await on_attempt(index + offset, failure)
                         continue
                     for offset, attempt in enumerate(batch):
                         attempts[index + offset] = attempt
@@ -208,7 +229,9 @@ class Solver:
                 task.cancel()  # a streaming engine aborts the request; the tokens are not spent
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
-        solution = self._solution(problem, attempts, policy.choose(decided), started, error)
+        if any(a.verdict.answer is not None for a in attempts.values()):
+            error = None  # an answer was produced: a failed call on the way is on its attempt, not the problem's
+        solution = self._solution(problem, {**attempts, **failed}, policy.choose(decided), started, error)
         solution.prompt = record
         return solution
 

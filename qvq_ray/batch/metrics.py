@@ -4,6 +4,9 @@
 - maj@k: the most common answer over all k attempts is correct (ties go to the answer seen first).
 - pass@k: some attempt's answer is correct (an upper bound: it needs gold to pick; oracle mode's
   accuracy is this number, and reports say so).
+
+The outcomes are of the attempts the engine answered: an attempt whose engine call failed (`error`
+set) is no sample, and its callers (batch/scoring.py, report/stats.py) leave it out.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The batch solve job: read -> prepare -> solve -> score -> write, on Ray Data.
 
-The driver loads the problem set with the dataset adapters (rows the loader cannot parse become
-rows carrying an `error`), then Ray Data streams blocks through the stages: image preparation on
-CPU tasks, solving on an actor pool where each actor is one engine replica, scoring on a CPU
-actor, and Parquet (or JSONL) files under the output directory. The summary is computed from the
-files written, so it reconciles what is on disk: rows in = solved + errors.
+Ray Data streams blocks through the stages: a read task running the dataset adapters (rows the
+loader cannot parse become rows carrying an `error`), image preparation on CPU tasks, solving on
+an actor pool where each actor is one engine replica (row by row, its slots kept full), scoring on
+a CPU actor, and write tasks that put Parquet (or JSONL) part files under the output directory.
+The driver holds counts, never rows: its memory does not grow with the problem set. The summary
+is computed from the files written, so it reconciles what is on disk: rows in = solved + errors.
 
 Everything that can be wrong with the request itself (input path, format, images folder, output
 directory) is found before Ray starts and raised as JobInputError, so a mistake costs a second,
@@ -17,6 +18,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -44,40 +46,28 @@ AUX_CPUS = 0.25
 def _input_rows(
     input_path: str, input_format: str | None, limit: int | None, *, images_dir: str | None = None
 ) -> list[dict]:
-    """Input rows of the problem set; a path, format or images folder that cannot work raises
-    JobInputError (one bad row never does: it becomes an error row)."""
+    """Input rows of a (small) problem set as a list, by the rules the job's read task applies; a
+    path, format or images folder that cannot work raises JobInputError (one bad row never does: it
+    becomes an error row). The job itself never holds the rows: see batch/source.py."""
+    from qvq_ray.batch.source import iter_input_rows
+
+    options = _loader_options(input_path, input_format, limit, images_dir)
+    return _as_job_input_error(lambda: list(iter_input_rows(input_path, input_format, limit, loader_options=options)))
+
+
+def _loader_options(input_path: str, input_format: str | None, limit: int | None, images_dir: str | None) -> dict:
+    if limit is not None and limit < 1:
+        raise JobInputError(f"limit must be at least 1, got {limit} (it would solve no problems)")
+    return _as_job_input_error(lambda: _images_option(input_path, input_format, images_dir) if images_dir is not None else {})
+
+
+def _as_job_input_error(work):
     try:
-        return _load_rows(input_path, input_format, limit, images_dir)
+        return work()
     except JobInputError:
         raise
     except (OSError, ValueError) as exc:  # missing path, unknown format, unreadable file
         raise JobInputError(str(exc)) from exc
-
-
-def _load_rows(input_path: str, input_format: str | None, limit: int | None, images_dir: str | None) -> list[dict]:
-    from qvq_ray.datasets import LoadError, load_problems
-    from qvq_ray.problem import problem_to_row
-
-    if limit is not None and limit < 1:
-        raise JobInputError(f"limit must be at least 1, got {limit} (it would solve no problems)")
-    options = _images_option(input_path, input_format, images_dir) if images_dir is not None else {}
-    rows: list[dict] = []
-    seen: set[str] = set()
-    for item in load_problems(input_path, format=input_format, limit=limit, **options):
-        if isinstance(item, LoadError):
-            ref = str(item.ref)  # often the row's id: it keys the output like a solved row's
-            row_id = ref if ref not in seen else f"{ref}#dup{len(rows)}"
-            seen.add(row_id)
-            rows.append(_load_error_row(row_id, f"bad input row: {item.reason}"))
-            continue
-        if item.id in seen:  # ids key the output (and resume): a second row with the same id is an error row
-            rows.append(_load_error_row(f"{item.id}#dup{len(rows)}", f"duplicate id {item.id!r}"))
-            continue
-        seen.add(item.id)
-        row = problem_to_row(item)
-        row["error"] = None
-        rows.append(row)
-    return rows
 
 
 def _formats_taking_images_dir() -> list[str]:
@@ -105,48 +95,26 @@ def _images_option(input_path: str, input_format: str | None, images_dir: str) -
     return {"images_dir": str(folder)}
 
 
-def local_image_paths(row: dict) -> list[str]:
-    """The image files a row names on this machine (not embedded bytes, data URLs or URLs)."""
-    paths = []
-    for image in row.get("images") or []:
-        text = (image.get("path") or "").strip() if not image.get("bytes") else ""
-        if text.lower().startswith("file://"):
-            text = text[len("file://") :]
-        if text and os.path.isabs(text):  # loaders make every relative path absolute
-            paths.append(text)
-    return paths
-
-
-def missing_images(rows: list[dict]) -> tuple[int, list[str]]:
-    """(problems that name image files, the files missing for them: one per problem missing any)."""
-    naming, missing = 0, []
-    for row in rows:
-        paths = local_image_paths(row)
-        if paths:
-            naming += 1
-            gone = [p for p in paths if not os.path.isfile(p)]
-            if gone:
-                missing.append(gone[0])
-    return naming, missing
-
-
 def check_images(rows: list[dict], warn: Callable[[str], None], *, images_dir: str | None = None, hint: str = "") -> None:
     """Before Ray starts: refuse a job none of whose image files exist (JobInputError); warn when
     only some are missing (those rows become error rows, as they would anyway). `hint` ends the
     refusal: what to fix."""
-    naming, missing = missing_images(rows)
-    if not missing:
-        return
-    try:
-        folder = os.path.commonpath([os.path.dirname(p) for p in missing])
-    except ValueError:
-        folder = None
-    where = f" under {images_dir or folder}" if images_dir or folder else ""
-    message = f"{len(missing):,} of {len(rows):,} problems reference images not found{where} (e.g. {missing[0]})"
-    if len(missing) < naming:
-        warn(f"{message}; those problems become error rows")
-        return
-    raise JobInputError(f"{message}; {hint}" if hint else message)
+    from qvq_ray.batch.source import ImageTally
+
+    tally = ImageTally()
+    for row in rows:
+        tally.add(row)
+    _judge_images(tally, len(rows), warn, images_dir=images_dir, hint=hint)
+
+
+def _judge_images(tally, rows: int, warn: Callable[[str], None], *, images_dir: str | None, hint: str) -> None:
+    from qvq_ray.batch.source import images_verdict
+
+    warning, refusal = images_verdict(tally, rows, images_dir=images_dir, hint=hint)
+    if refusal:
+        raise JobInputError(refusal)
+    if warning:
+        warn(warning)
 
 
 def _images_hint(input_path: str, input_format: str | None, images_dir: str | None) -> str:
@@ -158,13 +126,6 @@ def _images_hint(input_path: str, input_format: str | None, images_dir: str | No
     if (input_format or detect_format(input_path)) in _formats_taking_images_dir():
         return "give the images folder with --images DIR"
     return "put the image files where the problem set names them"
-
-
-def _load_error_row(row_id: str, reason: str) -> dict:
-    from qvq_ray.arrow_rows import to_row
-    from qvq_ray.problem import InputRow
-
-    return to_row(InputRow(id=row_id, question="", error=reason))
 
 
 def prepare_images_batch(batch, config_json: str):
@@ -197,46 +158,94 @@ def _quiet_ray_data(verbose: bool) -> None:
     logging.getLogger("ray.data._internal.progress").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-def build_dataset(rows: list[dict], config: QvqConfig):
-    """The Ray Data plan: prepare (CPU tasks) -> solve (engine actors) -> score (CPU actor)."""
-    import pyarrow as pa
+def _rows_per_task() -> int:
+    """Rows Ray Data runs at once in one task of an async row UDF (its own default, an environment variable)."""
+    return max(1, int(os.environ.get("RAY_DATA_DEFAULT_ASYNC_ROW_UDF_MAX_CONCURRENCY", "16")))
+
+
+def solve_concurrency(config: QvqConfig) -> tuple[int, int, int]:
+    """(rows an engine actor holds at once, rows per solve block, solve blocks an actor runs at once).
+
+    The actor runs `max_concurrent_solves` solves; the rows it holds beyond that wait for a slot,
+    so a finished chain's slot is refilled at once. Ray Data runs at most `_rows_per_task()` rows of
+    one block at once, and a block's task ends only when its slowest chain does, holding fewer and
+    fewer rows meanwhile: so blocks are that small, and enough of them run at once that the rows
+    still unsolved across them cover every slot (`batch.rows_in_flight_per_actor`, default 4 x the
+    slots)."""
+    batch = config.batch
+    rows = batch.rows_in_flight_per_actor or 4 * batch.max_concurrent_solves
+    block = max(1, min(batch.rows_per_batch, _rows_per_task()))
+    return rows, block, max(1, -(-rows // block))
+
+
+def _blocks_of(ds, rows: int):
+    """`ds` in blocks of `rows` rows (Ray Data's streaming repartition), fused into the task before it.
+
+    Its task would otherwise ask for a whole CPU (it takes no resource arguments), which a small
+    machine running an engine actor does not have: the job would wait forever. It gets the
+    upstream stage's fraction instead, so the two fuse into one task."""
+    ds = ds.repartition(target_num_rows_per_block=rows)
+    try:
+        ds._logical_plan.dag.ray_remote_args.setdefault("num_cpus", AUX_CPUS)
+    except AttributeError:  # another Ray version: it then runs as a task of its own
+        logger.warning("cannot set the repartition's CPUs on this Ray version; it asks for a whole CPU")
+    return ds
+
+
+def build_dataset(plan, expected_rows: int, config: QvqConfig, *, out_dir: str, run_id: str):
+    """The Ray Data plan: read (one streaming task) -> prepare (CPU tasks) -> solve (engine actors,
+    row by row) -> score (CPU actor) -> write (part files, on the driver's node). The dataset it
+    returns holds one small row per part file written (counts for progress), never the rows."""
     import ray
     from ray.data import ActorPoolStrategy
 
+    from qvq_ray.batch.output import write_part_batch
+    from qvq_ray.batch.source import problem_set_datasource
     from qvq_ray.batch.stages import ScoreAgainstGold, SolveProblems
-    from qvq_ray.problem import input_schema
 
     config_json = config.model_dump_json()
     resources = config.resources
     remote = config.engine.kind == "openai"  # generation happens at the endpoint: no local accelerator
     gpus = 0.0 if remote else (resources.num_gpus if resources.tensor_parallel_size == 1 else float(resources.tensor_parallel_size))
-    block_rows = config.batch.rows_per_batch
-    table = pa.Table.from_pylist(rows, schema=input_schema())
-    # One block per batch of rows, built here: a repartition would need a whole CPU of its own.
-    ds = ray.data.from_arrow([table.slice(i, block_rows) for i in range(0, len(rows), block_rows)])
+    _, solve_block, tasks_per_actor = solve_concurrency(config)
+    driver_node = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}  # as Ray pins local:// reads
+    # one read task, its blocks as it makes them (no count asked of Ray: it would split them further)
+    ds = ray.data.read_datasource(problem_set_datasource(plan, expected_rows), num_cpus=AUX_CPUS, override_num_blocks=1)
     ds = ds.map_batches(
         prepare_images_batch,
         fn_kwargs={"config_json": config_json},
         batch_format="pyarrow",
-        batch_size=block_rows,
+        batch_size=solve_block,
         num_cpus=AUX_CPUS,
     )
-    ds = ds.map_batches(
+    ds = _blocks_of(ds, solve_block)  # what a read task yields is gathered into big blocks: cut them
+    ds = ds.map(
         SolveProblems,
         fn_constructor_kwargs={"config_json": config_json},
-        compute=ActorPoolStrategy(size=config.batch.num_replicas),
-        batch_format="pyarrow",
-        batch_size=block_rows,
+        compute=ActorPoolStrategy(
+            size=config.batch.num_replicas,
+            max_concurrent_calls_per_actor=tasks_per_actor,
+            max_tasks_in_flight_per_actor=tasks_per_actor,
+        ),
         num_cpus=resources.num_cpus,
         num_gpus=gpus,
+        resources=dict(resources.custom) or None,  # e.g. one engine slot per actor on a heterogeneous cluster
     )
-    return ds.map_batches(
+    ds = ds.map_batches(
         ScoreAgainstGold,
         fn_constructor_kwargs={"config_json": config_json},
         compute=ActorPoolStrategy(size=1),
         batch_format="pyarrow",
-        batch_size=block_rows,
+        batch_size=None,  # one solve task's rows: their inferred types are consistent within it
         num_cpus=AUX_CPUS,
+    )
+    return ds.map_batches(
+        write_part_batch,
+        fn_kwargs={"out_dir": str(out_dir), "output_format": config.batch.output_format, "run_id": run_id},
+        batch_format="pyarrow",
+        batch_size=config.batch.rows_per_batch,  # a part file holds rows_per_batch rows (the last fewer)
+        num_cpus=AUX_CPUS,
+        label_selector=driver_node,  # the output folder is the driver's
     )
 
 
@@ -284,11 +293,17 @@ class Progress:
         self.printer = printer or (lambda line: print(line, file=stream, flush=True))
 
     def update(self, table) -> None:
-        rows = table.num_rows
+        """A block of output rows landed."""
+        from qvq_ray.batch.output import block_counts
+
+        self.add(**block_counts(table))
+
+    def add(self, rows: int, verified: int, errors: int, completion_tokens: int) -> None:
+        """A part file was written with these counts (what the write stage reports)."""
         self.done += rows
-        self.verified += sum(1 for v in table.column("verified").to_pylist() if v)
-        self.errors += sum(1 for e in table.column("error").to_pylist() if e)
-        self.tokens += sum(int(t or 0) for t in table.column("completion_tokens").to_pylist())
+        self.verified += verified
+        self.errors += errors
+        self.tokens += completion_tokens
         if self.bar is not None:
             self.bar.set_postfix_str(f"verified {self.verified}, errors {self.errors}", refresh=False)
             self.bar.update(rows)
@@ -350,7 +365,8 @@ def run_solve_job(
     JobInputError before Ray starts. `printer` takes the progress lines (default: stderr, a bar on a
     terminal); `warn` the warnings (default: stderr). `verbose` shows Ray's own logs.
     """
-    from qvq_ray.batch.output import PartWriter, part_files, written_ids
+    from qvq_ray.batch.output import new_run_id, part_files, written_ids
+    from qvq_ray.batch.source import ReadPlan, count_input
 
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
     say = printer or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -360,27 +376,40 @@ def run_solve_job(
     if not resume and out.exists() and any(out.iterdir()):
         raise OutputNotEmptyError(f"output directory {out} is not empty; choose a new one or pass --resume")
     started = time.perf_counter()
-    rows = _input_rows(input_path, input_format, limit, images_dir=images_dir)
-    if not rows:
+    options = _loader_options(input_path, input_format, limit, images_dir)
+    done_ids = written_ids(out, warn=warn) if resume else set()
+    count = _as_job_input_error(
+        lambda: count_input(
+            input_path, input_format, limit, loader_options=options, skip_ids=done_ids, tally_images=check_images_first
+        )
+    )
+    del done_ids  # the read task reads them again where it runs: the driver keeps counts only
+    if not count.total:
         raise JobInputError(f"no problems found in {input_path}")
-    done_ids = written_ids(out) if resume else set()
-    todo = [row for row in rows if str(row["id"]) not in done_ids]
     if resume:
-        say(f"resume: {len(rows) - len(todo)} of {len(rows)} rows already in {out}; solving {len(todo)}")
-    if check_images_first and todo:
-        check_images(todo, warn, images_dir=images_dir, hint=_images_hint(input_path, input_format, images_dir))
-    if todo:
+        say(f"resume: {count.total - count.todo} of {count.total} rows already in {out}; solving {count.todo}")
+    if check_images_first and count.todo:
+        _judge_images(count.images, count.todo, warn, images_dir=images_dir, hint=_images_hint(input_path, input_format, images_dir))
+    if count.todo:
+        _check_writable(out)
+        plan = ReadPlan(
+            input_path,
+            input_format,
+            limit,
+            loader_options=options,
+            block_rows=config.batch.rows_per_batch,
+            resume_dir=str(out) if resume else None,
+        )
         started_ray = _ensure_ray(address, num_cpus, verbose)
         try:
             _quiet_ray_data(verbose)
-            writer = PartWriter(out, config.batch.output_format)
-            progress = Progress(len(rows), len(rows) - len(todo), printer=printer)
+            progress = Progress(count.total, count.total - count.todo, printer=printer)
             try:
-                with _console_filter(verbose):
-                    for table in build_dataset(todo, config).iter_batches(batch_format="pyarrow", batch_size=None):
-                        if table.num_rows:
-                            writer.write(table)
-                            progress.update(table)
+                with _console_filter(verbose), _read_blocks_of_at_most(READ_BLOCK_BYTES):
+                    dataset = build_dataset(plan, count.todo, config, out_dir=str(out), run_id=new_run_id())
+                    for written in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                        for counts in written.to_pylist():
+                            progress.add(**counts)
             finally:
                 progress.close()
         finally:
@@ -388,7 +417,38 @@ def run_solve_job(
                 ray_shutdown()
     elif not part_files(out):
         raise JobInputError("nothing to solve and no output found")
-    return summarize_output(out, rows_in=len(rows), seconds=time.perf_counter() - started)
+    return summarize_output(out, rows_in=count.total, seconds=time.perf_counter() - started)
+
+
+#: Ray Data gathers what a read task yields into blocks of up to DataContext.target_max_block_size
+#: (128 MiB) before anything downstream sees them: for a problem set of short text rows that is
+#: most of the set. Blocks this small reach the prepare tasks (and the engines) at once.
+READ_BLOCK_BYTES = 1 << 20
+
+
+@contextmanager
+def _read_blocks_of_at_most(size: int):
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before = context.target_max_block_size
+    context.target_max_block_size = size
+    try:
+        yield
+    finally:
+        context.target_max_block_size = before
+
+
+def _check_writable(out: Path) -> None:
+    """The output folder exists and takes a file, found before Ray starts (not at the first part file)."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise JobInputError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
 
 
 def _console_filter(verbose: bool):

@@ -167,7 +167,7 @@ def read_vlmevalkit(path: Path) -> Iterator[ResultRecord]:
 
 
 def read_parquet(path: Path) -> Iterator[ResultRecord]:
-    """Our own output: `id` with the chosen attempt's text (else the last attempt's, else `answer`)."""
+    """Our own output: `id` with the chosen attempt's text (else the last answered attempt's, else `answer`)."""
     import pyarrow.parquet as pq
 
     from qvq_ray.batch.output import part_files
@@ -179,8 +179,9 @@ def read_parquet(path: Path) -> Iterator[ResultRecord]:
             attempts = row.get("attempts") or []
             chosen = row.get("chosen_attempt")
             text = None
-            if attempts:
-                pick = attempts[chosen] if isinstance(chosen, int) and 0 <= chosen < len(attempts) else attempts[-1]
+            answered = [a for a in attempts if a and not a.get("error")]  # a failed engine call has no text
+            if answered:
+                pick = attempts[chosen] if isinstance(chosen, int) and 0 <= chosen < len(attempts) else answered[-1]
                 text = (pick or {}).get("text")
             if text is None:
                 text = row.get("answer")

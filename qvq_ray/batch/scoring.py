@@ -5,7 +5,9 @@ judge model is configured, the solve actor itself right after solving, so the ju
 that actor's engine (or endpoint) next to the solves in flight (stages.py).
 
 A comparison that could not be judged (timeout, a value too large, a judge that did not answer)
-leaves `correct` None: not judged, which the report shows as such, never as wrong. `decided_by`
+leaves `correct` None: not judged, which the report shows as such, never as wrong. An attempt whose
+engine call failed (`error` set) is no sample: its `correct` stays None and pass@1 / maj@k / pass@k
+are over the attempts the engine answered. `decided_by`
 says who decided the row's `correct` (and each attempt's): rules, sympy or judge.
 """
 
@@ -14,19 +16,20 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from qvq_ray.problem import problem_from_json
+from qvq_ray.problem import Problem, problem_from_json
 from qvq_ray.verify.spec import AnswerSpec
 
 
-async def score_row(row: dict[str, Any], checker: Any) -> dict[str, Any]:
-    """`row` with its scores; `checker` is a `Verifier` or a `JudgingChecker` (compare_detailed, same_answer)."""
+async def score_row(row: dict[str, Any], checker: Any, *, problem: Problem | None = None) -> dict[str, Any]:
+    """`row` with its scores; `checker` is a `Verifier` or a `JudgingChecker` (compare_detailed, same_answer).
+    `problem`: the row's problem when the caller has it already (else read from the row)."""
     from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
     from qvq_ray.verify.voting import AnswerClusters
 
     gold = row.get("gold")
     if gold in (None, ""):
         return row  # nothing to score against: correct and the metrics stay None
-    problem = problem_from_json(row.get("problem"))
+    problem = problem if problem is not None else problem_from_json(row.get("problem"))
     spec = problem.spec if problem else AnswerSpec(choices=list(row.get("choices") or []))
     question = (problem.question if problem else row.get("question")) or ""
     judged: dict[str, tuple[bool | None, str | None]] = {}
@@ -47,6 +50,9 @@ async def score_row(row: dict[str, Any], checker: Any) -> dict[str, Any]:
     outcomes = []
     same = functools.partial(checker.same_answer, spec=spec)
     for index, attempt in enumerate(row.get("attempts") or []):
+        if attempt.get("error"):  # a failed engine call: no answer to score, and not a sample of k
+            attempt["correct"], attempt["decided_by"] = None, None
+            continue
         verdict = attempt.get("verdict") or {}
         answer = verdict.get("answer")
         correct, by = await matches_gold(answer)

@@ -1,9 +1,12 @@
 """Ray Data stages of the batch job: prepare (CPU) -> solve (engine actors) -> score (CPU).
 
-Each stage takes and returns Arrow tables with a fixed schema (derived from the records in
-qvq_ray/problem.py); `RowStage` owns the error-row rule for all three: a bad row becomes an error row
-carrying its reason and skips the later stages' work, while the rest of its block goes on. Every
-input row yields exactly one output row.
+Prepare and score take and return Arrow tables with a fixed schema (derived from the records in
+qvq_ray/problem.py). Solve is a row-level async UDF: Ray Data runs many rows of a block at once on
+the actor's event loop, and several blocks per actor, so a slot freed by a finished chain of
+thought is refilled from the next rows at once, never held until the slowest chain of a block
+ends (pipeline.py sets the numbers). `RowStage` owns the error-row rule for all three: a bad row
+becomes an error row carrying its reason and skips the later stages' work, while the rest of its
+block goes on. Every input row yields exactly one output row.
 """
 
 from __future__ import annotations
@@ -103,7 +106,10 @@ class PrepareImages(RowStage):
 
 
 class SolveProblems(RowStage):
-    """Engine actor: one engine replica running many solves at once on its own event loop."""
+    """Engine actor: one engine replica running many solves at once on its own event loop.
+
+    Called per row (Ray Data's async row UDF); `batch.max_concurrent_solves` solves run at once
+    whatever the number of rows Ray Data hands in, the rest wait for a slot."""
 
     failure_label = "solve failed"
 
@@ -133,6 +139,9 @@ class SolveProblems(RowStage):
             problem = None
         return error_row(str(row.get("id") or "?"), row["error"], problem, mode=self.config.policy.mode)
 
+    async def __call__(self, row) -> dict[str, Any]:  # type: ignore[override]  # a row, not a batch
+        return await self._one(dict(row))
+
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         problem = _problem_of(row)
         if self._limit is None:
@@ -143,7 +152,7 @@ class SolveProblems(RowStage):
         if self.checker is not self.verifier:  # the judge scores here, on this engine, outside the solve slots
             from qvq_ray.batch.scoring import score_row
 
-            row = await score_row(row, self.checker)
+            row = await score_row(row, self.checker, problem=problem)
         return row
 
 

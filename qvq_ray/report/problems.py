@@ -90,7 +90,10 @@ def status(view: st.RowView) -> str:
 
 
 def _attempt_verdict(attempt: dict[str, Any], has_gold: bool) -> str:
-    """correct / wrong / no answer / not judged / not scored, with "(judge)" when the judge model decided."""
+    """correct / wrong / no answer / not judged / not scored, with "(judge)" when the judge model decided;
+    "engine failed: ..." for a call that produced nothing."""
+    if attempt.get("error"):
+        return "engine failed: " + clip(attempt["error"], ERROR_CHARS)
     verdict = attempt.get("verdict") or {}
     by_judge = " (judge)" if attempt.get("decided_by") == "judge" or verdict.get("extraction") == "judge" else ""
     if verdict.get("answer") is None:

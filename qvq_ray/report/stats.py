@@ -49,6 +49,7 @@ class RowView:
     issues: tuple[str, ...] = ()
     attempt_issues: tuple[str, ...] = ()
     outcomes: tuple[AttemptOutcome, ...] = field(default=(), repr=False)
+    failed_calls: int = 0  # attempts whose engine call failed (kept with their error, never scored)
 
 
 def _problem(row: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def _level(problem: dict[str, Any]) -> Any:
 
 
 def _outcomes(attempts: list[dict[str, Any]]) -> tuple[AttemptOutcome, ...]:
-    """Each attempt's answer cluster and correctness, in order.
+    """Each answered attempt's answer cluster and correctness, in order (failed engine calls left out).
 
     Correct attempts share one cluster (each equals gold); others are grouped by canonical form,
     else by the answer as written. The score stage also merges non-identical canonical forms the
@@ -96,6 +97,8 @@ def _outcomes(attempts: list[dict[str, Any]]) -> tuple[AttemptOutcome, ...]:
     """
     out = []
     for attempt in attempts:
+        if attempt.get("error"):  # a failed engine call is no sample (as in batch/scoring.py)
+            continue
         verdict = attempt.get("verdict") or {}
         correct = attempt.get("correct") is True
         answer = verdict.get("answer")
@@ -115,7 +118,7 @@ def _int(value: Any) -> int:
 
 def job_mode(rows: list[dict[str, Any]]) -> str | None:
     """The one mode of the rows that reached the solver, if there is exactly one."""
-    modes = {r.get("mode") for r in rows if r.get("attempts") and r.get("mode")}
+    modes = {r.get("mode") for r in rows if (r.get("attempts") or r.get("num_attempts")) and r.get("mode")}
     return modes.pop() if len(modes) == 1 else None
 
 
@@ -132,7 +135,7 @@ def views(rows: Iterable[dict[str, Any]]) -> list[RowView]:
     for row in rows:
         attempts = list(row.get("attempts") or [])
         mode = row.get("mode") or "self"
-        if not attempts and default_mode:
+        if not attempts and not row.get("num_attempts") and default_mode:
             mode = default_mode
         problem = _problem(row)
         gold = row.get("gold")
@@ -160,6 +163,7 @@ def views(rows: Iterable[dict[str, Any]]) -> list[RowView]:
                 issues=tuple(row.get("issues") or ()),
                 attempt_issues=tuple(i for a in attempts for i in ((a.get("verdict") or {}).get("issues") or ())),
                 outcomes=_outcomes(attempts),
+                failed_calls=sum(1 for a in attempts if a.get("error")),
             )
         )
     return out

@@ -69,23 +69,47 @@ class JobSummary(BaseModel):
         ]
 
 
-def read_output(out_dir: str | Path):
-    """All rows a job wrote, as one Arrow table (Parquet or JSONL)."""
+def read_output(out_dir: str | Path, columns: list[str] | None = None):
+    """All rows a job wrote, as one Arrow table (Parquet or JSONL); `columns`: only those (the
+    ones a file lacks, from an older writer, come back null)."""
     import pyarrow as pa
-    import pyarrow.dataset as pads
+
+    tables = list(iter_output_tables(out_dir, columns))
+    if not tables:
+        raise FileNotFoundError(f"no output files in {Path(out_dir)}")
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def iter_output_tables(out_dir: str | Path, columns: list[str] | None = None):
+    """The part files' rows one file at a time (what a job of any size can be read back with)."""
+    import pyarrow as pa
 
     from qvq_ray.batch.output import part_files
 
-    root = Path(out_dir)
-    parquet = [str(p) for p in part_files(root) if p.suffix == ".parquet"]
-    if parquet:
-        return pads.dataset(parquet, format="parquet").to_table()
-    files = [p for p in part_files(root) if p.suffix == ".jsonl"]
-    if files:
-        import pyarrow.json as pj
+    for path in part_files(Path(out_dir)):
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        return pa.concat_tables([pj.read_json(str(f)) for f in files], promote_options="default")
-    raise FileNotFoundError(f"no output files in {root}")
+            present = set(pq.read_schema(path).names)
+            table = pq.read_table(path, columns=[c for c in columns if c in present] if columns else None)
+        else:
+            import pyarrow.json as pj
+
+            table = pj.read_json(str(path))
+            if columns:
+                table = table.select([c for c in columns if c in table.column_names])
+        for name in columns or []:
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(table.num_rows))
+        yield table
+
+
+#: What the job summary and the headline read: no texts, attempts or prompts (a million-row job's
+#: summary reads a few columns, never the chains of thought).
+LIGHT_COLUMNS = [
+    "id", "source", "gold", "correct", "decided_by", "pass_at_1", "maj_at_k", "pass_at_k", "verified",
+    "error", "mode", "num_attempts", "prompt_tokens", "completion_tokens", "tokens_saved", "latency_s", "issues",
+]
 
 
 def decided_counts(rows) -> dict[str, int]:
@@ -98,36 +122,63 @@ def decided_counts(rows) -> dict[str, int]:
 
 
 def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> JobSummary:
-    rows = read_output(out_dir).to_pylist()
-    ids = [r.get("id") for r in rows]
-    duplicates = len(ids) - len(set(ids))
-    errors = sum(1 for r in rows if r.get("error"))
-    with_gold = [r for r in rows if r.get("gold") not in (None, "")]
-    correct = sum(1 for r in with_gold if r.get("correct") is True)
-    modes = {r.get("mode") for r in rows if r.get("mode")}
+    """The summary of what is on disk, one part file at a time and only the light columns: its
+    memory is the ids (Arrow strings) plus counters, whatever the size of the job."""
+    from collections import Counter
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    counts: Counter = Counter()
+    decided: Counter = Counter()
+    modes: set[str] = set()
+    ids = []
+    for table in iter_output_tables(out_dir, LIGHT_COLUMNS):
+        ids.append(table.column("id").cast(pa.string()))
+        for r in table.to_pylist():
+            gold = r.get("gold") not in (None, "")
+            counts["rows"] += 1
+            counts["errors"] += bool(r.get("error"))
+            counts["verified"] += bool(r.get("verified"))
+            counts["attempts"] += int(r.get("num_attempts") or 0)
+            counts["completion_tokens"] += int(r.get("completion_tokens") or 0)
+            counts["tokens_saved"] += int(r.get("tokens_saved") or 0)
+            if r.get("mode"):
+                modes.add(r["mode"])
+            if not gold:
+                continue
+            counts["with_gold"] += 1
+            for column in ("correct", "pass_at_1", "maj_at_k", "pass_at_k"):
+                counts[column] += r.get(column) is True
+            if not r.get("error"):
+                counts["not_judged"] += r.get("correct") is None
+                decided.update(decided_counts([r]))
+    distinct = pc.count_distinct(pa.chunked_array(ids, type=pa.string())).as_py() if ids else 0
+    with_gold = counts["with_gold"]
 
     def rate(column: str) -> float | None:
-        return (sum(1 for r in with_gold if r.get(column) is True) / len(with_gold)) if with_gold else None
+        return counts[column] / with_gold if with_gold else None
 
+    order = ("rules", "sympy", "judge", "not judged", "unrecorded")
     return JobSummary(
         rows_in=rows_in,
-        rows_out=len(rows),
-        solved=len(rows) - errors,
-        verified=sum(1 for r in rows if r.get("verified")),
-        errors=errors,
-        with_gold=len(with_gold),
-        correct=correct,
-        not_judged=sum(1 for r in with_gold if r.get("correct") is None and not r.get("error")),
-        accuracy=(correct / len(with_gold)) if with_gold else None,
-        decided_by=decided_counts(r for r in with_gold if not r.get("error")),
+        rows_out=counts["rows"],
+        solved=counts["rows"] - counts["errors"],
+        verified=counts["verified"],
+        errors=counts["errors"],
+        with_gold=with_gold,
+        correct=counts["correct"],
+        not_judged=counts["not_judged"],
+        accuracy=rate("correct"),
+        decided_by={k: decided[k] for k in order if decided.get(k)},
         pass_at_1=rate("pass_at_1"),
         maj_at_k=rate("maj_at_k"),
         pass_at_k=rate("pass_at_k"),
         mode=",".join(sorted(modes)) or "self",
-        attempts=sum(int(r.get("num_attempts") or 0) for r in rows),
-        completion_tokens=sum(int(r.get("completion_tokens") or 0) for r in rows),
-        tokens_saved=sum(int(r.get("tokens_saved") or 0) for r in rows),
-        duplicates=duplicates,
+        attempts=counts["attempts"],
+        completion_tokens=counts["completion_tokens"],
+        tokens_saved=counts["tokens_saved"],
+        duplicates=counts["rows"] - distinct,
         seconds=seconds,
     )
 

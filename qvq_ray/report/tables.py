@@ -196,6 +196,10 @@ def attempts_table(rows: list[st.RowView]) -> Table:
     body = [[str(k), str(n), f"{n / total:.1%}"] for k, n in st.attempts_distribution(rows)]
     spread = st.spread([float(r.num_attempts) for r in rows])
     note = f"mean {num(spread.mean, 2)}, median {num(spread.median, 1)}, max {num(spread.max)} attempts per problem."
+    failed = [r for r in rows if r.failed_calls]
+    if failed:  # kept as attempts with their error: counted here, never scored as wrong answers
+        note += (f" {sum(r.failed_calls for r in failed)} engine call(s) failed, on {len(failed)} problem(s);"
+                 " they count as attempts but are not scored.")
     return Table("Attempts per problem", ["attempts", "problems", "share"], body, note=note, anchor="attempts")
 
 

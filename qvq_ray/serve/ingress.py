@@ -496,7 +496,7 @@ class QvqIngress:
         yield "data: [DONE]\n\n"
 
     async def _stream_solve(self, solver, problem, image_bytes):
-        """One `attempt` event per judged attempt, then the `solution` (or an `error`), then [DONE]."""
+        """One `attempt` event per judged (or failed: `error` set) attempt, then the `solution` (or an `error`), then [DONE]."""
         events: asyncio.Queue = asyncio.Queue()
 
         async def on_attempt(index, attempt):

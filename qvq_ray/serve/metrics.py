@@ -29,7 +29,7 @@ class ServeMetrics:
         self.prompt_tokens = Counter("qvq_ray_prompt_tokens", "Prompt tokens of finished generations.", **labels)
         self.completion_tokens = Counter("qvq_ray_completion_tokens", "Tokens generated.", **labels)
         self.attempts = Counter(
-            "qvq_ray_solve_attempts", "/v1/solve attempts by verification outcome ('ok' or the first issue).",
+            "qvq_ray_solve_attempts", "/v1/solve attempts by verification outcome ('ok', the first issue, or 'engine_error').",
             ["outcome"], **labels,
         )
         self.resamples = Counter("qvq_ray_solve_resamples", "/v1/solve attempts after the first.", **labels)
@@ -58,7 +58,8 @@ class ServeMetrics:
 
     def solution(self, solution: Any) -> None:
         for attempt in solution.attempts:
-            self.attempts.labels(outcome=(attempt.verdict.issues or ["ok"])[0]).inc()
+            outcome = "engine_error" if attempt.error else (attempt.verdict.issues or ["ok"])[0]
+            self.attempts.labels(outcome=outcome).inc()
             for note in attempt.verdict.judge:
                 outcome = "not_judged" if note.outcome is None else "cached" if note.cached else "answered"
                 self.judge.labels(task=note.task, outcome=outcome).inc()

@@ -143,6 +143,28 @@ class ScoredAttempt(Attempt):
     )
 
 
+class StoredProblem(BaseModel):
+    """The problem as an output row keeps it, for re-scoring and reports: everything but the image
+    bytes (counted instead). A typed struct column, so a stage reads it without parsing text."""
+
+    id: str
+    question: str = ""
+    answer: str | None = None
+    spec: AnswerSpec = Field(default_factory=AnswerSpec)
+    source: str | None = None
+    subject: str | None = None
+    language: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    num_images: int = Field(0, description="Images the problem had (their bytes are not kept).")
+
+    @classmethod
+    def of(cls, problem: Problem) -> "StoredProblem":
+        return cls(**problem.model_dump(exclude={"images"}), num_images=len(problem.images))
+
+    def problem(self) -> Problem:
+        return Problem(**self.model_dump(exclude={"num_images"}))
+
+
 class OutputRow(BaseModel):
     """One output row of the solve job: the solution, the problem's identity and gold, and scores.
 
@@ -180,7 +202,7 @@ class OutputRow(BaseModel):
     latency_s: float = 0.0
     error: str | None = None
     prompt: PromptRecord | None = Field(None, description="The prompt the solution was generated from (preset, recipe hash, user text).")
-    problem: str | None = Field(None, description="JSON of the Problem without image bytes, for re-scoring.")
+    problem: StoredProblem | None = Field(None, description="The Problem without image bytes, for re-scoring.")
 
 
 def problem_schema():
@@ -203,20 +225,30 @@ def problem_from_row(row: dict[str, Any]) -> Problem:
     return from_row(Problem, row)
 
 
-def problem_json_without_images(problem: Problem) -> str:
-    data = problem.model_dump(mode="json", exclude={"images"})
-    data["num_images"] = len(problem.images)
-    return json.dumps(data, ensure_ascii=False)
+def stored_problem_dict(value: Any) -> dict[str, Any]:
+    """An output row's `problem` value as a plain dict: the struct (this version), or the JSON text
+    older versions wrote; {} when absent or unreadable."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            data = json.loads(value)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+    return {}
 
 
-def problem_from_json(text: str | None) -> Problem | None:
+def problem_of_output_row(value: Any) -> Problem | None:
     """The problem of an output row's `problem` column (images left out), None if absent or unreadable."""
-    if not text:
+    data = stored_problem_dict(value)
+    if not data:
         return None
     try:
-        data = json.loads(text)
-        data.pop("num_images", None)
-        return Problem.model_validate(data)
+        if isinstance(value, str):  # older JSON text: the record's own form
+            data = {k: v for k, v in data.items() if k != "num_images"}
+            return Problem.model_validate(data)
+        return from_row(StoredProblem, data).problem()
     except ValueError:
         return None
 
@@ -246,7 +278,7 @@ def solution_to_row(solution: Solution, problem: Problem | None) -> dict[str, An
         latency_s=solution.latency_s,
         error=solution.error,
         prompt=solution.prompt,
-        problem=problem_json_without_images(problem) if problem else None,
+        problem=StoredProblem.of(problem) if problem else None,
     )
     return to_row(row)
 

@@ -70,7 +70,7 @@ def row(id, source, subject, level, attempts, flags, *, gold="1", mode="self", e
         "tokens_saved": 0,
         "latency_s": 0.5 * len(attempts),
         "error": error,
-        "problem": json.dumps({"id": id, "source": source, "subject": subject, "meta": meta}) if problem else None,
+        "problem": {"id": id, "source": source, "subject": subject, "meta": json.dumps(meta)} if problem else None,
     }
 
 

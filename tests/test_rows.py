@@ -177,3 +177,26 @@ def test_fuzzed_problems_round_trip_through_parquet(tmp_path_factory, problems):
     path = tmp_path_factory.mktemp("fuzz") / "p.parquet"
     pq.write_table(pa.Table.from_pylist([problem_to_row(p) for p in problems], schema=problem_schema()), path)
     assert [problem_from_row(row) for row in pq.read_table(path).to_pylist()] == problems
+
+
+def test_the_problem_crosses_stages_as_a_struct_and_older_json_parts_still_read(tmp_path):
+    """An output row keeps its problem as a typed struct (no text to parse between solve and score);
+    a folder that also holds a part file of an older version (the problem as JSON text, e.g. a run
+    resumed after an upgrade) still reads as one table and summarizes every row."""
+    import json
+
+    from qvq_ray.problem import problem_of_output_row
+    from qvq_ray.report.summary import read_output, summarize_output
+
+    problem = Problem(id="p1", question="What is 2+2?", answer="4", spec=AnswerSpec(unit="m"), meta={"level": 3})
+    new = solution_to_row(Solution(id="p1", answer="4"), problem)
+    assert isinstance(new["problem"], dict) and new["problem"]["num_images"] == 0
+    assert problem_of_output_row(new["problem"]) == problem.model_copy(update={"images": []})
+    pq.write_table(pa.Table.from_pylist([new], schema=solution_schema()), tmp_path / "part-new.parquet")
+    old = dict(new, id="p0", problem=json.dumps({"id": "p0", "question": "q", "answer": "1", "source": "old", "num_images": 1}))
+    old_schema = solution_schema().set(solution_schema().get_field_index("problem"), pa.field("problem", pa.string()))
+    pq.write_table(pa.Table.from_pylist([old], schema=old_schema), tmp_path / "part-old.parquet")
+    rows = {r["id"]: r for r in read_output(tmp_path).to_pylist()}
+    assert rows["p0"]["problem"]["source"] == "old" and rows["p0"]["problem"]["num_images"] == 1
+    assert problem_of_output_row(rows["p1"]["problem"]).spec.unit == "m"
+    assert summarize_output(tmp_path, rows_in=2, seconds=0).rows_out == 2

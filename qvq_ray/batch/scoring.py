@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from qvq_ray.problem import Problem, problem_from_json
+from qvq_ray.problem import Problem, problem_of_output_row
 from qvq_ray.verify.spec import AnswerSpec
 
 
@@ -29,7 +29,7 @@ async def score_row(row: dict[str, Any], checker: Any, *, problem: Problem | Non
     gold = row.get("gold")
     if gold in (None, ""):
         return row  # nothing to score against: correct and the metrics stay None
-    problem = problem if problem is not None else problem_from_json(row.get("problem"))
+    problem = problem if problem is not None else problem_of_output_row(row.get("problem"))
     spec = problem.spec if problem else AnswerSpec(choices=list(row.get("choices") or []))
     question = (problem.question if problem else row.get("question")) or ""
     judged: dict[str, tuple[bool | None, str | None]] = {}

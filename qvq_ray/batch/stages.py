@@ -20,7 +20,6 @@ from qvq_ray.problem import (
     Problem,
     error_row,
     input_schema,
-    problem_from_json,
     problem_from_row,
     solution_schema,
     solution_to_row,

@@ -108,9 +108,10 @@ def _attempt_verdict(attempt: dict[str, Any], has_gold: bool) -> str:
 
 
 def _num_images(row: dict[str, Any]) -> int:
+    from qvq_ray.problem import stored_problem_dict
+
     try:
-        problem = json.loads(row.get("problem") or "{}")
-        return int(problem.get("num_images") or 0) if isinstance(problem, dict) else 0
+        return int(stored_problem_dict(row.get("problem")).get("num_images") or 0)
     except (ValueError, TypeError):
         return 0
 

@@ -53,16 +53,9 @@ class RowView:
 
 
 def _problem(row: dict[str, Any]) -> dict[str, Any]:
-    raw = row.get("problem")
-    if isinstance(raw, dict):
-        return raw
-    if isinstance(raw, str) and raw:
-        try:
-            data = json.loads(raw)
-            return data if isinstance(data, dict) else {}
-        except ValueError:
-            return {}
-    return {}
+    from qvq_ray.problem import stored_problem_dict
+
+    return stored_problem_dict(row.get("problem"))
 
 
 def _label(value: Any) -> str:

@@ -101,7 +101,29 @@ def iter_output_tables(out_dir: str | Path, columns: list[str] | None = None):
         for name in columns or []:
             if name not in table.column_names:
                 table = table.append_column(name, pa.nulls(table.num_rows))
-        yield table
+        yield _problem_as_struct(table)
+
+
+def _problem_as_struct(table):
+    """Part files of older versions hold `problem` as JSON text: read it as this version's struct,
+    so that one output folder (a run resumed across versions) reads as one table."""
+    import pyarrow as pa
+
+    from qvq_ray.arrow_rows import arrow_type, to_row
+    from qvq_ray.problem import StoredProblem, stored_problem_dict
+
+    if "problem" not in table.column_names or not pa.types.is_string(table.schema.field("problem").type):
+        return table
+
+    def stored(text):
+        data = stored_problem_dict(text)
+        try:
+            return to_row(StoredProblem.model_validate(data)) if data else None
+        except ValueError:
+            return None
+
+    values = pa.array([stored(t) for t in table.column("problem").to_pylist()], type=arrow_type(StoredProblem))
+    return table.set_column(table.column_names.index("problem"), "problem", values)
 
 
 #: What the job summary and the headline read: no texts, attempts or prompts (a million-row job's

@@ -136,9 +136,9 @@ def cmd_solve(args) -> int:
     print(f"qvq-ray solve: {args.input} -> {args.out}  (model {config.model.path})")
     for line in summary.lines():
         print("  " + line)
-    from qvq_ray.report.summary import LIGHT_COLUMNS, headline_table, read_output
+    from qvq_ray.report.summary import output_headline
 
-    print(headline_table(read_output(out_dir, LIGHT_COLUMNS)))
+    print(output_headline(out_dir))
     print(f"full report: qvq-ray report {out_dir}")
     print(json.dumps(summary.model_dump()))
     return 0 if summary.rows_out == summary.rows_in else 1

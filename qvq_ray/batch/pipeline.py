@@ -158,9 +158,21 @@ def _quiet_ray_data(verbose: bool) -> None:
     logging.getLogger("ray.data._internal.progress").setLevel(logging.INFO if verbose else logging.ERROR)
 
 
+#: Ray Data runs at most this many rows of one block at once in an async row UDF, a default read
+#: from the environment when ray.data is first imported (16 unless set). This job sets it higher
+#: before that import, so that a solve block can be `rows_per_batch` rows: fewer, larger blocks
+#: keep the driver's per-block bookkeeping small on million-row jobs.
+ROWS_PER_TASK_VARIABLE = "RAY_DATA_DEFAULT_ASYNC_ROW_UDF_MAX_CONCURRENCY"
+os.environ.setdefault(ROWS_PER_TASK_VARIABLE, "256")
+
+
 def _rows_per_task() -> int:
-    """Rows Ray Data runs at once in one task of an async row UDF (its own default, an environment variable)."""
-    return max(1, int(os.environ.get("RAY_DATA_DEFAULT_ASYNC_ROW_UDF_MAX_CONCURRENCY", "16")))
+    """Rows Ray Data runs at once in one task of an async row UDF: the value its planner read."""
+    planner = sys.modules.get("ray.data._internal.planner.plan_udf_map_op")
+    value = getattr(planner, "DEFAULT_ASYNC_ROW_UDF_MAX_CONCURRENCY", None)  # set once ray.data is imported
+    if not isinstance(value, int):
+        value = int(os.environ.get(ROWS_PER_TASK_VARIABLE, "16"))
+    return max(1, value)
 
 
 def solve_concurrency(config: QvqConfig) -> tuple[int, int, int]:
@@ -169,12 +181,15 @@ def solve_concurrency(config: QvqConfig) -> tuple[int, int, int]:
     The actor runs `max_concurrent_solves` solves; the rows it holds beyond that wait for a slot,
     so a finished chain's slot is refilled at once. Ray Data runs at most `_rows_per_task()` rows of
     one block at once, and a block's task ends only when its slowest chain does, holding fewer and
-    fewer rows meanwhile: so blocks are that small, and enough of them run at once that the rows
-    still unsolved across them cover every slot (`batch.rows_in_flight_per_actor`, default 4 x the
-    slots)."""
+    fewer rows meanwhile: so a block is at most half the slots (and `rows_per_batch`), and enough
+    blocks run at once that the rows still unsolved across them cover every slot
+    (`batch.rows_in_flight_per_actor`, default 4 x the slots). Measured in
+    benchmarks/batch_occupancy.py: blocks of 16 rows for 32 slots keep 0.99x a plain loop's
+    occupancy; blocks of 32 rows for 32 slots only 0.92x."""
     batch = config.batch
     rows = batch.rows_in_flight_per_actor or 4 * batch.max_concurrent_solves
-    block = max(1, min(batch.rows_per_batch, _rows_per_task()))
+    # a block holds at most half the slots: one block on its slowest chain leaves most rows to others
+    block = max(1, min(batch.rows_per_batch, _rows_per_task(), batch.max_concurrent_solves // 2))
     return rows, block, max(1, -(-rows // block))
 
 
@@ -207,6 +222,8 @@ def build_dataset(plan, expected_rows: int, config: QvqConfig, *, out_dir: str, 
     resources = config.resources
     remote = config.engine.kind == "openai"  # generation happens at the endpoint: no local accelerator
     gpus = 0.0 if remote else (resources.num_gpus if resources.tensor_parallel_size == 1 else float(resources.tensor_parallel_size))
+    import ray.data  # noqa: F401  # imported before the rows per task are read off its planner
+
     _, solve_block, tasks_per_actor = solve_concurrency(config)
     driver_node = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}  # as Ray pins local:// reads
     # one read task, its blocks as it makes them (no count asked of Ray: it would split them further)

@@ -115,15 +115,17 @@ def job_mode(rows: list[dict[str, Any]]) -> str | None:
     return modes.pop() if len(modes) == 1 else None
 
 
-def views(rows: Iterable[dict[str, Any]]) -> list[RowView]:
+def views(rows: Iterable[dict[str, Any]], *, default_mode: str | None | bool = False) -> list[RowView]:
     """RowViews of output rows (dicts as `Table.to_pylist()` gives them).
 
     A row that failed before any attempt never saw gold, and error rows are written with the
     default mode; such rows join the job's mode (when the job has one) so that an oracle job's
     error rows count against its pass@k instead of opening a `self` section of their own.
+    `default_mode`: that mode when the rows are part of a larger set (read a file at a time).
     """
     rows = list(rows)
-    default_mode = job_mode(rows)
+    if default_mode is False:  # not given: the job's mode is the mode of these rows
+        default_mode = job_mode(rows)
     out = []
     for row in rows:
         attempts = list(row.get("attempts") or [])

@@ -212,6 +212,21 @@ def _pylist(rows: Any) -> list[dict[str, Any]]:
     return rows.to_pylist() if hasattr(rows, "to_pylist") else list(rows)
 
 
+def output_headline(out_dir: str | Path) -> str:
+    """The headline of a job's output folder, read one part file at a time and only its light
+    columns (the same table as `headline_table`, without holding the rows)."""
+    from qvq_ray.report import stats as report_stats, tables as report_tables
+
+    modes: set[str] = set()
+    for table in iter_output_tables(out_dir, ["mode", "num_attempts"]):
+        modes.update(r["mode"] for r in table.to_pylist() if r.get("num_attempts") and r.get("mode"))
+    default_mode = modes.pop() if len(modes) == 1 else None
+    totals: dict = {}
+    for table in iter_output_tables(out_dir, LIGHT_COLUMNS):
+        report_tables.headline_totals(report_stats.views(table.to_pylist(), default_mode=default_mode), into=totals)
+    return report_tables.headline_of(totals).text()
+
+
 def headline_table(rows: Any) -> str:
     """The report's headline as fixed-width text: one line per mode (oracle labelled pass@k)."""
     from qvq_ray.report import stats as report_stats, tables as report_tables

@@ -66,19 +66,77 @@ def num(value: float | None, digits: int = 0) -> str:
 # ---------------------------------------------------------------- headline
 
 
-def headline(rows: list[st.RowView]) -> Table:
-    """One line per mode: counts, accuracy (self only), pass@1 / maj@k / pass@k, attempts, tokens.
+@dataclass
+class HeadlineTotals:
+    """One mode's headline figures as sums: rows can be added a part file at a time, so a job of
+    any size is headlined without holding its rows."""
 
-    The accuracy column exists only when some rows are not oracle rows; an oracle row never fills it.
-    """
-    present = st.modes(rows)
+    n: int = 0
+    errors: int = 0
+    verified: int = 0
+    scored: int = 0
+    correct: int = 0
+    pass_at_1: int = 0
+    maj_at_k: int = 0
+    pass_at_k: int = 0
+    not_judged: int = 0
+    attempts: int = 0
+    tokens: float = 0.0
+    answered: int = 0  # rows that reached the engine: tokens per problem is over these
+
+    def add(self, row: st.RowView) -> None:
+        self.n += 1
+        self.errors += bool(row.error)
+        self.verified += bool(row.verified)
+        self.attempts += row.num_attempts
+        if row.num_attempts > 0:
+            self.answered += 1
+            self.tokens += row.completion_tokens
+        if row.has_gold:
+            self.scored += 1
+            self.correct += row.correct
+            self.pass_at_1 += row.pass_at_1
+            self.maj_at_k += row.maj_at_k
+            self.pass_at_k += row.pass_at_k
+            self.not_judged += row.not_judged
+
+    def merge(self, other: "HeadlineTotals") -> "HeadlineTotals":
+        return HeadlineTotals(**{k: getattr(self, k) + getattr(other, k) for k in self.__dataclass_fields__})
+
+    def rates(self) -> st.Rates:
+        return st.Rates(self.n, self.scored, self.correct, self.pass_at_1, self.maj_at_k, self.pass_at_k, self.not_judged)
+
+    def counts(self) -> list[str]:
+        return [str(self.n), str(self.errors), str(self.verified)]
+
+    def usage(self) -> list[str]:
+        return [num(self.attempts / self.n if self.n else None, 2), num(self.tokens / self.answered if self.answered else None)]
+
+
+def headline_totals(rows: list[st.RowView], into: dict[str, HeadlineTotals] | None = None) -> dict[str, HeadlineTotals]:
+    """Rows added to per-mode totals (`into`, or new ones)."""
+    totals = into if into is not None else {}
+    for row in rows:
+        totals.setdefault(row.mode, HeadlineTotals()).add(row)
+    return totals
+
+
+def headline(rows: list[st.RowView]) -> Table:
+    """One line per mode: counts, accuracy (self only), pass@1 / maj@k / pass@k, attempts, tokens."""
+    return headline_of(headline_totals(rows))
+
+
+def headline_of(totals: dict[str, HeadlineTotals]) -> Table:
+    """The headline of per-mode totals. The accuracy column exists only when some rows are not
+    oracle rows; an oracle row never fills it."""
+    present = sorted(totals, key=lambda m: (m != "self", m))
     with_accuracy = any(m != "oracle" for m in present)
     headers = ["mode", "problems", "errors", "verified", "with gold", "not judged",
                *(["accuracy", "95% CI"] if with_accuracy else []), "pass@1", "maj@k", "pass@k", "attempts/problem", "tokens/problem"]
     body = []
     for mode in present:
-        part = [r for r in rows if r.mode == mode]
-        rates = st.rates(part)
+        part = totals[mode]
+        rates = part.rates()
         if not with_accuracy:
             accuracy = []
         elif mode == "oracle":
@@ -86,25 +144,18 @@ def headline(rows: list[st.RowView]) -> Table:
         else:
             accuracy = [pct(rates.share(rates.correct)), ci(rates.correct, rates.scored)]
         shares = [pct(rates.share(c)) for c in (rates.pass_at_1, rates.maj_at_k, rates.pass_at_k)]
-        body.append([mode_label(mode), *_counts(part), str(rates.scored), str(rates.not_judged), *accuracy, *shares, *_usage(part)])
+        body.append([mode_label(mode), *part.counts(), str(rates.scored), str(rates.not_judged), *accuracy, *shares, *part.usage()])
     if len(present) > 1:  # totals, with no accuracy figure: modes are never pooled
-        body.append(["all", *_counts(rows), *[""] * (5 + 2 * with_accuracy), *_usage(rows)])
+        everything = HeadlineTotals()
+        for mode in present:
+            everything = everything.merge(totals[mode])
+        body.append(["all", *everything.counts(), *[""] * (5 + 2 * with_accuracy), *everything.usage()])
     notes = [f"{mode_label(m)}: {MODE_NOTES.get(m, 'unknown mode')}" for m in present]
     notes.append("not judged: no one could decide (a comparison that did not finish: timeout, a value too large; "
                  "a judge model that failed, was over budget or answered nothing readable); counted as not correct")
     if with_accuracy:
         notes.append("95% CI: Wilson score interval of the accuracy")
     return Table("Headline", headers, body, note="; ".join(notes) + ".", anchor="headline", total=len(present) > 1)
-
-
-def _counts(rows: list[st.RowView]) -> list[str]:
-    return [str(len(rows)), str(sum(1 for r in rows if r.error)), str(sum(r.verified for r in rows))]
-
-
-def _usage(rows: list[st.RowView]) -> list[str]:
-    attempts = st.spread([float(r.num_attempts) for r in rows])
-    tokens = st.spread(st.tokens_per_problem(rows))
-    return [num(attempts.mean, 2), num(tokens.mean)]
 
 
 # ---------------------------------------------------------------- accuracy by group

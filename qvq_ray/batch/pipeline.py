@@ -175,8 +175,8 @@ def _rows_per_task() -> int:
     return max(1, value)
 
 
-def solve_concurrency(config: QvqConfig) -> tuple[int, int, int]:
-    """(rows an engine actor holds at once, rows per solve block, solve blocks an actor runs at once).
+def solve_concurrency(config: QvqConfig) -> tuple[int, int]:
+    """(rows per solve block, solve blocks an engine actor runs at once).
 
     The actor runs `max_concurrent_solves` solves; the rows it holds beyond that wait for a slot,
     so a finished chain's slot is refilled at once. Ray Data runs at most `_rows_per_task()` rows of
@@ -190,7 +190,7 @@ def solve_concurrency(config: QvqConfig) -> tuple[int, int, int]:
     rows = batch.rows_in_flight_per_actor or 4 * batch.max_concurrent_solves
     # a block holds at most half the slots: one block on its slowest chain leaves most rows to others
     block = max(1, min(batch.rows_per_batch, _rows_per_task(), batch.max_concurrent_solves // 2))
-    return rows, block, max(1, -(-rows // block))
+    return block, max(1, -(-rows // block))
 
 
 def _blocks_of(ds, rows: int):
@@ -224,7 +224,7 @@ def build_dataset(plan, expected_rows: int, config: QvqConfig, *, out_dir: str, 
     gpus = 0.0 if remote else (resources.num_gpus if resources.tensor_parallel_size == 1 else float(resources.tensor_parallel_size))
     import ray.data  # noqa: F401  # imported before the rows per task are read off its planner
 
-    _, solve_block, tasks_per_actor = solve_concurrency(config)
+    solve_block, tasks_per_actor = solve_concurrency(config)
     driver_node = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}  # as Ray pins local:// reads
     # one read task, its blocks as it makes them (no count asked of Ray: it would split them further)
     ds = ray.data.read_datasource(problem_set_datasource(plan, expected_rows), num_cpus=AUX_CPUS, override_num_blocks=1)

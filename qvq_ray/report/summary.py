@@ -213,17 +213,21 @@ def _pylist(rows: Any) -> list[dict[str, Any]]:
 
 
 def output_headline(out_dir: str | Path) -> str:
-    """The headline of a job's output folder, read one part file at a time and only its light
-    columns (the same table as `headline_table`, without holding the rows)."""
+    """The headline of a job's output folder, read once, one part file at a time and only its light
+    columns (the same table as `headline_table`, without holding the rows). Rows that never reached
+    the engine join the job's mode, as in `stats.views`: they are summed apart until it is known."""
     from qvq_ray.report import stats as report_stats, tables as report_tables
 
-    modes: set[str] = set()
-    for table in iter_output_tables(out_dir, ["mode", "num_attempts"]):
-        modes.update(r["mode"] for r in table.to_pylist() if r.get("num_attempts") and r.get("mode"))
-    default_mode = modes.pop() if len(modes) == 1 else None
     totals: dict = {}
+    unsolved: dict = {}  # rows without attempts, by their own mode
     for table in iter_output_tables(out_dir, LIGHT_COLUMNS):
-        report_tables.headline_totals(report_stats.views(table.to_pylist(), default_mode=default_mode), into=totals)
+        rows = table.to_pylist()
+        for view, row in zip(report_stats.views(rows, default_mode=None), rows):
+            report_tables.headline_totals([view], into=totals if row.get("num_attempts") else unsolved)
+    job_mode = next(iter(totals)) if len(totals) == 1 else None
+    for mode, part in unsolved.items():
+        into = job_mode or mode
+        totals[into] = totals[into].merge(part) if into in totals else part
     return report_tables.headline_of(totals).text()
 
 

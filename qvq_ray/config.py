@@ -572,7 +572,11 @@ class ServeConfig(StrictModel):
         "check never waits on generation, so only a stuck engine (see engine.stall_limit_s) or a dead one fails.",
     )
     readiness_timeout_s: float = Field(
-        5.0, gt=0, description="/health and /healthz answer 503 when no engine replica answers within this time."
+        1.0,
+        gt=0,
+        description="How long /health's probe of an engine replica may wait. A probe queues behind user work, so "
+        "when none answers in time Serve's controller is asked instead: a running replica means ready and "
+        "saturated (200), none means 503 (serve/health.py).",
     )
 
 

@@ -25,9 +25,10 @@ class ScriptedStreamingEngineFake:
 
     model_name = "scripted-fake"
 
-    def __init__(self, script: list[str], delay_s: float = 0.0):
+    def __init__(self, script: list[str], delay_s: float = 0.0, token_delay_s: float = 0.0):
         self.script = script
-        self.delay_s = delay_s
+        self.delay_s = delay_s  # a whole stream's time, spread over its tokens
+        self.token_delay_s = token_delay_s  # and on top of it, each token's
         self.calls: list[SamplingConfig] = []
         self.streamed_tokens = 0
         self.aborted = 0
@@ -52,7 +53,7 @@ class ScriptedStreamingEngineFake:
         finished = False
         try:
             for token in tokens:
-                await asyncio.sleep(self.delay_s / max(len(tokens), 1))
+                await asyncio.sleep(self.delay_s / max(len(tokens), 1) + self.token_delay_s)
                 self.streamed_tokens += 1
                 yield token
             finished = True
@@ -139,10 +140,12 @@ def test_self_consistency_without_quorum_takes_the_largest_cluster(verifier):
 
 
 def test_parallel_samples_are_cancelled_once_quorum_is_reached(verifier):
-    engine = ScriptedStreamingEngineFake([boxed("6")] * 2 + [boxed("6") + " and more words" * 40] * 6, delay_s=0.05)
+    # Two short answers, then long ones (64 tokens, 3.2 s each): the quorum comes from the short
+    # two long before any long one ends, however slow the machine's verifier is.
+    engine = ScriptedStreamingEngineFake([boxed("6")] * 2 + [boxed("6") + " and more words" * 40] * 6, token_delay_s=0.05)
     solution = _solve(engine, verifier, self_consistency=True, quorum=2, max_attempts=8, parallel_samples=4)
     assert solution.answer == "6"
-    assert len(engine.calls) <= 6  # never more than max_attempts; stopped long before 8
+    assert len(engine.calls) <= 6  # 4 in flight, 2 refills for the 2 that ended; stopped long before 8
     assert engine.aborted >= 1  # in-flight samples were aborted, not run to the end
 
 

@@ -62,6 +62,13 @@ class InvalidRequestError(ValueError):
     """The request itself is bad (too many images, prompt too long...): a 4xx, never retried."""
 
 
+def remote_cause(exc: BaseException) -> BaseException:
+    """The exception a remote call raised: Ray wraps a replica's or actor's exception in
+    RayTaskError, whose `cause` is the original."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
 class EngineHealth(BaseModel):
     """What a liveness or readiness probe learns without queueing behind user work."""
 

@@ -348,7 +348,10 @@ class HFEngine:
         n = sampling.n
         for i, request in enumerate(ready):
             completions = [
-                self._to_completion(new_tokens[i * n + j], request, int(prompt_lens[i]), now, monitor.logprobs.get(i * n + j))
+                self._to_completion(
+                    new_tokens[i * n + j][: monitor.produced[i * n + j]], request, int(prompt_lens[i]), now,
+                    monitor.logprobs.get(i * n + j),
+                )
                 for j in range(n)
             ]
             _resolve(request, result=completions)
@@ -378,17 +381,17 @@ class HFEngine:
     def _to_completion(
         self, tokens: list[int], request: _Request, prompt_tokens: int, now: float, logprob_steps: list | None = None
     ) -> Completion:
+        """`tokens` are the row's own: generate pads a row that ended before the batch with
+        pad_token_id, and _StepMonitor.produced cuts that off (a pad token the model itself
+        generated is text: the tiny model's is not an end of sequence)."""
         limit = request.sampling.max_tokens
         finish = "length"
         used: list[int] = []
         for token in tokens:
+            used.append(token)
             if token in self.eos_token_ids:
-                used.append(token)
                 finish = "stop"
                 break
-            if token == self.pad_token_id and token not in self.eos_token_ids:
-                break  # padding after this row ended on a stop string
-            used.append(token)
         if len(used) > limit:
             used, finish = used[:limit], "length"
         text = self.tokenizer.decode(used, skip_special_tokens=True)
@@ -397,8 +400,6 @@ class HFEngine:
             cut, stop = min(hits)  # the earliest stop string ends the sample
             used = used[: self._tokens_until(used, stop)]  # count what was generated up to it
             text, finish = text[:cut], "stop"
-        if finish == "length" and len(used) < limit and len(used) < len(tokens):
-            finish = "stop"  # ended on a stop string inside generate
         if request.cancelled and finish != "stop":
             finish = "abort"
         logprobs = None
@@ -508,6 +509,11 @@ class _StepMonitor:
         self.tails = {row: "" for row in self.decoders}
         self.generated = 0
         self.done = [False] * len(self.rows)
+        self.produced: list[int | None] = [None] * len(self.rows)  # a row's own tokens, once it ended
+
+    def _end(self, row: int) -> None:
+        self.done[row] = True
+        self.produced[row] = self.generated
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
@@ -524,7 +530,7 @@ class _StepMonitor:
                     step_logprobs(self.recorder.last[row], last[row], request.sampling.logprobs or 0)
                 )
             if request.cancelled or last[row] in eos:
-                self.done[row] = True
+                self._end(row)
                 continue
             decoder = self.decoders.get(row)
             if decoder is not None and (delta := decoder.push(last[row])):
@@ -534,10 +540,10 @@ class _StepMonitor:
                 if stops:
                     window = self.tails[row] + delta
                     if any(stop in window for stop in stops):
-                        self.done[row] = True
+                        self._end(row)
                     self.tails[row] = window[-max(len(s) for s in stops):]
-            if self.generated >= request.sampling.max_tokens:
-                self.done[row] = True
+            if self.generated >= request.sampling.max_tokens and not self.done[row]:
+                self._end(row)
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 

@@ -116,9 +116,9 @@ def _sse(payload: dict) -> str:
 
 
 def _unwrap(exc: BaseException) -> BaseException:
-    """Serve wraps a replica's exception in RayTaskError; the original is its `cause`."""
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) else exc
+    from qvq_ray.engines.base import remote_cause
+
+    return remote_cause(exc)
 
 
 def _one_sample_each(sampling: SamplingConfig) -> list[SamplingConfig]:
@@ -177,6 +177,7 @@ class QvqIngress:
         from qvq_ray.serve.metrics import ServeMetrics
 
         self.metrics = app.state.metrics = ServeMetrics(self.model_name)
+        self.app_name = serve.get_replica_context().replica_id.deployment_id.app_name
 
     # ------------------------------------------------------------------ helpers
 
@@ -188,7 +189,10 @@ class QvqIngress:
         challenge = {"WWW-Authenticate": 'Bearer realm="qvq-ray"'}
         if scheme.lower() != "bearer" or not token:
             raise ClientError(401, "missing API key: send 'Authorization: Bearer <key>'", code="invalid_api_key", headers=challenge)
-        if not any(hmac.compare_digest(token.strip(), key) for key in self.api_keys):
+        # Bytes, not str: compare_digest raises on non-ASCII str. Header values arrive as latin-1
+        # text, so encoding them back gives the bytes the client sent; keys compare as UTF-8.
+        sent = token.strip().encode("latin-1")
+        if not any(hmac.compare_digest(sent, key.encode("utf-8")) for key in self.api_keys):
             raise ClientError(401, "invalid API key", code="invalid_api_key", headers=challenge)
 
     async def _body(self, request: Request, model_cls):
@@ -279,26 +283,43 @@ class QvqIngress:
 
     @app.get("/health")
     async def health(self):
-        """Readiness (vLLM's name): 200 when an engine replica answers in time and is alive, else
-        503 with the reason, within serve.readiness_timeout_s. Unauthenticated, as load balancers
-        probe it; it reveals no more than the engine's state."""
-        state, failure = await self._engine_state()
-        if state is None:
-            return JSONResponse({"status": "unavailable", "reason": failure}, status_code=503)
-        body = {"status": "ok" if state.alive else "unavailable", "model": self.model_name, "engine": state.model_dump()}
-        if not state.alive:
-            body["reason"] = state.reason
-        return JSONResponse(body, status_code=200 if state.alive else 503)
+        """Readiness (vLLM's name): 200 while a request sent now will be served, busy or not; 503
+        with the reason when no engine replica is running or the one probed is stalled or dead.
+        Saturation is a field and the `X-Engine-Saturated` header, never a 503 (serve/health.py).
+        Unauthenticated, as load balancers probe it; it reveals no more than the engine's state."""
+        report = await self._assess_health()
+        return self._health_response(report, ok=report.ready)
 
-    async def _engine_state(self):
-        """(the engine's health, None) or (None, why no replica answered), within readiness_timeout_s."""
-        timeout = self.config.serve.readiness_timeout_s
-        try:
-            return await asyncio.wait_for(self.engine.health(), timeout=timeout), None
-        except asyncio.TimeoutError:
-            return None, f"no engine replica answered within {timeout:g} s"
-        except Exception as exc:
-            return None, f"engine replica failed: {_unwrap(exc)}"
+    @app.get("/healthz")
+    async def healthz(self):
+        """The same readiness check as /health (Kubernetes-style name)."""
+        return await self.health()
+
+    @app.get("/readyz")
+    async def readyz(self):
+        """The same readiness check as /health (Kubernetes-style name)."""
+        return await self.health()
+
+    @app.get("/livez")
+    async def livez(self):
+        """Liveness: 503 only when the engine cannot make progress (a replica reports itself stalled
+        or dead, or Serve marks the engine deployment UNHEALTHY); starting up and busy are live."""
+        report = await self._assess_health()
+        return self._health_response(report, ok=report.live)
+
+    async def _assess_health(self):
+        from qvq_ray.serve.health import assess
+
+        report = await assess(self.engine, self.app_name, self.config.serve.readiness_timeout_s)
+        self.metrics.health(report)
+        return report
+
+    def _health_response(self, report, ok: bool) -> JSONResponse:
+        body = {"status": "ok" if ok else "unavailable", "model": self.model_name, **report.model_dump(mode="json")}
+        if report.engine is None:  # the probe queued behind user work: no replica's own numbers
+            body.pop("engine")
+        headers = {"X-Engine-Saturated": "true" if report.saturated else "false"}
+        return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
 
     @app.get("/metrics")
     async def metrics_text(self):
@@ -306,13 +327,8 @@ class QvqIngress:
         from fastapi.responses import Response
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        state, _ = await self._engine_state()
-        return Response(self.metrics.render(state), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/healthz")
-    async def healthz(self):
-        """The same readiness check as /health (kept for Kubernetes-style probes)."""
-        return await self.health()
+        await self._assess_health()
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_document(self, request: Request):

@@ -2,6 +2,7 @@
 
 Requests by route and status, request latency, prompt and completion tokens, the engine's running
 and waiting requests (read at scrape time from a replica, bounded by serve.readiness_timeout_s),
+readiness, liveness and saturation as /health judges them (serve/health.py),
 and for /v1/solve: attempts by verification outcome and re-samples. Each ingress replica counts
 its own traffic (a registry per replica, labelled with it); Prometheus sums over replicas.
 """
@@ -12,7 +13,7 @@ from typing import Any
 
 # Latency buckets from a cached /v1/models to an 8k-token chain of thought.
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-KNOWN_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/solve", "/v1/models", "/health", "/healthz", "/metrics"})
+KNOWN_ROUTES = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/solve", "/v1/models", "/health", "/healthz", "/readyz", "/livez", "/metrics"})
 
 
 class ServeMetrics:
@@ -40,7 +41,11 @@ class ServeMetrics:
             "qvq_ray_judge", "Judge-model work on /v1/solve attempts, by task and outcome (answered, cached, not_judged).",
             ["task", "outcome"], **labels,
         )
-        self.engine_up = Gauge("qvq_ray_engine_up", "1 when an engine replica answered the scrape's probe alive.", **labels)
+        self.engine_up = Gauge("qvq_ray_engine_up", "1 when the app is ready: a request sent now will be served.", **labels)
+        self.engine_live = Gauge("qvq_ray_engine_live", "1 when the engine can make progress (starting and busy count).", **labels)
+        self.engine_saturated = Gauge(
+            "qvq_ray_engine_saturated", "1 when every engine slot is taken (requests wait; none is refused).", **labels
+        )
         self.engine_running = Gauge("qvq_ray_engine_running", "Requests the probed engine replica is generating.", **labels)
         self.engine_waiting = Gauge("qvq_ray_engine_waiting", "Requests queued at the probed engine replica.", **labels)
         info = Gauge("qvq_ray_model_info", "The served model.", ["model"], **labels)
@@ -68,11 +73,16 @@ class ServeMetrics:
         self.prompt_tokens.inc(sum(a.prompt_tokens for a in solution.attempts))  # each attempt is its own prompt
         self.completion_tokens.inc(sum(a.completion_tokens for a in solution.attempts))
 
-    def render(self, engine_health: Any | None) -> bytes:
+    def health(self, report: Any) -> None:
+        """The latest health judgement (serve/health.AppHealth), from a probe or a scrape."""
+        self.engine_up.set(int(report.ready))
+        self.engine_live.set(int(report.live))
+        self.engine_saturated.set(int(report.saturated))
+        if report.engine is not None:
+            self.engine_running.set(report.engine.running)
+            self.engine_waiting.set(report.engine.waiting)
+
+    def render(self) -> bytes:
         from prometheus_client import generate_latest
 
-        self.engine_up.set(1 if engine_health is not None and engine_health.alive else 0)
-        if engine_health is not None:
-            self.engine_running.set(engine_health.running)
-            self.engine_waiting.set(engine_health.waiting)
         return generate_latest(self.registry)

@@ -176,8 +176,12 @@ class CompletionRequest(SamplingRequest):
     @classmethod
     def _prompts(cls, value):
         prompts = [value] if isinstance(value, str) else value
-        if not 1 <= len(prompts) <= 16:
+        if not prompts:
+            raise ValueError("prompt cannot be empty (an empty list)")
+        if len(prompts) > 16:
             raise ValueError("prompt must be a string or a list of 1 to 16 strings")
+        if empty := [i for i, prompt in enumerate(prompts) if not prompt]:
+            raise ValueError(f"prompt cannot be empty (prompt {empty[0]} is)")  # as vLLM refuses it
         return value
 
     def prompts(self) -> list[str]:

@@ -32,13 +32,15 @@ import time
 from typing import Awaitable, Callable, Protocol
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, Engine
+from qvq_ray.engines.base import Completion, Engine, ReplicaLostError
 from qvq_ray.policies import Accept, Resample, SolveState, Stop, load_policy, scheduled_sampling
 from qvq_ray.problem import Attempt, Problem, Solution
 from qvq_ray.prompt_config import PromptConfig
 from qvq_ray.verify.health import LoopDetector
 from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verdict import Verdict
+
+STREAM_RESTARTS = 2  # a streamed sample whose engine replica died mid-way is started again this often
 
 
 class AnswerChecker(Protocol):
@@ -272,6 +274,17 @@ class Solver:
         """
         if not self.policy.loop_cutoff:
             return (await self.engine.generate(messages, sampling))[0], None
+        for restart in range(STREAM_RESTARTS + 1):
+            try:
+                return await self._stream_one(messages, sampling)
+            except ReplicaLostError:
+                # The engine copy died mid-sample. Nothing of it left the solver (an attempt is
+                # reported only once judged), so the sample starts again on a live one.
+                if restart == STREAM_RESTARTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _stream_one(self, messages: list[dict], sampling: SamplingConfig) -> tuple[Completion, int | None]:
         detector = LoopDetector(min_chars=self.policy.loop_min_chars, repeats=self.policy.loop_repeats)
         started = time.perf_counter()
         pieces: list[str] = []

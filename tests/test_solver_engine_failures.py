@@ -183,3 +183,39 @@ def test_serve_metrics_count_a_failed_call_as_an_engine_error_not_ok(verifier):
     text = generate_latest(metrics.registry).decode()
     failed = sum(1 for s in solutions for a in s.attempts if a.error)
     assert f'qvq_ray_solve_attempts_total{{outcome="engine_error"}} {float(failed)}' in text, text
+
+
+class ReplicaLostMidStreamEngineFake(PerProblemScriptEngineFake):
+    """Streams the first `lost` samples halfway, then raises ReplicaLostError (what the Serve engine
+    client raises when the replica streaming to it died after its first items)."""
+
+    def __init__(self, lost: int):
+        super().__init__()
+        self.lost = lost
+        self.streams = 0
+
+    async def stream(self, messages, sampling):
+        from qvq_ray.engines.base import ReplicaLostError
+
+        self.streams += 1
+        if self.streams <= self.lost:
+            yield "Let me "
+            yield "think "
+            raise ReplicaLostError("the engine replica was lost after 2 streamed item(s)")
+        async for item in super().stream(messages, sampling):
+            yield item
+
+
+@pytest.mark.parametrize("lost, survives", [(1, True), (2, True), (3, False)])
+def test_a_sample_whose_replica_died_mid_stream_is_restarted_whole(verifier, lost, survives):
+    from qvq_ray.engines.base import ReplicaLostError
+
+    engine = ReplicaLostMidStreamEngineFake(lost)
+    solver = Solver(engine, verifier, policy=PolicyConfig(max_attempts=1), sampling=SamplingConfig(max_tokens=64))
+    if not survives:  # bounded: the third loss in a row is the caller's to report
+        with pytest.raises(ReplicaLostError):
+            asyncio.run(solver.solve(PROBLEMS[0], image_bytes=[]))
+        return
+    solution = asyncio.run(solver.solve(PROBLEMS[0], image_bytes=[]))
+    assert solution.answer == "12" and engine.streams == lost + 1
+    assert len(solution.attempts) == 1 and solution.attempts[0].text.startswith("Let me think about it.")  # no half-text

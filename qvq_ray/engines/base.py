@@ -58,6 +58,12 @@ class EngineOverloadedError(EngineError):
     retryable = True
 
 
+class ReplicaLostError(EngineError):
+    """The engine copy serving a streamed call died after some of its output was consumed. Nothing
+    else was changed by the call, so the whole call can be made again elsewhere; only its consumer
+    knows whether what it already passed on allows that."""
+
+
 class InvalidRequestError(ValueError):
     """The request itself is bad (too many images, prompt too long...): a 4xx, never retried."""
 

@@ -18,7 +18,16 @@ from typing import Any, AsyncIterator
 from ray import serve
 
 from qvq_ray.config import QvqConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, EngineHealth, Message
+from qvq_ray.engines.base import Completion, EngineHealth, Message, ReplicaLostError
+
+
+def _replica_gone_errors() -> tuple[type[BaseException], ...]:
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+    return (ActorDiedError, ActorUnavailableError, RayActorError)
+
+
+_REPLICA_GONE = _replica_gone_errors()  # the replica serving a call died (killed, node lost)
 
 
 @serve.deployment(name="QvqEngine")
@@ -77,28 +86,38 @@ class QvqEngineClient:
     async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
         """Retried when the replica died under it (killed, node lost): Serve routes the retry to a live one.
 
-        Generation has no side effects, so a retry is safe; a streamed request cannot be retried
-        once text has gone out, and fails instead (see README, "what an in-flight request sees")."""
-        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
-
+        Generation has no side effects, so a retry is safe."""
         for attempt in range(self.replica_retries + 1):
             try:
                 return await self.handle.generate.remote(messages, sampling.model_dump())
-            except (ActorDiedError, ActorUnavailableError, RayActorError):
+            except _REPLICA_GONE:
                 if attempt == self.replica_retries:
                     raise
         raise AssertionError("unreachable")
 
     async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
-        response = self.handle.options(stream=True).stream.remote(messages, sampling.model_dump())
-        try:
-            async for item in response:
-                yield item
-        except (GeneratorExit, asyncio.CancelledError):
-            # Our consumer stopped (client gone, solver cut a loop). Dropping the Serve response does
-            # not stop the replica's generator; cancelling it does, and closes the engine's stream.
-            response.cancel()
-            raise
+        """Retried whole on a live replica when the one streaming died before its first item; once
+        items have gone to our consumer, a replica's death is `ReplicaLostError` (the consumer
+        decides: the Solver, which has shown nothing of the sample to anyone, restarts it; an HTTP
+        stream that already sent text ends with an in-band error)."""
+        for attempt in range(self.replica_retries + 1):
+            response = self.handle.options(stream=True).stream.remote(messages, sampling.model_dump())
+            yielded = 0
+            try:
+                async for item in response:
+                    yielded += 1
+                    yield item
+                return
+            except _REPLICA_GONE as exc:
+                if yielded:
+                    raise ReplicaLostError(f"the engine replica was lost after {yielded} streamed item(s): {exc}") from exc
+                if attempt == self.replica_retries:
+                    raise
+            except (GeneratorExit, asyncio.CancelledError):
+                # Our consumer stopped (client gone, solver cut a loop). Dropping the Serve response does
+                # not stop the replica's generator; cancelling it does, and closes the engine's stream.
+                response.cancel()
+                raise
 
     async def health(self) -> "EngineHealth":
         """The state of the replica Serve routes this call to (the caller bounds the wait: with no

@@ -17,11 +17,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qvq_ray.config import QvqConfig, SamplingConfig
+from qvq_ray.serve import api_responses as api
 from qvq_ray.serve.openai_api import (
     ChatCompletionRequest,
     ClientError,
@@ -50,7 +51,8 @@ app = FastAPI(
     redoc_url=None,
     openapi_url=None,
 )
-install_request_schemas(app, [ChatCompletionRequest, CompletionRequest, SolveRequest])
+# the request bodies, and the chunk model that SSE descriptions name (responses carry the rest)
+install_request_schemas(app, [ChatCompletionRequest, CompletionRequest, SolveRequest, api.ChatCompletionChunk])
 
 
 @app.middleware("http")
@@ -273,7 +275,7 @@ class QvqIngress:
 
     # ------------------------------------------------------------------ routes
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=api.MODELS_RESPONSES)
     async def models(self, request: Request):
         self._authorize(request)
         return {
@@ -281,7 +283,7 @@ class QvqIngress:
             "data": [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "qvq-ray"}],
         }
 
-    @app.get("/health")
+    @app.get("/health", responses=api.HEALTH_RESPONSES)
     async def health(self):
         """Readiness (vLLM's name): 200 while a request sent now will be served, busy or not; 503
         with the reason when no engine replica is running or the one probed is stalled or dead.
@@ -290,17 +292,17 @@ class QvqIngress:
         report = await self._assess_health()
         return self._health_response(report, ok=report.ready)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=api.HEALTH_RESPONSES)
     async def healthz(self):
         """The same readiness check as /health (Kubernetes-style name)."""
         return await self.health()
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses=api.HEALTH_RESPONSES)
     async def readyz(self):
         """The same readiness check as /health (Kubernetes-style name)."""
         return await self.health()
 
-    @app.get("/livez")
+    @app.get("/livez", responses=api.HEALTH_RESPONSES)
     async def livez(self):
         """Liveness: 503 only when the engine cannot make progress (a replica reports itself stalled
         or dead, or Serve marks the engine deployment UNHEALTHY); starting up and busy are live."""
@@ -321,7 +323,7 @@ class QvqIngress:
         headers = {"X-Engine-Saturated": "true" if report.saturated else "false"}
         return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
 
-    @app.get("/metrics")
+    @app.get("/metrics", responses=api.METRICS_RESPONSES, response_class=PlainTextResponse)
     async def metrics_text(self):
         """Prometheus text (unauthenticated, as vLLM's /metrics and scrapers expect)."""
         from fastapi.responses import Response
@@ -353,7 +355,7 @@ class QvqIngress:
         if not self.config.serve.docs_public:
             self._authorize(request)
 
-    @app.post("/v1/chat/completions", openapi_extra=request_body(ChatCompletionRequest))
+    @app.post("/v1/chat/completions", openapi_extra=request_body(ChatCompletionRequest), responses=api.CHAT_RESPONSES)
     async def chat_completions(self, request: Request):
         from qvq_ray.prompt import messages_from_openai
 
@@ -395,7 +397,7 @@ class QvqIngress:
         self.metrics.tokens(completions)
         return chat_completion_body(self.model_name, completions, request_id)
 
-    @app.post("/v1/completions", openapi_extra=request_body(CompletionRequest))
+    @app.post("/v1/completions", openapi_extra=request_body(CompletionRequest), responses=api.COMPLETION_RESPONSES)
     async def completions(self, request: Request):
         """OpenAI's legacy completions, as vLLM serves them: each prompt is the model's input as is."""
         from qvq_ray.engines.base import raw_prompt
@@ -535,7 +537,7 @@ class QvqIngress:
         finally:
             task.cancel()  # the client went away: stop solving
 
-    @app.post("/v1/solve", openapi_extra=request_body(SolveRequest))
+    @app.post("/v1/solve", openapi_extra=request_body(SolveRequest), responses=api.SOLVE_RESPONSES)
     async def solve(self, request: Request):
         from pydantic import ValidationError
 

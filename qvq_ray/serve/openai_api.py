@@ -19,6 +19,18 @@ from qvq_ray.config import MAX_STOP_CHARS, SEED_MAX, SEED_MIN
 _STRICT = ConfigDict(strict=True, allow_inf_nan=False)
 
 
+INTEGER_FIELDS = frozenset({"max_tokens", "max_completion_tokens", "n", "seed", "top_k", "min_tokens", "top_logprobs", "logprobs", "max_attempts"})
+
+
+def _whole_numbers(data: Any) -> Any:
+    """Integer fields take integer-valued numbers: 5.0 is 5, as vLLM (lax pydantic) reads it and as
+    JSON Schema's "integer" allows; 5.5, "5" and true stay errors (strict otherwise). A model-level
+    step, so the fields' schemas keep their bounds."""
+    if not isinstance(data, dict):
+        return data
+    return {k: int(v) if k in INTEGER_FIELDS and isinstance(v, float) and v.is_integer() else v for k, v in data.items()}
+
+
 class TextPart(BaseModel):
     model_config = ConfigDict(**_STRICT, extra="allow")
 
@@ -109,6 +121,8 @@ class SamplingRequest(BaseModel):
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     min_p: float | None = Field(None, ge=0.0, le=1.0, description="vLLM-style extension; 0 = off.")
     min_tokens: int | None = Field(None, ge=0, description="vLLM-style extension: no end of sequence before this many tokens.")
+
+    _integers = model_validator(mode="before")(classmethod(lambda cls, data: _whole_numbers(data)))
 
     @field_validator("stop")
     @classmethod
@@ -206,6 +220,8 @@ class SolveRequest(BaseModel):
     max_attempts: int | None = Field(None, ge=1, le=16, description="Override the policy's attempt budget.")
     max_tokens: int | None = Field(None, ge=1)
     stream: StrictBool = Field(False, description="Server-sent events: one per attempt, then the solution.")
+
+    _integers = model_validator(mode="before")(classmethod(lambda cls, data: _whole_numbers(data)))
 
     @model_validator(mode="before")
     @classmethod

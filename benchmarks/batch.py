@@ -82,6 +82,7 @@ def prepare_rates(input_dir: Path, config, num_cpus: int) -> tuple[float, float,
     import ray
 
     from qvq_ray.batch.pipeline import _input_rows, prepare_images_batch
+    from qvq_ray.image_files import ImageRoots
     from qvq_ray.problem import input_schema
     from qvq_ray.images import prepare_problem_images
     from qvq_ray.problem import problem_from_row
@@ -98,7 +99,9 @@ def prepare_rates(input_dir: Path, config, num_cpus: int) -> tuple[float, float,
         rows = _input_rows(str(input_dir), None, None)
         table = pa.Table.from_pylist(rows, schema=input_schema())
         ds = ray.data.from_arrow([table.slice(i, 64) for i in range(0, len(rows), 64)])
-        ds = ds.map_batches(prepare_images_batch, fn_kwargs={"config_json": config.model_dump_json()}, batch_format="pyarrow", num_cpus=0.5)
+        roots = ImageRoots.of([input_dir])  # the job reads image files only inside the problem set's folder
+        ds = ds.map_batches(prepare_images_batch, fn_kwargs={"config_json": config.model_dump_json(), "image_roots": roots},
+                            batch_format="pyarrow", num_cpus=0.5)
         count = sum(b.num_rows for b in ds.iter_batches(batch_format="pyarrow", batch_size=None))
         parallel = count / (time.perf_counter() - started)
     finally:

@@ -82,6 +82,15 @@ def _hostile_bodies() -> list[dict]:
     ]
 
 
+def _refused_bodies(count: int = 16, chars: int = 262_000) -> list[dict]:
+    """Prompts just under model.max_prompt_chars (262,144) whose tokens are over the model's
+    context: each is refused with a 400, but only once it has been tokenized, unless the engine
+    refuses before that. Words, not one repeated letter (which BPE folds into few tokens)."""
+    words = "seven plus eleven is eighteen and the angle ABC measures forty degrees so "
+    text = (words * (chars // len(words) + 1))[:chars]
+    return [{"messages": [{"role": "user", "content": f"{i} {text}"[:chars]}], "max_tokens": 2} for i in range(count)]
+
+
 def _heavy_body() -> dict:
     """A legitimate but heavy request: 8 images (2800x2800) at the model's full resolution, about
     10k visual tokens to prefill. The transformers engine runs one batch at a time, so the small
@@ -121,6 +130,13 @@ async def _with_background(url: str, background: list[dict], clients: int, reque
     return figures, sent
 
 
+def _refused_only(url: str, requests: int) -> dict:
+    alone = asyncio.run(_load(url, 4, requests))
+    refused, refused_sent = asyncio.run(_with_background(url, _refused_bodies(), 4, requests, every_s=1.0))
+    return {"alone": alone, "with_refused": {**refused, "refused_requests": refused_sent},
+            "p99_ratio_refused": round(refused["p99_ms"] / alone["p99_ms"], 2)}
+
+
 def _robustness(url: str, requests: int) -> dict:
     # min_tokens holds back the end of sequence: the trained tiny model would otherwise stop early
     long_generation = {"messages": [{"role": "user", "content": "count"}], "max_tokens": 1500, "min_tokens": 1500}
@@ -128,14 +144,18 @@ def _robustness(url: str, requests: int) -> dict:
     # a hostile client, not a flood: each hostile request is sent again once a second (on 2 cores,
     # refused requests sent back to back take the CPU the small requests need, whatever they are)
     hostile, hostile_sent = asyncio.run(_with_background(url, _hostile_bodies(), 4, requests, every_s=1.0))
+    # 16 over-long prompts kept in flight (each sent again once refused, at most once a second)
+    refused, refused_sent = asyncio.run(_with_background(url, _refused_bodies(), 4, requests, every_s=1.0))
     heavy, heavy_sent = asyncio.run(_with_background(url, [_heavy_body()], 4, requests, every_s=1.0))
     with_long, long_sent = asyncio.run(_with_background(url, [long_generation] * 4, 4, requests))
     return {
         "alone": alone,
         "with_hostile": {**hostile, "hostile_requests": hostile_sent},
+        "with_refused": {**refused, "refused_requests": refused_sent},
         "with_heavy": {**heavy, "heavy_requests": heavy_sent},
         "with_long_generations": {**with_long, "long_requests_finished": long_sent},
         "p99_ratio_hostile": round(hostile["p99_ms"] / alone["p99_ms"], 2),
+        "p99_ratio_refused": round(refused["p99_ms"] / alone["p99_ms"], 2),
         "throughput_ratio_long": round(with_long["requests_per_s"] / alone["requests_per_s"], 2),
     }
 
@@ -185,8 +205,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=96, help="Requests per concurrency level.")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--only-robustness", action="store_true", help="Only the hostile / long-generation figures.")
+    parser.add_argument("--only-robustness", action="store_true", help="Only the hostile / refused / heavy / long-generation figures.")
+    parser.add_argument("--only-refused", action="store_true", help="Only small requests alone vs with 16 refused over-long prompts.")
     args = parser.parse_args()
+    args.only_robustness = args.only_robustness or args.only_refused
     levels = () if args.only_robustness else (1, 8, 32)
 
     direct_ms = 0.0 if args.only_robustness else _direct_latency_ms(repeats=10)
@@ -201,20 +223,29 @@ def main() -> None:
             asyncio.run(_load(url, 1, 3))  # warm-up
             results[label] = {str(c): asyncio.run(_load(url, c, args.requests if c > 1 else 24)) for c in levels}
             if label == "batching_on":
-                robustness = _robustness(url, requests=48)
+                robustness = (_refused_only if args.only_refused else _robustness)(url, requests=48)
             serve.delete("bench")
     finally:
         serve.shutdown()
         ray.shutdown()
 
     r = robustness
+    if args.only_refused:
+        for label, key in (("alone", "alone"), ("with 16 refused prompts", "with_refused")):
+            print(f"{label:>28}{r[key]['requests_per_s']:>8} req/s  p50 {r[key]['p50_ms']} ms  p99 {r[key]['p99_ms']} ms")
+        print(f"p99 with 16 refused 262k-character prompts in flight / alone: {r['p99_ratio_refused']}x (target <= 2x; "
+              f"{r['with_refused']['refused_requests']} refused meanwhile)")
+        print(json.dumps({"benchmark": "serve_refused", "robustness": robustness}))
+        return
     print("small requests (4 clients, 48 requests, 32 new tokens), batching on:")
     print(f"{'':>28}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}")
-    for label, key in (("alone", "alone"), ("with hostile requests", "with_hostile"),
+    for label, key in (("alone", "alone"), ("with hostile requests", "with_hostile"), ("with 16 refused prompts", "with_refused"),
                        ("with a heavy request", "with_heavy"), ("with long generations", "with_long_generations")):
         print(f"{label:>28}{r[key]['requests_per_s']:>8}{r[key]['p50_ms']:>9}{r[key]['p99_ms']:>9}")
     print(f"p99 with hostile requests / alone: {r['p99_ratio_hostile']}x (target <= 2x; "
           f"{r['with_hostile']['hostile_requests']} hostile requests meanwhile)")
+    print(f"p99 with 16 refused 262k-character prompts in flight / alone: {r['p99_ratio_refused']}x (target <= 2x; "
+          f"{r['with_refused']['refused_requests']} refused meanwhile)")
     print(f"p99 with one heavy request (8 full-resolution images) re-sent each second / alone: "
           f"{round(r['with_heavy']['p99_ms'] / r['alone']['p99_ms'], 2)}x ({r['with_heavy']['heavy_requests']} sent)")
     print(f"requests/s with 4 long generations (1,500 tokens) in flight / alone: {r['throughput_ratio_long']}x "

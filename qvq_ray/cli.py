@@ -100,6 +100,8 @@ def cmd_solve(args) -> int:
         raise UsageError("--engine openai needs --base-url (or engine.base_url in --config)")
     if args.self_consistency:
         config.policy.self_consistency = True
+    if args.allow_paths_outside:
+        config.batch.allow_paths_outside = True
     _apply_judge_flags(config, args)
     for flag, key, value in (
         ("--max-attempts", "policy.max_attempts", args.max_attempts),
@@ -222,7 +224,9 @@ def cmd_report(args) -> int:
             print(overall.text())
         else:
             written = write_report(args.dirs[0], args.report_dir, problems=args.problems,
-                                   problems_format=args.format, max_problems=args.max_problems)
+                                   problems_format=args.format, max_problems=args.max_problems,
+                                   allow_paths_outside=args.allow_paths_outside,
+                                   warn=lambda message: print(f"qvq-ray report: warning: {message}", file=sys.stderr))
             print(headline_table(read_output(args.dirs[0])))
     except (FileNotFoundError, ValueError) as exc:  # a missing or empty DIR, a report folder refused, --problems
         raise UsageError(str(exc)) from None
@@ -260,6 +264,13 @@ def _rescore_config(args):
         return None
     config = _load_config(args)
     _apply_judge_flags(config, args)
+    if config.verifier.judge is not None and config.verifier.judge.cache_path:
+        from qvq_ray.verify.judge_cache import check_cache_path
+
+        try:
+            check_cache_path(config.verifier.judge.cache_path)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if config.verifier.judge is not None and config.verifier.judge.engine is None and config.engine.kind == "hf":
         from transformers.utils import logging as hf_logging
 
@@ -325,6 +336,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Folder of the image files a MathVista set names (images/<pid>.jpg); default: images/ beside "
         "the JSON, or $QVQ_RAY_MATHVISTA_IMAGES. Checked before Ray starts: none found is an error, some "
         "missing a warning (those rows become error rows).",
+    )
+    solve.add_argument(
+        "--allow-paths-outside",
+        action="store_true",
+        help="Read image files the problem set names outside its own folder (or --images DIR): absolute "
+        "paths, '..', symlinks leaving it. Without it such rows are error rows and the files are never "
+        "opened (problem sets come from strangers). Devices and FIFOs are refused either way.",
     )
     solve.add_argument(
         "--format", help="Force the input format: problems, mathvision, mathvista, mmmu, olympiadbench, vlmevalkit."
@@ -406,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--problems", help="The problem set the run solved (any input `qvq-ray solve` reads), "
                         "for image thumbnails in the per-problem view.")
     report.add_argument("--format", help="Force the --problems format (as `qvq-ray solve --format`).")
+    report.add_argument("--allow-paths-outside", action="store_true",
+                        help="Thumbnails from image files --problems names outside its own folder (as `qvq-ray "
+                        "solve --allow-paths-outside`); without it those problems show no thumbnail.")
     report.add_argument("--max-problems", type=int, default=100,
                         help="Problems in report.html's per-problem view, failures first (default 100; 0: none).")
     report.set_defaults(func=cmd_report)

@@ -97,6 +97,17 @@ class ModelConfig(StrictModel):
         None, description="Prompt + output token limit; None = the checkpoint's own (set it for QVQ-72B on vLLM)."
     )
     trust_remote_code: bool = Field(False, description="Passed to from_pretrained; Qwen2-VL needs none.")
+    special_tokens_in_text: Literal["escape", "refuse"] = Field(
+        "escape",
+        description="What a special token of the model typed in message text (chat, /v1/solve and batch problems: "
+        "'<|image_pad|>', '<|im_end|>', ...) does. 'escape' (the default, as OpenAI's API treats such strings): it is "
+        "tokenized as the plain text it is, never as structure; prompts without special tokens are tokenized exactly as "
+        "before. 'refuse': the request is refused with a 400 naming the token. Image placeholders and the chat turns "
+        "come only from our own message building either way. A raw /v1/completions prompt is the model's input as is: "
+        "its special tokens are parsed, except image/video placeholders (it carries no images), which are refused. "
+        "The openai engine sends message text as text (the endpoint tokenizes it) and, with 'refuse', refuses "
+        "Qwen2-VL's special tokens itself.",
+    )
 
 
 # Below this temperature sampling is greedy (vLLM's _SAMPLING_EPS): dividing logits by a
@@ -528,6 +539,18 @@ class BatchConfig(StrictModel):
     input_format: str | None = Field(None, description="Force the loader (mathvision, mathvista, mmmu, ...).")
     output: str | None = Field(None, description="Output directory (a job config's default for --out).")
     limit: int | None = Field(None, ge=1, description="Solve only the first N problems.")
+    allow_paths_outside: bool = Field(
+        False,
+        description="Read image files a problem set names outside its own folder (absolute paths, '..', symlinks "
+        "leaving it; the folder is the dataset's, or --images DIR). Off: such a row is an error row and the file "
+        "is never opened, since problem sets come from strangers. Devices and FIFOs are refused either way.",
+    )
+    min_free_space_mb: int = Field(
+        64,
+        ge=0,
+        description="Refuse to start (before Ray) when the output folder's filesystem has less free space than this, "
+        "in MiB: a full disk would otherwise fail at the first part file, after the cluster and engines started. 0: no check.",
+    )
 
 
 class AutoscalingConfig(StrictModel):

@@ -29,6 +29,7 @@ from qvq_ray.problem import ImageRef
 
 if TYPE_CHECKING:  # for annotations only (PIL and the config are imported where used)
     from qvq_ray.config import ModelConfig
+    from qvq_ray.image_files import ImageRoots
 
 MiB = 1024 * 1024
 
@@ -64,12 +65,18 @@ _DEFAULT_LIMITS = ImageLimits()
 
 
 def load_image_bytes(
-    ref: ImageRef | bytes | str, *, base_dir: Path | str | None = None, limits: ImageLimits | None = None
+    ref: ImageRef | bytes | str,
+    *,
+    base_dir: Path | str | None = None,
+    limits: ImageLimits | None = None,
+    roots: "ImageRoots | None" = None,
 ) -> bytes:
     """Return the encoded bytes of an image given as bytes, base64, a data URL, a path or a URL.
 
     Relative paths resolve against `base_dir` (the problem file's folder), not the process's
-    working directory, so a problem set loads the same from wherever a job starts.
+    working directory, so a problem set loads the same from wherever a job starts. With `roots`
+    (qvq_ray/image_files.py), a file is read only when it lies inside them: the batch job and the
+    report pass the problem set's folders, since a downloaded problem file may name any path.
     """
     limits = limits or _DEFAULT_LIMITS
     if isinstance(ref, ImageRef):
@@ -97,13 +104,13 @@ def load_image_bytes(
             )
         return fetch_image_url(text, limits)
     if lower.startswith("file://"):
-        return _read_file(text[len("file://") :], base_dir, limits)
+        return _read_file(text[len("file://") :], base_dir, limits, roots)
     if re.match(r"^[a-z][a-z0-9+.-]*://", lower):
         raise ImageError(f"unsupported image URL scheme in {_short(text)}")
     decoded = _maybe_base64(text, limits)
     if decoded is not None:
         return decoded
-    return _read_file(text, base_dir, limits)
+    return _read_file(text, base_dir, limits, roots)
 
 
 def decode_data_url(url: str, limits: ImageLimits | None = None) -> bytes:
@@ -153,28 +160,18 @@ def _b64decode(payload: str, limits: ImageLimits, *, what: str) -> bytes:
     return _check_size(data, limits, what=what)
 
 
-def _read_file(path_text: str, base_dir: Path | str | None, limits: ImageLimits) -> bytes:
+def _read_file(path_text: str, base_dir: Path | str | None, limits: ImageLimits, roots: "ImageRoots | None") -> bytes:
+    """A local image file: only a regular file (never a device or a FIFO), inside `roots` when given."""
+    from qvq_ray.image_files import ImageRoots, read_image_file
+
     if not limits.allow_local_files:
         raise ImageError(
             f"local image files are disabled (ImageLimits.allow_local_files is False): {_short(path_text)}"
         )
-    path = Path(path_text).expanduser()
+    path = Path(path_text).expanduser() if roots is None else Path(path_text)  # a problem file's '~' is not ours
     if not path.is_absolute() and base_dir is not None:
         path = Path(base_dir) / path
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ImageError(f"image file not found: {path}") from None
-    except OSError as e:
-        raise ImageError(f"cannot read image file {path}: {e.strerror or e}") from None
-    if not path.is_file():
-        raise ImageError(f"image path is not a file: {path}")
-    if size > limits.max_bytes:
-        raise ImageError(f"image file {path} is {size} bytes, over max_bytes {limits.max_bytes}")
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ImageError(f"cannot read image file {path}: {e.strerror or e}") from None
+    return read_image_file(path, roots or ImageRoots.anywhere(), limits.max_bytes)
 
 
 def _check_size(data: bytes, limits: ImageLimits, *, what: str) -> bytes:
@@ -296,11 +293,10 @@ def _open_header(data: bytes, limits: ImageLimits) -> "PILImage":
             f"max_pixels_decoded is {limits.max_pixels_decoded}"
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(
-            f"not a recognized image (allowed formats: {', '.join(ALLOWED_FORMATS)}; data starts with {data[:8]!r})"
-        ) from None
+        # Never quote the data: a file named by a problem set may be anyone's (issue 20).
+        raise ImageError(f"not a recognized image (not a {', '.join(ALLOWED_FORMATS[:-1])} or {ALLOWED_FORMATS[-1]} file)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"corrupt image header: {e}") from None
+        raise ImageError(f"corrupt image header: {_no_bytes(e)}") from None
 
     width, height = im.size
     if width <= 0 or height <= 0:
@@ -324,8 +320,15 @@ def _open_checked(data: bytes, limits: ImageLimits) -> "PILImage":
     except Image.DecompressionBombError as e:
         raise ImageError(f"image refused as a decompression bomb: {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
-        raise ImageError(f"corrupt or truncated {im.format} image: {e}") from None
+        raise ImageError(f"corrupt or truncated {im.format} image: {_no_bytes(e)}") from None
     return im
+
+
+def _no_bytes(exc: BaseException) -> str:
+    """A decoder's message, unless it quotes the data (PIL's TIFF plugin shows its header bytes):
+    then only the exception's type."""
+    text = str(exc)
+    return type(exc).__name__ if re.search(r"""\bb['"]|\\x[0-9a-fA-F]{2}""", text) else text
 
 
 def _to_rgb(im: "PILImage") -> "PILImage":
@@ -438,11 +441,13 @@ def prepare_problem_images(
     *,
     base_dir: Path | str | None = None,
     limits: ImageLimits | None = None,
+    roots: "ImageRoots | None" = None,
 ) -> list[bytes]:
     """Load and prepare every image of one problem with the model's pixel range.
 
     The count limit is the smaller of `limits.max_images` and the model's
-    `max_images_per_prompt`, checked before any image is read.
+    `max_images_per_prompt`, checked before any image is read. `roots`: the folders local files
+    must lie in (see `load_image_bytes`).
     """
     from qvq_ray.config import ModelConfig
 
@@ -454,7 +459,7 @@ def prepare_problem_images(
     budget = PixelBudget(limits)
     return [
         prepare_image(
-            load_image_bytes(ref, base_dir=base_dir, limits=limits),
+            load_image_bytes(ref, base_dir=base_dir, limits=limits, roots=roots),
             min_pixels=model.min_pixels,
             max_pixels=model.max_pixels,
             limits=limits,

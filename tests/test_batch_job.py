@@ -167,7 +167,36 @@ def test_hostile_input_lines_are_error_rows_and_ids_stay_unique(tmp_path):
     assert len(rows) == 5
     assert "nested too deeply" in rows[0]["error"] and "digits" in rows[1]["error"]
     assert [r["id"] for r in rows].count("b") == 1 and rows[2]["id"] == "b" and rows[2]["error"]
-    assert "duplicate id 'b'" in rows[3]["error"] and rows[4]["id"] == "c" and rows[4]["error"] is None
+    # a repeated id's error row comes last (named once every id of the file is known)
+    assert rows[3]["id"] == "c" and rows[3]["error"] is None and "duplicate id 'b'" in rows[4]["error"]
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [["x", "x", "x#dup1"], ["x#dup1", "x", "x"], ["x", "x#dup1", "x"], ["x", "x", "x#dup1", "x#dup1'", "x"]],
+    ids=["real-id-after", "real-id-first", "real-id-between", "primed-too"],
+)
+def test_a_real_id_that_looks_generated_keeps_its_id(tmp_path, ids):
+    """Two rows `x` and a real `x#dup1`: one output row per input row, all ids distinct, and every id
+    that occurs once in the file is solved under that id, never renamed or called a duplicate."""
+    from collections import Counter
+
+    from qvq_ray.batch.pipeline import _input_rows
+    from qvq_ray.batch.source import count_input
+
+    path = tmp_path / "dups.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "question": "1+1?", "answer": "2"}) + "\n" for i in ids))
+    rows = _input_rows(str(path), None, None)
+    out_ids = [r["id"] for r in rows]
+    assert len(rows) == len(ids) and len(set(out_ids)) == len(ids), out_ids
+    first_of_each = list(dict.fromkeys(ids))
+    assert [r["id"] for r in rows if r["error"] is None] == first_of_each
+    repeats = sum(n - 1 for n in Counter(ids).values())
+    errors = [r for r in rows if r["error"]]
+    assert len(errors) == repeats and all(r["error"] == "duplicate id 'x'" for r in errors)
+    # the driver's pass and a resumed run name them the same way
+    assert _input_rows(str(path), None, None) == rows
+    assert count_input(str(path), None, None, skip_ids=set(out_ids[:2])).todo == len(ids) - 2
 
 
 SAMPLES = [

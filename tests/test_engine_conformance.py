@@ -298,6 +298,39 @@ def test_bad_input_raises_invalid_request_and_engine_keeps_serving(engine, run):
     assert ok[0].completion_tokens > 0
 
 
+SPECIAL_TOKENS = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+
+
+def _engine_tokenizer(engine, tiny_model_dir):
+    """The tokenizer of the model behind `engine` (the openai one asks our own app: the tiny model's)."""
+    processor = getattr(engine, "processor", None)
+    if processor is not None:
+        return processor.tokenizer
+    from qvq_ray.models.processor import load_processor
+
+    return load_processor(tiny_model_dir).tokenizer
+
+
+def test_special_tokens_typed_in_text_are_text(engine, run, tiny_model_dir):
+    """A model special token typed in message text is answered (never a hang, never a 500) and is
+    read as the characters typed: the prompt grows by exactly their text tokens, the image's visual
+    tokens stay what the image needs."""
+    tok = _engine_tokenizer(engine, tiny_model_dir)
+    sampling = SamplingConfig(max_tokens=2)
+
+    def prompt_tokens(text: str, images: list[bytes]) -> int:
+        return run(asyncio.wait_for(engine.generate(messages(text, images), sampling), 60))[0].prompt_tokens
+
+    def text_tokens(text: str) -> int:
+        return len(tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+    for images in ([IMAGE], []):
+        plain = prompt_tokens("what is here", images)
+        for token in SPECIAL_TOKENS:
+            typed = f"what is {token} here"
+            assert prompt_tokens(typed, images) == plain - text_tokens("what is here") + text_tokens(typed), (token, len(images))
+
+
 def test_health_is_read_without_generating_and_logprobs_match_the_tokens(engine, run):
     """Every engine reports its state at once (a probe never queues a generation), and one that
     supports logprobs gives one entry per generated token, the greedy token first among the top."""

@@ -136,8 +136,8 @@ def test_an_over_long_prompt_is_refused_before_tokenizing(tiny_model_dir):
 
     engine = HFEngine(ModelConfig(path=tiny_model_dir, max_prompt_chars=10_000), HFEngineConfig(torch_threads=1))
     tokenized = []
-    real_call = type(engine.processor).__call__
-    type(engine.processor).__call__ = lambda self, *a, **k: tokenized.append(1) or real_call(self, *a, **k)
+    real_call = type(engine.tokenizer).__call__  # chat text is tokenized by the tokenizer itself (prompt_tokens.py)
+    type(engine.tokenizer).__call__ = lambda self, *a, **k: tokenized.append(1) or real_call(self, *a, **k)
     try:
         started = time.perf_counter()
         with pytest.raises(InvalidRequestError, match="max_prompt_chars"):
@@ -146,7 +146,7 @@ def test_an_over_long_prompt_is_refused_before_tokenizing(tiny_model_dir):
         asyncio.run(engine.generate(_chat("fine"), SamplingConfig(max_tokens=2)))
         assert tokenized == [1]
     finally:
-        type(engine.processor).__call__ = real_call
+        type(engine.tokenizer).__call__ = real_call
         asyncio.run(engine.close())
 
 

@@ -23,6 +23,7 @@ from qvq_ray.batch.stages import PrepareImages, RowStage, ScoreAgainstGold, Solv
 from qvq_ray.cli import main
 from qvq_ray.config import ImageLimits, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import EngineError
+from qvq_ray.image_files import ImageRoots
 from qvq_ray.images import ImageError, decode_image, load_image_bytes
 from qvq_ray.problem import Attempt, ImageRef, Problem, Solution, error_row, problem_to_row, solution_schema, solution_to_row
 from qvq_ray.report import compare as cmp
@@ -108,7 +109,7 @@ def png(path: Path, size=(400, 300), color=(200, 30, 30)) -> Path:
 @pytest.fixture
 def pipeline_errors(tmp_path):
     """One error message per kind, each produced by the code that writes it in a job."""
-    prepare = PrepareImages(CONFIG_JSON)
+    prepare = PrepareImages(CONFIG_JSON, ImageRoots.of([tmp_path]))
     garbage = tmp_path / "garbage.png"
     garbage.write_bytes(b"this is not an image, whatever its name says" * 4)
     return {

@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import enum
 import os
+import re
 import sys
 import threading
 import types
@@ -26,7 +27,7 @@ import pytest
 import yaml
 
 from qvq_ray.config import ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig, VLLMEngineConfig
-from qvq_ray.engines.base import EngineError, EngineOverloadedError, InvalidRequestError
+from qvq_ray.engines.base import EngineError, EngineOverloadedError, InvalidRequestError, raw_prompt, split_images
 from qvq_ray.engines.vllm_engine import (
     DEFAULT_MAX_MODEL_LEN,
     DeltaAccumulator,
@@ -58,6 +59,9 @@ VLLM_SAMPLING_FIELDS = {
     "detokenize", "skip_special_tokens", "spaces_between_special_tokens", "include_stop_str_in_output",
     "output_kind", "structured_outputs", "logit_bias", "allowed_token_ids", "extra_args", "bad_words",
 }
+# Keys of vllm.inputs.data.TextPrompt and TokensPrompt (vLLM 0.33): a prompt dict with other keys is not one.
+VLLM_TEXT_PROMPT_KEYS = {"prompt", "multi_modal_data", "mm_processor_kwargs", "multi_modal_uuids", "cache_salt"}
+VLLM_TOKENS_PROMPT_KEYS = {"prompt_token_ids", "token_type_ids", "multi_modal_data", "mm_processor_kwargs", "multi_modal_uuids", "cache_salt"}
 QVQ = ModelConfig(path="Qwen/QVQ-72B-Preview", served_model_name="qvq-72b-preview", dtype="bfloat16", max_pixels=1003520, max_model_len=32768)
 
 
@@ -194,6 +198,11 @@ def _template(processor):
     return lambda msgs: processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
+def _build(processor, messages, **kwargs):
+    kwargs.setdefault("max_images", 4)
+    return build_prompt(messages, _template(processor), processor.tokenizer, **kwargs)
+
+
 def test_prompt_has_one_placeholder_per_image_in_order(processor):
     messages = [
         {"role": "system", "content": [{"type": "text", "text": "Think."}]},
@@ -204,15 +213,55 @@ def test_prompt_has_one_placeholder_per_image_in_order(processor):
             {"type": "text", "text": "Which is larger?"},
         ]},
     ]
-    prompt = build_prompt(messages, _template(processor), max_images=4)
-    text = prompt["prompt"]
+    prompt = _build(processor, messages)
+    assert set(prompt) == {"prompt_token_ids", "multi_modal_data"}  # a vllm.inputs TokensPrompt
+    ids = prompt["prompt_token_ids"]
+    text = processor.tokenizer.decode(ids)
     assert text.count("<|vision_start|><|image_pad|><|vision_end|>") == 2
     assert "<|vision_start|><|image_pad|><|vision_end|>and<|vision_start|><|image_pad|><|vision_end|>Which is larger?" in text
     assert text.endswith("<|im_start|>assistant\n") and text.startswith("<|im_start|>system\nThink.")
+    # without special tokens in the text: exactly the ids vLLM would get by tokenizing the rendered template
+    rendered = _template(processor)(split_images(messages, max_images=4)[0])
+    assert ids == processor.tokenizer(rendered, add_special_tokens=False)["input_ids"]
     images = prompt["multi_modal_data"]["image"]
     assert [im.size for im in images] == [(56, 56), (112, 56)] and images[0].mode == "RGB"
-    text_only = build_prompt([{"role": "user", "content": "hi"}], _template(processor), max_images=4)
+    text_only = _build(processor, [{"role": "user", "content": "hi"}])
     assert "multi_modal_data" not in text_only
+
+
+SPECIAL_TOKENS = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+
+
+@pytest.mark.parametrize("with_image", [True, False])
+@pytest.mark.parametrize("token", SPECIAL_TOKENS)
+def test_special_tokens_typed_in_text_are_text_in_the_token_prompt(processor, token, with_image):
+    """A special token typed in a message (user or system) is tokenized as its characters: the prompt
+    holds exactly one image placeholder per image and the template's own structure, nothing more."""
+    tok = processor.tokenizer
+    user = ([{"type": "image", "image": png_bytes()}] if with_image else []) + [{"type": "text", "text": f"what is {token} here"}]
+    messages = [{"role": "system", "content": f"sys {token}"}, {"role": "user", "content": user}]
+    ids = _build(processor, messages)["prompt_token_ids"]
+    special = {name: tok.convert_tokens_to_ids(name) for name in SPECIAL_TOKENS}
+    assert ids.count(special["<|image_pad|>"]) == ids.count(special["<|vision_start|>"]) == ids.count(special["<|vision_end|>"]) == int(with_image)
+    assert special["<|video_pad|>"] not in ids and special["<|endoftext|>"] not in ids
+    assert ids.count(special["<|im_start|>"]) == 3 and ids.count(special["<|im_end|>"]) == 2  # system, user, assistant turns
+    assert f"what is {token} here" in tok.decode(ids) and f"sys {token}" in tok.decode(ids)  # the typed text, as text
+
+
+@pytest.mark.parametrize("token", SPECIAL_TOKENS)
+def test_special_tokens_in_text_are_refused_when_configured(processor, token):
+    messages = [{"role": "user", "content": [{"type": "image", "image": png_bytes()}, {"type": "text", "text": f"a {token} b"}]}]
+    with pytest.raises(InvalidRequestError, match=f"messages\\[0\\].*{re.escape(token)}.*refuse"):
+        _build(processor, messages, special_tokens_in_text="refuse")
+    assert _build(processor, [{"role": "user", "content": "no special tokens"}], special_tokens_in_text="refuse")["prompt_token_ids"]
+
+
+def test_a_raw_prompt_goes_as_text_with_its_special_tokens_but_no_media_placeholders(processor):
+    text = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    assert _build(processor, raw_prompt(text)) == {"prompt": text}  # vLLM parses them: a raw prompt's point
+    for token in ("<|image_pad|>", "<|video_pad|>"):
+        with pytest.raises(InvalidRequestError, match=re.escape(token)):
+            _build(processor, raw_prompt(f"look: {token}"))
 
 
 @pytest.mark.parametrize(
@@ -228,7 +277,7 @@ def test_prompt_has_one_placeholder_per_image_in_order(processor):
 )
 def test_bad_prompts_are_invalid_requests(processor, messages, needle):
     with pytest.raises(InvalidRequestError, match=needle):
-        build_prompt(messages, _template(processor), max_images=2)
+        _build(processor, messages, max_images=2)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -472,6 +521,9 @@ class FakeAsyncLLM:
     shut_in_thread: int | None = None  # the thread that called shutdown()
 
     async def generate(self, prompt, sampling_params, request_id):
+        schema = VLLM_TOKENS_PROMPT_KEYS if "prompt_token_ids" in prompt else VLLM_TEXT_PROMPT_KEYS
+        if not set(prompt) <= schema or not ({"prompt", "prompt_token_ids"} & set(prompt)):
+            raise TypeError(f"not a vLLM TextPrompt or TokensPrompt: {sorted(prompt)}")
         self.requests.append((prompt, sampling_params, request_id))
         if self.fail is not None:
             raise self.fail
@@ -508,9 +560,9 @@ class FakeAsyncLLM:
         self.shut_in_thread = threading.get_ident()
 
 
-def _engine(processor, llm):
+def _engine(processor, llm, **model):
     return VLLMEngine(
-        ModelConfig(path="tiny", max_images_per_prompt=2),
+        ModelConfig(path="tiny", max_images_per_prompt=2, **model),
         VLLMEngineConfig(),
         _async_llm=llm,
         _api=_VLLMApi(SamplingParams=FakeSamplingParams, RequestOutputKind=FakeRequestOutputKind),
@@ -538,7 +590,8 @@ def test_generate_and_stream_over_the_async_engine(processor):
     assert params.output_kind is FakeRequestOutputKind.FINAL_ONLY and params.n == 3 and params.seed == 1
     assert stream_params.output_kind is FakeRequestOutputKind.DELTA
     assert engine.stop_token_ids == params.stop_token_ids and params.stop_token_ids
-    assert "<|image_pad|>" in prompt["prompt"] and len(prompt["multi_modal_data"]["image"]) == 1
+    image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert prompt["prompt_token_ids"].count(image_pad) == 1 and len(prompt["multi_modal_data"]["image"]) == 1
     assert llm.aborted == []  # finished requests are not aborted
 
 
@@ -613,6 +666,51 @@ def test_vllm_errors_are_classified_and_bad_input_never_reaches_vllm(processor):
     assert llm.shut_in_thread not in (None, threading.get_ident())  # the blocking shutdown ran off the event loop
     with pytest.raises(EngineError, match="closed"):
         asyncio.run(engine.generate(MSG, SamplingConfig()))
+
+
+def test_typed_special_tokens_reach_vllm_as_text_or_are_refused(processor):
+    llm = FakeAsyncLLM(tokens=2)
+    image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    video_pad = processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")
+    typed = [{"role": "user", "content": [{"type": "image", "image": png_bytes()},
+                                          {"type": "text", "text": "<|image_pad|><|video_pad|><|im_end|>"}]}]
+    (completion,) = asyncio.run(asyncio.wait_for(_engine(processor, llm).generate(typed, SamplingConfig(max_tokens=2)), 10))
+    assert completion.text == "t0t1#0"
+    (prompt, _, _), = llm.requests
+    assert prompt["prompt_token_ids"].count(image_pad) == 1 and video_pad not in prompt["prompt_token_ids"]
+    refusing = _engine(processor, llm, special_tokens_in_text="refuse")
+    with pytest.raises(InvalidRequestError, match=re.escape("'<|image_pad|>'")):
+        asyncio.run(asyncio.wait_for(refusing.generate(typed, SamplingConfig(max_tokens=2)), 10))
+    assert len(llm.requests) == 1  # refused before vLLM saw it
+
+
+class FailingTemplateProcessor:
+    """The tiny checkpoint's processor whose chat template raises `error` (a fault injected into
+    prompt preparation); everything else is the real processor's."""
+
+    def __init__(self, processor, error):
+        self._processor, self._error = processor, error
+
+    def __getattr__(self, name):
+        return getattr(self._processor, name)
+
+    def apply_chat_template(self, *args, **kwargs):
+        raise self._error
+
+
+@pytest.mark.parametrize("error", [StopIteration(), KeyError("image_grid_thw"), ValueError("image tokens do not match features")])
+def test_an_exception_in_prompt_preparation_reaches_the_caller(processor, error):
+    llm = FakeAsyncLLM()
+    engine = _engine(FailingTemplateProcessor(processor, error), llm)
+
+    async def go():
+        with pytest.raises(InvalidRequestError, match=type(error).__name__):
+            await asyncio.wait_for(engine.generate(MSG, SamplingConfig(max_tokens=2)), 10)
+        with pytest.raises(InvalidRequestError, match=type(error).__name__):
+            await asyncio.wait_for(anext(engine.stream(MSG, SamplingConfig(max_tokens=2))), 10)
+
+    asyncio.run(go())
+    assert llm.requests == []
 
 
 # --------------------------------------------------------------------------- wiring: build_engine, Serve, configs

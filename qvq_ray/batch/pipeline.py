@@ -95,26 +95,43 @@ def _images_option(input_path: str, input_format: str | None, images_dir: str) -
     return {"images_dir": str(folder)}
 
 
-def check_images(rows: list[dict], warn: Callable[[str], None], *, images_dir: str | None = None, hint: str = "") -> None:
-    """Before Ray starts: refuse a job none of whose image files exist (JobInputError); warn when
-    only some are missing (those rows become error rows, as they would anyway). `hint` ends the
-    refusal: what to fix."""
+def check_images(
+    rows: list[dict], warn: Callable[[str], None], *, images_dir: str | None = None, hint: str = "", roots=None
+) -> None:
+    """Before Ray starts: refuse a job none of whose image files exist, or all of whose image paths
+    lie outside `roots` (JobInputError); warn when only some do (those rows become error rows, as
+    they would anyway). `hint` ends the missing-images refusal: what to fix."""
     from qvq_ray.batch.source import ImageTally
 
-    tally = ImageTally()
+    tally = ImageTally(roots=roots)
     for row in rows:
         tally.add(row)
-    _judge_images(tally, len(rows), warn, images_dir=images_dir, hint=hint)
-
-
-def _judge_images(tally, rows: int, warn: Callable[[str], None], *, images_dir: str | None, hint: str) -> None:
-    from qvq_ray.batch.source import images_verdict
-
-    warning, refusal = images_verdict(tally, rows, images_dir=images_dir, hint=hint)
-    if refusal:
-        raise JobInputError(refusal)
-    if warning:
+    for warning in _judge_images(tally, len(rows), images_dir=images_dir, hint=hint):
         warn(warning)
+
+
+def _judge_images(tally, rows: int, *, images_dir: str | None, hint: str) -> list[str]:
+    """The warnings to give about the tallied image paths; a refusal is raised (JobInputError)."""
+    from qvq_ray.batch.source import images_verdict, outside_verdict
+
+    warnings = []
+    for warning, refusal in (outside_verdict(tally, rows), images_verdict(tally, rows, images_dir=images_dir, hint=hint)):
+        if refusal:
+            raise JobInputError(refusal)
+        if warning:
+            warnings.append(warning)
+    return warnings
+
+
+def image_roots_of(input_path: str, input_format: str | None, options: dict, config: QvqConfig):
+    """The folders the job reads image files from (qvq_ray/image_files.py): the problem set's own
+    (and the --images folder); None when the user allowed any path (`batch.allow_paths_outside`)."""
+    from qvq_ray.datasets import image_roots
+    from qvq_ray.image_files import ImageRoots
+
+    if config.batch.allow_paths_outside:
+        return None
+    return ImageRoots.of(_as_job_input_error(lambda: image_roots(input_path, format=input_format, **options)))
 
 
 def _images_hint(input_path: str, input_format: str | None, images_dir: str | None) -> str:
@@ -128,13 +145,14 @@ def _images_hint(input_path: str, input_format: str | None, images_dir: str | No
     return "put the image files where the problem set names them"
 
 
-def prepare_images_batch(batch, config_json: str):
-    """Ray Data task UDF (a function so it runs as stateless CPU tasks)."""
+def prepare_images_batch(batch, config_json: str, image_roots):
+    """Ray Data task UDF (a function so it runs as stateless CPU tasks); `image_roots`: the folders
+    image files may be read from (None: anywhere, `batch.allow_paths_outside`)."""
     from qvq_ray.batch.stages import PrepareImages
 
     import asyncio
 
-    return asyncio.run(PrepareImages(config_json)(batch))
+    return asyncio.run(PrepareImages(config_json, image_roots)(batch))
 
 
 def _ensure_ray(address: str | None, num_cpus: int | None, verbose: bool = False) -> bool:
@@ -207,10 +225,11 @@ def _blocks_of(ds, rows: int):
     return ds
 
 
-def build_dataset(plan, expected_rows: int, config: QvqConfig, *, out_dir: str, run_id: str):
+def build_dataset(plan, expected_rows: int, config: QvqConfig, *, out_dir: str, run_id: str, image_roots):
     """The Ray Data plan: read (one streaming task) -> prepare (CPU tasks) -> solve (engine actors,
     row by row) -> score (CPU actor) -> write (part files, on the driver's node). The dataset it
-    returns holds one small row per part file written (counts for progress), never the rows."""
+    returns holds one small row per part file written (counts for progress), never the rows.
+    `image_roots`: where the prepare tasks may read image files (None: anywhere)."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -230,7 +249,7 @@ def build_dataset(plan, expected_rows: int, config: QvqConfig, *, out_dir: str, 
     ds = ray.data.read_datasource(problem_set_datasource(plan, expected_rows), num_cpus=AUX_CPUS, override_num_blocks=1)
     ds = ds.map_batches(
         prepare_images_batch,
-        fn_kwargs={"config_json": config_json},
+        fn_kwargs={"config_json": config_json, "image_roots": image_roots},
         batch_format="pyarrow",
         batch_size=solve_block,
         num_cpus=AUX_CPUS,
@@ -378,9 +397,11 @@ def run_solve_job(
     """Solve a problem set; with `resume`, ids already in `out_dir` are skipped (crash recovery).
 
     Everything that can be wrong with the request (the input, the format, `images_dir`, a
-    non-empty `out_dir`, and with `check_images_first` a set none of whose image files exist) raises
-    JobInputError before Ray starts. `printer` takes the progress lines (default: stderr, a bar on a
-    terminal); `warn` the warnings (default: stderr). `verbose` shows Ray's own logs.
+    non-empty, unwritable or full `out_dir`, a judge cache that is not SQLite, and with
+    `check_images_first` a set none of whose image files exist or may be read) raises
+    JobInputError before Ray starts. Image files are read only inside the problem set's folders
+    unless `config.batch.allow_paths_outside`. `printer` takes the progress lines (default: stderr,
+    a bar on a terminal); `warn` the warnings (default: stderr). `verbose` shows Ray's own logs.
     """
     from qvq_ray.batch.output import new_run_id, part_files, written_ids
     from qvq_ray.batch.source import ReadPlan, count_input
@@ -392,12 +413,20 @@ def run_solve_job(
         raise OutputNotEmptyError(f"output path {out} is a file; give a directory")
     if not resume and out.exists() and any(out.iterdir()):
         raise OutputNotEmptyError(f"output directory {out} is not empty; choose a new one or pass --resume")
+    _check_judge_cache(config)
     started = time.perf_counter()
     options = _loader_options(input_path, input_format, limit, images_dir)
+    roots = image_roots_of(input_path, input_format, options, config)
     done_ids = written_ids(out, warn=warn) if resume else set()
     count = _as_job_input_error(
         lambda: count_input(
-            input_path, input_format, limit, loader_options=options, skip_ids=done_ids, tally_images=check_images_first
+            input_path,
+            input_format,
+            limit,
+            loader_options=options,
+            skip_ids=done_ids,
+            tally_images=check_images_first,
+            image_roots=roots,
         )
     )
     del done_ids  # the read task reads them again where it runs: the driver keeps counts only
@@ -405,10 +434,14 @@ def run_solve_job(
         raise JobInputError(f"no problems found in {input_path}")
     if resume:
         say(f"resume: {count.total - count.todo} of {count.total} rows already in {out}; solving {count.todo}")
+    warnings = []
     if check_images_first and count.todo:
-        _judge_images(count.images, count.todo, warn, images_dir=images_dir, hint=_images_hint(input_path, input_format, images_dir))
+        hint = _images_hint(input_path, input_format, images_dir)
+        warnings = _judge_images(count.images, count.todo, images_dir=images_dir, hint=hint)
     if count.todo:
-        _check_writable(out)
+        _check_writable(out, config.batch.min_free_space_mb)  # a refusal stays the one line printed
+        for warning in warnings:
+            warn(warning)
         plan = ReadPlan(
             input_path,
             input_format,
@@ -423,7 +456,9 @@ def run_solve_job(
             progress = Progress(count.total, count.total - count.todo, printer=printer)
             try:
                 with _console_filter(verbose), _read_blocks_of_at_most(READ_BLOCK_BYTES):
-                    dataset = build_dataset(plan, count.todo, config, out_dir=str(out), run_id=new_run_id())
+                    dataset = build_dataset(
+                        plan, count.todo, config, out_dir=str(out), run_id=new_run_id(), image_roots=roots
+                    )
                     for written in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                         for counts in written.to_pylist():
                             progress.add(**counts)
@@ -456,16 +491,40 @@ def _read_blocks_of_at_most(size: int):
         context.target_max_block_size = before
 
 
-def _check_writable(out: Path) -> None:
-    """The output folder exists and takes a file, found before Ray starts (not at the first part file)."""
+#: Bytes the output check writes (and syncs): enough that a full filesystem or quota says so.
+WRITE_PROBE_BYTES = 64 * 1024
+
+
+def _check_writable(out: Path, min_free_mb: int) -> None:
+    """The output folder exists, takes a file, and its filesystem has `min_free_mb` MiB free: found
+    before Ray starts, not when the first part file is written (after the cluster and the engines)."""
+    import shutil
     import tempfile
 
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-", suffix=".tmp"):
-            pass
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-check-", suffix=".tmp") as probe:
+            probe.write(b"\0" * WRITE_PROBE_BYTES)
+            probe.flush()
+            os.fsync(probe.fileno())
+        free = shutil.disk_usage(out).free
     except OSError as exc:
         raise JobInputError(f"cannot write to output directory {out}: {exc.strerror or exc}") from None
+    if free < min_free_mb * 1024 * 1024:
+        raise JobInputError(
+            f"output directory {out} has {free / 2**20:.1f} MiB free, under batch.min_free_space_mb "
+            f"({min_free_mb} MiB); free some space or choose another --out"
+        )
+
+
+def _check_judge_cache(config: QvqConfig) -> None:
+    """A judge cache file that exists must be SQLite: found here, not as tracebacks in every actor."""
+    judge = config.verifier.judge
+    if judge is None or not judge.cache_path:
+        return
+    from qvq_ray.verify.judge_cache import check_cache_path
+
+    _as_job_input_error(lambda: check_cache_path(judge.cache_path))
 
 
 def _console_filter(verbose: bool):

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from qvq_ray.image_files import ImageRoots
 
 
 def load_error_row(row_id: str, reason: str) -> dict[str, Any]:
@@ -43,29 +46,42 @@ def iter_input_rows(
     loader_options: dict[str, Any] | None = None,
     skip_ids: set[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Input rows (InputRow's row form) in file order: one per loaded record, errors included.
+    """Input rows (InputRow's row form): one per loaded record, errors included.
 
-    Ids are unique over the whole set; `skip_ids` (resume) are counted as seen but not yielded."""
+    Ids are unique over the whole set; `skip_ids` (resume) are counted as seen but not yielded.
+    A row whose id an earlier row took becomes an error row under a generated id (`x#dup5`). Those
+    rows come last, named once every id of the file is known: a real id that looks generated (a
+    row `x#dup5` further down) keeps its id and is solved, and the generated name steps aside. The
+    names depend on the file alone, so the driver's pass, the read task and a resumed run agree."""
     from qvq_ray.datasets import LoadError, load_problems
     from qvq_ray.problem import problem_to_row
 
     seen: set[str] = set()
     skip = skip_ids or set()
+    repeated: list[tuple[str, int, str]] = []  # (id, position, reason): small, and only for repeats
     for position, item in enumerate(load_problems(input_path, format=input_format, limit=limit, **(loader_options or {}))):
         if isinstance(item, LoadError):
-            ref = str(item.ref)  # often the row's id: it keys the output like a solved row's
-            row_id = ref if ref not in seen else _fresh_id(ref, position, seen)
-            row = load_error_row(row_id, f"bad input row: {item.reason}")
-        elif item.id in seen:  # ids key the output (and resume): a second row with the same id is an error row
-            row_id = _fresh_id(item.id, position, seen)
-            row = load_error_row(row_id, f"duplicate id {item.id!r}")
+            row_id = str(item.ref)  # often the row's id: it keys the output like a solved row's
+            reason = f"bad input row: {item.reason}"
         else:
-            row_id = item.id
+            row_id, reason = item.id, None
+        if row_id in seen:  # ids key the output (and resume): a second row with the same id is an error row
+            repeated.append((row_id, position, reason or f"duplicate id {row_id!r}"))
+            continue
+        seen.add(row_id)
+        if row_id in skip:
+            continue
+        if reason is not None:
+            yield load_error_row(row_id, reason)
+        else:
             row = problem_to_row(item)
             row["error"] = None
+            yield row
+    for base, position, reason in repeated:
+        row_id = _fresh_id(base, position, seen)
         seen.add(row_id)
         if row_id not in skip:
-            yield row
+            yield load_error_row(row_id, reason)
 
 
 def _blocks(rows: Iterator[dict[str, Any]], block_rows: int):
@@ -150,18 +166,30 @@ def local_image_paths(row: dict) -> list[str]:
 
 @dataclass
 class ImageTally:
-    """Problems naming image files, and how many of them miss one (the first such file kept as the example)."""
+    """Problems naming image files; how many name one outside the dataset's folders (`roots`; such a
+    path is only resolved, never opened or stat'ed), and how many of the others miss one (the first
+    such file of each kept as the example)."""
 
+    roots: "ImageRoots | None" = None  # None: any path may be read
     naming: int = 0
     missing: int = 0
     first_missing: list[str] = field(default_factory=list)
     folders: set[str] = field(default_factory=set)
+    outside: int = 0
+    first_outside: list[str] = field(default_factory=list)
 
     def add(self, row: dict) -> None:
         paths = local_image_paths(row)
         if not paths:
             return
         self.naming += 1
+        if self.roots is not None:
+            refused = [p for p in paths if not self.roots.contains(p)]
+            if refused:
+                self.outside += 1
+                if not self.first_outside:
+                    self.first_outside.append(refused[0])
+                return
         gone = [p for p in paths if not os.path.isfile(p)]
         if gone:
             self.missing += 1
@@ -188,9 +216,11 @@ def count_input(
     loader_options: dict[str, Any] | None = None,
     skip_ids: set[str] | None = None,
     tally_images: bool = False,
+    image_roots: "ImageRoots | None" = None,
 ) -> InputCount:
-    """Rows in the set, rows left to solve, and (with `tally_images`) the image files they miss."""
-    count = InputCount()
+    """Rows in the set, rows left to solve, and (with `tally_images`) the image files they miss or
+    name outside `image_roots`."""
+    count = InputCount(images=ImageTally(roots=image_roots))
     skip = skip_ids or set()
     for row in iter_input_rows(input_path, input_format, limit, loader_options=loader_options):
         count.total += 1
@@ -202,10 +232,27 @@ def count_input(
     return count
 
 
+def outside_verdict(tally: ImageTally, rows: int) -> tuple[str | None, str | None]:
+    """(warning, refusal) for image paths outside the dataset's folders: a warning when some
+    problems name one (those rows become error rows), a refusal when every problem naming images does."""
+    if not tally.outside or tally.roots is None:
+        return None, None
+    from qvq_ray.image_files import ALLOW_HINT
+
+    message = (
+        f"{tally.outside:,} of {rows:,} problems name image files outside {tally.roots.describe()} "
+        f"(e.g. {tally.first_outside[0]}), which are not read"
+    )
+    if tally.outside < tally.naming:
+        return f"{message}; those problems become error rows ({ALLOW_HINT})", None
+    return None, f"{message}; {ALLOW_HINT} if you trust this problem set"
+
+
 def images_verdict(
     tally: ImageTally, rows: int, *, images_dir: str | None = None, hint: str = ""
 ) -> tuple[str | None, str | None]:
-    """(warning, refusal): a warning when only some problems miss their images, a refusal when all do."""
+    """(warning, refusal): a warning when only some problems miss their images, a refusal when all
+    the problems naming images inside the dataset's folders do."""
     if not tally.missing:
         return None, None
     try:
@@ -216,7 +263,7 @@ def images_verdict(
     message = (
         f"{tally.missing:,} of {rows:,} problems reference images not found{where} (e.g. {tally.first_missing[0]})"
     )
-    if tally.missing < tally.naming:
+    if tally.missing < tally.naming - tally.outside:
         return f"{message}; those problems become error rows", None
     return None, f"{message}; {hint}" if hint else message
 

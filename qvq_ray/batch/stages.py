@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qvq_ray.config import QvqConfig
 from qvq_ray.problem import (
@@ -25,6 +25,9 @@ from qvq_ray.problem import (
     solution_to_row,
 )
 from qvq_ray.verify.spec import AnswerSpec
+
+if TYPE_CHECKING:
+    from qvq_ray.image_files import ImageRoots
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +87,17 @@ class RowStage:
 
 
 class PrepareImages(RowStage):
-    """CPU stage: read, validate and resize each row's images so engines get ready-to-use bytes."""
+    """CPU stage: read, validate and resize each row's images so engines get ready-to-use bytes.
+
+    Image files are read only inside `image_roots` (the problem set's folders, from the driver; a
+    path outside is that row's error, the file never opened); None reads any regular file, the
+    user's explicit `batch.allow_paths_outside`."""
 
     failure_label = "bad image"
+
+    def __init__(self, config_json: str, image_roots: "ImageRoots | None"):
+        super().__init__(config_json)
+        self.image_roots = image_roots
 
     def output_schema(self):
         return prepared_schema()
@@ -98,7 +109,9 @@ class PrepareImages(RowStage):
         from qvq_ray.images import prepare_problem_images
 
         problem = _problem_of(row)
-        prepared = prepare_problem_images(problem.images, self.config.model, limits=self.config.images)
+        prepared = prepare_problem_images(
+            problem.images, self.config.model, limits=self.config.images, roots=self.image_roots
+        )
         # the original bytes are not needed past this point; keep rows light
         images = [{"bytes": None, "path": im.get("path")} for im in row.get("images") or []]
         return {**row, "images": images, "prepared_images": prepared}

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from qvq_ray.datasets import mathvision, mathvista, mmmu, olympiadbench, problems_jsonl, vlmevalkit_tsv
-from qvq_ray.datasets.base import LoadError, LoadResult, first_record, iter_jsonl, read_json
+from qvq_ray.datasets.base import LoadError, LoadResult, first_record, input_folders, iter_jsonl, read_json
 from qvq_ray.problem import Problem
 
 #: Format name -> loader(path, **options) -> iterator of Problem | LoadError.
@@ -37,6 +37,13 @@ FORMATS: dict[str, Callable[..., Iterator[LoadResult]]] = {
     mmmu.NAME: mmmu.load,
     olympiadbench.NAME: olympiadbench.load,
     vlmevalkit_tsv.NAME: vlmevalkit_tsv.load,
+}
+
+#: Format name -> image_roots(path, **options) for the formats whose images live elsewhere than
+#: beside the input (the others: `input_folders`).
+IMAGE_ROOTS: dict[str, Callable[..., list[Path]]] = {
+    mathvision.NAME: mathvision.image_roots,
+    mathvista.NAME: mathvista.image_roots,
 }
 
 _PEEK_LINES = 20
@@ -127,4 +134,17 @@ def load_problems(
     return itertools.islice(rows, limit) if limit is not None else rows
 
 
-__all__ = ["FORMATS", "LoadError", "LoadResult", "detect_format", "load_problems"]
+def image_roots(path: str | Path, *, format: str | None = None, **options: Any) -> list[Path]:
+    """The folders the image files of the problem set at `path` may be read from: the dataset's own
+    folder (MathVision's root, MathVista's images folder or the one given, the folder of any other
+    input). A problem file is a stranger's: the paths it names are read only inside these
+    (qvq_ray/image_files.py). `options` are `load_problems`'s."""
+    name = format or detect_format(path)
+    special = IMAGE_ROOTS.get(name)
+    if special is None:
+        return input_folders(Path(path))
+    accepted = {p.name for p in inspect.signature(special).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    return special(Path(path), **{k: v for k, v in options.items() if k in accepted})
+
+
+__all__ = ["FORMATS", "IMAGE_ROOTS", "LoadError", "LoadResult", "detect_format", "image_roots", "load_problems"]

@@ -40,12 +40,23 @@ def resolve_image_path(value: str, base_dir: Path) -> str:
     """Absolute path for a relative image path; data URLs, URLs and absolute paths are kept as they are.
 
     Paths are made absolute at load time (relative to the problem file or dataset root) so the
-    prepare stage, running on any worker with any working directory, reads the right file.
+    prepare stage, running on any worker with any working directory, reads the right file. Nothing
+    is checked or read here: whether a path may be read (inside the dataset's folders, see
+    `input_folders` and qvq_ray/image_files.py) is decided where it is opened. A leading `~` is
+    a folder name, as in any path a file names, never the home of whoever runs the job.
     """
     text = value.strip()
     if text.lower().startswith(("data:", "http://", "https://", "file://")) or os.path.isabs(text):
         return text
-    return os.path.abspath(os.path.join(base_dir, os.path.expanduser(text)))
+    return os.path.abspath(os.path.join(base_dir, text))
+
+
+def input_folders(path: Path) -> list[Path]:
+    """The folders a problem set's relative image paths may lead into: the input folder itself, or
+    the folder holding the input file (that of the link and that of its target, if it is a link)."""
+    if path.is_dir():
+        return [path.resolve()]
+    return list(dict.fromkeys([path.absolute().parent.resolve(), path.resolve().parent]))
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any | LoadError]]:
@@ -204,6 +215,7 @@ __all__ = [
     "dataset_root",
     "first_record",
     "has_cjk",
+    "input_folders",
     "iter_jsonl",
     "parse_error_tolerances",
     "parse_literal_list",

@@ -48,6 +48,11 @@ def locate(path: Path, split: str = "test") -> tuple[Path, Path]:
     return path, root
 
 
+def image_roots(path: str | Path, *, split: str = "test") -> list[Path]:
+    """The folder image paths may lead into: the dataset root (`images/` lives there)."""
+    return [locate(Path(path), split)[1]]
+
+
 def load(path: str | Path, *, split: str = "test") -> Iterator[Problem | LoadError]:
     """Problems (or per-row LoadErrors) of a MATH-V dataset directory or JSONL file."""
     file, root = locate(Path(path), split)

@@ -102,6 +102,17 @@ def load(
     return _json_rows(files[0], data, images)
 
 
+def image_roots(
+    path: str | Path, *, images_dir: str | Path | None = None, split: str = DEFAULT_SPLIT
+) -> list[Path]:
+    """The folders image files may be read from: the images folder given (`images_dir=` or
+    QVQ_RAY_MATHVISTA_IMAGES), else the `images/` folder the records' `images/<pid>.jpg` lead into."""
+    given = _images_dir(images_dir)
+    if given is not None:
+        return [given]
+    return list(dict.fromkeys(_image_base(file, None)[1] / "images" for file in _locate(Path(path), split)))
+
+
 def _locate(path: Path, split: str) -> list[Path]:
     if path.is_dir():
         found = [f for f in candidate_files(path, split) if f.is_file()]

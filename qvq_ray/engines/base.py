@@ -135,7 +135,8 @@ class StallWatch:
 
 
 # A prompt that is model input as is, with no chat template (OpenAI's /v1/completions): one
-# message of this role holding one text part. Every engine honours it (prompt_text below).
+# message of this role holding one text part. Every engine honours it; its special tokens are parsed
+# (chat message text is tokenized as text: engines/prompt_tokens.py).
 RAW_PROMPT_ROLE = "raw_prompt"
 
 
@@ -154,30 +155,22 @@ def raw_prompt_text(messages: list[Message]) -> str | None:
     return None
 
 
-def prompt_text(
-    messages: list[Message], apply_chat_template: Any, *, max_images: int, decode: Any = None
-) -> tuple[str, list[Any]]:
-    """(the text the model reads, its decoded images): a raw prompt as is, chat messages through
-    `apply_chat_template` (their image parts decoded, in order)."""
-    if (raw := raw_prompt_text(messages)) is not None:
-        return raw, []
-    template_messages, images = split_images(messages, max_images=max_images, decode=decode)
-    return apply_chat_template(template_messages), images
-
-
-def prompt_chars(messages: list[Message]) -> int:
-    """Characters of text in chat messages (string contents and text parts): a cheap upper bound on
-    what tokenizing will cost, checked before any tokenizer runs."""
-    total = 0
+def prompt_texts(messages: list[Message]) -> list[str]:
+    """The text of chat messages (string contents and text parts), in order."""
+    texts = []
     for message in messages if isinstance(messages, list) else []:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, str):
-            total += len(content)
+            texts.append(content)
         elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    total += len(part["text"])
-    return total
+            texts.extend(part["text"] for part in content if isinstance(part, dict) and isinstance(part.get("text"), str))
+    return texts
+
+
+def prompt_chars(messages: list[Message]) -> int:
+    """Characters of text in chat messages: a cheap upper bound on what tokenizing will cost,
+    checked before any tokenizer runs."""
+    return sum(len(text) for text in prompt_texts(messages))
 
 
 def check_prompt_chars(messages: list[Message], limit: int) -> None:
@@ -228,8 +221,9 @@ def split_images(
     """Chat messages -> (template messages with `{"type": "image"}` placeholders, decoded images).
 
     Shared by the in-process engines: the chat template renders one
-    `<|vision_start|><|image_pad|><|vision_end|>` per placeholder, in order, and the images go to
-    the processor (transformers) or `multi_modal_data` (vLLM). A bad request raises
+    `<|vision_start|><|image_pad|><|vision_end|>` per placeholder, in order (the only image
+    placeholders a prompt gets: message text is tokenized as text, see prompt_tokens.py), and the
+    images go to the image processor (transformers) or `multi_modal_data` (vLLM). A bad request raises
     InvalidRequestError naming what is wrong; nothing else is raised for client input.
     """
     if decode is None:

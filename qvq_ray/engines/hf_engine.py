@@ -9,8 +9,15 @@ One model call runs at a time on a dedicated thread, so the event loop (Serve, t
 verifier) never blocks on the model. Each request is prepared (images decoded, chat template,
 tokenized, prompt length checked) on a second thread before it joins a batch, so one request's big
 images or long prompt cost that request, not the batch in progress; a prompt over
-`model.max_prompt_chars` is refused before any tokenizer runs. A request that cannot be prepared
-fails alone; the rest of its batch goes on.
+`model.max_prompt_chars` is refused before any tokenizer runs. Message text is tokenized as text
+(prompt_tokens.py) and each image's placeholder expanded to its feature count here, so the only
+image tokens a prompt holds are its images'. A request that cannot be prepared fails alone; the
+rest of its batch goes on.
+
+Every request ends with a result or an exception, whatever its preparation or its batch raised:
+work on the two threads runs through `_contained` (asyncio cannot put a StopIteration into a
+future: the awaiting task would wait forever), a batch's requests still open after their
+`generate` are failed, and close() or a dying batch loop fails every request still in the engine.
 
 Every generation step passes through `_StepMonitor`: it ticks the liveness clock (`StallWatch`),
 stops rows whose client went away, rows at their own max_tokens, and rows that produced a stop
@@ -37,13 +44,19 @@ from qvq_ray.engines.base import (
     Message,
     StallWatch,
     check_prompt_chars,
-    prompt_text,
+    prompt_chars,
+    prompt_texts,
+    raw_prompt_text,
+    split_images,
 )
+from qvq_ray.engines.context_bound import tokens_surely_over
+from qvq_ray.engines.smallest_first import SmallestFirst
+from qvq_ray.engines.prompt_tokens import chat_prompt_ids, check_raw_prompt, media_tokens
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: the engine keeps a set of open requests
 class _Request:
     messages: list[Message]
     sampling: SamplingConfig
@@ -106,8 +119,10 @@ class HFEngine:
         self._prepare_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-prepare")
         self._watch = StallWatch(self.engine_config.stall_limit_s)
         self._queue: asyncio.Queue[_Request] | None = None
+        self._prepare_lane: SmallestFirst | None = None  # prompt preparation, smallest first
         self._loop_task: asyncio.Task | None = None
         self._closed = False
+        self._open: set[_Request] = set()  # submitted and not yet answered: failed on close
 
     @classmethod
     def from_config(cls, config: QvqConfig) -> "HFEngine":
@@ -144,6 +159,7 @@ class HFEngine:
             self.path, min_pixels=self.model_config.min_pixels, max_pixels=self.model_config.max_pixels
         )
         self.tokenizer = self.processor.tokenizer
+        self.media_tokens = media_tokens(self.tokenizer)
         text_cfg = self.model.config.get_text_config()
         self.eos_token_ids = self._eos_ids(text_cfg)
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0]
@@ -216,6 +232,13 @@ class HFEngine:
             self._loop_task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._prepare_executor.shutdown(wait=False, cancel_futures=True)
+        self._fail_open(EngineError("engine is closed"))
+
+    def _fail_open(self, exc: Exception, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Fail every request still in the engine (of `loop` only, when given): none waits forever."""
+        for request in list(self._open):
+            if loop is None or request.loop is loop:
+                _resolve(request, exc=exc)
 
     # ------------------------------------------------------------------ batching
 
@@ -225,73 +248,145 @@ class HFEngine:
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop_task is None or self._loop_task.get_loop() is not loop:
             self._queue = asyncio.Queue()
+            self._prepare_lane = SmallestFirst(self._prepare_executor)  # of this loop, like the queue
             self._loop_task = loop.create_task(self._batch_loop(self._queue))
         request = _Request(messages, sampling, loop.create_future(), loop, deltas=asyncio.Queue() if stream else None)
         request.future.add_done_callback(lambda _: self._watch.finished() if request.counted else None)
-        admit = loop.create_task(self._admit(request, self._queue))
+        self._open.add(request)
+        request.future.add_done_callback(lambda _: self._open.discard(request))
+        admit = loop.create_task(self._admit(request, self._queue, self._loop_task))
         request.future.add_done_callback(lambda _: admit.cancel())
         return request
 
-    async def _admit(self, request: _Request, queue: asyncio.Queue) -> None:
-        """Prepare the request off the model thread, then queue it for a batch (or fail it alone)."""
+    async def _admit(self, request: _Request, queue: asyncio.Queue, batch_loop: asyncio.Task) -> None:
+        """Prepare the request off the model thread, then queue it for a batch (or fail it alone).
+
+        A preparation failure is the request's input at fault (a 400): a processor error about its
+        images or text, a prompt over a limit. A queue whose batch loop has ended is never joined
+        (health reports the loop's death; Serve restarts the replica)."""
         try:
-            await asyncio.get_running_loop().run_in_executor(self._prepare_executor, self._prepare, request)
-        except asyncio.CancelledError:
+            await self._prepare_lane.run(prompt_chars(request.messages), _contained, self._prepare, request)
+        except asyncio.CancelledError:  # its future is done, or the engine closed under it
+            _resolve(request, exc=EngineError("engine is closed"))
             raise
         except Exception as exc:
-            _resolve(request, exc=exc if isinstance(exc, InvalidRequestError) else InvalidRequestError(str(exc)))
+            _resolve(request, exc=_invalid(exc))
             return
         if request.future.done() or request.cancelled:
+            return
+        if batch_loop.done():
+            _resolve(request, exc=EngineError("engine is closed" if self._closed else "the engine's batch loop stopped"))
             return
         request.counted = True
         self._watch.started()
         queue.put_nowait(request)
 
     async def _batch_loop(self, queue: asyncio.Queue) -> None:
+        try:
+            while True:
+                await self._run_batch(await self._next_batch(queue))
+        finally:  # cancelled by close(), or died of a bug: none of this loop's requests waits forever
+            reason = "engine is closed" if self._closed else "the engine's batch loop stopped"
+            self._fail_open(EngineError(reason), asyncio.get_running_loop())
+
+    async def _next_batch(self, queue: asyncio.Queue) -> list[_Request]:
+        """The next batch: the first queued request, then whatever else arrives within batch_wait_ms."""
         cfg = self.engine_config
         loop = asyncio.get_running_loop()
-        while True:
-            batch = [await queue.get()]
-            deadline = loop.time() + cfg.batch_wait_ms / 1000.0
-            while len(batch) < cfg.max_batch_size:
-                remaining = deadline - loop.time()
-                if remaining <= 0 and queue.empty():
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(queue.get(), timeout=max(remaining, 0.0)))
-                except asyncio.TimeoutError:
-                    break
-            groups: dict[tuple, list[_Request]] = {}
-            for index, request in enumerate(batch):
-                if not request.future.done():
-                    key = (_group_key(request.sampling, index), _length_bucket(request.prompt_tokens))
-                    groups.setdefault(key, []).append(request)
-            for group in groups.values():
-                try:
-                    await loop.run_in_executor(self._executor, self._run_group, group)
-                except Exception as exc:  # a bug or an engine crash: fail the group, keep serving
-                    logger.exception("generate failed")
-                    for request in group:
-                        _resolve(request, exc=EngineError(f"generation failed: {exc}"))
+        batch = [await queue.get()]
+        deadline = loop.time() + cfg.batch_wait_ms / 1000.0
+        while len(batch) < cfg.max_batch_size:
+            remaining = deadline - loop.time()
+            if remaining <= 0 and queue.empty():
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), timeout=max(remaining, 0.0)))
+            except asyncio.TimeoutError:
+                break
+        return batch
+
+    async def _run_batch(self, batch: list[_Request]) -> None:
+        """Run a batch's groups (one `generate` each) on the model thread, one after another.
+
+        A group that raises is failed and the engine keeps serving. _run_group answers each request
+        from the model thread through call_soon_threadsafe, which runs before this coroutine
+        resumes, so a request still open afterwards got no answer: it is failed, never left waiting."""
+        loop = asyncio.get_running_loop()
+        groups: dict[tuple, list[_Request]] = {}
+        for index, request in enumerate(batch):
+            if not request.future.done():
+                key = (_group_key(request.sampling, index), _length_bucket(request.prompt_tokens))
+                groups.setdefault(key, []).append(request)
+        for group in groups.values():
+            try:
+                await loop.run_in_executor(self._executor, _contained, self._run_group, group)
+            except Exception as exc:  # a bug or an engine crash: fail the group, keep serving
+                logger.exception("generate failed")
+                for request in group:
+                    _resolve(request, exc=EngineError(f"generation failed: {exc}"))
+            for request in group:
+                _resolve(request, exc=EngineError("generation ended without an answer for this request"))
 
     # ------------------------------------------------------------------ model thread
 
     def _prepare(self, request: _Request) -> None:
-        """Prompt text and tensors of one request (prepare thread): cheap checks before costly ones."""
+        """Token ids and tensors of one request (prepare thread): cheap checks before costly ones."""
+        if request.cancelled or request.future.done():
+            return  # its client went away (or it was refused) while it waited for this thread
         check_prompt_chars(request.messages, self.model_config.max_prompt_chars)
-        text, images = prompt_text(
-            request.messages,
-            lambda m: self.processor.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
-            max_images=self.model_config.max_images_per_prompt,
-        )
-        inputs = self.processor(text=[text], images=images or None, return_tensors="pt")
+        budget = self.max_model_len - request.sampling.max_tokens
+        if (at_least := tokens_surely_over(prompt_texts(request.messages), self.tokenizer, budget)) is not None:
+            raise InvalidRequestError(
+                f"prompt (at least {at_least} tokens) + max_tokens ({request.sampling.max_tokens}) "
+                f"exceeds the model's limit of {self.max_model_len} tokens"
+            )
+        ids, images = self._prompt_ids(request.messages)
+        inputs = self._model_inputs(ids, images)
         request.prompt_tokens = int(inputs["input_ids"].shape[1])
         if request.prompt_tokens + request.sampling.max_tokens > self.max_model_len:
             raise InvalidRequestError(
                 f"prompt ({request.prompt_tokens} tokens) + max_tokens ({request.sampling.max_tokens}) "
                 f"exceeds the model's limit of {self.max_model_len} tokens"
             )
-        request.inputs = dict(inputs)
+        request.inputs = inputs
+
+    def _prompt_ids(self, messages: list[Message]) -> tuple[list[int], list[Any]]:
+        """(token ids with one image placeholder per image, the decoded images).
+
+        Chat messages: the chat template's structure, their text as text (prompt_tokens.py). A raw
+        prompt: tokenized as is, special tokens parsed (vLLM's /v1/completions does the same), but
+        no image placeholder (there is no image for it, and in a batch it would break the image
+        features of the other rows)."""
+        raw = raw_prompt_text(messages)
+        if raw is not None:
+            check_raw_prompt(raw, self.media_tokens)
+            return list(self.tokenizer(raw, split_special_tokens=False)["input_ids"]), []
+        template_messages, images = split_images(messages, max_images=self.model_config.max_images_per_prompt)
+        ids = chat_prompt_ids(
+            template_messages, self._apply_template, self.tokenizer,
+            special_tokens_in_text=self.model_config.special_tokens_in_text,
+        )
+        return ids, images
+
+    def _apply_template(self, template_messages: list[Message]) -> str:
+        return self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
+
+    def _model_inputs(self, ids: list[int], images: list[Any]) -> dict[str, Any]:
+        """The tensors the processor would give for this prompt: the images through its image
+        processor, each image's placeholder repeated once per feature (its `replace_image_token`,
+        in ids), and the per-token tensors."""
+        import torch
+
+        image_inputs = dict(self.processor(images=images, return_tensors="pt")) if images else {}
+        grid = image_inputs.get("image_grid_thw")
+        merge = int(self.processor.image_processor.merge_size) ** 2
+        features = [int(thw.prod()) // merge for thw in grid] if grid is not None else []
+        ids = _expand_image_placeholders(ids, features, self.processor.image_token_id, self.processor.video_token_id)
+        input_ids = torch.tensor([ids], dtype=torch.long)
+        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+        if "mm_token_type_ids" in self.processor.model_input_names:
+            inputs["mm_token_type_ids"] = torch.tensor(self.processor.create_mm_token_type_ids([ids]), dtype=torch.long)
+        return {**inputs, **image_inputs}
 
     def _collate(self, ready: list[_Request]) -> dict[str, Any]:
         """One left-padded batch from prepared prompts, as the processor would build it with padding:
@@ -547,7 +642,50 @@ class _StepMonitor:
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
 
 
+def _expand_image_placeholders(ids: list[int], features: list[int], image_token_id: int, video_token_id: int) -> list[int]:
+    """`ids` with the i-th image placeholder repeated `features[i]` times.
+
+    InvalidRequestError unless there is exactly one placeholder per image and no video
+    placeholder: the model matches image features to image tokens by id, and a mismatch fails
+    the whole batch (or, inside transformers, raises StopIteration from a `next()` over images)."""
+    placeholders = ids.count(image_token_id)
+    if placeholders != len(features):
+        raise InvalidRequestError(f"the prompt holds {placeholders} image placeholders for {len(features)} images")
+    if video_token_id in ids:
+        raise InvalidRequestError("the prompt holds a video placeholder; this server takes images only")
+    counts = iter(features)
+    out: list[int] = []
+    for token in ids:
+        out.extend([token] * next(counts) if token == image_token_id else [token])
+    return out
+
+
+def _contained(fn: Any, *args: Any) -> Any:
+    """Run `fn(*args)` on an executor thread so that what it raises can reach the awaiting
+    coroutine: asyncio refuses to put a StopIteration into a future (a TypeError inside the event
+    loop's callback, and the coroutine awaiting it waits forever), and a KeyboardInterrupt or
+    SystemExit would end the event loop itself. Both become an EngineError naming them."""
+    try:
+        return fn(*args)
+    except StopIteration as exc:
+        raise EngineError(f"StopIteration raised in {getattr(fn, '__name__', fn)}") from exc
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise EngineError(f"{type(exc).__name__} raised in {getattr(fn, '__name__', fn)}") from exc
+
+
+def _invalid(exc: Exception) -> InvalidRequestError:
+    """A preparation failure as the request's error (its input is at fault), naming what failed."""
+    if isinstance(exc, InvalidRequestError):
+        return exc
+    cause = exc.__cause__ if isinstance(exc, EngineError) and exc.__cause__ is not None else exc
+    return InvalidRequestError(f"cannot prepare the prompt: {type(cause).__name__}: {cause}".rstrip(": "))
+
+
 def _resolve(request: _Request, result: Any = None, exc: BaseException | None = None) -> None:
+    """Answer a request once (later calls do nothing), from any thread."""
+
     def set_outcome() -> None:
         if request.future.done():
             return
@@ -560,7 +698,7 @@ def _resolve(request: _Request, result: Any = None, exc: BaseException | None = 
 
     if _in_loop(request.loop):
         set_outcome()
-    else:
+    elif not request.loop.is_closed():
         request.loop.call_soon_threadsafe(set_outcome)
 
 

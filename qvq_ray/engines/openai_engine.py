@@ -19,6 +19,11 @@ maps our Engine API onto it:
   misconfiguration (key, base_url, model);
 - the API key (`api_key`, else the `api_key_env` variable) is read per request; without one no
   Authorization header is sent (a local `vllm serve`);
+- message text goes as text: the endpoint applies its chat template and tokenizes it (another
+  qvq-ray app tokenizes special tokens typed in it as text; a plain `vllm serve` parses them). With
+  `model.special_tokens_in_text: refuse`, text holding one of Qwen2-VL's special tokens is refused
+  here, before any request. A raw prompt goes to /v1/completions as is (the endpoint parses its
+  special tokens: that is what a raw prompt is for);
 - streaming asks for `stream_options.include_usage` (token counts); closing the stream early
   closes the HTTP response, so the server sees its client go and aborts. A stream that fails after
   it started (a dropped connection, an in-band error event) is reported, never retried.
@@ -50,6 +55,7 @@ from qvq_ray.engines.base import (
     TokenLogprob,
     raw_prompt_text,
 )
+from qvq_ray.engines.prompt_tokens import QWEN2_VL_SPECIAL_TOKENS, check_no_special_tokens
 
 _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -353,6 +359,8 @@ class OpenAIEngine:
         """Keyword arguments of `chat.completions.create` (or, for a raw prompt, of
         `completions.create`), and how often to repeat its samples."""
         raw = raw_prompt_text(messages)
+        if raw is None and self.model_config.special_tokens_in_text == "refuse":
+            check_no_special_tokens(messages, QWEN2_VL_SPECIAL_TOKENS)
         body, repeat = chat_request_body(
             self.model_name, [] if raw is not None else openai_messages(messages), sampling, stream=stream,
             extra_sampling=self.engine_config.send_extra_sampling,

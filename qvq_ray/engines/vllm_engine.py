@@ -30,13 +30,21 @@ names the vLLM file and function it follows:
   `stop_token_ids` (unless `ignore_eos`), as the transformers engine also stops on them. We still
   list `<|im_end|>` / `<|endoftext|>` (and the tokenizer's eos) in `stop_token_ids` ourselves, so
   Qwen's chat stops hold whatever the checkpoint's generation_config.json says or lacks.
-- prompt: `{"prompt": text, "multi_modal_data": {"image": [PIL images]}}` (vllm.inputs TextPrompt)
-  where text is the checkpoint's chat template with `<|vision_start|><|image_pad|><|vision_end|>`
-  per image (vllm/model_executor/models/qwen2_vl.py, `get_placeholder_str`); vLLM expands each
-  `<|image_pad|>` to the image's visual tokens, so `prompt_token_ids` counts them.
-- generation: `AsyncLLM.generate(prompt, sampling_params, request_id)` (a raw prompt dict goes
+- prompt: chat messages go as token ids, `{"prompt_token_ids": ids, "multi_modal_data": {"image":
+  [PIL images]}}` (vllm/inputs/data.py, `TokensPrompt`), where ids are the checkpoint's chat
+  template with one `<|vision_start|><|image_pad|><|vision_end|>` per image
+  (vllm/model_executor/models/qwen2_vl.py, `get_placeholder_str`) and the messages' text tokenized
+  as text (prompt_tokens.py): a text prompt would be re-tokenized by vLLM with special tokens
+  parsed, so a typed `<|image_pad|>` would become an image slot. vLLM processes a token prompt's
+  images alone and expands each `<|image_pad|>` id to the image's visual tokens itself
+  (vllm/multimodal/processing.py, `_apply_hf_processor_main`: `_apply_hf_processor_tokens_only`,
+  then the prompt updates in token space), so `prompt_token_ids` counts them. A raw prompt
+  (/v1/completions) goes as text, `{"prompt": text}` (`TextPrompt`): vLLM parses its special
+  tokens, as vLLM's own completions endpoint does.
+- generation: `AsyncLLM.generate(prompt, sampling_params, request_id)` (a prompt dict goes
   through `AsyncLLM.add_request` -> `input_processor.process_inputs_async`, tokenization and the
-  multimodal processor off the event loop) is an async generator of
+  multimodal processor off the event loop; a chat prompt's own tokenization runs in `_request`,
+  bounded by `model.max_prompt_chars`) is an async generator of
   `vllm.outputs.RequestOutput` (`prompt_token_ids`, `finished`, `outputs`: list of
   `CompletionOutput` with `index`, `text`, `token_ids`, `finish_reason` "stop" | "length" |
   "abort"). `AsyncLLM.abort(request_id)` (vllm/v1/engine/async_llm.py) stops a request.
@@ -75,8 +83,10 @@ from qvq_ray.engines.base import (
     TokenLogprob,
     TopLogprob,
     check_prompt_chars,
-    prompt_text,
+    raw_prompt_text,
+    split_images,
 )
+from qvq_ray.engines.prompt_tokens import SpecialTokensInText, chat_prompt_ids, check_raw_prompt, media_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -246,19 +256,28 @@ def stop_token_ids_for(tokenizer: Any) -> list[int]:
 def build_prompt(
     messages: list[Message],
     apply_chat_template: Callable[[list[Message]], str],
+    tokenizer: Any,
     *,
     max_images: int,
+    special_tokens_in_text: SpecialTokensInText = "escape",
     decode: Callable[[bytes], Any] | None = None,
 ) -> dict[str, Any]:
-    """A vLLM prompt dict from our chat messages: the chat-templated text and the decoded images.
+    """A vLLM prompt dict from our messages.
 
-    Image parts become `{"type": "image"}` in the template (one
-    `<|vision_start|><|image_pad|><|vision_end|>` each, in order) and their bytes are decoded to
-    RGB PIL images for `multi_modal_data["image"]`; a raw prompt (/v1/completions) goes as is. A
+    Chat messages: a `TokensPrompt`, the chat template's token ids with the messages' text
+    tokenized as text (a special token typed in it is text, or refused with 'refuse') and one
+    `<|vision_start|><|image_pad|><|vision_end|>` per image part, in order; the images decoded to
+    RGB PIL images for `multi_modal_data["image"]`. A raw prompt (/v1/completions): a `TextPrompt`
+    of its text as is, refused if it holds an image or video placeholder (it carries no images). A
     bad request raises InvalidRequestError.
     """
-    text, images = prompt_text(messages, apply_chat_template, max_images=max_images, decode=decode)
-    prompt: dict[str, Any] = {"prompt": text}
+    raw = raw_prompt_text(messages)
+    if raw is not None:
+        check_raw_prompt(raw, media_tokens(tokenizer))
+        return {"prompt": raw}
+    template_messages, images = split_images(messages, max_images=max_images, decode=decode)
+    ids = chat_prompt_ids(template_messages, apply_chat_template, tokenizer, special_tokens_in_text=special_tokens_in_text)
+    prompt: dict[str, Any] = {"prompt_token_ids": ids}
     if images:
         prompt["multi_modal_data"] = {"image": images}
     return prompt
@@ -528,7 +547,7 @@ class VLLMEngine:
         if self._closed:
             raise EngineError("engine is closed")
         check_prompt_chars(messages, self.model_config.max_prompt_chars)  # before any tokenizer runs
-        prompt = build_prompt(messages, self._apply_template, max_images=self.model_config.max_images_per_prompt)
+        prompt = self._prompt(messages)
         plan = sampling_params_kwargs(sampling, stop_token_ids=self.stop_token_ids, stream=stream)
         params = dict(plan.params)
         params["output_kind"] = getattr(self._api.RequestOutputKind, params["output_kind"])
@@ -537,6 +556,20 @@ class VLLMEngine:
         except Exception as exc:
             raise classify_error(exc) from exc
         return prompt, sampling_params, plan.repeat
+
+    def _prompt(self, messages: list[Message]) -> dict[str, Any]:
+        """build_prompt for this engine. Whatever fails while preparing a prompt (the template, the
+        tokenizer, an image) is the request's input at fault: an InvalidRequestError naming it."""
+        try:
+            return build_prompt(
+                messages, self._apply_template, self.processor.tokenizer,
+                max_images=self.model_config.max_images_per_prompt,
+                special_tokens_in_text=self.model_config.special_tokens_in_text,
+            )
+        except InvalidRequestError:
+            raise
+        except Exception as exc:
+            raise InvalidRequestError(f"cannot prepare the prompt: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
     def _apply_template(self, template_messages: list[Message]) -> str:
         return self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)

@@ -16,7 +16,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from qvq_ray.report import stats as st
 
@@ -199,26 +199,50 @@ def thumbnail_data_url(data: bytes, limits=None) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def thumbnails_from_problems(path: str | Path, ids: set[str], *, format: str | None = None) -> dict[str, tuple[str | None, str]]:
+def thumbnails_from_problems(
+    path: str | Path,
+    ids: set[str],
+    *,
+    format: str | None = None,
+    allow_paths_outside: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, tuple[str | None, str]]:
     """id -> (thumbnail data URL of the problem's first image, or None with the reason) for the
-    problems of `ids` in the problem set at `path`. URLs are never fetched here."""
+    problems of `ids` in the problem set at `path`. URLs are never fetched here, and image files are
+    read only inside the problem set's own folder unless `allow_paths_outside`, as in the batch job.
+    A row of the set that cannot be read has no thumbnail (its output row says why); `warn` hears
+    how many there were, in one line, and the report goes on."""
     from qvq_ray.config import ImageLimits
-    from qvq_ray.datasets import load_problems
-    from qvq_ray.images import ImageError, load_image_bytes
+    from qvq_ray.datasets import LoadError, image_roots, load_problems
+    from qvq_ray.image_files import ImageRoots
 
     limits = ImageLimits(allow_urls=False)
+    roots = ImageRoots.anywhere() if allow_paths_outside else ImageRoots.of(image_roots(path, format=format))
     out: dict[str, tuple[str | None, str]] = {}
+    unreadable: list[LoadError] = []
     for problem in load_problems(path, format=format):
-        pid = getattr(problem, "id", None)
-        if pid not in ids or pid in out:
+        if isinstance(problem, LoadError):
+            unreadable.append(problem)
             continue
-        if not problem.images:
-            out[pid] = (None, "")
-            continue
-        try:
-            more = len(problem.images) - 1
-            note = f"the first of {len(problem.images)} images" if more else ""
-            out[pid] = (thumbnail_data_url(load_image_bytes(problem.images[0], limits=limits), limits), note)
-        except ImageError as exc:
-            out[pid] = (None, f"image not shown: {st.error_kind('bad image: ' + str(exc))[1]}")
+        if problem.id in ids and problem.id not in out:
+            out[problem.id] = _thumbnail(problem, limits, roots)
+    if unreadable and warn is not None:
+        first = unreadable[0]
+        rows = f"{len(unreadable)} row{'s' if len(unreadable) != 1 else ''}"
+        warn(f"{rows} of {path} could not be read and have no thumbnail "
+             f"(first: {clip(first.ref, 80)}: {clip(first.reason, 200)})")
     return out
+
+
+def _thumbnail(problem, limits, roots) -> tuple[str | None, str]:
+    """(data URL of the first image's thumbnail, a note) or (None, why not)."""
+    from qvq_ray.images import ImageError, load_image_bytes
+
+    if not problem.images:
+        return None, ""
+    more = len(problem.images) - 1
+    note = f"the first of {len(problem.images)} images" if more else ""
+    try:
+        return thumbnail_data_url(load_image_bytes(problem.images[0], limits=limits, roots=roots), limits), note
+    except ImageError as exc:
+        return None, f"image not shown: {st.error_kind('bad image: ' + str(exc))[1]}"

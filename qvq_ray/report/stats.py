@@ -295,6 +295,7 @@ def error_reason(message: str) -> str:
 # "bad image" alone would put a benchmark run without its images folder and a config that
 # refuses URLs in one count, and they have different fixes.
 IMAGE_KINDS = (
+    ("image outside the dataset folder", ("is outside the dataset folder",)),
     ("image file missing", ("image file not found", "image path is not a file")),
     ("image URLs disabled", ("URL images are disabled",)),
     ("image URL fetch failed", ("cannot fetch image", "returned HTTP", "took over", "redirect",

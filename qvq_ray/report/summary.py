@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
@@ -342,12 +342,15 @@ def write_report(
     problems: str | Path | None = None,
     problems_format: str | None = None,
     max_problems: int | None = None,
+    allow_paths_outside: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Path]:
     """Write report.md, report.html and the plot PNGs (default folder: `DIR.report/` beside DIR);
     returns their paths by file name.
 
     `problems`: the problem set the run solved, read only for the thumbnails of the per-problem
-    view; `max_problems` bounds that view (failures first).
+    view (image files inside its own folder, unless `allow_paths_outside`); its unreadable rows
+    are skipped and `warn` is told how many. `max_problems` bounds that view (failures first).
     """
     from qvq_ray.report import problems as rp
 
@@ -359,7 +362,9 @@ def write_report(
     thumbnails = None
     if problems is not None and limit > 0:
         shown = {view.id for _, view in rp.pick(rows, _views(rows), limit)}
-        thumbnails = rp.thumbnails_from_problems(problems, shown, format=problems_format)
+        thumbnails = rp.thumbnails_from_problems(
+            problems, shown, format=problems_format, allow_paths_outside=allow_paths_outside, warn=warn
+        )
     if limit > 0:
         from qvq_ray.report.render import Heading
 

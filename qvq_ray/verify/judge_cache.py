@@ -15,11 +15,39 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+
+#: The first 16 bytes of every SQLite 3 database file (sqlite.org/fileformat.html); an empty file
+#: is an empty database too.
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_cache_path(path: str | Path) -> None:
+    """ValueError, in one line, when `path` cannot be the cache: it exists and is not an SQLite file
+    (a folder, another file), or it does not exist and cannot be created. Run before a job starts
+    (nothing is created): otherwise every Ray actor that builds a judge fails with sqlite3's traceback."""
+    target = Path(path).expanduser()
+    where = "the judge cache (verifier.judge.cache_path, --judge-cache)"
+    if target.is_dir():
+        raise ValueError(f"{where} {target} is a folder; name a file")
+    if target.exists():
+        try:
+            with open(target, "rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            raise ValueError(f"cannot read {where} {target}: {exc.strerror or exc}") from None
+        if head and head != SQLITE_HEADER:
+            raise ValueError(f"{where} {target} is not an SQLite database; move it away or name another file")
+        return
+    folder = next((p for p in target.parents if p.exists()), None)
+    if folder is None or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot create {where} {target}: {folder or target.parent} is not a writable folder")
 
 
 def cache_key(parts: dict) -> str:

@@ -1,0 +1,93 @@
+"""Refused and queued prompt work: an over-long prompt is refused after tokenizing a part of it,
+and waiting preparations run smallest first (engines/context_bound.py, engines/smallest_first.py).
+The engine is the real tiny Qwen2-VL through transformers; its tokenizer is watched by a wrapper
+over the real one (named so) that records how many characters each call tokenized."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from qvq_ray.config import HFEngineConfig, ModelConfig, SamplingConfig
+from qvq_ray.engines.base import InvalidRequestError
+from qvq_ray.engines.context_bound import tokens_surely_over
+from qvq_ray.engines.smallest_first import SmallestFirst
+
+WORDS = "seven plus eleven is eighteen and the angle ABC measures forty degrees so "
+
+
+def _chat(text: str):
+    return [{"role": "user", "content": [{"type": "text", "text": text}]}]
+
+
+class TokenizerWatchWrapper:
+    """The real tokenizer, with the characters of each call's text recorded."""
+
+    def __init__(self, real):
+        self.real, self.chars = real, []
+
+    def __call__(self, text, *args, **kwargs):
+        self.chars.append(len(text) if isinstance(text, str) else sum(len(t) for t in text))
+        return self.real(text, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest.fixture
+def engine(tiny_model_dir):
+    from qvq_ray.engines.hf_engine import HFEngine
+
+    engine = HFEngine(ModelConfig(path=tiny_model_dir, max_model_len=2048), HFEngineConfig(torch_threads=1))
+    yield engine
+    asyncio.run(engine.close())
+
+
+def test_a_prompt_surely_over_the_context_is_refused_after_tokenizing_a_part_of_it(engine):
+    watch = engine.tokenizer = TokenizerWatchWrapper(engine.tokenizer)
+    text = (WORDS * 3000)[:200_000]
+    with pytest.raises(InvalidRequestError, match=r"at least \d+ tokens.*limit of 2048"):
+        asyncio.run(engine.generate(_chat(text), SamplingConfig(max_tokens=2)))
+    assert 0 < sum(watch.chars) <= 3 * 2046, watch.chars  # a few chunks of the budget, not 200,000 characters
+
+
+def test_a_prompt_near_the_context_is_counted_exactly(engine):
+    """Under the bound's reach: the exact count decides (here, within the limit: answered)."""
+    completion = asyncio.run(engine.generate(_chat((WORDS * 40)[:2400]), SamplingConfig(max_tokens=2)))[0]
+    assert completion.prompt_tokens < 2048 - 2 and completion.completion_tokens >= 1
+
+
+def test_the_lower_bound_never_exceeds_the_real_count(engine):
+    for text in [(WORDS * 400)[:30_000], "x" * 30_000, "数学 " * 8000, ("a" * 5000 + " ") * 6]:
+        real = len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bound = tokens_surely_over([text], engine.tokenizer, budget=real - 50)
+        assert bound is None or bound <= real, (text[:20], bound, real)
+    assert tokens_surely_over(["short"], engine.tokenizer, budget=10) is None
+
+
+def test_waiting_jobs_run_smallest_first_and_cancelled_ones_never_run():
+    ran: list[str] = []
+    gate = threading.Event()
+
+    def job(name: str):
+        if name == "first":
+            gate.wait(5)
+        ran.append(name)
+
+    async def scenario():
+        lane = SmallestFirst(ThreadPoolExecutor(max_workers=1))
+        first = asyncio.ensure_future(lane.run(1000, job, "first"))
+        await asyncio.sleep(0.05)  # the first holds the thread
+        waiting = {name: asyncio.ensure_future(lane.run(size, job, name)) for name, size in [("big", 500), ("small", 2), ("gone", 1), ("mid", 40)]}
+        await asyncio.sleep(0.05)
+        waiting["gone"].cancel()
+        gate.set()
+        await first
+        await asyncio.gather(*waiting.values(), return_exceptions=True)
+
+    asyncio.run(scenario())
+    assert ran == ["first", "small", "mid", "big"]

@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_occupancy import job_config, make_problems  # noqa: E402
-from job_runner import qvq_ray_command  # noqa: E402
+from job_runner import add_job_arguments, qvq_ray_command  # noqa: E402
 from sim_endpoint import SimEndpoint  # noqa: E402
 
 _RESUME = re.compile(r"resume: (\d+) of (\d+) rows already in .*; solving (\d+)")
@@ -169,11 +169,7 @@ def main() -> int:
     parser.add_argument("--tokens-per-s", type=float, default=0.0,
                         help="Simulated decode speed per request; 0 (default): the zero-latency endpoint.")
     parser.add_argument("--cap", type=int, default=128, help="batch.max_concurrent_solves (as pipelines/qvq-72b-vllm.yaml).")
-    parser.add_argument("--rows-per-batch", type=int, default=None, help="batch.rows_per_batch: rows per part file (default: = cap).")
-    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the job's local Ray cluster.")
-    parser.add_argument("--actor-cpus", type=float, default=0.5, help="resources.num_cpus per engine actor.")
-    parser.add_argument("--job-timeout", type=float, default=3600.0, help="Seconds each run may take.")
-    parser.add_argument("--keep", action="store_true", help="Keep the work directory (problems, config, output, logs).")
+    add_job_arguments(parser, job_timeout_s=3600.0)
     args = parser.parse_args()
     n = args.problems
     kill_rows = max(1, int(round(args.kill_at * n)))

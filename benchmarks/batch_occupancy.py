@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from job_runner import run_solve  # noqa: E402
+from job_runner import add_job_arguments, run_solve  # noqa: E402
 from sim_endpoint import DEFAULT_TOKENS_PER_S, MODEL_NAME, SimEndpoint, sparkline  # noqa: E402
 
 TARGET = 0.95
@@ -173,16 +173,10 @@ def main() -> None:
     parser.add_argument("--cap", action="append", metavar="N[,N...]",
                         help="batch.max_concurrent_solves per engine actor; repeatable or comma-separated (default 32,128).")
     parser.add_argument("--replicas", type=int, default=1, help="batch.num_replicas: engine actors (1 or 2).")
-    parser.add_argument("--rows-per-batch", type=int, default=None,
-                        help="batch.rows_per_batch (default: = cap, as pipelines/qvq-72b-vllm.yaml has it).")
     parser.add_argument("--tokens-per-s", type=float, default=DEFAULT_TOKENS_PER_S,
                         help=f"Simulated decode speed per request (default {DEFAULT_TOKENS_PER_S:g}: the median 1,500 tokens in 0.4 s).")
-    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the job's local Ray cluster.")
-    parser.add_argument("--actor-cpus", type=float, default=0.5,
-                        help="resources.num_cpus per engine actor (the openai engine needs little; 2 actors must fit beside the CPU stages).")
     parser.add_argument("--no-stream", action="store_true", help="policy.loop_cutoff off: plain requests instead of streams.")
-    parser.add_argument("--job-timeout", type=float, default=1800.0)
-    parser.add_argument("--keep", action="store_true", help="Keep the work directory (configs, outputs, job logs).")
+    add_job_arguments(parser, job_timeout_s=1800.0)
     args = parser.parse_args()
     caps = _caps(args.cap or ["32,128"])
 

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from batch_occupancy import make_problems  # noqa: E402
-from job_runner import run_solve  # noqa: E402
+from job_runner import add_job_arguments, run_solve  # noqa: E402
 from sim_endpoint import MODEL_NAME, SimEndpoint  # noqa: E402
 
 GROWTH_TARGET_MB = 50.0
@@ -104,13 +104,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,200000", help="Problem-set sizes, comma-separated (e.g. 2000,10000 for a quick run).")
     parser.add_argument("--cap", type=int, default=128, help="batch.max_concurrent_solves (as pipelines/qvq-72b-vllm.yaml).")
-    parser.add_argument("--rows-per-batch", type=int, default=None, help="batch.rows_per_batch (default: = cap).")
     parser.add_argument("--replicas", type=int, default=1, help="batch.num_replicas.")
-    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the job's local Ray cluster.")
-    parser.add_argument("--actor-cpus", type=float, default=0.5, help="resources.num_cpus per engine actor.")
     parser.add_argument("--no-stream", action="store_true", help="policy.loop_cutoff off: plain requests instead of streams.")
-    parser.add_argument("--job-timeout", type=float, default=7200.0)
-    parser.add_argument("--keep", action="store_true", help="Keep the work directory (configs and job logs).")
+    add_job_arguments(parser, job_timeout_s=7200.0)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
 

@@ -49,6 +49,17 @@ sys.exit(main())
 _RAY_UP = re.compile(r"^@@ray-up ([0-9.]+)")
 
 
+def add_job_arguments(parser, *, job_timeout_s: float) -> None:
+    """The flags every batch benchmark passes on to its `qvq-ray solve` runs."""
+    parser.add_argument("--rows-per-batch", type=int, default=None,
+                        help="batch.rows_per_batch: rows per part file (default: = cap, as pipelines/qvq-72b-vllm.yaml has it).")
+    parser.add_argument("--num-cpus", type=int, default=2, help="CPUs of the job's local Ray cluster.")
+    parser.add_argument("--actor-cpus", type=float, default=0.5,
+                        help="resources.num_cpus per engine actor (the openai engine needs little; 2 actors must fit beside the CPU stages).")
+    parser.add_argument("--job-timeout", type=float, default=job_timeout_s, help="Seconds each run may take.")
+    parser.add_argument("--keep", action="store_true", help="Keep the work directory (problems, configs, outputs, job logs).")
+
+
 def qvq_ray_command(mark_ray_up: bool = True) -> list[str]:
     """`qvq-ray` as this interpreter's environment runs it (with the Ray-up marker, by default)."""
     script = Path(sys.executable).parent / "qvq-ray"

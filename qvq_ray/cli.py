@@ -138,9 +138,7 @@ def cmd_solve(args) -> int:
     print(f"qvq-ray solve: {args.input} -> {args.out}  (model {config.model.path})")
     for line in summary.lines():
         print("  " + line)
-    from qvq_ray.report.summary import output_headline
-
-    print(output_headline(out_dir))
+    print(summary.headline)  # from the summary's own pass over the output
     print(f"full report: qvq-ray report {out_dir}")
     print(json.dumps(summary.model_dump()))
     return 0 if summary.rows_out == summary.rows_in else 1
@@ -264,13 +262,12 @@ def _rescore_config(args):
         return None
     config = _load_config(args)
     _apply_judge_flags(config, args)
-    if config.verifier.judge is not None and config.verifier.judge.cache_path:
-        from qvq_ray.verify.judge_cache import check_cache_path
+    from qvq_ray.verify.judge_cache import check_configured_cache
 
-        try:
-            check_cache_path(config.verifier.judge.cache_path)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    try:
+        check_configured_cache(config.verifier.judge)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if config.verifier.judge is not None and config.verifier.judge.engine is None and config.engine.kind == "hf":
         from transformers.utils import logging as hf_logging
 

@@ -138,25 +138,29 @@ def test_images_flag_mistakes(tmp_path):
 
 
 def test_missing_images_check_warns_when_only_some_are_missing(tmp_path):
-    from qvq_ray.batch.pipeline import JobInputError, _input_rows, check_images
+    from qvq_ray.batch.pipeline import JobInputError, _judge_images
+    from qvq_ray.batch.source import count_input
 
     data = mathvista_set(tmp_path / "mathvista", ["1", "2", "3", "4"])
     images = tmp_path / "images"
     images.mkdir()
     for pid in ("1", "2", "3"):
         (images / f"{pid}.png").write_bytes(png_bytes(pid))
-    rows = _input_rows(str(data), None, None, images_dir=str(images))
-    warnings: list[str] = []
-    check_images(rows, warnings.append, images_dir=str(images))
+
+    def image_warnings(images_dir=None):
+        """The driver's pass before Ray starts, as run_solve_job makes it."""
+        count = count_input(str(data), None, None, loader_options={"images_dir": str(images)}, tally_images=True)
+        return _judge_images(count.images, count.todo, images_dir=images_dir, hint="")
+
+    warnings = image_warnings(images_dir=str(images))
     assert warnings == [f"1 of 4 problems reference images not found under {images} (e.g. {images / '4.png'}); "
                         "those problems become error rows"]
     (images / "4.png").write_bytes(png_bytes("4"))
-    check_images(rows, warnings.append)
-    assert len(warnings) == 1  # all present: nothing to say
+    assert image_warnings() == []  # all present: nothing to say
     for pid in "1234":
         (images / f"{pid}.png").unlink()
     with pytest.raises(JobInputError, match="4 of 4 problems"):
-        check_images(rows, warnings.append)
+        image_warnings()
 
 
 # ------------------------------------------------------------------ other commands
@@ -225,6 +229,7 @@ def _table(verified, errors, tokens):
 
 
 def test_progress_lines_with_eta_when_not_a_terminal():
+    from qvq_ray.batch.output import block_counts
     from qvq_ray.batch.pipeline import Progress
 
     now = [100.0]
@@ -232,13 +237,13 @@ def test_progress_lines_with_eta_when_not_a_terminal():
     progress = Progress(10, 0, every_s=5.0, stream=io.StringIO(), clock=lambda: now[0])
     progress.printer = lines.append
     now[0] += 2.0
-    progress.update(_table([True, False], [None, None], [10, 10]))  # first block: a line at once
+    progress.add(**block_counts(_table([True, False], [None, None], [10, 10])))  # first block: a line at once
     now[0] += 1.0
-    progress.update(_table([True, True], [None, None], [10, 10]))  # 1 s later: quiet
+    progress.add(**block_counts(_table([True, True], [None, None], [10, 10])))  # 1 s later: quiet
     now[0] += 5.0
-    progress.update(_table([True], ["bad image"], [0]))
+    progress.add(**block_counts(_table([True], ["bad image"], [0])))
     now[0] += 0.5
-    progress.update(_table([True] * 5, [None] * 5, [5] * 5))  # the last block always prints
+    progress.add(**block_counts(_table([True] * 5, [None] * 5, [5] * 5)))  # the last block always prints
     assert len(lines) == 3
     assert lines[0].startswith("progress 2/10 done (verified 1, errors 0)") and "ETA 0m08s" in lines[0]
     assert "progress 5/10" in lines[1] and "verified 4, errors 1" in lines[1] and "ETA 0m08s" in lines[1]
@@ -246,11 +251,12 @@ def test_progress_lines_with_eta_when_not_a_terminal():
 
 
 def test_progress_default_goes_to_stderr_as_lines_when_it_is_a_file(tmp_path):
+    from qvq_ray.batch.output import block_counts
     from qvq_ray.batch.pipeline import Progress
 
     log = (tmp_path / "log").open("w")
     progress = Progress(2, 0, stream=log)
-    progress.update(_table([True, True], [None, None], [3, 4]))
+    progress.add(**block_counts(_table([True, True], [None, None], [3, 4])))
     progress.close()
     log.close()
     text = (tmp_path / "log").read_text()
@@ -258,6 +264,7 @@ def test_progress_default_goes_to_stderr_as_lines_when_it_is_a_file(tmp_path):
 
 
 def test_progress_is_a_bar_with_eta_on_a_terminal():
+    from qvq_ray.batch.output import block_counts
     from qvq_ray.batch.pipeline import Progress
 
     class Terminal(io.StringIO):
@@ -266,7 +273,7 @@ def test_progress_is_a_bar_with_eta_on_a_terminal():
 
     screen = Terminal()
     progress = Progress(4, 0, stream=screen)
-    progress.update(_table([True, False], [None, "x"], [1, 1]))
+    progress.add(**block_counts(_table([True, False], [None, "x"], [1, 1])))
     progress.close()
     shown = screen.getvalue()
     assert "\r" in shown and "ETA" in shown and "2/4" in shown and "errors 1" in shown

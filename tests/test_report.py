@@ -377,9 +377,11 @@ def test_cli_report(self_dir, tmp_path, capsys):
 def test_the_headline_read_a_part_file_at_a_time_equals_the_one_of_all_rows(tmp_path, rows):
     """The CLI's headline after a job sums part files one at a time (a million-row job is never held);
     it must be the table of all rows at once, error rows of an oracle job counted in the oracle line."""
-    from qvq_ray.report.summary import headline_table, output_headline, read_output
+    from qvq_ray.report.summary import headline_table, output_headline, read_output, summarize_output
 
     out = tmp_path / "out"
     for index, one in enumerate(rows):  # one row per part file: the worst case for the per-file reading
         write_parquet(out, [one], name=f"part-{index:03d}.parquet")
     assert output_headline(out) == headline_table(read_output(out))
+    # the job's summary carries the same headline from its own single pass (what `solve` prints)
+    assert summarize_output(out, rows_in=len(rows), seconds=0).headline == headline_table(read_output(out))

@@ -801,3 +801,18 @@ def test_cli_solve_engine_options(monkeypatch, capsys):
     assert cli.main(["solve", "in.jsonl", "--out", "o", "--engine", "openai"]) == 2
     assert cli.main(["solve", "in.jsonl", "--out", "o", "--engine", "hf", "--base-url", "http://h/v1"]) == 2
     assert "--base-url" in capsys.readouterr().err
+
+
+def test_a_chat_surely_over_the_context_is_refused_on_the_prepare_thread_before_vllm(processor):
+    """Counted a chunk at a time off the event loop (context_bound.py); vLLM never sees it."""
+    llm = FakeAsyncLLM(tokens=4)
+    engine = _engine(processor, llm, max_model_len=2048)
+    threads: list[str] = []
+    real = engine._prompt_within_context
+    engine._prompt_within_context = lambda *a: threads.append(threading.current_thread().name) or real(*a)
+    long = [{"role": "user", "content": "seven plus eleven is eighteen " * 8000}]
+    with pytest.raises(InvalidRequestError, match=r"at least \d+ tokens.*limit of 2048"):
+        asyncio.run(engine.generate(long, SamplingConfig(max_tokens=4)))
+    assert llm.requests == [] and threads and threads[0].startswith("vllm-prepare")
+    asyncio.run(engine.generate(MSG, SamplingConfig(max_tokens=4)))  # and the engine goes on
+    assert len(llm.requests) == 1

@@ -95,21 +95,6 @@ def _images_option(input_path: str, input_format: str | None, images_dir: str) -
     return {"images_dir": str(folder)}
 
 
-def check_images(
-    rows: list[dict], warn: Callable[[str], None], *, images_dir: str | None = None, hint: str = "", roots=None
-) -> None:
-    """Before Ray starts: refuse a job none of whose image files exist, or all of whose image paths
-    lie outside `roots` (JobInputError); warn when only some do (those rows become error rows, as
-    they would anyway). `hint` ends the missing-images refusal: what to fix."""
-    from qvq_ray.batch.source import ImageTally
-
-    tally = ImageTally(roots=roots)
-    for row in rows:
-        tally.add(row)
-    for warning in _judge_images(tally, len(rows), images_dir=images_dir, hint=hint):
-        warn(warning)
-
-
 def _judge_images(tally, rows: int, *, images_dir: str | None, hint: str) -> list[str]:
     """The warnings to give about the tallied image paths; a refusal is raised (JobInputError)."""
     from qvq_ray.batch.source import images_verdict, outside_verdict
@@ -328,12 +313,6 @@ class Progress:
             )
         self.printer = printer or (lambda line: print(line, file=stream, flush=True))
 
-    def update(self, table) -> None:
-        """A block of output rows landed."""
-        from qvq_ray.batch.output import block_counts
-
-        self.add(**block_counts(table))
-
     def add(self, rows: int, verified: int, errors: int, completion_tokens: int) -> None:
         """A part file was written with these counts (what the write stage reports)."""
         self.done += rows
@@ -405,6 +384,7 @@ def run_solve_job(
     """
     from qvq_ray.batch.output import new_run_id, part_files, written_ids
     from qvq_ray.batch.source import ReadPlan, count_input
+    from qvq_ray.verify.judge_cache import check_configured_cache
 
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
     say = printer or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -413,7 +393,7 @@ def run_solve_job(
         raise OutputNotEmptyError(f"output path {out} is a file; give a directory")
     if not resume and out.exists() and any(out.iterdir()):
         raise OutputNotEmptyError(f"output directory {out} is not empty; choose a new one or pass --resume")
-    _check_judge_cache(config)
+    _as_job_input_error(lambda: check_configured_cache(config.verifier.judge))
     started = time.perf_counter()
     options = _loader_options(input_path, input_format, limit, images_dir)
     roots = image_roots_of(input_path, input_format, options, config)
@@ -515,16 +495,6 @@ def _check_writable(out: Path, min_free_mb: int) -> None:
             f"output directory {out} has {free / 2**20:.1f} MiB free, under batch.min_free_space_mb "
             f"({min_free_mb} MiB); free some space or choose another --out"
         )
-
-
-def _check_judge_cache(config: QvqConfig) -> None:
-    """A judge cache file that exists must be SQLite: found here, not as tracebacks in every actor."""
-    judge = config.verifier.judge
-    if judge is None or not judge.cache_path:
-        return
-    from qvq_ray.verify.judge_cache import check_cache_path
-
-    _as_job_input_error(lambda: check_cache_path(judge.cache_path))
 
 
 def _console_filter(verbose: bool):

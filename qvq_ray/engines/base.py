@@ -68,6 +68,29 @@ class InvalidRequestError(ValueError):
     """The request itself is bad (too many images, prompt too long...): a 4xx, never retried."""
 
 
+def contained_call(fn: Any, *args: Any) -> Any:
+    """Run `fn(*args)` on an executor thread so that what it raises can reach the awaiting
+    coroutine: asyncio refuses to put a StopIteration into a future (a TypeError inside the event
+    loop's callback, and the coroutine awaiting it waits forever), and a KeyboardInterrupt or
+    SystemExit would end the event loop itself. Both become an EngineError naming them."""
+    try:
+        return fn(*args)
+    except StopIteration as exc:
+        raise EngineError(f"StopIteration raised in {getattr(fn, '__name__', fn)}") from exc
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise EngineError(f"{type(exc).__name__} raised in {getattr(fn, '__name__', fn)}") from exc
+
+
+def preparation_error(exc: Exception) -> InvalidRequestError:
+    """A preparation failure as the request's error (its input is at fault), naming what failed."""
+    if isinstance(exc, InvalidRequestError):
+        return exc
+    cause = exc.__cause__ if isinstance(exc, EngineError) and exc.__cause__ is not None else exc
+    return InvalidRequestError(f"cannot prepare the prompt: {type(cause).__name__}: {cause}".rstrip(": "))
+
+
 def remote_cause(exc: BaseException) -> BaseException:
     """The exception a remote call raised: Ray wraps a replica's or actor's exception in
     RayTaskError, whose `cause` is the original."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from qvq_ray.engines.base import InvalidRequestError, Message, prompt_texts
+
 CUT_SLACK = 4  # tokens a cut inside one word may add, counted against each cut
 
 
@@ -34,3 +36,15 @@ def tokens_surely_over(texts: list[str], tokenizer: Any, budget: int) -> int | N
             if counted - CUT_SLACK * cuts > budget:
                 return counted - CUT_SLACK * cuts
     return None
+
+
+def over_context_error(prompt_tokens: str, max_tokens: int, max_model_len: int) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"prompt ({prompt_tokens} tokens) + max_tokens ({max_tokens}) exceeds the model's limit of {max_model_len} tokens"
+    )
+
+
+def refuse_surely_over_context(messages: list[Message], tokenizer: Any, max_tokens: int, max_model_len: int) -> None:
+    """InvalidRequestError when the messages' text surely leaves no room for `max_tokens`."""
+    if (at_least := tokens_surely_over(prompt_texts(messages), tokenizer, max_model_len - max_tokens)) is not None:
+        raise over_context_error(f"at least {at_least}", max_tokens, max_model_len)

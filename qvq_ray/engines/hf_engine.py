@@ -15,7 +15,7 @@ image tokens a prompt holds are its images'. A request that cannot be prepared f
 rest of its batch goes on.
 
 Every request ends with a result or an exception, whatever its preparation or its batch raised:
-work on the two threads runs through `_contained` (asyncio cannot put a StopIteration into a
+work on the two threads runs through `contained_call` (asyncio cannot put a StopIteration into a
 future: the awaiting task would wait forever), a batch's requests still open after their
 `generate` are failed, and close() or a dying batch loop fails every request still in the engine.
 
@@ -44,12 +44,13 @@ from qvq_ray.engines.base import (
     Message,
     StallWatch,
     check_prompt_chars,
+    contained_call,
+    preparation_error,
     prompt_chars,
-    prompt_texts,
     raw_prompt_text,
     split_images,
 )
-from qvq_ray.engines.context_bound import tokens_surely_over
+from qvq_ray.engines.context_bound import over_context_error, refuse_surely_over_context
 from qvq_ray.engines.smallest_first import SmallestFirst
 from qvq_ray.engines.prompt_tokens import chat_prompt_ids, check_raw_prompt, media_tokens
 
@@ -265,12 +266,12 @@ class HFEngine:
         images or text, a prompt over a limit. A queue whose batch loop has ended is never joined
         (health reports the loop's death; Serve restarts the replica)."""
         try:
-            await self._prepare_lane.run(prompt_chars(request.messages), _contained, self._prepare, request)
+            await self._prepare_lane.run(prompt_chars(request.messages), contained_call, self._prepare, request)
         except asyncio.CancelledError:  # its future is done, or the engine closed under it
             _resolve(request, exc=EngineError("engine is closed"))
             raise
         except Exception as exc:
-            _resolve(request, exc=_invalid(exc))
+            _resolve(request, exc=preparation_error(exc))
             return
         if request.future.done() or request.cancelled:
             return
@@ -319,7 +320,7 @@ class HFEngine:
                 groups.setdefault(key, []).append(request)
         for group in groups.values():
             try:
-                await loop.run_in_executor(self._executor, _contained, self._run_group, group)
+                await loop.run_in_executor(self._executor, contained_call, self._run_group, group)
             except Exception as exc:  # a bug or an engine crash: fail the group, keep serving
                 logger.exception("generate failed")
                 for request in group:
@@ -334,20 +335,12 @@ class HFEngine:
         if request.cancelled or request.future.done():
             return  # its client went away (or it was refused) while it waited for this thread
         check_prompt_chars(request.messages, self.model_config.max_prompt_chars)
-        budget = self.max_model_len - request.sampling.max_tokens
-        if (at_least := tokens_surely_over(prompt_texts(request.messages), self.tokenizer, budget)) is not None:
-            raise InvalidRequestError(
-                f"prompt (at least {at_least} tokens) + max_tokens ({request.sampling.max_tokens}) "
-                f"exceeds the model's limit of {self.max_model_len} tokens"
-            )
+        refuse_surely_over_context(request.messages, self.tokenizer, request.sampling.max_tokens, self.max_model_len)
         ids, images = self._prompt_ids(request.messages)
         inputs = self._model_inputs(ids, images)
         request.prompt_tokens = int(inputs["input_ids"].shape[1])
         if request.prompt_tokens + request.sampling.max_tokens > self.max_model_len:
-            raise InvalidRequestError(
-                f"prompt ({request.prompt_tokens} tokens) + max_tokens ({request.sampling.max_tokens}) "
-                f"exceeds the model's limit of {self.max_model_len} tokens"
-            )
+            raise over_context_error(str(request.prompt_tokens), request.sampling.max_tokens, self.max_model_len)
         request.inputs = inputs
 
     def _prompt_ids(self, messages: list[Message]) -> tuple[list[int], list[Any]]:
@@ -658,29 +651,6 @@ def _expand_image_placeholders(ids: list[int], features: list[int], image_token_
     for token in ids:
         out.extend([token] * next(counts) if token == image_token_id else [token])
     return out
-
-
-def _contained(fn: Any, *args: Any) -> Any:
-    """Run `fn(*args)` on an executor thread so that what it raises can reach the awaiting
-    coroutine: asyncio refuses to put a StopIteration into a future (a TypeError inside the event
-    loop's callback, and the coroutine awaiting it waits forever), and a KeyboardInterrupt or
-    SystemExit would end the event loop itself. Both become an EngineError naming them."""
-    try:
-        return fn(*args)
-    except StopIteration as exc:
-        raise EngineError(f"StopIteration raised in {getattr(fn, '__name__', fn)}") from exc
-    except Exception:
-        raise
-    except BaseException as exc:
-        raise EngineError(f"{type(exc).__name__} raised in {getattr(fn, '__name__', fn)}") from exc
-
-
-def _invalid(exc: Exception) -> InvalidRequestError:
-    """A preparation failure as the request's error (its input is at fault), naming what failed."""
-    if isinstance(exc, InvalidRequestError):
-        return exc
-    cause = exc.__cause__ if isinstance(exc, EngineError) and exc.__cause__ is not None else exc
-    return InvalidRequestError(f"cannot prepare the prompt: {type(cause).__name__}: {cause}".rstrip(": "))
 
 
 def _resolve(request: _Request, result: Any = None, exc: BaseException | None = None) -> None:

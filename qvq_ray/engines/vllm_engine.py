@@ -43,7 +43,8 @@ names the vLLM file and function it follows:
   tokens, as vLLM's own completions endpoint does.
 - generation: `AsyncLLM.generate(prompt, sampling_params, request_id)` (a prompt dict goes
   through `AsyncLLM.add_request` -> `input_processor.process_inputs_async`, tokenization and the
-  multimodal processor off the event loop; a chat prompt's own tokenization runs in `_request`,
+  multimodal processor off the event loop; a chat prompt's own tokenization runs in `_request`, on the
+  engine's prepare thread (a chat surely over the context refused after a chunked count),
   bounded by `model.max_prompt_chars`) is an async generator of
   `vllm.outputs.RequestOutput` (`prompt_token_ids`, `finished`, `outputs`: list of
   `CompletionOutput` with `index`, `text`, `token_ids`, `finish_reason` "stop" | "length" |
@@ -67,6 +68,7 @@ import logging
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
@@ -83,9 +85,12 @@ from qvq_ray.engines.base import (
     TokenLogprob,
     TopLogprob,
     check_prompt_chars,
+    contained_call,
+    preparation_error,
     raw_prompt_text,
     split_images,
 )
+from qvq_ray.engines.context_bound import refuse_surely_over_context
 from qvq_ray.engines.prompt_tokens import SpecialTokensInText, chat_prompt_ids, check_raw_prompt, media_tokens
 
 logger = logging.getLogger(__name__)
@@ -495,6 +500,7 @@ class VLLMEngine:
         self.model_name = model.served_model_name or model.path.rstrip("/").split("/")[-1]
         self._closed = False
         self._in_flight = 0  # requests vLLM is working on (health reports)
+        self._prepare_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-prepare")
         if _async_llm is not None:
             self._llm, self._api, self.processor = _async_llm, _api, _processor
         else:
@@ -543,11 +549,15 @@ class VLLMEngine:
 
     # ------------------------------------------------------------------ requests
 
-    def _request(self, messages: list[Message], sampling: SamplingConfig, stream: bool) -> tuple[dict, Any, int]:
+    async def _request(self, messages: list[Message], sampling: SamplingConfig, stream: bool) -> tuple[dict, Any, int]:
+        """(prompt, SamplingParams, repeat). The prompt is built on this engine's prepare thread:
+        tokenizing a long chat and decoding its images would otherwise hold the event loop that
+        every other request's stream runs on (one thread: a tokenizer must not serve two at once)."""
         if self._closed:
             raise EngineError("engine is closed")
         check_prompt_chars(messages, self.model_config.max_prompt_chars)  # before any tokenizer runs
-        prompt = self._prompt(messages)
+        loop = asyncio.get_running_loop()
+        prompt = await loop.run_in_executor(self._prepare_executor, contained_call, self._prompt_within_context, messages, sampling)
         plan = sampling_params_kwargs(sampling, stop_token_ids=self.stop_token_ids, stream=stream)
         params = dict(plan.params)
         params["output_kind"] = getattr(self._api.RequestOutputKind, params["output_kind"])
@@ -556,6 +566,14 @@ class VLLMEngine:
         except Exception as exc:
             raise classify_error(exc) from exc
         return prompt, sampling_params, plan.repeat
+
+    def _prompt_within_context(self, messages: list[Message], sampling: SamplingConfig) -> dict[str, Any]:
+        """A chat too long for the context is refused after a chunked count (context_bound.py), not
+        after tokenizing all of it; vLLM refuses what is over by less."""
+        if raw_prompt_text(messages) is None:
+            max_model_len = self.model_config.max_model_len or DEFAULT_MAX_MODEL_LEN
+            refuse_surely_over_context(messages, self.processor.tokenizer, sampling.max_tokens, max_model_len)
+        return self._prompt(messages)
 
     def _prompt(self, messages: list[Message]) -> dict[str, Any]:
         """build_prompt for this engine. Whatever fails while preparing a prompt (the template, the
@@ -566,10 +584,8 @@ class VLLMEngine:
                 max_images=self.model_config.max_images_per_prompt,
                 special_tokens_in_text=self.model_config.special_tokens_in_text,
             )
-        except InvalidRequestError:
-            raise
         except Exception as exc:
-            raise InvalidRequestError(f"cannot prepare the prompt: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            raise preparation_error(exc) from exc
 
     def _apply_template(self, template_messages: list[Message]) -> str:
         return self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
@@ -607,7 +623,7 @@ class VLLMEngine:
 
     async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
         started = time.perf_counter()
-        prompt, params, repeat = self._request(messages, sampling, stream=False)
+        prompt, params, repeat = await self._request(messages, sampling, stream=False)
         final = None
         async with aclosing(self._outputs(prompt, params)) as outputs:
             async for output in outputs:
@@ -621,7 +637,7 @@ class VLLMEngine:
         if sampling.n != 1:
             raise InvalidRequestError("streaming supports n=1 per request")
         started = time.perf_counter()
-        prompt, params, _ = self._request(messages, sampling, stream=True)
+        prompt, params, _ = await self._request(messages, sampling, stream=True)
         acc = DeltaAccumulator(started, sampling.logprobs)
         # aclosing: a consumer that stops early closes _outputs at once, which aborts the request.
         async with aclosing(self._outputs(prompt, params)) as outputs:
@@ -653,6 +669,7 @@ class VLLMEngine:
         if self._closed:
             return
         self._closed = True
+        self._prepare_executor.shutdown(wait=False, cancel_futures=True)
         shutdown = getattr(self._llm, "shutdown", None)
         if shutdown is not None:
             # AsyncLLM.shutdown() is synchronous and blocks until the engine-core processes are

@@ -43,6 +43,7 @@ class JobSummary(BaseModel):
     tokens_saved: int = Field(0, description="Tokens the loop cut-off saved.")
     duplicates: int = Field(0, description="Output rows whose id appears more than once (0 when all is well).")
     seconds: float = 0.0
+    headline: str = Field("", exclude=True, description="The report's headline table of the same pass (not in the JSON).")
 
     def lines(self) -> list[str]:
         def share(value: float | None) -> str:
@@ -144,68 +145,101 @@ def decided_counts(rows) -> dict[str, int]:
 
 
 def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> JobSummary:
-    """The summary of what is on disk, one part file at a time and only the light columns: its
-    memory is the ids (Arrow strings) plus counters, whatever the size of the job."""
-    from collections import Counter
+    """The summary of what is on disk (one pass: `scan_output`), its headline attached."""
+    return scan_output(out_dir).summary(rows_in=rows_in, seconds=seconds)
 
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
-    counts: Counter = Counter()
-    decided: Counter = Counter()
-    modes: set[str] = set()
-    ids = []
+class OutputScan:
+    """One pass over a job's output folder, a part file at a time and only the light columns: the
+    per-mode headline totals, the raw counts the job summary adds to them, and the ids (Arrow
+    strings) for duplicates. Its memory is the ids plus counters, whatever the size of the job."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.totals: dict = {}  # mode -> report.tables.HeadlineTotals
+        self.unsolved: dict = {}  # rows without attempts, by their own mode: they join the job's
+        self.raw_modes: set[str] = set()
+        self.decided: Counter = Counter()
+        self.completion_tokens = 0
+        self.tokens_saved = 0
+        self.ids: list = []
+
+    def add(self, table) -> None:
+        import pyarrow as pa
+
+        from qvq_ray.report import stats as report_stats, tables as report_tables
+
+        self.ids.append(table.column("id").cast(pa.string()))
+        rows = table.to_pylist()
+        for view, row in zip(report_stats.views(rows, default_mode=None), rows):
+            report_tables.headline_totals([view], into=self.totals if row.get("num_attempts") else self.unsolved)
+            self.completion_tokens += int(row.get("completion_tokens") or 0)
+            self.tokens_saved += int(row.get("tokens_saved") or 0)
+            if row.get("mode"):
+                self.raw_modes.add(row["mode"])
+            if view.has_gold and not view.error:
+                self.decided.update(decided_counts([row]))
+
+    def by_mode(self) -> dict:
+        """Headline totals per mode; rows that never reached the engine joined to the job's mode, as
+        in `stats.views` over all rows."""
+        totals = dict(self.totals)
+        job_mode = next(iter(totals)) if len(totals) == 1 else None
+        for mode, part in self.unsolved.items():
+            into = job_mode or mode
+            totals[into] = totals[into].merge(part) if into in totals else part
+        return totals
+
+    def headline(self) -> str:
+        from qvq_ray.report import tables as report_tables
+
+        return report_tables.headline_of(self.by_mode()).text()
+
+    def summary(self, *, rows_in: int, seconds: float) -> JobSummary:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from qvq_ray.report.tables import HeadlineTotals
+
+        every = HeadlineTotals()
+        for part in self.by_mode().values():
+            every = every.merge(part)
+        distinct = pc.count_distinct(pa.chunked_array(self.ids, type=pa.string())).as_py() if self.ids else 0
+
+        def rate(count: int) -> float | None:
+            return count / every.scored if every.scored else None
+
+        order = ("rules", "sympy", "judge", "not judged", "unrecorded")
+        return JobSummary(
+            rows_in=rows_in,
+            rows_out=every.n,
+            solved=every.n - every.errors,
+            verified=every.verified,
+            errors=every.errors,
+            with_gold=every.scored,
+            correct=every.correct,
+            not_judged=every.not_judged,
+            accuracy=rate(every.correct),
+            decided_by={k: self.decided[k] for k in order if self.decided.get(k)},
+            pass_at_1=rate(every.pass_at_1),
+            maj_at_k=rate(every.maj_at_k),
+            pass_at_k=rate(every.pass_at_k),
+            mode=",".join(sorted(self.raw_modes)) or "self",
+            attempts=every.attempts,
+            completion_tokens=self.completion_tokens,
+            tokens_saved=self.tokens_saved,
+            duplicates=every.n - distinct,
+            seconds=seconds,
+            headline=self.headline(),
+        )
+
+
+def scan_output(out_dir: str | Path) -> OutputScan:
+    scan = OutputScan()
     for table in iter_output_tables(out_dir, LIGHT_COLUMNS):
-        ids.append(table.column("id").cast(pa.string()))
-        for r in table.to_pylist():
-            gold = r.get("gold") not in (None, "")
-            counts["rows"] += 1
-            counts["errors"] += bool(r.get("error"))
-            counts["verified"] += bool(r.get("verified"))
-            counts["attempts"] += int(r.get("num_attempts") or 0)
-            counts["completion_tokens"] += int(r.get("completion_tokens") or 0)
-            counts["tokens_saved"] += int(r.get("tokens_saved") or 0)
-            if r.get("mode"):
-                modes.add(r["mode"])
-            if not gold:
-                continue
-            counts["with_gold"] += 1
-            for column in ("correct", "pass_at_1", "maj_at_k", "pass_at_k"):
-                counts[column] += r.get(column) is True
-            if not r.get("error"):
-                counts["not_judged"] += r.get("correct") is None
-                decided.update(decided_counts([r]))
-    distinct = pc.count_distinct(pa.chunked_array(ids, type=pa.string())).as_py() if ids else 0
-    with_gold = counts["with_gold"]
-
-    def rate(column: str) -> float | None:
-        return counts[column] / with_gold if with_gold else None
-
-    order = ("rules", "sympy", "judge", "not judged", "unrecorded")
-    return JobSummary(
-        rows_in=rows_in,
-        rows_out=counts["rows"],
-        solved=counts["rows"] - counts["errors"],
-        verified=counts["verified"],
-        errors=counts["errors"],
-        with_gold=with_gold,
-        correct=counts["correct"],
-        not_judged=counts["not_judged"],
-        accuracy=rate("correct"),
-        decided_by={k: decided[k] for k in order if decided.get(k)},
-        pass_at_1=rate("pass_at_1"),
-        maj_at_k=rate("maj_at_k"),
-        pass_at_k=rate("pass_at_k"),
-        mode=",".join(sorted(modes)) or "self",
-        attempts=counts["attempts"],
-        completion_tokens=counts["completion_tokens"],
-        tokens_saved=counts["tokens_saved"],
-        duplicates=counts["rows"] - distinct,
-        seconds=seconds,
-    )
-
-
-# ---------------------------------------------------------------- report
+        scan.add(table)
+    return scan
 
 
 def _pylist(rows: Any) -> list[dict[str, Any]]:
@@ -214,21 +248,8 @@ def _pylist(rows: Any) -> list[dict[str, Any]]:
 
 def output_headline(out_dir: str | Path) -> str:
     """The headline of a job's output folder, read once, one part file at a time and only its light
-    columns (the same table as `headline_table`, without holding the rows). Rows that never reached
-    the engine join the job's mode, as in `stats.views`: they are summed apart until it is known."""
-    from qvq_ray.report import stats as report_stats, tables as report_tables
-
-    totals: dict = {}
-    unsolved: dict = {}  # rows without attempts, by their own mode
-    for table in iter_output_tables(out_dir, LIGHT_COLUMNS):
-        rows = table.to_pylist()
-        for view, row in zip(report_stats.views(rows, default_mode=None), rows):
-            report_tables.headline_totals([view], into=totals if row.get("num_attempts") else unsolved)
-    job_mode = next(iter(totals)) if len(totals) == 1 else None
-    for mode, part in unsolved.items():
-        into = job_mode or mode
-        totals[into] = totals[into].merge(part) if into in totals else part
-    return report_tables.headline_of(totals).text()
+    columns (the same table as `headline_table`, without holding the rows)."""
+    return scan_output(out_dir).headline()
 
 
 def headline_table(rows: Any) -> str:

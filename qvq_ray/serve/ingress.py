@@ -22,6 +22,7 @@ from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qvq_ray.config import QvqConfig, SamplingConfig
+from qvq_ray.engines.base import remote_cause
 from qvq_ray.serve import api_responses as api
 from qvq_ray.serve.openai_api import (
     ChatCompletionRequest,
@@ -98,8 +99,8 @@ async def _http_error(_: Request, exc: StarletteHTTPException):
 async def _server_error(_: Request, exc: Exception):
     from qvq_ray.engines.base import EngineOverloadedError
 
-    if isinstance(_unwrap(exc), EngineOverloadedError):  # busy, not broken: the client may retry
-        return JSONResponse(error_body(str(_unwrap(exc)), type="server_error", code="engine_overloaded"), status_code=503)
+    if isinstance(remote_cause(exc), EngineOverloadedError):  # busy, not broken: the client may retry
+        return JSONResponse(error_body(str(remote_cause(exc)), type="server_error", code="engine_overloaded"), status_code=503)
     logger.exception("unhandled error")
     return JSONResponse(error_body(f"internal error: {type(exc).__name__}", type="server_error"), status_code=500)
 
@@ -115,12 +116,6 @@ def _sse(payload: dict) -> str:
     import json
 
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    from qvq_ray.engines.base import remote_cause
-
-    return remote_cause(exc)
 
 
 def _one_sample_each(sampling: SamplingConfig) -> list[SamplingConfig]:
@@ -147,7 +142,7 @@ def _as_client_error(exc: BaseException) -> ClientError | None:
 
     from qvq_ray.engines.base import InvalidRequestError
 
-    cause = _unwrap(exc)
+    cause = remote_cause(exc)
     if isinstance(cause, InvalidRequestError):
         return ClientError(400, str(cause))
     if isinstance(cause, ValidationError):
@@ -492,7 +487,7 @@ class QvqIngress:
                 indexes, item = await events.get()
                 if isinstance(item, Exception):  # headers are sent: report in-band, as OpenAI-compatible servers do
                     kind = "invalid_request_error" if _as_client_error(item) is not None else "server_error"
-                    yield _sse(error_body(f"generation failed: {_unwrap(item)}", type=kind))
+                    yield _sse(error_body(f"generation failed: {remote_cause(item)}", type=kind))
                     break
                 for index in indexes:
                     if isinstance(item, str):
@@ -526,7 +521,7 @@ class QvqIngress:
                 self.metrics.solution(solution)
                 await events.put({"event": "solution", "solution": solution.model_dump(mode="json")})
             except Exception as exc:
-                await events.put({"event": "error", **error_body(f"solve failed: {_unwrap(exc)}", type="server_error")})
+                await events.put({"event": "error", **error_body(f"solve failed: {remote_cause(exc)}", type="server_error")})
             await events.put(None)
 
         task = asyncio.ensure_future(run())

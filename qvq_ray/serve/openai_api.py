@@ -22,13 +22,17 @@ _STRICT = ConfigDict(strict=True, allow_inf_nan=False)
 INTEGER_FIELDS = frozenset({"max_tokens", "max_completion_tokens", "n", "seed", "top_k", "min_tokens", "top_logprobs", "logprobs", "max_attempts"})
 
 
-def _whole_numbers(data: Any) -> Any:
-    """Integer fields take integer-valued numbers: 5.0 is 5, as vLLM (lax pydantic) reads it and as
-    JSON Schema's "integer" allows; 5.5, "5" and true stay errors (strict otherwise). A model-level
-    step, so the fields' schemas keep their bounds."""
-    if not isinstance(data, dict):
-        return data
-    return {k: int(v) if k in INTEGER_FIELDS and isinstance(v, float) and v.is_integer() else v for k, v in data.items()}
+class WholeNumbersBody(BaseModel):
+    """A request body whose integer fields take integer-valued numbers: 5.0 is 5, as vLLM (lax
+    pydantic) reads it and as JSON Schema's "integer" allows; 5.5, "5" and true stay errors (the
+    models are strict otherwise). A model-level step, so the fields' schemas keep their bounds."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return {k: int(v) if k in INTEGER_FIELDS and isinstance(v, float) and v.is_integer() else v for k, v in data.items()}
 
 
 class TextPart(BaseModel):
@@ -97,7 +101,7 @@ UNSUPPORTED_FIELDS: dict[str, tuple] = {
 }
 
 
-class SamplingRequest(BaseModel):
+class SamplingRequest(WholeNumbersBody):
     """Sampling fields shared by /v1/chat/completions and /v1/completions. Other OpenAI fields that
     only label a request (user, metadata, store...) are accepted and ignored; fields that would
     change the output and are not applied are refused by name (UNSUPPORTED_FIELDS)."""
@@ -121,8 +125,6 @@ class SamplingRequest(BaseModel):
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     min_p: float | None = Field(None, ge=0.0, le=1.0, description="vLLM-style extension; 0 = off.")
     min_tokens: int | None = Field(None, ge=0, description="vLLM-style extension: no end of sequence before this many tokens.")
-
-    _integers = model_validator(mode="before")(classmethod(lambda cls, data: _whole_numbers(data)))
 
     @field_validator("stop")
     @classmethod
@@ -205,7 +207,7 @@ class CompletionRequest(SamplingRequest):
         return self.logprobs
 
 
-class SolveRequest(BaseModel):
+class SolveRequest(WholeNumbersBody):
     """A problem to solve online. No gold answer: online solving is always the gold-free `self` mode."""
 
     model_config = ConfigDict(**_STRICT, extra="forbid")
@@ -220,8 +222,6 @@ class SolveRequest(BaseModel):
     max_attempts: int | None = Field(None, ge=1, le=16, description="Override the policy's attempt budget.")
     max_tokens: int | None = Field(None, ge=1)
     stream: StrictBool = Field(False, description="Server-sent events: one per attempt, then the solution.")
-
-    _integers = model_validator(mode="before")(classmethod(lambda cls, data: _whole_numbers(data)))
 
     @model_validator(mode="before")
     @classmethod

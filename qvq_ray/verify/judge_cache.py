@@ -50,6 +50,13 @@ def check_cache_path(path: str | Path) -> None:
         raise ValueError(f"cannot create {where} {target}: {folder or target.parent} is not a writable folder")
 
 
+def check_configured_cache(judge) -> None:
+    """`check_cache_path` of a judge config's cache (`verifier.judge`), when a judge with a cache
+    file is configured; what the solve and rescore commands run before Ray starts."""
+    if judge is not None and judge.cache_path:
+        check_cache_path(judge.cache_path)
+
+
 def cache_key(parts: dict) -> str:
     """sha256 of the call's inputs, as canonical JSON."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()

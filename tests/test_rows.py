@@ -200,3 +200,18 @@ def test_the_problem_crosses_stages_as_a_struct_and_older_json_parts_still_read(
     assert rows["p0"]["problem"]["source"] == "old" and rows["p0"]["problem"]["num_images"] == 1
     assert problem_of_output_row(rows["p1"]["problem"]).spec.unit == "m"
     assert summarize_output(tmp_path, rows_in=2, seconds=0).rows_out == 2
+
+
+def test_a_jsonl_part_file_has_one_line_per_row_whatever_the_text(tmp_path):
+    """U+2028 / U+0085 in a chain of thought stay escaped (qvq_ray/json_lines.py): a reader that
+    splits lines like str.splitlines still sees one row per line."""
+    import json
+
+    import pyarrow as pa
+
+    from qvq_ray.batch.output import write_part
+
+    texts = ["plain", "a\u2028b\x85c\u2029d 数"]
+    path = write_part(pa.table({"id": ["1", "2"], "text": texts}), tmp_path / "part-x.jsonl", "jsonl")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["text"] for line in lines] == texts

@@ -163,3 +163,16 @@ def test_integer_valued_floats_are_integers_as_vllm_reads_them(base_url):
     for bad in (2.5, "2", True):
         refused = httpx.post(f"{base_url}/v1/chat/completions", json={**chat, "n": bad}, headers=AUTH, timeout=60)
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "n", (bad, refused.text)
+
+
+def test_an_sse_event_is_one_line_for_readers_that_split_like_str_splitlines():
+    """The untrained model writes U+0085 and U+2028 (so may any model): json.dumps keeps them raw,
+    and httpx's iter_lines, like str.splitlines, broke such an event in two (JSONDecodeError in a
+    client reading /v1/solve streams under the soak of benchmarks/serve_kill_soak.py)."""
+    from qvq_ray.serve.ingress import _sse
+
+    text = "a\x85b\u2028c\u2029d\x0be\x1cf é 数 \\u2028"
+    event = _sse({"choices": [{"delta": {"content": text}}]})
+    lines = [line for line in event.splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("data: ")
+    assert json.loads(lines[0][6:])["choices"][0]["delta"]["content"] == text

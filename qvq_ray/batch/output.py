@@ -55,11 +55,11 @@ def write_part(table, final: Path, output_format: str) -> Path:
 
         pq.write_table(table, temporary)
     else:
-        import json
+        from qvq_ray.json_lines import one_line_json
 
         with open(temporary, "w", encoding="utf-8") as handle:
             for row in table.to_pylist():
-                handle.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+                handle.write(one_line_json(row, default=_json_default) + "\n")
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, final)  # atomic: readers see the whole file or none

@@ -113,9 +113,9 @@ def _api_keys(config: QvqConfig) -> list[str]:
 
 
 def _sse(payload: dict) -> str:
-    import json
+    from qvq_ray.json_lines import one_line_json
 
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+    return f"data: {one_line_json(payload)}\n\n"
 
 
 def _one_sample_each(sampling: SamplingConfig) -> list[SamplingConfig]:

@@ -61,6 +61,12 @@ def test_the_schema_lists_every_route(base_url):
     expected = {("/v1/chat/completions", "POST"), ("/v1/completions", "POST"), ("/v1/solve", "POST"), ("/v1/models", "GET"),
                 ("/health", "GET"), ("/healthz", "GET"), ("/readyz", "GET"), ("/livez", "GET"), ("/metrics", "GET")}
     assert expected <= operations, expected - operations
+    schemas = httpx.get(f"{base_url}/openapi.json", timeout=30).json()["components"]["schemas"]
+    for name in ("ChatCompletionRequest", "CompletionRequest", "SolveRequest"):  # this server's limits, stated
+        bounds = [o.get("maximum") for o in schemas[name]["properties"]["max_tokens"]["anyOf"] if o.get("type") == "integer"]
+        assert bounds == [APP_CONFIG["serve"]["max_tokens_limit"]], (name, bounds)
+    assert schemas["SolveRequest"]["properties"]["images"]["maxItems"] == 8
+    assert "content" in schemas["ChatMessage"]["required"]  # null content is refused: the schema says so
 
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])

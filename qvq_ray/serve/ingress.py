@@ -175,6 +175,11 @@ class QvqIngress:
 
         self.metrics = app.state.metrics = ServeMetrics(self.model_name)
         self.app_name = serve.get_replica_context().replica_id.deployment_id.app_name
+        from qvq_ray.serve.openai_api import state_server_limits
+
+        state_server_limits(
+            app, max_tokens=self.config.serve.max_tokens_limit, max_images=self.config.model.max_images_per_prompt
+        )
 
     # ------------------------------------------------------------------ helpers
 

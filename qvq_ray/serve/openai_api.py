@@ -63,7 +63,7 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(**_STRICT, extra="allow")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+    content: str | list[ContentPart] = Field(..., description="Text, or text and image parts (images in user messages only).")
 
 
 class StreamOptions(BaseModel):
@@ -264,10 +264,32 @@ def install_request_schemas(app: Any, models: list[type[BaseModel]]) -> None:
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(body.pop("$defs", {}))
             components[model.__name__] = body
+        _state_server_limits(components, getattr(app.state, "schema_limits", {}))
         app.openapi_schema = schema
         return schema
 
     app.openapi = openapi
+
+
+def state_server_limits(app: Any, *, max_tokens: int, max_images: int) -> None:
+    """This server's configured limits, stated in the request schemas /openapi.json serves (the
+    models are shared by every config): max_tokens (and max_completion_tokens) at most
+    serve.max_tokens_limit, /v1/solve's images at most model.max_images_per_prompt."""
+    app.state.schema_limits = {"max_tokens": max_tokens, "max_images": max_images}
+    app.openapi_schema = None  # built again, with them
+
+
+def _state_server_limits(components: dict, limits: dict) -> None:
+    if not limits:
+        return
+    for name in ("ChatCompletionRequest", "CompletionRequest", "SolveRequest"):
+        properties = components.get(name, {}).get("properties", {})
+        for field in ("max_tokens", "max_completion_tokens"):
+            for option in properties.get(field, {}).get("anyOf", []):
+                if option.get("type") == "integer":
+                    option["maximum"] = limits["max_tokens"]
+        if "images" in properties:
+            properties["images"]["maxItems"] = limits["max_images"]
 
 
 def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:

@@ -37,7 +37,7 @@ def test_greedy_logprobs_name_the_argmax_token_at_every_step(engine):
         assert step.top_logprobs[0].token == step.token and step.logprob == pytest.approx(step.top_logprobs[0].logprob)
         assert step.logprob <= 0 and sum(math.exp(t.logprob) for t in step.top_logprobs) <= 1.0 + 1e-6
         assert bytes(step.bytes).decode(errors="replace") == step.token
-    assert "".join(s.token for s in completion.logprobs).startswith(completion.text[:5])
+    assert "".join(s.token for s in completion.logprobs) == completion.text
     assert _one(engine, max_tokens=12).logprobs is None
 
 
@@ -77,3 +77,27 @@ def test_min_tokens_holds_back_the_end_of_sequence():
         asyncio.run(engine.close())
     assert plain.finish_reason == "stop" and plain.completion_tokens < 380
     assert held.completion_tokens >= plain.completion_tokens + 20
+
+
+@pytest.mark.parametrize("model", ["trained", "tiny-random"])
+def test_logprob_tokens_joined_are_the_text(engine, model):
+    """However the sample ended: an end of sequence (no token text), a stop string cutting a token,
+    the length limit, sampled text of the untrained model (characters split over byte tokens)."""
+    from qvq_ray.engines.hf_engine import HFEngine
+
+    subject = engine if model == "trained" else HFEngine(ModelConfig(path="tiny-random"), HFEngineConfig(torch_threads=1))
+    free = _one(subject, max_tokens=60, temperature=1.0, seed=3, logprobs=2)
+    stop = free.text[7:10] if len(free.text) > 12 else None
+    cases = [free, _one(subject, max_tokens=60, logprobs=0), _one(subject, "x", max_tokens=3, temperature=1.0, seed=5, logprobs=1)]
+    if stop:
+        cases.append(_one(subject, max_tokens=60, temperature=1.0, seed=3, logprobs=2, stop=[stop]))
+    for completion in cases:
+        tokens = [step.token for step in completion.logprobs]
+        assert "".join(tokens) == completion.text, (completion.finish_reason, tokens[-4:], completion.text[-20:])
+        assert len(tokens) == completion.completion_tokens
+        for step in completion.logprobs:
+            assert bytes(step.bytes).decode() == step.token
+            # the chosen token, when among the alternatives, reads there as it does in the text
+            assert all(alt.token == step.token for alt in step.top_logprobs if alt.logprob == step.logprob)
+    if stop:
+        assert cases[-1].finish_reason == "stop" and stop not in cases[-1].text

@@ -492,7 +492,8 @@ class HFEngine:
             finish = "abort"
         logprobs = None
         if request.sampling.logprobs is not None:
-            logprobs = token_logprobs((logprob_steps or [])[: len(used)], self.tokenizer)
+            steps = (logprob_steps or [])[: len(used)]
+            logprobs = token_logprobs(steps, self.tokenizer, texts=self._token_texts(used[: len(steps)], text))
         return Completion(
             text=text,
             finish_reason=finish,
@@ -501,6 +502,26 @@ class HFEngine:
             latency_s=now - request.enqueued,
             logprobs=logprobs,
         )
+
+    def _token_texts(self, tokens: list[int], text: str) -> list[str]:
+        """What each token adds to `text`, so that the logprob tokens joined are the completion's
+        text: incremental decoding (an end of sequence adds nothing, a character split over two
+        tokens comes with the second), the last pieces cut where the text was cut (a stop string)
+        or given the rest (a character the length limit split)."""
+        decoder = _IncrementalDecoder(self.tokenizer)
+        pieces = [decoder.push(token) for token in tokens]
+        joined = "".join(pieces)
+        if joined.startswith(text):  # cut at a stop string: trim from the end
+            excess = len(joined) - len(text)
+            for i in range(len(pieces) - 1, -1, -1):
+                if excess <= 0:
+                    break
+                keep = max(len(pieces[i]) - excess, 0)
+                excess -= len(pieces[i]) - keep
+                pieces[i] = pieces[i][:keep]
+        elif text.startswith(joined) and pieces:  # held back at the end: the rest goes to the last token
+            pieces[-1] += text[len(joined):]
+        return pieces
 
     def _tokens_until(self, tokens: list[int], stop: str) -> int:
         """Fewest leading tokens whose text contains `stop` (a stop string seen only after decoding,

@@ -90,8 +90,12 @@ def step_logprobs(logprobs_row, token: int, top: int) -> tuple[int, float, list[
     return token, chosen, list(zip(indices.tolist(), values.tolist()))
 
 
-def token_logprobs(steps: list[tuple[int, float, list[tuple[int, float]]]], tokenizer: Any) -> list[Any]:
-    """OpenAI-shaped entries (token text, log-probability, UTF-8 bytes, alternatives) for the steps."""
+def token_logprobs(
+    steps: list[tuple[int, float, list[tuple[int, float]]]], tokenizer: Any, texts: list[str] | None = None
+) -> list[Any]:
+    """OpenAI-shaped entries (token text, log-probability, UTF-8 bytes, alternatives) for the steps.
+    `texts`: each chosen token's text as it adds to the completion (joined, they are its text);
+    without them a token is decoded alone (special tokens and split characters shown as such)."""
     from qvq_ray.engines.base import TokenLogprob, TopLogprob
 
     def text(token_id: int) -> str:
@@ -101,14 +105,19 @@ def token_logprobs(steps: list[tuple[int, float, list[tuple[int, float]]]], toke
         return value if value > -1e30 else -9999.0  # OpenAI's convention for "never": JSON has no -inf
 
     out = []
-    for token, logprob, top in steps:
-        piece = text(token)
+    for index, (token, logprob, top) in enumerate(steps):
+        piece = texts[index] if texts is not None else text(token)
         out.append(
             TokenLogprob(
                 token=piece,
                 logprob=finite(logprob),
                 bytes=list(piece.encode()),
-                top_logprobs=[TopLogprob(token=text(i), logprob=finite(v), bytes=list(text(i).encode())) for i, v in top],
+                top_logprobs=[
+                    # the chosen token among its alternatives reads as it does in the text
+                    TopLogprob(token=alt, logprob=finite(v), bytes=list(alt.encode()))
+                    for i, v in top
+                    for alt in [piece if i == token else text(i)]
+                ],
             )
         )
     return out

@@ -88,3 +88,18 @@ def test_a_running_replica_in_an_unhealthy_deployment_is_not_ready(census):
 def test_an_app_without_the_engine_deployment_is_not_ready(census):
     report = _assess(ProbeTargetFake(EngineHealth(alive=True), delay_s=5.0))
     assert not report.ready and "no engine deployment in app 'app'" in report.reason
+
+
+def test_metrics_show_the_latest_judgement():
+    from qvq_ray.serve.health import AppHealth
+    from qvq_ray.serve.metrics import ServeMetrics
+
+    metrics = ServeMetrics("m")
+    metrics.health(AppHealth(live=True, ready=True, saturated=True, replicas=ReplicaCensus(status="HEALTHY", running=1)))
+    text = metrics.render().decode()
+    assert "qvq_ray_engine_saturated 1.0" in text and "qvq_ray_engine_up 1.0" in text and "qvq_ray_engine_live 1.0" in text
+    metrics.health(AppHealth(live=True, ready=False, saturated=False, reason="0 running"))
+    text = metrics.render().decode()
+    assert "qvq_ray_engine_saturated 0.0" in text and "qvq_ray_engine_up 0.0" in text
+    metrics.health(AppHealth(live=True, ready=True, saturated=False, engine=EngineHealth(alive=True, running=3, waiting=0)))
+    assert "qvq_ray_engine_running 3.0" in metrics.render().decode()

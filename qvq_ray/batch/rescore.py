@@ -367,7 +367,8 @@ def rescore(
     if pending:
         verifier_config = VerifierConfig(workers=max(1, workers), timeout_s=timeout_s)
         with Verifier(verifier_config) as verifier:
-            verdicts = verifier.check_many([(r.response, p.answer, p.spec) for p, r in pending])
+            verdicts = verifier.check_many([(r.response, p.answer, p.spec) for p, r in pending],
+                                           questions=[p.question for p, _ in pending])
             if config is not None and config.verifier.judge is not None:
                 verdicts = _run_judge(verifier, config, pending, verdicts, summary)
         for (problem, record), verdict in zip(pending, verdicts):

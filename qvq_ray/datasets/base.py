@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from qvq_ray.problem import Problem
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -237,3 +240,31 @@ def id_and_question(row: Any, ref: str) -> tuple[str, str] | LoadError:
     if not isinstance(question, str) or not question.strip():
         return LoadError(problem_id, "missing required field 'question'")
     return problem_id, question
+
+
+_GOLD_WRAPPERS = re.compile(r"^[\s$]+|[\s$]+$|\\boxed\{\s*\}|\\\[|\\\]|\\\(|\\\)")
+
+
+def unusable_gold(answer: str) -> str | None:
+    """Why a gold answer can never be matched (None when it can): empty once its math delimiters
+    are removed (`$$`), or braces that do not balance (a gold cut off mid-expression). Such a gold
+    must become "no gold" with a load warning, not a gold that marks every response wrong."""
+    from qvq_ray.verify.text import braces_balanced
+
+    if not _GOLD_WRAPPERS.sub("", answer).strip():
+        return "empty gold answer"
+    if not braces_balanced(answer):
+        return f"gold answer with unbalanced braces: {_short(answer)}"
+    return None
+
+
+def checked_gold(answers: list[str], problem_id: str, meta: dict) -> str | None:
+    """The gold of a problem (its answers joined by ", "), or None with a load warning naming the
+    problem when one of them is unusable (`unusable_gold`); the reason goes to meta["gold_warning"]."""
+    for answer in answers:
+        reason = unusable_gold(answer)
+        if reason is not None:
+            logger.warning("%s: %s: loaded without a gold answer", problem_id, reason)
+            meta["gold_warning"] = reason
+            return None
+    return ", ".join(answers)

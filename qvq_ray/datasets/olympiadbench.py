@@ -31,6 +31,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from qvq_ray.datasets.base import (
+    checked_gold,
     id_and_question,
     LoadError,
     as_text,
@@ -152,7 +153,7 @@ def row_to_problem(record: Any, *, ref: str, base_dir: Path, category: str | Non
             id=problem_id,
             question=text,
             images=images,
-            answer=None if no_gold else ", ".join(final_answer),
+            answer=None if no_gold else checked_gold(final_answer, problem_id, meta),
             answer_type=answer_type,
             unit=unit if units is None else ",".join(u or "" for u in units),
             tolerance=tolerances,

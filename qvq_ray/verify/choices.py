@@ -23,8 +23,9 @@ _SUFFIX = re.compile(
     r"\s*(?:选项|项|(?:是|为)?正确(?:的)?(?:答案|选项)?|is\s+correct|is\s+the\s+(?:correct\s+|right\s+|best\s+)?(?:answer|option|choice))\s*$",
     re.IGNORECASE,
 )
-# (C) | [C] | C | C. text | C: text | C) text | (C) text | (c)
-_LETTER = re.compile(r"(?:\((?P<p>[A-Za-z])\)|\[(?P<b>[A-Z])\]|(?P<l>[A-Z])(?=$|[.:：)、,]|\s+[(（]))(?P<rest>.*)", re.S)
+# (C) | [C] | C | C. text | C: text | C) text | (C) text | (c) | C - text
+_LETTER = re.compile(r"(?:\((?P<p>[A-Za-z])\)|\[(?P<b>[A-Z])\]|(?P<l>[A-Z])(?=$|[.:：)、,]|\s+[(（]|\s+[-–—]\s))(?P<rest>.*)", re.S)
+_DASH = re.compile(r"^\s+[-–—]\s+")
 _SEPARATORS = re.compile(r"\s*(?:,|，|、|;|\band\b|和|&)\s*")
 
 
@@ -59,7 +60,7 @@ def choice_letter(answer: str | None, n_choices: int | None = None) -> str | Non
     if m is None:
         return None
     letter = (m.group("p") or m.group("b") or m.group("l")).upper()
-    rest = m.group("rest")
+    rest = _DASH.sub(": ", m.group("rest"), count=1)  # `B - quarter`: the letter, then its option
     if rest and m.group("l") and rest[0] not in ".:：)、,":
         if not re.fullmatch(r"\s+[(（][^()（）]*[)）]\s*", rest):  # `C (145°)`: the letter, then its option
             return None
@@ -101,7 +102,7 @@ def letter_text(answer: str | None) -> str:
     m = _LETTER.fullmatch(s)
     if m is None:
         return ""
-    rest = m.group("rest").strip().lstrip(".:：)、,").strip()
+    rest = _DASH.sub("", m.group("rest"), count=1).strip().lstrip(".:：)、,").strip()
     if rest[:1] in "(（" and rest[-1:] in ")）":
         rest = rest[1:-1].strip()
     return rest
@@ -187,6 +188,25 @@ def option_index(
     return matches[0] if len(matches) == 1 else None
 
 
+def _case_differs_on_letter(answer: str, option: str) -> bool:
+    """`(E)` against the option text `(e)`: a capital letter names option E, not the text `(e)`."""
+    a, o = _clean(answer), _clean(option)
+    return bool(re.fullmatch(r"\(?[A-Za-z]\)?", a)) and a != o and a.casefold() == o.casefold()
+
+
+def _option_after_stray_letter(answer: str, choices: list[str], n: int | None) -> int | None:
+    """`(D) no` when there are two options: a letter past the last option (the model numbered its
+    own list) with one option's exact text after it names that option by its text."""
+    m = _LETTER.fullmatch(_clean(answer))
+    if m is None:
+        return None
+    letter = (m.group("p") or m.group("b") or m.group("l")).upper()
+    if LETTERS.index(letter) < (n or DEFAULT_LETTERS):
+        return None
+    rest = letter_text(answer)
+    return option_index(rest, choices, lambda a, b: False, exact_only=True) if rest else None
+
+
 def _text_key(s: str) -> str:
     from qvq_ray.verify.structures import normalize_answer
 
@@ -234,9 +254,13 @@ def compare_choice(
     if is_letter_hedge(answer):
         return False
     exact = option_index(answer, choices, equal, exact_only=True) if choices else None
-    if exact is not None:  # the answer is an option's text, verbatim (even one like `(a) 2, (b) 3`)
-        return exact == gold_index
+    if exact is not None and not _case_differs_on_letter(answer, choices[exact]):
+        return exact == gold_index  # the answer is an option's text, verbatim (even one like `(a) 2, (b) 3`)
     letter = choice_letter(answer, n)
+    if letter is None and choices:
+        beyond = _option_after_stray_letter(answer, choices, n)
+        if beyond is not None:
+            return beyond == gold_index
     if letter is not None:
         if choices and letter_contradicted(letter, answer, choices, equal):
             return False

@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, NamedTuple
 
+from qvq_ray.verify.arithmetic import evaluate
 from qvq_ray.verify.choices import choice_letter, compare_choice, option_index, LETTERS
 from qvq_ray.verify.numbers import Number, number_text, numbers_equal, parse_number, parse_tolerance, tolerance_for
-from qvq_ray.verify.structures import Node, expand_plus_minus, normalize_answer, parse_structure, text_value
+from qvq_ray.verify.structures import Node, clock_time, expand_plus_minus, normalize_answer, parse_structure, text_value
 from qvq_ray.verify.text import braces_balanced, nesting_depth, split_top_level
-from qvq_ray.verify.units import Quantity, parse_unit_tokens, split_quantity
+from qvq_ray.verify.units import Quantity, parse_unit_tokens, prefixed_apart, split_quantity
 
 # Past this length an answer is not worth a symbolic parse (and is the likeliest to hang one).
 MAX_SYMBOLIC_CHARS = 1000
@@ -46,6 +47,8 @@ MAX_NESTING = 60
 
 
 _DECIMAL_COMMA = re.compile(r"-?\d+,(?:\d{1,2}|\d{4,})(?:\s*[^\d,;\s][^,;]*)?")
+# a unit list, one per answer: `,kg`, `m，s` (full-width comma), `m、s`
+_UNIT_LIST = re.compile(r"[,，、]")
 
 
 class NeedsSympy(Exception):
@@ -92,8 +95,8 @@ class Options:
     def ctx(self, index: int) -> Ctx:
         """The tolerance and unit of the `index`-th gold answer (`unit=",kg"`: none, then kg)."""
         unit = self.unit
-        if unit and "," in unit:
-            units = [u.strip() or None for u in unit.split(",")]
+        if unit and _UNIT_LIST.search(unit):
+            units = [u.strip() or None for u in _UNIT_LIST.split(unit)]
             unit = units[index] if index < len(units) else None
         return Ctx(tolerance_for(self.tolerance, index), unit)
 
@@ -196,19 +199,22 @@ class Comparer:
         if _compact(a) == _compact(g) and not self.options.tolerance and self.options.precision is None:
             return True
         a = self._decimal_comma(a, g)
+        g = self._decimal_comma(g, a)
         g_node = parse_structure(g, normalized=True)
         a_node = parse_structure(a, normalized=True)
         return self.top_equal(g_node, a_node)
 
-    def _decimal_comma(self, a: str, g: str) -> str:
-        """`1000,99` is 1000.99 where nothing else can be meant: the gold is one number, the answer
-        type is not a list, and the comma is not followed by exactly three digits (`7,425`)."""
-        m = _DECIMAL_COMMA.fullmatch(a)
+    def _decimal_comma(self, text: str, other: str) -> str:
+        """`1000,99` is 1000.99 where nothing else can be meant: the other side is one number, the
+        answer type is not a list, and the comma is not followed by exactly three digits (`7,425`).
+        Either side: a gold written in a decimal-comma locale (`3,5`) is as much a number as an
+        answer written so."""
+        m = _DECIMAL_COMMA.fullmatch(text)
         if m is None or (self.options.answer_type or "").lower() in ("list", "tuple", "interval"):
-            return a
-        if parse_number(split_quantity(g).value) is None:
-            return a
-        return a.replace(",", ".", 1)
+            return text
+        if parse_number(split_quantity(other).value) is None:
+            return text
+        return text.replace(",", ".", 1)
 
     def _option_equal(self, option: str, answer: str) -> bool:
         """An option's text against an answer (or the gold), as values, without choices."""
@@ -218,6 +224,7 @@ class Comparer:
 
     def top_equal(self, g: Node, a: Node) -> bool:
         g, a = _expand_pm(g), _expand_pm(a)
+        g, a = _untuple(g, a), _untuple(a, g)
         if {g.kind, a.kind} == {"several", "union"}:  # `x < 1 or x > 2` against a union of intervals
             return self._unions(g, a, self.options.ctx(0))
         if {g.kind, a.kind} == {"several", "seq"}:  # `x=1, y=2` against the point `(1, 2)`
@@ -230,6 +237,7 @@ class Comparer:
 
     def node_equal(self, g: Node, a: Node, tol: Ctx) -> bool:
         g, a = _expand_pm(g), _expand_pm(a)
+        g, a = _untuple(g, a), _untuple(a, g)
         gk, ak = g.kind, a.kind
         if gk == "seq" and ak == "several" or gk == "several" and ak == "seq":
             return self._seq_vs_several(g, a, tol)
@@ -239,6 +247,13 @@ class Comparer:
             return self._collections(g, a, tol=tol)
         if gk == "relation" or ak == "relation":
             return self._relations(g, a, tol)
+        if gk == ak == "clock":  # two times of day: 10:30 is not 10:45 (nor, as a ratio, 20:60)
+            return _same_time(g.text, a.text)
+        if gk == "clock" or ak == "clock":  # `5:19` against `\\frac{5}{19}`: a ratio after all
+            g, a = _clock_as_ratio(g), _clock_as_ratio(a)
+            return g is not None and a is not None and self._ratios(g, a, tol)
+        if gk == "ratio" or ak == "ratio":
+            return self._ratios(g, a, tol)
         if gk == "union" or ak == "union":
             return self._unions(g, a, tol)
         if gk == "matrix" or ak == "matrix":
@@ -287,6 +302,8 @@ class Comparer:
                     return True
             return False
 
+        if _named_in_order(g_items, a_items):  # `m=2, n=3` answered `2, 3`: the values in the gold's order
+            return all(eq(i, i) for i in range(n))
         # try the same position first: most answers list items in the gold's order
         for i in range(n):
             if owner[i] < 0 and eq(i, i):
@@ -359,8 +376,10 @@ class Comparer:
                 return False
             return all(self.node_equal(x, y, tol) for x, y in zip(g.items, a.items))
         matrix, other = (g, a) if g.kind == "matrix" else (a, g)
-        if other.kind == "seq" and min(matrix.rows, matrix.cols) == 1 and len(other.items) == len(matrix.items):
-            return all(self.node_equal(x, y, tol) for x, y in zip(matrix.items, other.items))
+        cells = _matrix_cells(other, matrix.rows, matrix.cols)
+        if cells is not None:
+            pairs = zip(matrix.items, cells) if matrix is g else zip(cells, matrix.items)
+            return all(self.node_equal(x, y, tol) for x, y in pairs)
         if other.kind == "scalar" and self.use_sympy:
             return self.leaf_equal(_matrix_latex(g) if g.kind == "matrix" else g.text, _matrix_latex(a) if a.kind == "matrix" else a.text, tol)
         return False
@@ -373,10 +392,15 @@ class Comparer:
                 g_assign, a_assign = _is_assignment(g), _is_assignment(a)
                 if g_assign and a_assign:
                     return self._names_equal(g.items[0].text, a.items[0].text) and self.node_equal(g.items[-1], a.items[-1], tol)
+                g_tuple, a_tuple = _tuple_assignment(g), _tuple_assignment(a)
+                if g_tuple and a_tuple:
+                    return self._tuple_assignments(g_tuple, a_tuple, tol)
                 if len(g.items) == 2 and len(a.items) == 2 and all(i.kind == "scalar" for i in g.items + a.items):
                     if g.items[0].text == a.items[0].text:
                         if self.node_equal(g.items[1], a.items[1], tol):
                             return True
+                    if all(parse_number(i.text) is not None for i in g.items + a.items):
+                        return self._sides_equal(g, a, tol)  # `1 = 2` is not `1 = 3`: sides, never truth values
                     self._need_sympy()
                     from qvq_ray.verify import symbolic
 
@@ -413,6 +437,39 @@ class Comparer:
         gi, ai = self._as_intervals(g), self._as_intervals(a)
         return gi is not None and ai is not None and self._interval_lists(gi, ai, tol)
 
+    def _sides_equal(self, g: Node, a: Node, tol: Ctx) -> bool:
+        """Two equations of numbers are the same when their sides are, in either order."""
+        (gl, gr), (al, ar) = g.items, a.items
+        same = self.node_equal(gl, al, tol) and self.node_equal(gr, ar, tol)
+        return same or self.node_equal(gl, ar, tol) and self.node_equal(gr, al, tol)
+
+    def _tuple_assignments(self, g: tuple[list[Node], Node], a: tuple[list[Node], Node], tol: Ctx) -> bool:
+        """`(x, y) = (1, 2)` against `(y, x) = (2, 1)`: by name when both name the same unknowns,
+        else the values in order (another choice of letters is notation)."""
+        (g_names, g_values), (a_names, a_values) = g, a
+        g_keys, a_keys = [_name_key(n.text) for n in g_names], [_name_key(n.text) for n in a_names]
+        if sorted(g_keys) == sorted(a_keys) and len(set(g_keys)) == len(g_keys):
+            by_name = dict(zip(a_keys, a_values.items))
+            return all(self.node_equal(v, by_name[k], tol) for k, v in zip(g_keys, g_values.items))
+        return self.node_equal(g_values, a_values, tol)
+
+    def _ratios(self, g: Node, a: Node, tol: Ctx) -> bool:
+        """Ratios are equal when proportional (`1:2` is `2:4`, `1:\\sqrt{3}` is `\\sqrt{3}:3`); a
+        two-part ratio against one value is its quotient (`3:4` is `0.75`)."""
+        if g.kind == a.kind == "ratio":
+            if len(g.items) != len(a.items) or any(i.kind != "scalar" for i in g.items + a.items):
+                return False
+            exact = _proportional_numbers([i.text for i in g.items], [i.text for i in a.items])
+            if exact is not None:
+                return exact
+            g0, a0 = g.items[0].text, a.items[0].text
+            return all(self.leaf_equal(_quotient(x.text, g0), _quotient(y.text, a0), tol) for x, y in zip(g.items[1:], a.items[1:]))
+        ratio, other = (g, a) if g.kind == "ratio" else (a, g)
+        if len(ratio.items) != 2 or other.kind != "scalar" or any(i.kind != "scalar" for i in ratio.items):
+            return False
+        quotient = _quotient(ratio.items[0].text, ratio.items[1].text)
+        return self.leaf_equal(quotient, other.text, tol) if ratio is g else self.leaf_equal(other.text, quotient, tol)
+
     def _names_equal(self, x: str, y: str) -> bool:
         if _name_key(x) == _name_key(y):
             return True
@@ -436,6 +493,8 @@ class Comparer:
         if not braces_balanced(gq.value) or not braces_balanced(aq.value):
             return _compact(g_text) == _compact(a_text)
         problem_unit = self._problem_unit(ctx.unit)
+        if prefixed_apart(gq.label or (ctx.unit if not problem_unit else None), aq.label):
+            return False  # `5 kpc` is not `5 pc`, though neither is a unit we convert
         scale = Fraction(1)
         # units (see `units`: what a missing unit means)
         g_unit = gq.unit or problem_unit
@@ -449,7 +508,7 @@ class Comparer:
             if ratio is None:
                 return False
             scale = ratio
-        gn, an = parse_number(gq.value), parse_number(aq.value)
+        gn, an = _plain_value(gq.value), _plain_value(aq.value)
         for factor, mode in self._readings(gq, aq):
             total = scale * factor
             if gn is not None and an is not None and mode == "plain":
@@ -534,6 +593,18 @@ class Comparer:
 # ---------------------------------------------------------------- helpers
 
 
+def _plain_value(text: str) -> Number | None:
+    """The number a leaf writes, or the exact value of its school arithmetic (`\\frac{3}{4}+1`,
+    `2^{3}`, `\\sqrt{16}`, `(2+3) \\cdot 4`), read in-process (`arithmetic.evaluate`): the same
+    value the worker's sympy computes, without the round trip. Irrational values (`\\pi`,
+    `\\sqrt{2}`) are left to sympy, whose 30 digits the rules for approximations expect."""
+    number = parse_number(text)
+    if number is not None or not text or text.isalpha():
+        return number
+    value = evaluate(text)
+    return Number(value) if isinstance(value, Fraction) else None
+
+
 def _items(node: Node) -> list[Node]:
     if node.kind in ("several", "set"):
         out: list[Node] = []
@@ -586,7 +657,8 @@ _NAME = re.compile(rf"\s*{_NAME_ATOM}(?:\s*{_NAME_ATOM}){{0,3}}\s*(?:\([^()]{{0,
 
 
 def _is_name(node: Node) -> bool:
-    return node.kind == "scalar" and bool(_NAME.fullmatch(node.text)) and not re.fullmatch(r"\s*\d.*", node.text)
+    """`x`, `a_n`, `\\angle ABC`, `f(x)`, `\\text{area}`: what a left side names (a text node too)."""
+    return node.kind in ("scalar", "text") and bool(_NAME.fullmatch(node.text)) and not re.fullmatch(r"\s*\d.*", node.text)
 
 
 def _equation_like(node: Node) -> bool:
@@ -598,7 +670,11 @@ def _inequality_like(node: Node) -> bool:
 
 
 def _is_assignment(node: Node) -> bool:
-    return _equation_like(node) and _is_name(node.items[0])
+    """`x = 2`, `\\angle A = 30^\\circ`, `AB:BC = 2:1`: a name (or a ratio of names) set to a value."""
+    if not _equation_like(node):
+        return False
+    lhs = node.items[0]
+    return _is_name(lhs) or lhs.kind == "ratio" and all(_is_name(i) for i in lhs.items)
 
 
 def _value_statement(node: Node) -> bool:
@@ -629,6 +705,84 @@ def _slash_list(node: Node, n: int) -> list[Node] | None:
     if all(parse_number(split_quantity(p).value) is not None for p in parts):
         return None
     return [parse_structure(p, normalized=True) for p in parts]
+
+
+def _tuple_assignment(node: Node) -> tuple[list[Node], Node] | None:
+    """(names, values) of `(a, b) = (1, 2)`: a tuple of names set equal to a tuple as long; else None."""
+    if not _equation_like(node) or len(node.items) != 2:
+        return None
+    names, values = node.items
+    if names.kind != "seq" or values.kind != "seq" or len(names.items) != len(values.items):
+        return None
+    return (names.items, values) if all(_is_name(n) for n in names.items) else None
+
+
+def _untuple(node: Node, other: Node) -> Node:
+    """`(a, b) = (1, 2)` as what the other side can be compared with: its values `(1, 2)`, or the
+    assignments `a = 1, b = 2` when the other side lists assignments; kept when both are such."""
+    found = _tuple_assignment(node)
+    if found is None or _tuple_assignment(other) is not None:
+        return node
+    names, values = found
+    if other.kind == "several" and all(_is_assignment(i) for i in other.items):
+        return Node("several", items=[Node("relation", items=[n, v], ops=["="], text="") for n, v in zip(names, values.items)])
+    return values
+
+
+def _named_in_order(g_items: list[Node], a_items: list[Node]) -> bool:
+    """Gold items that name distinct unknowns (`m=2, n=3`) answered with bare values: the values
+    come in the gold's order (the question's), not matched in any order."""
+    if len(g_items) < 2 or not all(_is_assignment(i) for i in g_items) or any(i.kind == "relation" for i in a_items):
+        return False
+    return len({_name_key(i.items[0].text) for i in g_items}) == len(g_items)
+
+
+def _same_time(x: str, y: str) -> bool:
+    """Two clock times: equal times of day; where one side gives no AM/PM, on a 12-hour dial."""
+    (tx, mx), (ty, my) = clock_time(x), clock_time(y)
+    if (mx is None) != (my is None):
+        return tx % (12 * 3600) == ty % (12 * 3600)
+    return tx == ty
+
+
+def _clock_as_ratio(node: Node) -> Node | None:
+    """A `clock` node that can be read as a ratio (`5:19`) as one, other nodes as they are; None for
+    a time no ratio writes (`4:30 PM`, `9 o'clock`, `9:05:30`)."""
+    if node.kind != "clock":
+        return node
+    m = re.fullmatch(r"\s*(\d{1,2})\s*:\s*(\d{2})\s*", node.text)
+    if m is None:
+        return None
+    return Node("ratio", items=[Node("scalar", text=m.group(1)), Node("scalar", text=m.group(2))], text=node.text)
+
+
+def _proportional_numbers(gs: list[str], as_: list[str]) -> bool | None:
+    """Whether two ratios of plain numbers are proportional (exact: cross products, zeros where the
+    other has zeros); None when a part is no plain number."""
+    g_values, a_values = [parse_number(x) for x in gs], [parse_number(x) for x in as_]
+    if any(v is None or v.infinite for v in g_values + a_values):
+        return None
+    g, a = [v.value for v in g_values], [v.value for v in a_values]
+    if any((x == 0) != (y == 0) for x, y in zip(g, a)):
+        return False
+    k = next((i for i, x in enumerate(g) if x != 0), None)
+    return k is None or all(g[i] * a[k] == a[i] * g[k] for i in range(len(g)))
+
+
+def _quotient(numerator: str, denominator: str) -> str:
+    return f"\\frac{{{numerator}}}{{{denominator}}}"
+
+
+def _matrix_cells(node: Node, rows: int, cols: int) -> list[Node] | None:
+    """The cells of a matrix written as a list: `[[1, 2], [3, 4]]` row by row, or a vector's
+    `(1, 2)`; None when the shape differs."""
+    if node.kind != "seq":
+        return None
+    if min(rows, cols) == 1 and len(node.items) == rows * cols and all(i.kind != "seq" for i in node.items):
+        return node.items
+    if len(node.items) != rows or not all(r.kind == "seq" and len(r.items) == cols for r in node.items):
+        return None
+    return [cell for row in node.items for cell in row.items]
 
 
 def _is_membership(node: Node) -> bool:
@@ -732,7 +886,7 @@ def _node_parses(node: Node, use_sympy: bool) -> bool:
         q = split_quantity(node.text)
         if not q.value.strip():
             return False
-        if parse_number(q.value) is not None or _is_name(Node("scalar", text=q.value)) and len(q.value) <= 2:
+        if _plain_value(q.value) is not None or _is_name(Node("scalar", text=q.value)) and len(q.value) <= 2:
             return True
         variants = expand_plus_minus(q.value) or [q.value]
         if not use_sympy:

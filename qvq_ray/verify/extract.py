@@ -27,6 +27,22 @@ What a careful grader reads as the answer, in order (invisible characters are re
 4. `choice_mention` (weak, with choices): the last sentences mention exactly one option (its
    letter as `B`, `(B)`, `option B`, `choice (B)`, or its text, or its value with or without the
    option's unit); two different options are a hedge, not an answer.
+5. `restatement` (weak, with the question: `restatement.py`): an answer given only by restating the
+   question. A blank written back filled or a `how many` count of the things asked about is read
+   before rule 3; a yes/no proposition restated (or denied), an option paired with the question,
+   or one new number in a first sentence that restates the question, when rules 3-4 find nothing.
+   A first-sentence value beats a last-sentence number that only repeats the question's; when the
+   two differ otherwise, and the last sentence draws no conclusion, there is no answer.
+
+Before the rules (see `prose.py`): invisible characters and end-of-sequence markers (`</s>`) are
+removed; a Q/A answer label (`A: No, ...`) is not option A; a run-on into a prompt turn the model
+wrote itself (`\nQuestion: ...`, `\nHuman: ...`) is cut off when what precedes it holds an answer;
+for the answer-only and weak rules, closing pleasantries and offers (`Let me know if you have other
+questions.`) and the tables and code blocks after the last sentence are dropped. A stated answer
+is taken back only by a later remark that names the answer (`we cannot provide a definitive
+answer`), not by one that reports what the model cannot see. `A is the correct option` and
+`option B, "surplus," is the correct answer` are statements too. In the last sentence a count
+(`there are three cubes left`, `2 balls are left`) is the answer, not the last number in it.
 
 The weak rules never run on a truncated response (`finish_reason="length"`) or on one that says
 it cannot answer (`not enough information`, `please provide the image`). A hedge is not an answer:
@@ -39,6 +55,8 @@ import re
 from collections import deque
 from typing import NamedTuple
 
+from qvq_ray.verify.prose import answer_text, before_new_turn, number_word_value, qa_label_removed, strip_end_tokens, subject_count
+from qvq_ray.verify.restatement import BLANK, pinned_answer, restated_answer, settled_value
 from qvq_ray.verify.text import find_command_arg, strip_invisible
 from qvq_ray.verify.verdict import WEAK_EXTRACTIONS
 
@@ -49,7 +67,8 @@ _BRACE_TOKEN = re.compile(r"\\.|[{}]", re.S)
 _STATEMENT = re.compile(
     r"final\s+answer(?:\s+is)?"
     r"|answer\s+(?:is|should\s+be|would\s+be|will\s+be)"
-    r"|correct\s+(?:answer|option|choice)\s+(?:is|should\s+be|would\s+be)"
+    r"|answer\s+to\s+(?:your|the|this|that)\s+question\s+is"
+    r"|correct\s+(?:answer|option|choice)(?:\s+letter)?\s+(?:is|should\s+be|would\s+be)"
     r"|(?:best|right)\s+(?:answer|option|choice)\s+is"
     r"|answer\s*[:：]"
     r"|最终答案(?:是|为)?"
@@ -60,7 +79,7 @@ _STATEMENT = re.compile(
     re.IGNORECASE,
 )
 # A sentence end after the answer: period + whitespace (never inside a decimal like 3.5) or 。
-_SENTENCE_END = re.compile(r"\.\s|。|[,，]\s*(?:because|since|which|as\s+(?:this|it)|so\s+that|thus|hence)\b", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"\.\s|\?\s+(?=[A-Z])|(?<=\.[\"”'])\s|。|[,，]\s*(?:because|since|which|as\s+(?:this|it)|so\s+that|thus|hence)\b", re.IGNORECASE)
 _MAX_STATEMENT_LINES = 6  # lines looked at after a statement marker (display math spans a few)
 _MAX_STATEMENT_CHARS = 2000  # an "answer" longer than this is prose, not an answer
 _LAST_BOXES = 8  # boxes examined from the end (a multi-part answer has a few)
@@ -79,27 +98,49 @@ class Extraction(NamedTuple):
 _NONE = Extraction(None, None)
 
 
-def extract(response: str, choices: list[str] | None = None, finish_reason: str | None = None) -> Extraction:
-    """The final answer and how it was found (see the module doc); `Extraction(None, None)` if none."""
+def extract(
+    response: str, choices: list[str] | None = None, finish_reason: str | None = None, question: str | None = None
+) -> Extraction:
+    """The final answer and how it was found (see the module doc); `Extraction(None, None)` if none.
+    `question`: the problem's question, for answers given only by restating it (`restatement.py`)."""
     if not response:
         return _NONE
-    text = strip_invisible(response)
     choices = [str(c) for c in choices] if choices else []
+    text = qa_label_removed(strip_end_tokens(strip_invisible(response)), choices[0] if choices else None)
+    head = before_new_turn(text)
+    if head is not None:  # `The answer is 2.\n\nQuestion: ...`: what follows answers other questions
+        found = _extract(head, choices, finish_reason, question)
+        if found.answer is not None:
+            return found
+    return _extract(text, choices, finish_reason, question)
+
+
+def _extract(text: str, choices: list[str], finish_reason: str | None, question: str | None = None) -> Extraction:
     boxes = _last_boxes(text)
     statement = _last_statement(text)
+    named = _last_letter_named(text)
+    if named is not None and named.start() > max(statement.start() if statement else -1, boxes[-1].start if boxes else -1):
+        return _checked(named.group(1), "statement")  # `Option B is the correct answer.`
     if boxes and (statement is None or boxes[-1].start >= statement.start()):
         return _checked(_boxed_answer(text, boxes), "boxed")
     if statement is not None:
         after = text[statement.end() :]
         cut = _SENTENCE_END.search(after)
-        if cut is not None and _DECLINE.search(after[cut.end() :][:_DECLINE_CHARS]):
+        if cut is not None and _RETRACTION.search(after[cut.end() :][:_DECLINE_CHARS]):
             return _NONE  # `... the answer is B (No). Without the data, we cannot provide a definitive answer.`
         answer = _statement_answer(text, statement, choices)
+        if answer is not None and not boxes and _is_sentence(answer, choices):  # `Here is the answer:\n\nThe model has ...`
+            restated = pinned_answer(text[statement.end() :], question, choices) or restated_answer(
+                text[statement.end() :], question, choices
+            )
+            if restated is not None:
+                return _checked(restated, "restatement")
         if answer is not None and (not boxes or _answer_like(answer, choices)):
             return _checked(answer, "statement")
         if boxes:
             return _checked(_boxed_answer(text, boxes), "boxed")
         return _NONE
+    text = answer_text(text)
     whole = _whole_response(text, choices)
     if whole is not None:
         return _checked(whole, "whole_response")
@@ -108,16 +149,42 @@ def extract(response: str, choices: list[str] | None = None, finish_reason: str 
     tail = text[-_TAIL_CHARS:]
     if _DECLINE.search(tail[-_DECLINE_CHARS:]):
         return _NONE
-    return _final_sentence(tail, choices)
+    pinned = pinned_answer(tail, question, choices)
+    if pinned is not None:
+        return _checked(pinned, "restatement")
+    found = _final_sentence(tail, choices)
+    if found.answer is None and choices:  # `No, Periwinkle is not the maximum. It is ...`
+        found = _checked(_leading_option_word(text, choices), "whole_response")
+    return _with_restatement(found, tail, question, choices)
 
 
-def extract_final_answer(response: str, choices: list[str] | None = None, finish_reason: str | None = None) -> str | None:
+def _with_restatement(found: Extraction, tail: str, question: str | None, choices: list[str]) -> Extraction:
+    """The last-sentence reading, checked against what the response says by restating the question
+    (`restatement.py`): the restatement when the rules found nothing, or when the last sentence
+    only repeats a number of the question's; no answer when the two state different values."""
+    restated = restated_answer(tail, question, choices)
+    if restated is None or found.how == "whole_response":
+        return found
+    if found.answer is None:
+        return _checked(restated, "restatement")
+    if choices:
+        return found
+    settled = settled_value(found.answer, restated, question or "", tail)
+    return _NONE if settled is None else _checked(settled, "restatement" if settled is restated else found.how)
+
+
+def extract_final_answer(
+    response: str, choices: list[str] | None = None, finish_reason: str | None = None, question: str | None = None
+) -> str | None:
     """The final answer as written (delimiters and a trailing period removed), or None."""
-    return extract(response, choices, finish_reason).answer
+    return extract(response, choices, finish_reason, question).answer
+
+
+_RUNAWAY_DIGITS = re.compile(r"(\d)\1{15,}")  # `0.99999999...`: a repetition loop, no value
 
 
 def _checked(answer: str | None, how: str) -> Extraction:
-    if answer is None or not answer.strip() or is_hedge(answer):
+    if answer is None or not answer.strip() or is_hedge(answer) or _RUNAWAY_DIGITS.search(answer):
         return _NONE
     return Extraction(answer, how)
 
@@ -295,10 +362,43 @@ def _assignment_prefix(before: str) -> str | None:
 
 
 def _last_statement(text: str):
+    """The last final-answer marker, not counting one the text ends in before its answer (a
+    repetition loop cut off at `The correct option letter is (`)."""
     last = None
-    for last in _STATEMENT.finditer(text):
-        pass
+    for m in _STATEMENT.finditer(text):
+        if re.search(r"\w", text[m.end() :]):
+            last = m
     return last
+
+
+# A statement that names its option before the verdict: `A is the correct option`, `option (B) no
+# is the correct answer`, `Option B, "increase," is the correct answer`.
+_LETTER_NAMED = re.compile(
+    r"(?<![A-Za-z])(?:(?:option|choice)\s+)?\(?([A-J])\)?(?:\s*[,:]?\s*\"[^\"\n]{0,80}\"\s*,?|\s+[^\s.,;]{1,20})?"
+    r"\s+is\s+the\s+(?:(?:correct|right|best)\s+)?(?:answer|option|choice)\b",
+    re.IGNORECASE,
+)
+
+
+def _last_letter_named(text: str):
+    last = None
+    for m in _LETTER_NAMED.finditer(text):
+        if m.group(1).isupper():
+            last = m
+    return last
+
+
+# A later remark that takes the stated answer back (it names the answer): `Without the data, we
+# cannot provide a definitive answer.` One that only reports what the model cannot see (`I cannot
+# see any red cars in the picture`) takes nothing back.
+_RETRACTION = re.compile(
+    r"(?:cannot|can'?t|can\s+not|unable\s+to|not\s+possible\s+to|impossible\s+to|not\s+able\s+to)\s+"
+    r"(?:(?:be\s+)?\w+\s+){0,3}?(?:(?:a|an|the|any|one|this|my|that)\s+)?"
+    r"(?:(?:definitive|definite|certain|accurate|exact|precise|correct|final|clear|single|specific|confident)\s+)?"
+    r"(?:answer|option|choice)\b"
+    r"|not\s+(?:sure|certain)\s+(?:about|of)\s+(?:the|my|this|that)\s+answer",
+    re.IGNORECASE,
+)
 
 
 # Words between a statement marker and its answer (`the answer is therefore choice (B)`).
@@ -386,10 +486,11 @@ _COPULA = re.compile(
     r"|(?<![<>!=])=(?!=)|≈|\\approx|是|为|等于|约为)\s*",
     re.IGNORECASE,
 )
-_LEADING_ARTICLE = re.compile(r"^(?:a|an|the|exactly|only|just|about|around|approximately|roughly|nearly|option|choice)\s+", re.I)
+_MAX_COPULAS = 4  # copulas of one sentence tried, from its last
+_LEADING_ARTICLE = re.compile(r"^(?:a\s+total\s+of|a|an|the|exactly|only|just|about|around|approximately|roughly|nearly|option|choice)\s+", re.I)
 _NUMBER = re.compile(r"(?<![\w.])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])|(?<![\w.])[-−]?\.\d+(?![\w])")
 _NUMBER_AT_START = re.compile(
-    r"^[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d.,])(?!\s*(?:-|–|to\b|or\b)\s*\d)(?:\s*(?:%|°|\\%|\^\\circ|\^\{\\circ\}))?"
+    r"^[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d.,])(?!\s*(?:-|–|:|to\b|or\b)\s*\d)(?:\s*(?:%|°|\\%|\^\\circ|\^\{\\circ\}))?"
 )
 _CJK_COPULA = re.compile(r"[\u4e00-\u9fff](?:是|为|等于|约为)\s*\S")
 _WORD = re.compile(r"[A-Za-z\u00b0\u4e00-\u9fff/^0-9{}\\]+")
@@ -430,18 +531,12 @@ def _answer_span(sentence: str, choices: list[str]) -> str | None:
         if bold and not _is_prose(bold):
             return _reduce_value(bold) or bold
     plain = sentence.replace("**", "")
-    last = None
-    for last in _COPULA.finditer(plain):
-        pass
-    if last is not None:
-        value = _LEADING_ARTICLE.sub("", plain[last.end() :].strip()).strip()
-        value = _clean(value)
-        if value:
-            if not _is_prose(value):
-                return value
-            reduced = _reduce_value(value)
-            if reduced is not None:
-                return reduced
+    count = subject_count(plain)
+    span = _copula_span(plain, count)
+    if span is not None:
+        return span
+    if count is not None:
+        return count
     numbers = {n.replace(",", "").replace("−", "-") for n in _NUMBER.findall(plain)}
     if len(numbers) == 1:
         m = _NUMBER.search(plain)
@@ -449,12 +544,38 @@ def _answer_span(sentence: str, choices: list[str]) -> str | None:
     return None
 
 
+def _copula_span(plain: str, count: str | None) -> str | None:
+    """The value after the last `is`/`are`/`=` that reads as one (`... is 0.11 meters`), trying
+    earlier ones when a later one is followed by prose (`there are three models with an accuracy
+    of less than 8 in ...`: `of` leads nowhere, `are` to `three models`)."""
+    for cop in reversed(list(_COPULA.finditer(plain))[-_MAX_COPULAS:]):
+        after = plain[cop.end() :].strip()
+        if cop.group().strip().lower() == "of" and re.match(r"(?i)(?:the|these|those|all)\b", after):
+            continue  # `of the three people, ...`: a part of a whole, not a value
+        value = _clean(_LEADING_ARTICLE.sub("", after).strip())
+        if not value:
+            continue
+        if count is not None and not re.search(r"\d", value) and number_word_value(value) is None:
+            return count  # `2 balls are left`, `Approximately 50% of the stripes are horizontal`
+        if not _is_prose(value):
+            return number_word_value(value) if _is_number_word(value) else value
+        reduced = _reduce_value(value)
+        if reduced is not None:
+            return reduced
+    return None
+
+
+def _is_number_word(value: str) -> bool:
+    """`two`, `Three.`: a count written as a word, alone."""
+    return number_word_value(value) is not None and len(value.split()) == 1
+
+
 def _reduce_value(value: str) -> str | None:
     """`0.11 meters.` -> `0.11 meters`, `3 bars that have ...` -> `3 bars`; None if no number leads."""
     value = value.strip()
     m = _NUMBER_AT_START.match(value)
     if not m:
-        return None
+        return number_word_value(value)  # `three objects left` -> `3`
     number = m.group()
     rest = value[m.end() :]
     unit = _unit_after(rest)
@@ -466,6 +587,15 @@ def _unit_after(rest: str) -> str | None:
     from qvq_ray.verify.units import unit_phrase
 
     return unit_phrase(rest)
+
+
+_MIN_SENTENCE_WORDS = 6
+
+
+def _is_sentence(answer: str, choices: list[str]) -> bool:
+    """Whether a statement's "answer" is a whole sentence of prose naming no option (`Here is the
+    answer: The model has 9 dots divided into 3 equal groups`): it states no answer by itself."""
+    return _is_prose(answer) and len(answer.split()) >= _MIN_SENTENCE_WORDS and not _mentions(answer, choices)
 
 
 def _answer_like(answer: str, choices: list[str]) -> bool:
@@ -520,6 +650,16 @@ _NO_ANSWER = re.compile(
 )
 
 
+def _leading_option_word(line: str, choices: list[str]) -> str | None:
+    """`No, Periwinkle is not the maximum.` with options Yes/No -> `No`: a one-word option the
+    response opens with, then a pause (`,` `.` `!` `;`); None otherwise."""
+    m = re.match(r"\s*(?:\*\*)?([A-Za-z]+)(?:\*\*)?\s*[,.!;](?:\s|$)", line)
+    if m is None:
+        return None
+    hits = [c.strip() for c in choices if c.strip().casefold() == m.group(1).casefold()]
+    return hits[0] if len(hits) == 1 else None
+
+
 def _whole_response(text: str, choices: list[str]) -> str | None:
     lines = [line for line in text.strip().split("\n") if line.strip()]
     if not lines:
@@ -554,27 +694,27 @@ _DECLINE = re.compile(
     re.IGNORECASE,
 )
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?。！？])\s+|\n+")
-_FLUFF = re.compile(r"(?i)^(?:I\s+hope|hope\s+this|let\s+me\s+know|feel\s+free|if\s+you\s+have|please\s+let)")
 
 
 def _final_sentence(tail: str, choices: list[str]) -> Extraction:
     lines = [line for line in tail.rstrip().split("\n") if line.strip()]
     if not lines:
         return _NONE
+    if _ends_with_option_list(lines):
+        return _NONE  # `(C) yes\n(D) no`: options listed (or made up), none chosen
     last_line = lines[-1]
     bare = _bare(last_line, choices)
     if bare is not None and len(lines) > 1:
         return _checked(bare, "final_sentence")
     sentences = [s.strip() for s in _SENTENCE_SPLIT.split("\n".join(lines[-6:])) if s.strip()]
-    while sentences and _FLUFF.match(sentences[-1]):
-        sentences.pop()
     if len(sentences) > 1:
         from qvq_ray.verify.choices import choice_letter
 
         if choice_letter(sentences[-1], len(choices) or None) is not None and len(sentences[-1]) <= 4:
             return _checked(sentences[-1], "final_sentence")
-    if not sentences or not _terminated(sentences[-1]):
-        return _NONE
+    if not sentences or not _terminated(sentences[-1]) or BLANK.search(sentences[-1]):
+        return _NONE  # `The model has ___ dots ...`: the question's blank copied, not filled
+    named = _named_option(tail, choices)
     for sentence in reversed(sentences[-2:]):
         span = _answer_span(_strip_markup(sentence), choices)
         if span is not None and not _NOT_AN_ANSWER.match(span):
@@ -582,21 +722,44 @@ def _final_sentence(tail: str, choices: list[str]) -> Extraction:
                 mention = _choice_mention(span, choices)
                 if mention is not None:
                     return _checked(mention, "final_sentence")
-                if not re.search(r"\d", span):
-                    span = None
+                if not re.search(r"\d", span) or not any(re.search(r"\d", c) for c in choices):
+                    span = None  # `a surplus of 1,300 units` when the options are words: the word is the answer
             if span is not None:
                 return _checked(span, "final_sentence")
         if choices:
             mention = _choice_mention(sentence, choices)
             if mention is not None:
-                return _checked(mention, "choice_mention")
+                return _checked(named or mention, "choice_mention")
             if mention is None and _mentions(sentence, choices):
-                return _NONE  # two options named: a hedge
-    return _NONE
+                return _checked(named, "choice_mention")  # two options named: a hedge, unless one was named first
+    return _checked(named, "choice_mention")
+
+
+def _named_option(text: str, choices: list[str]) -> str | None:
+    """The letter of the one option the text names with its letter AND its text (`... are (C)
+    Snake and raccoon.`): an answer stated before an explanation that goes on to mention other
+    options' words. None when no option, or several, are named so."""
+    from qvq_ray.verify.choices import LETTERS
+
+    named = {
+        k
+        for k, option in enumerate(choices[: len(LETTERS)])
+        if option.strip()
+        and re.search(r"\(" + LETTERS[k] + r"\)\s*" + re.escape(option.strip()) + r"(?![\w])", text, re.IGNORECASE)
+    }
+    return LETTERS[named.pop()] if len(named) == 1 else None
+
+
+_OPTION_LINE = re.compile(r"^\s*\(?[A-Z]{1,2}[).:]\s*\S")
+
+
+def _ends_with_option_list(lines: list[str]) -> bool:
+    """Whether the response ends with two or more lines shaped like options (`(C) yes`, `(D) no`)."""
+    return len(lines) >= 2 and all(_OPTION_LINE.match(line) for line in lines[-2:])
 
 
 def _terminated(sentence: str) -> bool:
-    s = sentence.rstrip(" *$)]}\\")
+    s = sentence.rstrip(" *$)]}\\\"”'’")
     if s.endswith((".", "!", "。", "！")) or sentence.rstrip().endswith(("$", "**", "\\]", "\\)")):
         return True
     return bool(re.search(r"(?:[:=]|\b(?:is|are|was|equals))\s*[-−]?\d[\d,.]*\s*(?:%|°|[A-Za-z/^{}0-9]{1,12})?\s*$", sentence))
@@ -618,14 +781,21 @@ _LETTER_MENTION = re.compile(
 )
 
 
+_LETTER_LIST = re.compile(
+    r"(?:\b(?:options|choices|letters)\s*\(?|\()((?<![A-Za-z])[A-J](?:\s*(?:,|/|\band\b|\bor\b)\s*(?:(?:and|or)\s+)?[A-J](?![A-Za-z]))+)"
+)
+
+
 def _mentions(sentence: str, choices: list[str]) -> set[int]:
     """Indices of the options a sentence names: by letter, by text, or by value."""
     from qvq_ray.verify.choices import LETTERS
 
     found: set[int] = set()
     n = len(choices)
-    for m in _LETTER_MENTION.finditer(sentence):
-        letter = next(g for g in m.groups() if g)
+    letters = [next(g for g in m.groups() if g) for m in _LETTER_MENTION.finditer(sentence)]
+    for m in _LETTER_LIST.finditer(sentence):  # `the other options (B, C, and D)`
+        letters += re.findall(r"[A-J]", m.group(1))
+    for letter in letters:
         k = LETTERS.index(letter)
         if k < n:
             found.add(k)
@@ -647,6 +817,7 @@ def _choice_mention(sentence: str, choices: list[str]) -> str | None:
 def _option_key(option: str) -> str:
     s = option.replace("$", "")
     s = re.sub(r"\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}", r"\1", s)
+    s = re.sub(r"\*?\s*\\degree\b", "°", s)  # `60*\\degree` (MathVista's degrees)
     s = s.replace("\\circ", "°").replace("^°", "°").replace("^{°}", "°").replace("~", " ").replace("\\,", " ")
     return re.sub(r"\s+", " ", s).strip().casefold()
 
@@ -655,6 +826,12 @@ def _option_text_index(text: str, choices: list[str]) -> int | None:
     key = _option_key(text).rstrip(".")
     hits = [k for k, c in enumerate(choices) if _option_key(c).rstrip(".") == key and key]
     return hits[0] if len(hits) == 1 else None
+
+
+# An option that is a number with its unit, or a qualified number (`around 31%`, `4.40米`).
+_OPTION_NUMBER = re.compile(
+    r"(?:(?:around|about|approximately|roughly|nearly)\s+)?(-?\d+(?:\.\d+)?)\s*(?:°|%|[a-z]{1,3}(?:\^?\{?\d\}?)?|[\u4e00-\u9fff]{1,3})?"
+)
 
 
 def _option_texts_in(sentence: str, choices: list[str]) -> set[int]:
@@ -668,7 +845,7 @@ def _option_texts_in(sentence: str, choices: list[str]) -> set[int]:
             continue
         for m in re.finditer(r"(?<![\w.])" + re.escape(key) + r"(?![\w])", s):
             spans.append((m.start(), m.end(), k))
-        number = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*(?:°|%|[a-z]{1,3}(?:\^?\{?\d\}?)?)?", key)
+        number = _OPTION_NUMBER.fullmatch(key)
         if number and number.group(1) != key:
             for m in re.finditer(r"(?<![\w.])" + re.escape(number.group(1)) + r"(?![\w.]|\.\d)", s):
                 spans.append((m.start(), m.end(), k))

@@ -48,6 +48,7 @@ _POW10_RE = re.compile(r"(?P<sign>[+-]?)\s*10\s*\^\s*(?:\{\s*(?P<exp1>[+-]?\s*\d
 _FRAC_RE = re.compile(r"(?P<sign>[+-]?)\s*\\frac\s*\{\s*(?P<num>[+-]?\d+)\s*\}\s*\{\s*(?P<den>[+-]?\d+)\s*\}$")
 _FRAC_SHORT_RE = re.compile(r"(?P<sign>[+-]?)\s*\\frac\s*(?P<num>\d)(?P<den>\d)$")
 _SLASH_RE = re.compile(r"(?P<sign>[+-]?)\s*(?P<num>\d+)\s*/\s*(?P<den>\d+)$")
+_BRACED_DECIMAL_COMMA = re.compile(r"(?<=\d)\{,\}(?=\d{1,2}(?!\d)|\d{4,})")
 _INF_RE = re.compile(r"(?P<sign>[+-]?)\s*\\infty$")
 
 
@@ -71,7 +72,7 @@ def parse_number(text: str) -> Number | None:
     s = text.strip()
     if not s or len(s) > MAX_NUMBER_CHARS:
         return None
-    s = s.replace("{,}", ",")
+    s = _BRACED_DECIMAL_COMMA.sub(".", s).replace("{,}", ",")  # `3{,}5` is 3.5, `1{,}000` is 1000
     if s.startswith("{") and s.endswith("}") and s.count("{") == 1:
         s = s[1:-1].strip()
     m = _DECIMAL_RE.match(s)

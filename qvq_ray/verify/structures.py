@@ -4,7 +4,9 @@
 top-level separators and brackets. Pure string work (safe in-process); the leaves (`Scalar`) are
 what `equivalence` compares numerically or with sympy. latex2sympy parses the leaves: this module
 only decides what the pieces are, so that `(1, 2]` is an interval, `\\{1, 2\\}` an unordered set,
-`(2, 1), (3, 1)` two points in any order, and `x = 2` an assignment.
+`(2, 1), (3, 1)` two points in any order, and `x = 2` an assignment. Also: `10:30` a clock time
+(`clock`), `2:3` and `1:2:3` ratios (`ratio`), `\\{x \\mid x > 2\\}` the condition it states, and a
+whole-answer `\\text{5 cm}` what it wraps.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ MAX_DEPTH = 12
 
 @dataclass
 class Node:
-    kind: str  # several | set | seq | union | matrix | relation | scalar | text
+    kind: str  # several | set | seq | union | matrix | relation | ratio | clock | scalar | text
     items: list["Node"] = field(default_factory=list)
     text: str = ""  # scalar/text: the LaTeX; relation: the operator chain joined
     open: str = ""  # seq: the opening bracket, normalised to ( [ <
@@ -31,7 +33,7 @@ class Node:
     cols: int = 0
 
     def __repr__(self) -> str:  # compact, for test failure messages
-        if self.kind in ("scalar", "text"):
+        if self.kind in ("scalar", "text", "clock"):
             return f"{self.kind}({self.text!r})"
         if self.kind == "relation":
             return f"relation({' '.join(f'{i!r} {o}' for i, o in zip(self.items, self.ops + ['']))})"
@@ -172,6 +174,11 @@ def parse_structure(text: str, *, normalized: bool = False, depth: int = 0) -> N
         return Node(
             "relation", items=[parse_structure(p, normalized=True, depth=depth + 1) for p in items], ops=ops, text=s
         )
+    if _CLOCK.fullmatch(s):
+        return Node("clock", text=s)
+    ratio = _ratio_parts(s)
+    if ratio is not None:
+        return Node("ratio", items=[parse_structure(p, normalized=True, depth=depth + 1) for p in ratio], text=s)
     # unions of intervals / sets
     parts = [p.strip() for p in split_top_level(s, ("\\cup",))]
     if len(parts) > 1 and all(parts):
@@ -190,7 +197,7 @@ def parse_structure(text: str, *, normalized: bool = False, depth: int = 0) -> N
             if closer not in ("\\}", "\\rbrace"):
                 return Node("scalar", text=s)
             if len(split_top_level(inner, ("|", "\\mid", ":"))) > 1:
-                return Node("text", text=s)  # set-builder notation: compared as written
+                return _set_builder(s, inner, depth)
             return Node("set", items=[parse_structure(p, normalized=True, depth=depth + 1) for p in elements if p])
         if len(elements) >= 2 and all(elements):
             if len(elements) > MAX_ITEMS:
@@ -203,9 +210,75 @@ def parse_structure(text: str, *, normalized: bool = False, depth: int = 0) -> N
             )
         if len(elements) == 1 and opener == "(" and closer == ")":
             return parse_structure(inner, normalized=True, depth=depth + 1)
+    wrapped = _wrapped_value(s)
+    if wrapped is not None:
+        return parse_structure(wrapped, normalized=True, depth=depth + 1)
     if _is_text(s):
         return Node("text", text=s)
     return Node("scalar", text=s)
+
+
+# `10:30`, `9:05:30`, `4:30 PM`, `9 o'clock`: a time of day (hours to 24, minutes and seconds two digits)
+_CLOCK = re.compile(
+    r"(?:[01]?\d|2[0-4])\s*:\s*[0-5]\d(?:\s*:\s*[0-5]\d)?(?:\s*(?:\\text\{\s*)?(?:[ap]\.?\s*m\.?)\s*\}?)?"
+    r"|(?:[01]?\d|2[0-4])\s*o['’]?\s*clock",
+    re.IGNORECASE,
+)
+_CLOCK_PARTS = re.compile(r"(\d{1,2})(?:\s*:\s*(\d{2}))?(?:\s*:\s*(\d{2}))?")
+_MERIDIEM = re.compile(r"(?<![A-Za-z])([ap])\.?\s*m(?![A-Za-z])", re.IGNORECASE)
+_RATIO_SEPARATORS = (":", "\\colon", "∶")
+
+
+def clock_time(text: str) -> tuple[int, str | None]:
+    """(seconds into the day, `a`/`p` or None) of a `clock` node's text: `4:30 PM` -> (59400, 'p')."""
+    m = _CLOCK_PARTS.match(text.strip())
+    hours, minutes, seconds = (int(g or 0) for g in m.group(1, 2, 3))
+    found = _MERIDIEM.search(text, m.end())
+    meridiem = found.group(1).lower() if found else None
+    if meridiem is not None:
+        hours = hours % 12 + (12 if meridiem == "p" else 0)
+    return hours * 3600 + minutes * 60 + seconds, meridiem
+
+
+def _ratio_parts(s: str) -> list[str] | None:
+    """The parts of `2:3`, `1 : 2 : 3`, `AB:BC`, `2\\sqrt{3} \\colon 1` (a ratio, compared by
+    proportion, never read as a division chain); None when there is no top-level colon or a part
+    is empty or words (`Answer: 5` is no ratio)."""
+    if ":" not in s and "\\colon" not in s and "∶" not in s:
+        return None
+    parts = [p.strip() for p in split_top_level(s, _RATIO_SEPARATORS)]
+    if len(parts) < 2 or len(parts) > MAX_ITEMS or not all(parts) or any(_is_text(p) for p in parts):
+        return None
+    return parts
+
+
+# `\{x \mid x > 2\}`: one variable (a letter, maybe subscripted, or a Greek letter) before the bar
+_BUILDER_VARIABLE = re.compile(r"\s*(?:[A-Za-z]|\\[A-Za-z]+)(?:_\{?[A-Za-z0-9]\}?)?\s*(?:\\in\s*\\mathbb\{?[RZNQ]\}?)?\s*")
+
+
+def _set_builder(s: str, inner: str, depth: int) -> Node:
+    """`\\{x \\mid x > 2\\}` is the set its condition states: the condition's structure (an
+    inequality, an interval membership) when the variable is one name and the condition a
+    relation; otherwise the text as written."""
+    parts = split_top_level(inner, ("|", "\\mid", ":"))
+    if len(parts) != 2 or not _BUILDER_VARIABLE.fullmatch(parts[0]):
+        return Node("text", text=s)
+    condition = parse_structure(parts[1].strip(), normalized=True, depth=depth + 1)
+    if condition.kind == "relation" or condition.kind == "several" and all(i.kind == "relation" for i in condition.items):
+        return condition
+    return Node("text", text=s)
+
+
+def _wrapped_value(s: str) -> str | None:
+    """What a whole-answer `\\text{...}` wraps when it holds a value or a list (`\\text{5 cm}`,
+    `\\text{A, C}`, `\\text{1 and 2}`): compared as that; None for words alone (text)."""
+    m = _TEXT_WRAP.fullmatch(s)
+    if m is None:
+        return None
+    inner = m.group(1).strip()
+    if not inner or not (re.search(r"\d", inner) or re.search(r",|;| and | or ", inner)):
+        return None
+    return inner
 
 
 def _split_part_labels(s: str) -> list[str] | None:

@@ -92,6 +92,9 @@ _COMPLEX = re.compile(r"\\mathbb\{C\}|\\i\b|(?<![A-Za-z\\])i(?![A-Za-z])|\\text\
 
 _SPACED_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:(?: |\\,|\\ |\{,\})\d{3})+(?![\d])")
 _UPPER_I = re.compile(r"(?<![A-Za-z\\])I(?![A-Za-z])")
+# Positive numbers joined by sums, products, quotients, roots and powers: never 0 (a parse that
+# says 0, e.g. of digits juxtaposed before a root, read the text wrongly).
+_POSITIVE_ONLY = re.compile(r"(?:[\d\s.{}()+*/^]|\\(?:sqrt|frac|cdot|times|pi)(?![A-Za-z]))+")
 # Two numbers side by side (`2 3`, `(1) 20`) are two things, never a sum or a product.
 _JUXTAPOSED = re.compile(r"(?:^|[^_^\d.])\d+\s+\d(?!\d*\s*/)|\(\s*\d+\s*\)\s*\d")
 # Parentheses right after a number or `)`: a product. latex2sympy reads `2(16)` as 18, `(8)(6)` as
@@ -154,6 +157,8 @@ def parse_leaf(text: str):
         raise ParseError(str(exc)[:200]) from exc
     if isinstance(expr, (list, tuple)) or not isinstance(expr, (sympy.Basic, sympy.MatrixBase)):
         raise ParseError("not an expression")
+    if _POSITIVE_ONLY.fullmatch(s) and re.search(r"[1-9]", s) and not is_huge(expr) and expr.is_zero:
+        raise ParseError("degenerate: positive numbers read as 0")  # compared as text instead
     if expr.has(sympy.EulerGamma):  # `\gamma`, `\Gamma`: an angle or a ratio, not Euler's constant
         name = "Gamma" if "\\Gamma" in s and "\\gamma" not in s else "gamma"
         expr = expr.subs(sympy.EulerGamma, sympy.Symbol(name, real=True))
@@ -552,10 +557,26 @@ def _at(e, seed: int, symbols=None) -> complex | None:
 
 
 def equations_equal(g_lhs: str, g_rhs: str, a_lhs: str, a_rhs: str) -> bool:
-    """`gl = gr` and `al = ar` describe the same equation: (gl - gr) / (al - ar) is a nonzero constant."""
-    G = parse_leaf(g_lhs) - parse_leaf(g_rhs)
-    A = parse_leaf(a_lhs) - parse_leaf(a_rhs)
+    """`gl = gr` and `al = ar` describe the same equation: (gl - gr) / (al - ar) is a nonzero constant.
+
+    An equation with no unknown left in it (`1 = 3`, `x = x + 2`) states no relation between
+    unknowns, only a truth value, and two false (or two true) statements are not the same answer:
+    such equations are compared side by side, in either order (a gold may itself be false)."""
+    sides = [parse_leaf(t) for t in (g_lhs, g_rhs, a_lhs, a_rhs)]
+    G, A = sides[0] - sides[1], sides[2] - sides[3]
+    if not _names(G) or not _names(A):
+        gl, gr, al, ar = sides
+        return _same_side(gl, al) and _same_side(gr, ar) or _same_side(gl, ar) and _same_side(gr, al)
     return _proportional(G, A, sign=0)
+
+
+def _same_side(x, y) -> bool:
+    """Two sides of equations: equal values, or equal expressions in the same unknowns."""
+    if is_huge(x) or is_huge(y):
+        return compare_huge(x, y)
+    if _names(x) != _names(y):
+        return False
+    return expressions_equal(x, y) if _names(x) else _closed_equal(x, y, None, None, None, None)
 
 
 def inequalities_equal(g_lhs: str, g_op: str, g_rhs: str, a_lhs: str, a_op: str, a_rhs: str) -> bool:

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from qvq_ray.verify.text import matching_brace
+
 # unit token -> sympy.physics.units attribute (an allowlist: nothing else is ever looked up)
 _UNITS: dict[str, str] = {
     "m": "meter", "meter": "meter", "meters": "meter", "metre": "meter", "metres": "meter",
@@ -58,6 +60,8 @@ _UNITS: dict[str, str] = {
     "Bq": "becquerel",
     "atm": "atmosphere", "bar": "bar", "mmHg": "mmHg", "torr": "mmHg", "Torr": "mmHg",
     "rad": "radian", "radian": "radian", "radians": "radian", "sr": "steradian",
+    "tonne": "tonne", "tonnes": "tonne", "nmi": "nautical_mile",
+    "degC": "celsius", "degF": "fahrenheit",
     "cd": "candela", "lx": "lux",
     "ly": "lightyear", "AU": "astronomical_unit", "au": "astronomical_unit",
     "ft": "foot", "foot": "foot", "feet": "foot", "in": "inch", "inch": "inch", "inches": "inch",
@@ -82,6 +86,7 @@ _CJK_UNITS = (
     ("毫安", "mA"), ("安培", "A"), ("安", "A"), ("欧姆", "\\Omega"), ("欧", "\\Omega"), ("库仑", "C"),
     ("特斯拉", "T"), ("赫兹", "Hz"), ("帕斯卡", "Pa"), ("千帕", "kPa"), ("帕", "Pa"), ("毫升", "mL"), ("升", "L"),
     ("摩尔", "mol"), ("开尔文", "K"), ("电子伏特", "eV"), ("电子伏", "eV"), ("每", "/"),
+    ("海里", "nmi"), ("吨", "tonne"), ("时", "h"), ("天", "day"), ("年", "yr"),
 )
 _CJK_UNIT_RE = re.compile("|".join(re.escape(k) for k, _ in _CJK_UNITS))
 _CJK_UNIT_MAP = dict(_CJK_UNITS)
@@ -128,7 +133,9 @@ def unit_phrase(rest: str) -> str | None:
             return phrase
     return None
 # units that take SI prefixes (km, mg, \mu s, kN, MeV, mL, ...)
-_PREFIXABLE = {"m", "g", "s", "N", "J", "W", "V", "A", "\\Omega", "C", "F", "T", "Hz", "Pa", "eV", "L", "l", "mol", "K", "H", "Wb", "S", "Bq", "bar"}
+_PREFIXABLE = {"m", "g", "s", "N", "J", "W", "V", "A", "\\Omega", "C", "F", "T", "Hz", "Pa", "eV", "L", "l", "mol", "K", "H", "Wb", "S", "Bq", "bar", "rad", "sr"}
+# temperatures on a shifted scale: compared in their own unit only, never converted to kelvin
+_AFFINE = {"celsius", "fahrenheit"}
 _PREFIXES = {
     "Y": "yotta", "Z": "zetta", "E": "exa", "P": "peta", "T": "tera", "G": "giga", "M": "mega", "k": "kilo",
     "h": "hecto", "da": "deca", "d": "deci", "c": "centi", "m": "milli", "\\mu": "micro", "u": "micro",
@@ -142,6 +149,13 @@ _DEGREE_TAIL = re.compile(
     r"\s*(?:\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree|\{\}\^\{\\circ\}|\\text\{\s*(?:degrees?|deg|°)\s*\}|\s(?:degrees?|deg)\b\.?)\s*$"
 )
 _TRIG = re.compile(r"\\(?:sin|cos|tan|cot|sec|csc)(?![A-Za-z])")
+# `^{\circ} \mathrm{C}`, `^\circ C`, `°C`, `℃`, `degrees Celsius`, `摄氏度` -> the token degC (F: degF)
+_TEMPERATURE = re.compile(
+    r"(?:\^\s*\{?\s*\\circ\s*\}?|\\degree|°)\s*(?:\\(?:mathrm|text|rm)\s*)?\{?\s*([CF])\s*\}?(?![A-Za-z])"
+    r"|(℃)|(℉)|(?:degrees?\s+)?(Celsius|Fahrenheit)\b|(摄氏度)",
+    re.IGNORECASE,
+)
+_TEMPERATURE_TAIL = re.compile(r"\s*(?:" + _TEMPERATURE.pattern + r")\s*$", re.IGNORECASE)
 _WRAPPERS = re.compile(r"\\(?:text|mathrm|mbox|rm|textrm|operatorname|mathit|textnormal|unit)\s*")
 _SPACES = re.compile(r"\\[,;:! ]|~|\\q?quad(?![A-Za-z])")
 
@@ -169,13 +183,16 @@ def split_quantity(text: str) -> Quantity:
         s, degree = s[: m.start()].strip(), True
     if percent or degree:
         return Quantity(s, percent=percent, degree=degree)
+    m = _TEMPERATURE_TAIL.search(s)
+    if m and m.start() > 0:
+        return Quantity(s[: m.start()].strip(), unit=_temperature_token(m))
     value, tail, separated = _split_value_tail(s)
     if tail is None:
         return Quantity(s)
     unit_tokens = parse_unit_tokens(tail)
     if unit_tokens is not None:
-        if not separated and len(unit_tokens) == 1 and unit_tokens[0][1] == 1 and _is_lone_lower(unit_tokens[0][0]):
-            return Quantity(s)  # `5m`, `3s`: algebra
+        if not separated and tail.isascii() and _algebra_tail(tail, unit_tokens):
+            return Quantity(s)  # `5m`, `3s`, `2\\frac{h}{m}`: algebra (`5米` is 5 m)
         return Quantity(value, unit=_tokens_text(unit_tokens))
     label = _label(tail)
     if label is not None and (separated or not tail.isascii()):
@@ -185,6 +202,38 @@ def split_quantity(text: str) -> Quantity:
 
 def _is_lone_lower(token: str) -> bool:
     return len(token) == 1 and token.islower()
+
+
+def _algebra_tail(tail: str, tokens: list[tuple[str, int]]) -> bool:
+    """Letters glued to a number that are algebra, not a unit: one lower-case letter (`5m`), or a
+    `\\frac` of letters (`2\\frac{h}{m}`) not wrapped in `\\mathrm`/`\\text`."""
+    if len(tokens) == 1 and tokens[0][1] == 1 and _is_lone_lower(tokens[0][0]):
+        return True
+    return tail.startswith("\\frac") and not re.search(r"\\(?:mathrm|text|rm)\b", tail)
+
+
+def _temperature_token(m: re.Match) -> str:
+    """degC or degF for a `_TEMPERATURE` match."""
+    letter, celsius, fahrenheit, word, chinese = m.group(1, 2, 3, 4, 5)
+    if fahrenheit or (letter or "").upper() == "F" or (word or "").lower() == "fahrenheit":
+        return "degF"
+    return "degC"
+
+
+def _fraction_unit(text: str) -> str:
+    """`\\frac{\\mathrm{kg}}{\\mathrm{m}^{3}}` -> `(\\mathrm{kg})/(\\mathrm{m}^{3})`, for the unit
+    parser (a whole-text `\\frac` only); anything else unchanged."""
+    m = re.match(r"\s*\\[dt]?frac\s*\{", text)
+    if m is None:
+        return text
+    num_end = matching_brace(text, m.end() - 1)
+    if num_end is None or num_end + 1 >= len(text) or text[num_end + 1] != "{":
+        return text
+    den_end = matching_brace(text, num_end + 1)
+    if den_end is None or text[den_end + 1 :].strip():
+        return text
+    numerator = text[m.end() : num_end].strip()
+    return ("(" + numerator + ")" if numerator != "1" else "") + "/(" + text[num_end + 2 : den_end] + ")"
 
 
 _VALUE_END = re.compile(r"[\d}).]|\\pi(?![A-Za-z])|\\infty(?![A-Za-z])")
@@ -222,7 +271,7 @@ def _split_value_tail(s: str) -> tuple[str, str | None, bool]:
     if last_value_end <= 0 or i >= n:
         return s, None, False
     value = s[:last_value_end].strip()
-    if not value or not any(ch.isdigit() for ch in value) or not _balanced(value):
+    if not value or not (any(ch.isdigit() for ch in value) or "\\infty" in value) or not _balanced(value):
         return s, None, False
     tail = s[last_value_end:]
     separated = bool(re.match(r"\s|\\[,;:! ]|~|\\(?:text|mathrm|mbox|rm|textrm|unit)", tail))
@@ -245,7 +294,8 @@ def parse_unit_tokens(text: str) -> list[tuple[str, int]] | None:
     Accepts products (space, `\\cdot`, `*`, `.`), one or more `/`, powers `^2` / `^{-1}`,
     and `\\text{}` / `\\mathrm{}` wrappers around any part.
     """
-    s = unit_words(_unwrap(text))
+    s = _TEMPERATURE.sub(lambda m: " " + _temperature_token(m) + " ", _fraction_unit(text))
+    s = unit_words(_unwrap(s))
     if not s or len(s) > 60:
         return None
     s = s.replace("\\cdot", " ").replace("*", " ").replace("\\times", " ")
@@ -259,6 +309,8 @@ def parse_unit_tokens(text: str) -> list[tuple[str, int]] | None:
         group = group.strip()
         if group.startswith("(") and group.endswith(")"):
             group = group[1:-1].strip()
+        if not group and gi == 0 and len(groups) > 1:
+            continue  # `/(s)`: a unit over one (`\\frac{1}{\\mathrm{s}}`)
         if not group:
             return None
         sign = 1 if gi == 0 else -1
@@ -327,6 +379,18 @@ def _resolve(token: str) -> tuple[str | None, str, int, int] | None:
     return None
 
 
+def prefixed_apart(x: str | None, y: str | None) -> bool:
+    """Whether two unit texts differ by an SI prefix only (`kpc` and `pc`, `mrad` and `rad`): a
+    prefix is part of the quantity, even on a unit we do not convert (then read as a label)."""
+    if not x or not y:
+        return False
+    x, y = _unwrap(x).replace(" ", ""), _unwrap(y).replace(" ", "")
+    if x == y or not x.isascii() or not y.isascii():
+        return False
+    short, long = sorted((x, y), key=len)
+    return long.endswith(short) and long[: len(long) - len(short)] in _PREFIXES
+
+
 def _tokens_text(tokens: list[tuple[str, int]]) -> str:
     return " ".join(t if p == 1 else f"{t}^{{{p}}}" for t, p in tokens)
 
@@ -365,6 +429,8 @@ def _unit_scale_cached(unit_text: str):
     tokens = parse_unit_tokens(unit_text)
     if tokens is None:
         raise ValueError(f"not a unit: {unit_text!r}")
+    if any(_resolve(token)[1] in _AFFINE for token, _ in tokens):
+        return sympy.Integer(1), tuple(sorted(tokens))  # °C converts to nothing but itself
     expr = sympy.Integer(1)
     for token, power in tokens:
         prefix, attr, num, den = _resolve(token)

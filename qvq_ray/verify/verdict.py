@@ -22,8 +22,9 @@ ISSUES = (
 # last two weak rules (an answer read from the last sentence, or the one option it mentions) that
 # add the issue `weak_extraction`, so a policy may re-sample on them (off by default).
 # `judge`: the rules found none and a judge model read the answer (qvq_ray/verify/judge.py); weak too.
-EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention", "judge")
-WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention", "judge"})
+# `restatement`: read by restating the question (`Is X the maximum?` -> `X is not the maximum.`); weak too.
+EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention", "judge", "restatement")
+WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention", "judge", "restatement"})
 ExtractionRule = Literal[EXTRACTIONS]
 # Who decided a verdict: the string rules, a sympy comparison in a worker, or the judge model.
 DECIDERS = ("rules", "sympy", "judge")
@@ -48,7 +49,8 @@ class Verdict(BaseModel):
         None,
         description="How the answer was found: boxed, statement (a final-answer statement), whole_response "
         "(the response is the answer, or starts with it), final_sentence or choice_mention (weak: read "
-        "from the last sentences; the issue 'weak_extraction'); None when there is no answer.",
+        "from the last sentences; the issue 'weak_extraction'), restatement (weak: read by restating the "
+        "question); None when there is no answer.",
     )
     canonical: str | None = Field(None, description="Normalised answer, for grouping equivalent answers.")
     correct: bool | None = Field(None, description="Against gold; None when no gold was given.")

@@ -81,18 +81,23 @@ class Verifier:
         finish_reason: str | None = "stop",
         timeout_s: float | None = None,
         problem: Any = None,
+        question: str | None = None,
     ) -> Verdict:
         """`check` for synchronous callers (blocks the calling thread, any thread).
 
         `problem`: the `Problem` the response answers, for the user checks (`config.checks`), which
         see only its gold-free view (`user_checks.problem_view`); None when the caller has none.
+        `question`: the question asked (default: `problem.question`), so an answer given only by
+        restating it is found (`restatement.py`); gold-free.
         """
         start = time.perf_counter()
         spec = spec or AnswerSpec()
         budget = float(timeout_s if timeout_s is not None else self.config.timeout_s)
         response = response or ""
         options = self._options(spec)
-        found = extract(response, options.choices, finish_reason)
+        if question is None:
+            question = getattr(problem, "question", None)
+        found = extract(response, options.choices, finish_reason, question)
         answer = found.answer
         issues = detect_issues(response, finish_reason, answer=answer, extraction=found.how, health=self.config.health_checks)
         canonical = canonical_form(answer, options.choices) if answer is not None else None
@@ -282,16 +287,19 @@ class Verifier:
         *,
         finish_reasons: Iterable[str | None] | None = None,
         timeout_s: float | None = None,
+        questions: Iterable[str | None] | None = None,
     ) -> list[Verdict]:
-        """Verdicts for many (response, gold, spec) triples, in order, using every worker at once."""
+        """Verdicts for many (response, gold, spec) triples, in order, using every worker at once
+        (`questions`: each one's question, as `check_sync`'s `question`)."""
         triples = list(items)
         reasons = list(finish_reasons) if finish_reasons is not None else ["stop"] * len(triples)
-        if len(reasons) != len(triples):
-            raise ValueError("finish_reasons must have one entry per item")
+        asked = list(questions) if questions is not None else [None] * len(triples)
+        if len(reasons) != len(triples) or len(asked) != len(triples):
+            raise ValueError("finish_reasons and questions must have one entry per item")
 
         def one(k: int) -> Verdict:
             response, gold, spec = triples[k]
-            return self.check_sync(response, spec, gold=gold, finish_reason=reasons[k], timeout_s=timeout_s)
+            return self.check_sync(response, spec, gold=gold, finish_reason=reasons[k], timeout_s=timeout_s, question=asked[k])
 
         if len(triples) <= 1:
             return [one(k) for k in range(len(triples))]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import ExitStack
+from pathlib import Path
 
 
 class UsageError(Exception):
@@ -110,6 +112,7 @@ def cmd_solve(args) -> int:
         ("--max-tokens", "sampling.max_tokens", args.max_tokens),
         ("--replicas", "batch.num_replicas", args.replicas),
         ("--output-format", "batch.output_format", args.output_format),
+        ("--prompt-preset", "prompt.preset", args.prompt_preset),
     ):
         if value is not None:
             _override(config, key, value, flag)
@@ -118,23 +121,53 @@ def cmd_solve(args) -> int:
     if not input_path or not out_dir:
         raise UsageError("give INPUT and --out (or batch.input and batch.output in --config)")
     args.input, args.out = input_path, out_dir
+    from qvq_ray.batch.output import part_files
+    from qvq_ray.cluster import ray_start_listener
+    from qvq_ray.report.runinfo import RunRecorder, solve_record
+    from qvq_ray.stderr_filter import RAY_STOP_LINES, drop_printed_lines
+
+    recorder = RunRecorder(out_dir, solve_record(config, argv=args.argv, input_path=input_path, resume=args.resume))
+
+    def on_ray(event: str, text: str) -> None:
+        if event == "starting":
+            say(f"{text} ...")
+            return
+        recorder.write()  # Ray starts only past the pipeline's checks: the output folder is ours
+        stopping.enter_context(drop_printed_lines(RAY_STOP_LINES))  # a Ctrl-C's stop stays one line
+        replicas = config.batch.num_replicas
+        say(f"{text}; loading {config.model.path} ({config.engine.kind} engine, {replicas} "
+            f"replica{'s' if replicas != 1 else ''}): progress shows once the first problems are written ...")
+
+    def say(line: str) -> None:
+        print(f"qvq-ray solve: {line}", file=sys.stderr, flush=True)
+
     try:
-        summary = pipeline.run_solve_job(
-            input_path,
-            out_dir,
-            config,
-            limit=args.limit if args.limit is not None else config.batch.limit,
-            input_format=args.format or config.batch.input_format,
-            images_dir=args.images,
-            address=args.address,
-            num_cpus=args.num_cpus,
-            resume=args.resume,
-            check_images_first=True,
-            verbose=args.verbose,
-            warn=lambda message: print(f"qvq-ray solve: warning: {message}", file=sys.stderr, flush=True),
-        )
+        with ExitStack() as stopping, ray_start_listener(on_ray):
+            summary = pipeline.run_solve_job(
+                input_path,
+                out_dir,
+                config,
+                limit=args.limit if args.limit is not None else config.batch.limit,
+                input_format=args.format or config.batch.input_format,
+                images_dir=args.images,
+                address=args.address,
+                num_cpus=args.num_cpus,
+                resume=args.resume,
+                check_images_first=True,
+                verbose=args.verbose,
+                printer=progress_printer(sys.stderr),
+                warn=lambda message: print(f"qvq-ray solve: warning: {message}", file=sys.stderr, flush=True),
+            )
     except pipeline.JobInputError as exc:
+        recorder.refused = True  # the folder is as the job found it (maybe someone else's rows): no record
         raise UsageError(str(exc)) from None
+    except KeyboardInterrupt:
+        done = len(part_files(out_dir)) if Path(out_dir).is_dir() else 0
+        print(f"\nqvq-ray solve: interrupted ({done} part file{'s' if done != 1 else ''} in {out_dir}); "
+              f"to go on: {resume_command(args.argv)}", file=sys.stderr, flush=True)
+        return INTERRUPTED
+    finally:
+        recorder.settle()
     print(f"qvq-ray solve: {args.input} -> {args.out}  (model {config.model.path})")
     for line in summary.lines():
         print("  " + line)
@@ -144,16 +177,99 @@ def cmd_solve(args) -> int:
     return 0 if summary.rows_out == summary.rows_in else 1
 
 
-def cmd_serve(args) -> int:
-    from qvq_ray.serve.app import run_serve_config
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+INTERRUPTED = 130
+
+
+def resume_command(argv: list[str]) -> str:
+    """The command line that continues an interrupted `qvq-ray solve`: the same one, with --resume."""
+    from qvq_ray.report.runinfo import command_line
+
+    return command_line([*argv, *([] if "--resume" in argv else ["--resume"])])
+
+
+def progress_printer(stream):
+    """None (the pipeline's own choice: a bar on a terminal, lines elsewhere), or plain lines on a
+    terminal that reports no width (a pty without a window size): a tqdm bar there prints nothing."""
+    import os
 
     try:
-        run_serve_config(
-            args.config_file, address=args.address, blocking=not args.no_block, host=args.host, port=args.port
-        )
-    except (OSError, ValueError) as exc:  # the file, its YAML, its QvqConfig: checked before Ray starts
-        raise UsageError(str(exc)) from None
+        if not stream.isatty() or os.get_terminal_size(stream.fileno()).columns > 0:
+            return None
+    except (AttributeError, OSError, ValueError):
+        return None
+    return lambda line: print(line, file=stream, flush=True)
+
+
+def cmd_serve(args) -> int:
+    import tempfile
+
+    from qvq_ray.cluster import ray_start_listener
+    from qvq_ray.serve.app import run_serve_config
+    from qvq_ray.stderr_filter import RAY_STOP_LINES, drop_printed_lines
+
+    def on_ray(event: str, text: str) -> None:
+        if event == "started":  # the replicas Serve's shutdown ends: no line each on the console
+            filtered.enter_context(drop_printed_lines(RAY_STOP_LINES))
+        more = " ..." if event == "starting" else "; deploying the applications (each loads its model) ..."
+        print(f"qvq-ray serve: {text}{more}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="qvq-ray-serve-") as scratch, ExitStack() as filtered:
+        config_file = args.config_file
+        if args.prompt_preset:
+            config_file = serve_config_with_preset(args.config_file, args.prompt_preset, Path(scratch))
+        try:
+            with ray_start_listener(on_ray):
+                run_serve_config(config_file, address=args.address, blocking=not args.no_block, host=args.host,
+                                 port=args.port)
+        except (OSError, ValueError) as exc:  # the file, its YAML, its QvqConfig: checked before Ray starts
+            raise UsageError(str(exc).replace(str(config_file), args.config_file)) from None
+    if not args.no_block:
+        print("qvq-ray serve: stopped", flush=True)
     return 0
+
+
+#: Serve application builders whose args hold a QvqConfig (`config` or `config_path`).
+QVQ_BUILDERS = ("qvq_ray.serve.app:build_app", "qvq_ray.serve.app.build_app")
+
+
+def serve_config_with_preset(path: str, preset: str, scratch: Path) -> str:
+    """A copy of the Serve config file (in `scratch`) whose qvq-ray applications use `preset` (a
+    `config_path` is read into the copy); the file itself where it cannot be read (run_serve_config
+    then says why)."""
+    import yaml
+    from pydantic import ValidationError
+
+    from qvq_ray.prompt_config import PromptConfig
+
+    try:
+        PromptConfig(preset=preset)
+    except ValidationError as exc:
+        raise UsageError(f"--prompt-preset {preset}: {validation_line(exc)}") from None
+    try:
+        spec = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return path
+    apps = spec.get("applications") if isinstance(spec, dict) else None
+    ours = [a for a in apps or [] if isinstance(a, dict) and a.get("import_path") in QVQ_BUILDERS]
+    if not ours:
+        raise UsageError(f"--prompt-preset: {path} has no qvq-ray application (import_path {QVQ_BUILDERS[0]})")
+    for app in ours:
+        args = app.get("args") if isinstance(app.get("args"), dict) else {}
+        if "config_path" in args:
+            try:
+                config = yaml.safe_load(Path(args["config_path"]).read_text()) or {}
+            except (OSError, yaml.YAMLError):
+                continue  # left as it is: run_serve_config names the problem
+        else:
+            config = args.get("config") or {}
+        if not isinstance(config, dict):
+            continue
+        prompt = config.get("prompt") if isinstance(config.get("prompt"), dict) else {}
+        app["args"] = {"config": {**config, "prompt": {**prompt, "preset": preset}}}
+    copy = scratch / Path(path).name
+    copy.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return str(copy)
 
 
 def cmd_make_tiny_model(args) -> int:
@@ -295,6 +411,11 @@ def cmd_rescore(args) -> int:
         from pydantic import ValidationError
 
         raise UsageError(validation_line(exc) if isinstance(exc, ValidationError) else str(exc)) from None
+    from qvq_ray.report.runinfo import rescore_record, write_run_record
+
+    judge = None if config is None or config.verifier.judge is None else "verifier.judge of the config"
+    write_run_record(args.out, rescore_record(argv=args.argv, results=args.results, results_format=args.results_format,
+                                              problems=args.problems, problems_format=args.format, judge=judge))
     print(f"qvq-ray rescore: {args.results} + {args.problems} -> {args.out}")
     for line in summary.lines():
         print("  " + line)
@@ -314,9 +435,16 @@ def cmd_rescore(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from qvq_ray import __version__
+    from qvq_ray.prompt_presets import PRESETS
+
     parser = argparse.ArgumentParser(
         prog="qvq-ray", description="Run QVQ / Qwen2-VL on Ray: batch solving with Ray Data, serving with Ray Serve."
     )
+    parser.add_argument("--version", action="version", version=f"qvq-ray {__version__}",
+                        help="Print the version and exit.")
+    preset_help = (f"Prompt preset (prompt.preset of the config; default qvq): {', '.join(PRESETS)}. "
+                   "Sources in README 'Prompts'.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     solve = sub.add_parser("solve", help="Solve a problem set with a Ray Data job; write Parquet and print a summary.")
@@ -349,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--replicas", type=int, help="Engine replicas (actors) in the solve stage.")
     solve.add_argument("--max-attempts", type=int, help="Most attempts per problem.")
     solve.add_argument("--max-tokens", type=int, help="Max new tokens per attempt.")
-    solve.add_argument("--output-format", choices=["parquet", "jsonl"])
+    solve.add_argument("--output-format", choices=["parquet", "jsonl"], help="Part file format (default: batch.output_format, parquet).")
+    solve.add_argument("--prompt-preset", metavar="NAME", help=preset_help)
     solve.add_argument("--resume", action="store_true", help="Skip ids already written in --out (after a crash).")
     solve.add_argument("--mode", choices=["self", "oracle"], help="self: gold never read; oracle: rejection sampling (pass@k).")
     _add_judge_arguments(solve, "the solving engine (the engine actors)")
@@ -370,16 +499,18 @@ def build_parser() -> argparse.ArgumentParser:
     solve.set_defaults(func=cmd_solve)
 
     serve = sub.add_parser("serve", help="Run a Serve config file (e.g. serve_configs/tiny-cpu.yaml).")
-    serve.add_argument("config_file")
+    serve.add_argument("config_file", help="Serve config file: applications, http_options, each qvq-ray app's QvqConfig in args.")
     serve.add_argument("--address", help="Join this Ray cluster ('auto', host:port, ray://...); without it a new local cluster is started.")
     serve.add_argument("--host", help="Address to listen on (overrides http_options.host of the file; default 127.0.0.1).")
     serve.add_argument("--port", type=int, help="Port to listen on (overrides http_options.port of the file; default 8000).")
     serve.add_argument("--no-block", action="store_true", help="Deploy and return instead of serving until Ctrl-C.")
+    serve.add_argument("--prompt-preset", metavar="NAME",
+                       help=preset_help + " Set in every qvq-ray application of the file (a copy is served; the file is not changed).")
     serve.set_defaults(func=cmd_serve)
 
     tiny = sub.add_parser("make-tiny-model", help="Build a random-weight tiny Qwen2-VL checkpoint offline (what --model tiny-random uses).")
-    tiny.add_argument("dir")
-    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("dir", help="Folder to write the checkpoint to (config, weights, tokenizer, processor).")
+    tiny.add_argument("--seed", type=int, default=0, help="Seed of the random weights (default 0): the same seed, the same checkpoint.")
     tiny.set_defaults(func=cmd_make_tiny_model)
 
     verify = sub.add_parser(
@@ -463,6 +594,7 @@ def accept_stop_signals() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: for the --resume hint and the run record
     if argv is None:  # the console script, not a call from Python code
         accept_stop_signals()
     try:

@@ -15,8 +15,9 @@ included: there they are about the user's own cluster. `verbose=True` shows all 
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 # Ray 2.60 logs "Token authentication is enabled for this Ray cluster" here whenever ray.init
 # starts a local cluster without RAY_AUTH_MODE set.
@@ -36,12 +37,37 @@ def start_or_join_ray(
     if ray.is_initialized():
         return False
     options = {"log_to_driver": log_to_driver or verbose, "logging_level": "info" if verbose else "warning"}
+    started = time.perf_counter()
     if address:
+        _tell("starting", f"joining the Ray cluster at {address}")
         ray.init(address=address, **options)
     else:
+        cpus = f"{num_cpus} CPU{'s' if num_cpus != 1 else ''}" if num_cpus else "all CPUs"
+        _tell("starting", f"starting a local Ray cluster ({cpus})")
         with _quiet_logger(_TOKEN_AUTH_LOGGER, unless=verbose):
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **options)
+    _tell("started", f"Ray {'joined' if address else 'started'} in {time.perf_counter() - started:.1f} s")
     return True
+
+
+#: Who hears when Ray is being started and when it is up (the CLI's start-up lines).
+_listeners: list[Callable[[str, str], None]] = []
+
+
+@contextmanager
+def ray_start_listener(listener: Callable[[str, str], None]) -> Iterator[None]:
+    """Within the block, `listener(event, text)` hears "starting" before Ray is started or joined
+    and "started" once it is up: a command that starts Ray says so instead of staying silent."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
+
+
+def _tell(event: str, text: str) -> None:
+    for listener in list(_listeners):
+        listener(event, text)
 
 
 @contextmanager

@@ -23,6 +23,11 @@ from typing import Iterator
 
 #: Lines Ray prints at error level that do not mean anything went wrong.
 RAY_BENIGN_LINES = (b"has constructor arguments in the object store",)
+#: What a stop (Ctrl-C of a job, a Serve shutdown) makes the raylet report for each actor it ends:
+#: "(raylet) Task ServeReplica:...graceful_shutdown failed. ... Error: The actor is dead because it
+#: was killed by `ray.kill`." (and "MapWorker(...).submit failed" in a job). Ending them is the stop.
+#: Ray's driver prints these (its error channel) with `print` to sys.stdout: `drop_printed_lines`.
+RAY_STOP_LINES = ("because it was killed by `ray.kill`",)
 
 
 def filter_chunk(chunk: bytes, markers: tuple[bytes, ...]) -> bytes:
@@ -81,4 +86,50 @@ def drop_stderr_lines(markers: tuple[bytes, ...] = RAY_BENIGN_LINES) -> Iterator
             os.close(read_end)
 
 
-__all__ = ["RAY_BENIGN_LINES", "drop_stderr_lines", "filter_chunk"]
+class _LineDropper:
+    """A text stream over another that passes every whole line except those holding a marker.
+
+    A line is held until its newline (or a flush) so that a marker is seen whole; everything
+    else (isatty, fileno, encoding, ...) is the wrapped stream's."""
+
+    def __init__(self, stream, markers: tuple[str, ...]):
+        self._stream, self._markers, self._pending = stream, markers, ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._pending += text
+            if "\n" in self._pending:
+                whole, _, self._pending = self._pending.rpartition("\n")
+                kept = [line for line in whole.split("\n") if not any(m in line for m in self._markers)]
+                if kept:
+                    self._stream.write("\n".join(kept) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, ""
+            if pending and not any(m in pending for m in self._markers):
+                self._stream.write(pending)
+        self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def drop_printed_lines(markers: tuple[str, ...], stream: str = "stdout") -> Iterator[None]:
+    """Within the block, lines Python code prints to sys.<stream> that hold a marker are dropped
+    (Ray's driver prints the raylet's messages there, from a thread of its own)."""
+    original = getattr(sys, stream)
+    wrapper = _LineDropper(original, markers)
+    setattr(sys, stream, wrapper)
+    try:
+        yield
+    finally:
+        wrapper.flush()
+        if getattr(sys, stream) is wrapper:
+            setattr(sys, stream, original)
+
+
+__all__ = ["RAY_BENIGN_LINES", "RAY_STOP_LINES", "drop_printed_lines", "drop_stderr_lines", "filter_chunk"]

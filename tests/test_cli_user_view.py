@@ -391,5 +391,8 @@ def test_serve_host_and_port_override_the_file(tmp_path):
         output = "".join(lines)
         assert proc.returncode == 0 and "Traceback" not in output, output
         assert "qvq-ray serve: shutting down" in output
+        assert output.rstrip().endswith("qvq-ray serve: stopped"), output
+        assert "ray.kill" not in output, output  # the raylet's line per replica the stop ends is dropped
+        assert output.startswith("qvq-ray serve: starting a local Ray cluster"), output
     finally:
         end_process_session(proc, interrupt=False)  # interrupted above already

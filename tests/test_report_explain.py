@@ -128,7 +128,7 @@ def test_report_never_lands_among_the_part_files(tmp_path, capsys):
     pd = pytest.importorskip("pandas")
     import pyarrow.dataset as pads
 
-    rows = [solved(problem(f"p{i}"), [("1", True)]) for i in range(3)]
+    rows = [solved(problem(f"p{i}"), [("1", True)], tokens=100 + i) for i in range(3)]  # tokens vary: a histogram
     run = write_run(tmp_path / "run", rows)
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out
@@ -145,7 +145,7 @@ def test_an_underscore_folder_inside_the_output_is_skipped_by_readers(tmp_path):
     pd = pytest.importorskip("pandas")
     import pyarrow.dataset as pads
 
-    run = write_run(tmp_path / "run", [solved(problem(f"p{i}"), [("1", True)]) for i in range(2)])
+    run = write_run(tmp_path / "run", [solved(problem(f"p{i}"), [("1", True)], tokens=100 + i) for i in range(2)])
     assert main(["report", str(run), "--report-dir", str(run / "_report")]) == 0
     assert (run / "_report" / "report.html").is_file() and (run / "_report" / "tokens.png").is_file()
     assert len(pd.read_parquet(run)) == 2
@@ -470,7 +470,9 @@ def test_cli_compares_two_runs(tmp_path, capsys):
     page = (target / "report.html").read_text(encoding="utf-8")
     d = dom(page)
     assert "only in A: 1; only in B: 2" in page and "exact McNemar" in page
-    assert [h["attrs"].get("id") for h in d.find("h3")][:2] == ["runs", "compare-source"]
+    assert [h["attrs"].get("id") for h in d.find("h3")][:1] == ["differences"]  # what differs comes first
+    ids = [h["attrs"].get("id") for h in d.find("h3")]
+    assert ids.index("runs") + 1 == ids.index("compare-source")
     assert [p.name for p in a.iterdir()] == [p.name for p in b.iterdir()] == ["part-00000.parquet"]
     assert main(["report", str(a), str(b), str(a)]) == 2
     assert "two" in capsys.readouterr().err
@@ -510,7 +512,7 @@ def test_report_renders_in_headless_chromium(tmp_path, pipeline_errors):
     assert not console, console
     assert len(rendered.find("details", "problem")) == 5
     assert len(rendered.find("img", "thumb")) == 2
-    assert [h["attrs"].get("id") for h in rendered.find("h3")][0] == "headline"
+    assert [h["attrs"].get("id") for h in rendered.find("h3")][:2] == ["run", "headline"]
     titles = ["".join(h["text"]) for h in rendered.find("h3")]
     assert "Accuracy by benchmark (self mode)" in titles and "Errors by benchmark" in titles
     assert len(rendered.find("table")) >= 8

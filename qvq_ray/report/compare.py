@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from qvq_ray.report import stats as st
+from qvq_ray.report.problems import ANSWER_CHARS, Response, clip, responses
 from qvq_ray.report.tables import Table, pct
+
+MAX_FLIPS = 50  # flipped problems listed per direction
 
 
 @dataclass(frozen=True)
@@ -111,8 +114,79 @@ def delta_table(pairs: list[tuple[st.RowView, st.RowView]], key: str, name: str,
     return Table(f"B vs A by {name}{where}", [name, *HEADERS], body, note=NOTE, anchor=anchor, total=True)
 
 
-def comparison_blocks(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], name_a: str, name_b: str):
-    """(blocks, intro notes, the overall table) of the comparison."""
+@dataclass(frozen=True)
+class Flip:
+    """One problem the two runs scored differently, with both chosen responses."""
+
+    id: str
+    source: str
+    gold: str
+    answer_a: str
+    answer_b: str
+    response_a: Response | None
+    response_b: Response | None
+
+
+@dataclass
+class FlipList:
+    """A report block: the problems that went one way (right in A and wrong in B, or the reverse)."""
+
+    title: str
+    flips: list[Flip]
+    total: int
+    note: str
+
+
+def _first_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        out.setdefault(str(row.get("id")), row)
+    return out
+
+
+def flips(pairs: list[tuple[st.RowView, st.RowView]], rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]],
+          limit: int = MAX_FLIPS) -> list[FlipList]:
+    """Right in A and wrong in B, then wrong in A and right in B: each problem with both responses."""
+    by_a, by_b = _first_rows(rows_a), _first_rows(rows_b)
+
+    def flip(a: st.RowView, b: st.RowView) -> Flip:
+        row_a, row_b = by_a[a.id], by_b[b.id]
+        first_a, first_b = responses(row_a, 1), responses(row_b, 1)
+        return Flip(a.id, b.source, clip(row_b.get("gold"), ANSWER_CHARS), clip(row_a.get("answer") or a.error, ANSWER_CHARS),
+                    clip(row_b.get("answer") or b.error, ANSWER_CHARS), first_a[0] if first_a else None,
+                    first_b[0] if first_b else None)
+
+    out = []
+    for title, wanted in (("Right in A, wrong in B", lambda a, b: a.correct and not b.correct),
+                          ("Wrong in A, right in B", lambda a, b: b.correct and not a.correct)):
+        members = [(a, b) for a, b in pairs if wanted(a, b)]
+        shown = [flip(a, b) for a, b in members[:limit]]
+        note = (f"{len(members)} problem(s)" + (f", the first {limit} listed" if len(members) > limit else "")
+                + "; each with the chosen response of both runs (collapsed in report.html).")
+        out.append(FlipList(title, shown, len(members), note))
+    return out
+
+
+def differences_table(rows_a, records_a, rows_b, records_b) -> Table:
+    """The settings the two runs differ on (prompt preset and hash, sampling, mode from the rows;
+    model, engine, policy from each run's _run.json)."""
+    from qvq_ray.report.runinfo import RUN_FILE, differences
+
+    body = differences(rows_a, records_a, rows_b, records_b)
+    missing = [name for name, records in (("A", records_a), ("B", records_b)) if not records]
+    note = "Settings compared: the prompt preset, template hash, sampling and mode the rows record"
+    note += (f"; model, engine and policy are not recorded for run {' and '.join(missing)} (no {RUN_FILE})."
+             if missing else f", and every setting of each run's {RUN_FILE}.")
+    if not body:
+        note = "None found. " + note
+    return Table("What differs between the runs", ["setting", "A", "B"], body, note=note, anchor="differences",
+                 text_columns=(1, 2))
+
+
+def comparison_blocks(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], name_a: str, name_b: str,
+                      records_a: list[dict[str, Any]] | None = None, records_b: list[dict[str, Any]] | None = None):
+    """(blocks, intro notes, the overall table) of the comparison: what differs between the runs
+    first, then the problems that flipped, then the tables."""
     from qvq_ray.report.render import Heading
 
     views_a, views_b = st.views(rows_a), st.views(rows_b)
@@ -131,7 +205,9 @@ def comparison_blocks(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]
         ["B", name_b, str(len(rows_b)), str(len({v.id for v in views_b})), str(p.only_b), mode_b],
     ], note="Ids only in one run are not compared.", anchor="runs", text_columns=(1,))
     overall = delta_table(p.pairs, "source", "benchmark")
-    blocks: list = [runs, overall, Heading("B vs A by subject, within each benchmark")]
+    blocks: list = [differences_table(rows_a, records_a or [], rows_b, records_b or []),
+                    Heading("Problems that flipped"), *flips(p.pairs, rows_a, rows_b),
+                    Heading("Scores"), runs, overall, Heading("B vs A by subject, within each benchmark")]
     by_source: dict[str, list] = {}
     for a, b in p.pairs:
         by_source.setdefault(b.source, []).append((a, b))
@@ -155,12 +231,14 @@ def write_comparison(dir_a: str | Path, dir_b: str | Path, report_dir: str | Pat
     """Write the comparison's report.md and report.html; returns their paths and the overall table."""
     import time
 
+    from qvq_ray.report.runinfo import read_run_records
     from qvq_ray.report.summary import _write, check_report_dir, read_output
 
     a, b = Path(dir_a), Path(dir_b)
     target = check_report_dir([a, b], report_dir if report_dir is not None else default_comparison_dir(a, b))
     rows_a, rows_b = read_output(a).to_pylist(), read_output(b).to_pylist()
-    blocks, notes, overall = comparison_blocks(rows_a, rows_b, str(a.resolve()), str(b.resolve()))
+    blocks, notes, overall = comparison_blocks(rows_a, rows_b, str(a.resolve()), str(b.resolve()),
+                                               read_run_records(a), read_run_records(b))
     title = f"qvq-ray comparison: {b.resolve().name} (B) vs {a.resolve().name} (A)"
     intro = [*notes, f"generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"]
     return _write(target, title, intro, blocks), overall

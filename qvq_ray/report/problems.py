@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,10 @@ QUESTION_CHARS = 1200
 ANSWER_CHARS = 160
 ERROR_CHARS = 300
 MAX_CHOICES = 12
+RESPONSE_CHARS = 6000  # of one response shown: its start and its end (where the answer usually is)
+RESPONSE_HEAD = 1000
+SPAN_CONTEXT = 300  # characters kept either side of an answer found in a part that was cut
+MAX_RESPONSES = 4  # responses shown per problem: the chosen attempt's first
 THUMB_PX = 160
 THUMB_QUALITY = 75
 # failures first: what a reader opens the view for
@@ -35,6 +40,77 @@ STATUS_ORDER = ("error", "wrong", "not judged", "no gold", "correct")
 def clip(text: Any, limit: int) -> str:
     text = "" if text is None else str(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class Response:
+    """A response as shown: pieces of ("text" | "answer" | "cut", text), the extracted answer
+    marked where it was found, long middles cut (a "cut" piece says how many characters)."""
+
+    attempt: int  # 1-based
+    chosen: bool
+    chars: int
+    pieces: tuple[tuple[str, str], ...]
+    answer: str | None = None  # the answer extracted from it (None: none was)
+
+    @property
+    def marked(self) -> bool:
+        return any(kind == "answer" for kind, _ in self.pieces)
+
+
+def answer_span(text: str, answer: str | None) -> tuple[int, int] | None:
+    """Where the extracted answer stands in the response: its last occurrence as written, else the
+    last one ignoring white space (an answer 'x = 3' written 'x=3'); None when absent."""
+    if not text or not answer or not answer.strip():
+        return None
+    at = text.rfind(answer)
+    if at >= 0:
+        return at, at + len(answer)
+    pattern = r"\s*".join(re.escape(ch) for ch in answer if not ch.isspace())
+    last = None
+    for last in re.finditer(pattern, text):
+        pass
+    return (last.start(), last.end()) if last else None
+
+
+def response_view(text: str, answer: str | None, *, attempt: int = 1, chosen: bool = False,
+                  limit: int = RESPONSE_CHARS) -> Response:
+    """`text` as shown: whole up to `limit` characters; longer, its first RESPONSE_HEAD and its last
+    characters, plus SPAN_CONTEXT either side of the answer when that falls in the cut."""
+    text = text or ""
+    span = answer_span(text, answer)
+    if len(text) <= limit:
+        keep = [(0, len(text))]
+    else:
+        keep = [(0, RESPONSE_HEAD), (len(text) - (limit - RESPONSE_HEAD), len(text))]
+        if span and keep[0][1] <= span[0] and span[1] <= keep[1][0]:
+            keep.insert(1, (max(keep[0][1], span[0] - SPAN_CONTEXT), min(keep[1][0], span[1] + SPAN_CONTEXT)))
+    pieces: list[tuple[str, str]] = []
+    shown_to = 0
+    for start, end in keep:
+        if start > shown_to:
+            pieces.append(("cut", f"[{start - shown_to:,} characters not shown]"))
+        if span and start <= span[0] and span[1] <= end:
+            pieces += [("text", text[start:span[0]]), ("answer", text[span[0]:span[1]]), ("text", text[span[1]:end])]
+        else:
+            pieces.append(("text", text[start:end]))
+        shown_to = end
+    return Response(attempt, chosen, len(text), tuple(p for p in pieces if p[1]), answer)
+
+
+def responses(row: dict[str, Any], limit: int = MAX_RESPONSES) -> tuple[Response, ...]:
+    """The responses of a row's attempts, the chosen one first, at most `limit`."""
+    attempts = list(row.get("attempts") or [])
+    chosen = row.get("chosen_attempt")
+    order = sorted(range(len(attempts)), key=lambda i: (i != chosen, i))
+    out = []
+    for index in order[:limit]:
+        attempt = attempts[index]
+        if attempt.get("text") is None:
+            continue
+        answer = (attempt.get("verdict") or {}).get("answer")
+        out.append(response_view(attempt["text"], answer, attempt=index + 1, chosen=index == chosen))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -66,6 +142,7 @@ class ProblemCard:
     tokens: int
     num_images: int
     thumbnail: str | None = None  # data:image/jpeg;base64,... or None
+    responses: tuple[Response, ...] = ()  # the chosen attempt's first
     image_note: str = ""  # why there is no thumbnail
 
 
@@ -149,6 +226,7 @@ def card(row: dict[str, Any], view: st.RowView) -> ProblemCard:
         attempts_total=len(attempts),
         tokens=int(row.get("completion_tokens") or 0),
         num_images=_num_images(row),
+        responses=responses(row),
     )
 
 
@@ -160,10 +238,11 @@ def pick(rows: list[dict[str, Any]], views: list[st.RowView], limit: int) -> lis
 
 
 def problem_list(rows: list[dict[str, Any]], limit: int = DEFAULT_LIMIT, thumbnails: dict[str, tuple[str | None, str]] | None = None,
-                 thumbnail_hint: str = "") -> ProblemList:
+                 thumbnail_hint: str = "", views: list[st.RowView] | None = None) -> ProblemList:
     """The per-problem block of `rows` (output rows as dicts). `thumbnails`: id -> (data URL or None,
-    why not); without it, problems with images say how to get thumbnails (`thumbnail_hint`)."""
-    views = st.views(rows)
+    why not); without it, problems with images say how to get thumbnails (`thumbnail_hint`).
+    `views`: the rows' views when the caller has them (relabelled, for rescored rows)."""
+    views = st.views(rows) if views is None else views
     cards = []
     for row, view in pick(rows, views, limit):
         c = card(row, view)
@@ -181,7 +260,9 @@ def problem_list(rows: list[dict[str, Any]], limit: int = DEFAULT_LIMIT, thumbna
     else:
         note = f"All {len(rows)} problems ({summary}), failures first."
     note += (f" Text is cut at {QUESTION_CHARS} characters (questions) and {ANSWER_CHARS} (answers); "
-             f"at most {MAX_ATTEMPTS} attempts are listed per problem.")
+             f"at most {MAX_ATTEMPTS} attempts are listed per problem, and the responses of {MAX_RESPONSES} "
+             f"(the chosen one first; each its first {RESPONSE_HEAD:,} and last {RESPONSE_CHARS - RESPONSE_HEAD:,} "
+             "characters, the extracted answer highlighted where it is found in the text).")
     return ProblemList(cards, len(rows), note)
 
 

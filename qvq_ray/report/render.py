@@ -12,8 +12,9 @@ import html
 import re
 from dataclasses import dataclass
 
+from qvq_ray.report.compare import FlipList
 from qvq_ray.report.plots import Plot
-from qvq_ray.report.problems import ProblemCard, ProblemList
+from qvq_ray.report.problems import ProblemCard, ProblemList, Response
 from qvq_ray.report.tables import Table
 
 
@@ -22,7 +23,7 @@ class Heading:
     text: str
 
 
-Block = Heading | Table | Plot | ProblemList
+Block = Heading | Table | Plot | ProblemList | FlipList
 
 _MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
 
@@ -56,6 +57,8 @@ def render_markdown(title: str, intro: list[str], blocks: list[Block]) -> str:
             out += _md_table(block)
         elif isinstance(block, ProblemList):
             out += _md_problems(block)
+        elif isinstance(block, FlipList):
+            out += _md_flips(block)
         else:
             out += [f"![{md_escape(block.title)}]({block.filename})", ""]
             if block.caption:
@@ -77,6 +80,17 @@ def _md_problems(block: ProblemList) -> list[str]:
     return out
 
 
+def _md_flips(block: FlipList) -> list[str]:
+    """One line per flipped problem; both responses are in report.html."""
+    out = [f"### {md_escape(block.title)}", ""]
+    if block.flips:
+        out += ["| id | benchmark | gold | A answer | B answer |", "|:---|:---|:---|:---|:---|"]
+        out += ["| " + " | ".join(md_escape(x) for x in (f.id, f.source, f.gold, f.answer_a, f.answer_b)) + " |"
+                for f in block.flips]
+        out.append("")
+    return out + [f"_{md_escape(block.note)}_", ""]
+
+
 CSS = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1f2328;
        max-width: 1100px; margin: 2em auto; padding: 0 1em; }
@@ -88,6 +102,7 @@ table { border-collapse: collapse; margin: .3em 0; font-variant-numeric: tabular
 th, td { border: 1px solid #d0d7de; padding: 4px 10px; text-align: right; vertical-align: top; }
 th { background: #f6f8fa; }
 th:first-child, td:first-child { text-align: left; }
+th.text { text-align: left; }
 td.text { text-align: left; max-width: 40em; overflow-wrap: anywhere; font-family: ui-monospace, monospace; font-size: .9em; }
 table.total tr:last-child td { font-weight: 600; }
 p.note, figcaption { color: #57606a; font-size: .9em; margin: .3em 0 1em; }
@@ -105,6 +120,14 @@ pre.question { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0; font-s
 dl.facts { display: grid; grid-template-columns: max-content auto; gap: .1em 1em; margin: .4em 0; }
 dl.facts dt { color: #57606a; } dl.facts dd { margin: 0; font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
 table.attempts td.text { max-width: 30em; }
+details.response { margin: .3em 0; }
+details.response > summary { cursor: pointer; color: #57606a; }
+pre.response { white-space: pre-wrap; overflow-wrap: anywhere; font-size: .85em; background: #f6f8fa;
+               border: 1px solid #d0d7de; padding: .5em; margin: .3em 0; max-height: 40em; overflow-y: auto; }
+pre.response mark { background: #fff8c5; outline: 1px solid #d4a72c; }
+pre.response .cut { color: #57606a; font-style: italic; }
+.side-by-side { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }
+.side-by-side h4 { margin: .2em 0; font-size: .95em; }
 """
 
 def _h(text: str) -> str:
@@ -119,7 +142,8 @@ def _html_table(table: Table) -> str:
     if table.rows:
         text_cols = set(table.text_columns)
         parts.append(f"<table{cls}>")
-        parts.append("<tr>" + "".join(f"<th>{_h(h)}</th>" for h in table.headers) + "</tr>")
+        parts.append("<tr>" + "".join(f'<th class="text">{_h(h)}</th>' if i in text_cols else f"<th>{_h(h)}</th>"
+                                      for i, h in enumerate(table.headers)) + "</tr>")
         for row in table.rows:
             cells = "".join(
                 f'<td class="text">{_h(c)}</td>' if i in text_cols else f"<td>{_h(c)}</td>" for i, c in enumerate(row)
@@ -167,8 +191,31 @@ def _html_card(c: ProblemCard) -> str:
         parts.append("</table>")
         if c.attempts_total > len(c.attempts):
             parts.append(f'<p class="note">{c.attempts_total - len(c.attempts)} more attempts not listed.</p>')
+    parts += [html_response(r) for r in c.responses]
     parts.append("</details>")
     return "\n".join(parts)
+
+
+def response_pre(r: Response) -> str:
+    """The response text, escaped, its answer in <mark>, cut parts said in place."""
+    out = []
+    for kind, text in r.pieces:
+        if kind == "answer":
+            out.append(f'<mark class="answer">{_h(text)}</mark>')
+        elif kind == "cut":
+            out.append(f'<span class="cut">{_h(text)}</span>')
+        else:
+            out.append(_h(text))
+    return f'<pre class="response">{"".join(out)}</pre>'
+
+
+def html_response(r: Response, label: str = "") -> str:
+    """A response, collapsed: its summary names the attempt, its length and whether the answer is marked."""
+    what = label or f"response of attempt {r.attempt}" + (" (chosen)" if r.chosen else "")
+    found = ("answer highlighted" if r.marked else "no answer extracted" if not r.answer
+             else "the extracted answer is not in the text as written")
+    return (f'<details class="response"><summary>{_h(what)} · {r.chars:,} characters · {found}</summary>'
+            f"{response_pre(r)}</details>")
 
 
 def _html_problems(block: ProblemList) -> str:
@@ -177,6 +224,22 @@ def _html_problems(block: ProblemList) -> str:
     parts += [_html_card(c) for c in block.cards]
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _html_flip(f) -> str:
+    sides = []
+    for run, answer, response in (("A", f.answer_a, f.response_a), ("B", f.answer_b, f.response_b)):
+        body = response_pre(response) if response is not None else '<p class="note">(no response)</p>'
+        sides.append(f"<div><h4>{run}: answer <code>{_h(answer or '(none)')}</code></h4>{body}</div>")
+    return (f'<details class="problem flip" data-id="{_h(f.id)}"><summary><code>{_h(f.id)}</code> · {_h(f.source)}'
+            f' · gold <code>{_h(f.gold or "(none)")}</code> · A <code>{_h(f.answer_a or "(none)")}</code>'
+            f' · B <code>{_h(f.answer_b or "(none)")}</code></summary>'
+            f'<div class="side-by-side">{"".join(sides)}</div></details>')
+
+
+def _html_flips(block: FlipList) -> str:
+    parts = [f'<h3 class="title">{_h(block.title)}</h3>', f'<p class="note">{_h(block.note)}</p>']
+    return "\n".join(parts + [_html_flip(f) for f in block.flips])
 
 
 def render_html(title: str, intro: list[str], blocks: list[Block]) -> str:
@@ -190,6 +253,8 @@ def render_html(title: str, intro: list[str], blocks: list[Block]) -> str:
             body.append(_html_table(block))
         elif isinstance(block, ProblemList):
             body.append(_html_problems(block))
+        elif isinstance(block, FlipList):
+            body.append(_html_flips(block))
         else:
             body.append(_html_plot(block))
     return (

@@ -151,8 +151,13 @@ def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> Jo
 
 class OutputScan:
     """One pass over a job's output folder, a part file at a time and only the light columns: the
-    per-mode headline totals, the raw counts the job summary adds to them, and the ids (Arrow
-    strings) for duplicates. Its memory is the ids plus counters, whatever the size of the job."""
+    per-mode headline totals, the raw counts the job summary adds to them, and a 64-bit hash per
+    id for duplicates. Its memory is 8 bytes a row plus counters, whatever the size of the job.
+
+    Why hashes: the ids themselves, kept as Arrow strings a part file at a time, cost ~160 bytes a
+    row (32 MB at 200,000 rows) in the process that just ran the job. Two distinct ids share a hash
+    with probability about rows**2 / 2**65 (3e-8 at a million rows); such a pair would be counted
+    as one duplicate, never as a lost row."""
 
     def __init__(self) -> None:
         from collections import Counter
@@ -163,15 +168,15 @@ class OutputScan:
         self.decided: Counter = Counter()
         self.completion_tokens = 0
         self.tokens_saved = 0
-        self.ids: list = []
+        self.id_hashes: list = []  # one numpy int64 array per part file
 
     def add(self, table) -> None:
-        import pyarrow as pa
+        import numpy as np
 
         from qvq_ray.report import stats as report_stats, tables as report_tables
 
-        self.ids.append(table.column("id").cast(pa.string()))
         rows = table.to_pylist()
+        self.id_hashes.append(np.fromiter((hash(str(row["id"])) for row in rows), dtype=np.int64, count=len(rows)))
         for view, row in zip(report_stats.views(rows, default_mode=None), rows):
             report_tables.headline_totals([view], into=self.totals if row.get("num_attempts") else self.unsolved)
             self.completion_tokens += int(row.get("completion_tokens") or 0)
@@ -197,15 +202,14 @@ class OutputScan:
         return report_tables.headline_of(self.by_mode()).text()
 
     def summary(self, *, rows_in: int, seconds: float) -> JobSummary:
-        import pyarrow as pa
-        import pyarrow.compute as pc
+        import numpy as np
 
         from qvq_ray.report.tables import HeadlineTotals
 
         every = HeadlineTotals()
         for part in self.by_mode().values():
             every = every.merge(part)
-        distinct = pc.count_distinct(pa.chunked_array(self.ids, type=pa.string())).as_py() if self.ids else 0
+        distinct = int(np.unique(np.concatenate(self.id_hashes)).size) if self.id_hashes else 0
 
         def rate(count: int) -> float | None:
             return count / every.scored if every.scored else None
@@ -253,10 +257,13 @@ def output_headline(out_dir: str | Path) -> str:
 
 
 def headline_table(rows: Any) -> str:
-    """The report's headline as fixed-width text: one line per mode (oracle labelled pass@k)."""
-    from qvq_ray.report import stats as report_stats, tables as report_tables
+    """The report's headline as fixed-width text: one line per mode (oracle labelled pass@k); for
+    rescored outputs, the rescore headline (no solving figures)."""
+    from qvq_ray.report import rescored, stats as report_stats, tables as report_tables
 
-    return report_tables.headline(report_stats.views(_pylist(rows))).text()
+    rows = _pylist(rows)
+    views = report_stats.views(rows)
+    return (rescored.headline(views) if rescored.is_rescored(rows) else report_tables.headline(views)).text()
 
 
 def _can_plot(notes: list[str]) -> bool:
@@ -268,34 +275,66 @@ def _can_plot(notes: list[str]) -> bool:
     return True
 
 
-def report_blocks(rows: Any, *, plots: bool = True) -> tuple[list, list[str]]:
-    """The report's blocks in order, and notes for its introduction."""
+def run_table(rows: list[dict[str, Any]], records: list[dict[str, Any]]):
+    """The report's first block: model, engine, prompt preset and template hash, sampling, policy."""
+    from qvq_ray.report.runinfo import run_facts
+    from qvq_ray.report.tables import Table
+
+    return Table("Run", ["setting", "value", "recorded in"], [list(f) for f in run_facts(rows, records)],
+                 anchor="run", text_columns=(1, 2))
+
+
+def report_blocks(rows: Any, *, plots: bool = True, records: list[dict[str, Any]] | None = None) -> tuple[list, list[str]]:
+    """The report's blocks in order, and notes for its introduction. `records`: the run record's
+    invocations (runinfo.read_run_records), for the run table."""
     from qvq_ray.report import plots as rp
+    from qvq_ray.report import rescored
     from qvq_ray.report import stats as st
     from qvq_ray.report import tables as tb
     from qvq_ray.report.render import Heading
 
-    views = st.views(_pylist(rows))
+    rows = _pylist(rows)
+    records = records or []
+    views = st.views(rows)
+    if rescored.is_rescored(rows, records):
+        views = rescored.relabel(views)  # not "self": nothing was solved here
+        notes = ["rescored outputs: the responses come from another tool (see 'outputs from'); only their scoring "
+                 "happened here, so no solving figures (attempts, tokens, latency) are shown"]
+        blocks: list = [run_table(rows, records), rescored.headline(views), rescored.agreement_table(rows),
+                        rescored.disagreements_table(rows), Heading("Scores by benchmark, subject and level")]
+        return blocks + tb.accuracy_tables(views) + _answer_blocks(views), notes
     present = st.modes(views)
     notes = ["modes: " + "; ".join(f"{tb.mode_label(m)} ({tb.MODE_NOTES.get(m, 'unknown mode')})" for m in present)]
     draw = plots and _can_plot(notes)
 
-    blocks: list = [tb.headline(views), Heading("Scores by benchmark, subject and level")]
+    blocks = [run_table(rows, records), tb.headline(views), Heading("Scores by benchmark, subject and level")]
     blocks += tb.accuracy_tables(views)
     blocks.append(Heading("Scores vs attempts"))
     for mode in present:  # one table and one plot per mode: oracle and self curves are never pooled
         curve = tb.curve_table(views, mode)
         if curve is not None:
             blocks.append(curve)
-            if draw:
-                blocks.append(rp.accuracy_vs_attempts(st.attempts_curve([v for v in views if v.mode == mode]), mode))
-    blocks += [Heading("Attempts and tokens"), tb.attempts_table(views), tb.tokens_table(views)]
+            points = st.attempts_curve([v for v in views if v.mode == mode])
+            if len(points) < 2:  # one attempt each: the curve is a single dot
+                curve.note += " No plot: every problem had one attempt, so the curve is a single point (pass@1 = maj@1)."
+            elif draw:
+                blocks.append(rp.accuracy_vs_attempts(points, mode))
+    tokens_table = tb.tokens_table(views)
+    blocks += [Heading("Attempts and tokens"), tb.attempts_table(views), tokens_table]
     tokens = st.tokens_per_problem(views)
-    if draw and tokens:
+    if draw and len(set(tokens)) > 1:
         blocks.append(rp.tokens_histogram(tokens))
-    blocks += [Heading("Answer issues and errors"), tb.errors_by_benchmark(views), tb.errors_table(views),
-               tb.issues_table(views), tb.decided_by_table(views)]
-    return blocks, notes
+    elif draw and tokens:
+        tokens_table.note += f" No histogram: every problem used the same number of tokens ({tokens[0]:,.0f})."
+    return blocks + _answer_blocks(views), notes
+
+
+def _answer_blocks(views) -> list:
+    from qvq_ray.report import tables as tb
+    from qvq_ray.report.render import Heading
+
+    return [Heading("Answer issues and errors"), tb.errors_by_benchmark(views), tb.errors_table(views),
+            tb.issues_table(views), tb.decided_by_table(views)]
 
 
 # ---------------------------------------------------------------- where the report goes
@@ -375,14 +414,21 @@ def write_report(
     """
     from qvq_ray.report import problems as rp
 
+    from qvq_ray.report import rescored
+    from qvq_ray.report.runinfo import read_run_records
+
     out = Path(out_dir)
     target = check_report_dir(out, report_dir if report_dir is not None else default_report_dir(out))
     rows = read_output(out).to_pylist()
-    blocks, notes = report_blocks(rows, plots=plots)
+    records = read_run_records(out)
+    blocks, notes = report_blocks(rows, plots=plots, records=records)
+    views = _views(rows)
+    if rescored.is_rescored(rows, records):
+        views = rescored.relabel(views)
     limit = rp.DEFAULT_LIMIT if max_problems is None else max_problems
     thumbnails = None
     if problems is not None and limit > 0:
-        shown = {view.id for _, view in rp.pick(rows, _views(rows), limit)}
+        shown = {view.id for _, view in rp.pick(rows, views, limit)}
         thumbnails = rp.thumbnails_from_problems(
             problems, shown, format=problems_format, allow_paths_outside=allow_paths_outside, warn=warn
         )
@@ -390,7 +436,7 @@ def write_report(
         from qvq_ray.report.render import Heading
 
         hint = "" if problems is not None else "thumbnails need the problem set: qvq-ray report DIR --problems INPUT"
-        blocks += [Heading("Problems"), rp.problem_list(rows, limit, thumbnails, hint)]
+        blocks += [Heading("Problems"), rp.problem_list(rows, limit, thumbnails, hint, views)]
     title = f"qvq-ray report: {out.resolve().name}"
     intro = [f"output: {out.resolve()} ({len(rows)} rows)", *notes,
              f"generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"]

@@ -2,7 +2,8 @@
 
 Also, on the batching-on app: p99 latency of small requests alone vs with hostile requests in flight
 (a 500 KB stop string, an 18 MB prompt, 8 blank 7000x7000 PNGs, each re-sent once a second; target
-<= 2x), with one heavy legitimate request (8 full-resolution images) re-sent each second, and small
+<= 2x; the background requests come from a process of their own, as other clients' do), with one
+heavy legitimate request (8 full-resolution images) re-sent each second, and small
 requests/s alone vs with long generations (1,500 tokens each, held by min_tokens) back to back.
 
 Tiny model, one engine replica, real HTTP on 127.0.0.1 (bounded: a fixed number of requests per
@@ -17,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import statistics
 import time
 
@@ -25,6 +28,9 @@ def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
+
+#: Small requests timed per robustness case: p99 of 200 is their third slowest (of 48, it was the slowest).
+ROBUSTNESS_REQUESTS = 200
 
 BODY = {"messages": [{"role": "user", "content": "What is 17 + 25? Think step by step."}], "max_tokens": 32}
 
@@ -102,17 +108,45 @@ def _heavy_body() -> dict:
 async def _with_background(url: str, background: list[dict], clients: int, requests: int, every_s: float = 0.0) -> tuple[dict, int]:
     """Small-request load while each background body is sent again and again, one in flight at a
     time, a new one at most every `every_s` seconds (0: back to back); returns the load's figures
-    and how many background requests ran meanwhile."""
+    and how many background requests ran meanwhile.
+
+    The background bodies are sent from a process of their own (`--send-repeatedly`), as other
+    clients' are: sent from this process, encoding and writing 16 x 262 KB bodies a second held the
+    event loop that times the small requests, and that delay was counted as the server's."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as bodies:
+        for body in background:
+            bodies.write(json.dumps(body) + "\n")
+    sender = subprocess.Popen(
+        [sys.executable, __file__, "--send-repeatedly", bodies.name, "--url", url, "--every-s", str(every_s)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        while (line := await asyncio.to_thread(sender.stdout.readline)) and line.strip() != "sending":
+            pass
+        await asyncio.sleep(1.0)  # under way
+        figures = await _load(url, clients, requests)
+    finally:
+        sender.send_signal(signal.SIGINT)
+        out, _ = await asyncio.to_thread(sender.communicate, timeout=600)
+        os.unlink(bodies.name)
+    sent = int(out.split()[-1]) if out.split() else 0
+    return figures, sent
+
+
+def _send_repeatedly(bodies_path: str, url: str, every_s: float) -> None:
+    """The background clients (a process of their own): each body sent again and again until SIGINT,
+    then the number of requests completed printed."""
     import httpx
 
     done = asyncio.Event()
     sent = 0
 
-    async def repeat(body):
+    async def repeat(content: bytes) -> None:
         nonlocal sent
-        # encoded once: json.dumps of an 18 MB body would hold this process's event loop, which
-        # also runs the small-request clients being measured
-        content = json.dumps(body).encode()
         async with httpx.AsyncClient(timeout=600, headers={"content-type": "application/json"}) as http:
             while not done.is_set():
                 started = time.perf_counter()
@@ -120,14 +154,17 @@ async def _with_background(url: str, background: list[dict], clients: int, reque
                 sent += 1
                 await asyncio.sleep(max(0.0, every_s - (time.perf_counter() - started)))
 
-    tasks = [asyncio.ensure_future(repeat(body)) for body in background]
-    await asyncio.sleep(1.0)  # under way
-    try:
-        figures = await _load(url, clients, requests)
-    finally:
-        done.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    return figures, sent
+    async def run() -> None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, done.set)
+        with open(bodies_path, encoding="utf-8") as handle:
+            contents = [line.strip().encode() for line in handle if line.strip()]
+        tasks = [asyncio.ensure_future(repeat(content)) for content in contents]
+        print("sending", flush=True)
+        await done.wait()
+        await asyncio.gather(*tasks, return_exceptions=True)  # each finishes the request it is on
+
+    asyncio.run(run())
+    print(sent, flush=True)
 
 
 def _refused_only(url: str, requests: int) -> dict:
@@ -207,7 +244,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--only-robustness", action="store_true", help="Only the hostile / refused / heavy / long-generation figures.")
     parser.add_argument("--only-refused", action="store_true", help="Only small requests alone vs with 16 refused over-long prompts.")
+    parser.add_argument("--send-repeatedly", metavar="BODIES_JSONL", help=argparse.SUPPRESS)  # the background clients' process
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--every-s", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.send_repeatedly:
+        _send_repeatedly(args.send_repeatedly, args.url, args.every_s)
+        return
     args.only_robustness = args.only_robustness or args.only_refused
     levels = () if args.only_robustness else (1, 8, 32)
 
@@ -223,7 +266,7 @@ def main() -> None:
             asyncio.run(_load(url, 1, 3))  # warm-up
             results[label] = {str(c): asyncio.run(_load(url, c, args.requests if c > 1 else 24)) for c in levels}
             if label == "batching_on":
-                robustness = (_refused_only if args.only_refused else _robustness)(url, requests=48)
+                robustness = (_refused_only if args.only_refused else _robustness)(url, requests=ROBUSTNESS_REQUESTS)
             serve.delete("bench")
     finally:
         serve.shutdown()

@@ -150,6 +150,21 @@ class SamplingConfig(StrictModel):
         description="Return each generated token's log-probability and this many most likely alternatives "
         "(vLLM's SamplingParams.logprobs; OpenAI's top_logprobs); None = off.",
     )
+    prompt_logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=20,
+        description="Return each prompt token's log-probability and this many most likely alternatives "
+        "(vLLM's SamplingParams.prompt_logprobs; OpenAI's echo with logprobs); None = off.",
+    )
+    ignore_eos: bool = Field(
+        False, description="vLLM's: generate past the end-of-sequence token, to max_tokens or a stop string (load tests)."
+    )
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None,
+        description="vLLM's: variables the chat template reads (Qwen2-VL's: add_vision_id); one it does not read "
+        "is refused by name.",
+    )
 
     @property
     def greedy(self) -> bool:

@@ -436,3 +436,31 @@ def test_config_requires_base_url_and_body_helper():
         OpenAIEngine(ModelConfig(), OpenAIEngineConfig())
     body, repeat = chat_request_body("m", [], SamplingConfig(max_tokens=4, n=2), stream=True, extra_sampling=True)
     assert (body["n"], repeat, body["top_k"], body["stream_options"]) == (1, 2, 0, {"include_usage": True})
+
+
+# --------------------------------------------------------------------------- issue 22: passed through
+
+
+def test_ignore_eos_and_chat_template_kwargs_are_passed_through(server):
+    generate(make_engine(server.url), SamplingConfig(max_tokens=8, ignore_eos=True, chat_template_kwargs={"add_vision_id": True}))
+    sent = server.requests[0]["body"]
+    assert (sent["ignore_eos"], sent["chat_template_kwargs"]) == (True, {"add_vision_id": True})
+    generate(make_engine(server.url), SamplingConfig(max_tokens=8))
+    assert "ignore_eos" not in server.requests[1]["body"] and "chat_template_kwargs" not in server.requests[1]["body"]
+
+
+def test_token_id_prompts_and_echo_prompt_logprobs_are_passed_through(server):
+    """Prompt log-probabilities are asked of the endpoint as echo + logprobs; its answer is split
+    into the prompt's entries and the completion (text, logprobs, offsets from the completion's start)."""
+    from qvq_ray.engines.base import raw_prompt
+
+    legacy = {"tokens": ["a", " b", "!"], "token_logprobs": [None, -1.5, -0.25],
+              "top_logprobs": [None, {" z": -0.5, " b": -1.5}, {"!": -0.25}], "text_offset": [0, 1, 3]}
+    server.steps = [(200, {"id": "c", "object": "text_completion", "model": "m",
+                           "choices": [{"index": 0, "text": "a b!", "finish_reason": "length", "logprobs": legacy}],
+                           "usage": {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}})]
+    (out,) = asyncio.run(make_engine(server.url).generate(raw_prompt([64, 12]), SamplingConfig(max_tokens=1, logprobs=1, prompt_logprobs=1)))
+    sent = server.requests[0]["body"]
+    assert (sent["prompt"], sent["echo"], sent["logprobs"]) == ([64, 12], True, 1)
+    assert [(p.token, p.logprob, [t.token for t in p.top_logprobs]) for p in out.prompt_logprobs] == [("a", None, []), (" b", -1.5, [" z"])]
+    assert (out.text, [(t.token, t.logprob) for t in out.logprobs]) == ("!", [("!", -0.25)])

@@ -47,12 +47,43 @@ def engine(tiny_model_dir):
     asyncio.run(engine.close())
 
 
-def test_a_prompt_surely_over_the_context_is_refused_after_tokenizing_a_part_of_it(engine):
+class CounterWatchWrapper:
+    """The context screen's real token counter, with the characters and thread of each call recorded."""
+
+    is_token_counter = True
+
+    def __init__(self, real):
+        self.real, self.chars, self.threads = real, [], set()
+
+    def __call__(self, text):
+        self.chars.append(len(text))
+        self.threads.add(threading.current_thread().name)
+        return self.real(text)
+
+
+def test_a_prompt_surely_over_the_context_is_refused_on_the_screen_after_tokenizing_a_part_of_it(engine):
+    """Refused by the context screen, on its own thread, after a few chunks of the budget: the
+    prepare lane (the engine's tokenizer) never sees it, so small prompts never wait behind it."""
     watch = engine.tokenizer = TokenizerWatchWrapper(engine.tokenizer)
+    screen = engine._screen.counter = CounterWatchWrapper(engine._screen.counter)
     text = (WORDS * 3000)[:200_000]
     with pytest.raises(InvalidRequestError, match=r"at least \d+ tokens.*limit of 2048"):
         asyncio.run(engine.generate(_chat(text), SamplingConfig(max_tokens=2)))
-    assert 0 < sum(watch.chars) <= 3 * 2046, watch.chars  # a few chunks of the budget, not 200,000 characters
+    assert 0 < sum(screen.chars) <= 3 * 2046, screen.chars  # a few chunks of the budget, not 200,000 characters
+    assert screen.threads == {"context-screen_0"} and watch.chars == []
+    # a prompt that may fit passes the screen and is counted once, exactly, on the prepare lane
+    completion = asyncio.run(engine.generate(_chat((WORDS * 40)[:2400]), SamplingConfig(max_tokens=2)))[0]
+    assert completion.prompt_tokens < 2048 - 2 and len(screen.chars) >= 1 and watch.chars
+
+
+def test_the_screen_runs_at_a_lower_cpu_priority(engine):
+    import os
+
+    async def niceness():
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(engine._screen._executor, lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    assert asyncio.run(niceness()) >= os.getpriority(os.PRIO_PROCESS, 0) + 1
 
 
 def test_a_prompt_near_the_context_is_counted_exactly(engine):

@@ -164,7 +164,7 @@ class _Injected(Exception):
     ],
 )
 def test_an_exception_in_prompt_preparation_reaches_the_caller(engine, monkeypatch, error, needle):
-    def prepare_fails(messages):
+    def prepare_fails(messages, *args, **kwargs):
         raise error
 
     monkeypatch.setattr(engine, "_prompt_ids", prepare_fails)

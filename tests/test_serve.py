@@ -125,7 +125,7 @@ def test_solve_returns_verified_solution_with_attempts(base_url):
         ({"messages": [{"role": "user", "content": "x" * 300_000}]}, 400, "max_prompt_chars"),
         ({"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f"}}]}, 400, "'tools' is not supported"),
         ({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"}}, 400, "'response_format' is not supported"),
-        ({"messages": [{"role": "user", "content": "hi"}], "ignore_eos": True}, 400, "'ignore_eos' is not supported"),
+        ({"messages": [{"role": "user", "content": "hi"}], "stop_token_ids": [5]}, 400, "'stop_token_ids' is not supported"),
         (b"[1, 2]", 400, "must be a JSON object"),
         (b"\xff\xfe\x00garbage", 400, "not valid JSON"),
     ],

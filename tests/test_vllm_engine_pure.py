@@ -154,7 +154,8 @@ def test_sampling_params_are_all_explicit():
         "n": 4, "temperature": 0.7, "top_p": 0.9, "top_k": 20, "min_p": 0.0, "seed": 3, "stop": ["END"],
         "stop_token_ids": [151645, 151643], "include_stop_str_in_output": False, "ignore_eos": False,
         "max_tokens": 8192, "min_tokens": 0, "repetition_penalty": 1.05, "presence_penalty": 0.0,
-        "frequency_penalty": 0.0, "logprobs": None, "skip_special_tokens": True, "output_kind": "FINAL_ONLY",
+        "frequency_penalty": 0.0, "logprobs": None, "prompt_logprobs": None, "skip_special_tokens": True,
+        "output_kind": "FINAL_ONLY",
     }
     assert set(plan.params) <= VLLM_SAMPLING_FIELDS
     vllm_style = sampling_params_kwargs(
@@ -816,3 +817,70 @@ def test_a_chat_surely_over_the_context_is_refused_on_the_prepare_thread_before_
     assert llm.requests == [] and threads and threads[0].startswith("vllm-prepare")
     asyncio.run(engine.generate(MSG, SamplingConfig(max_tokens=4)))  # and the engine goes on
     assert len(llm.requests) == 1
+
+
+# --------------------------------------------------------------------------- issue 22: lm-eval and load generators
+
+
+def test_ignore_eos_and_prompt_logprobs_reach_sampling_params():
+    """vLLM's ignore_eos drops the checkpoint's eos from the stop ids; ours must go too, or <|im_end|>
+    would still stop the request. Echo's prompt log-probabilities are SamplingParams.prompt_logprobs."""
+    plain = sampling_params_kwargs(SamplingConfig(max_tokens=5), stop_token_ids=[151645], stream=False).params
+    ignoring = sampling_params_kwargs(
+        SamplingConfig(max_tokens=5, ignore_eos=True, prompt_logprobs=2), stop_token_ids=[151645], stream=True
+    ).params
+    assert (plain["ignore_eos"], plain["stop_token_ids"], plain["prompt_logprobs"]) == (False, [151645], None)
+    assert (ignoring["ignore_eos"], ignoring["stop_token_ids"], ignoring["prompt_logprobs"]) == (True, [], 2)
+    assert set(ignoring) <= VLLM_SAMPLING_FIELDS
+
+
+def test_prompt_logprobs_of_a_request_output_start_with_the_contextless_first_token(processor):
+    from qvq_ray.engines.vllm_engine import completions_from_output
+
+    prompt = [None, {12: FakeLogprob(-1.5, 3, " b"), 99: FakeLogprob(-0.5, 1, " z")}]
+    output = FakeRequestOutput("r", "a b", [64, 12], prompt, [FakeCompletionOutput(0, "!", [5], finish_reason="length")], True)
+    (completion,) = completions_from_output(output, repeat=1, started=0.0, now=1.0, prompt_logprobs=1, tokenizer=processor.tokenizer)
+    first, second = completion.prompt_logprobs
+    assert (first.token, first.logprob) == (processor.tokenizer.decode([64]), None)
+    assert (second.token, second.logprob, [t.token for t in second.top_logprobs]) == (" b", -1.5, [" z"])
+    assert completions_from_output(output, repeat=1, started=0.0, now=1.0)[0].prompt_logprobs is None
+
+
+def test_a_token_id_prompt_goes_as_its_ids_and_bad_ids_are_refused(processor):
+    from qvq_ray.engines.base import InvalidRequestError, raw_prompt
+
+    assert _build(processor, raw_prompt([16, 256, 220])) == {"prompt_token_ids": [16, 256, 220]}
+    image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    for ids, needle in (([16, image_pad], "<|image_pad|>"), ([16, len(processor.tokenizer)], "out of the vocabulary")):
+        with pytest.raises(InvalidRequestError, match=re.escape(needle)):
+            _build(processor, raw_prompt(ids))
+
+
+def test_chat_template_kwargs_reach_the_template_and_unknown_keys_are_refused(processor):
+    from qvq_ray.engines.base import InvalidRequestError
+
+    messages = [{"role": "user", "content": [{"type": "image", "image": png_bytes("1", size=(56, 56))}, {"type": "text", "text": "hi"}]}]
+
+    def template(msgs, **kwargs):
+        return processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True, **kwargs)
+
+    def build(kwargs):
+        return build_prompt(messages, template, processor.tokenizer, max_images=4, chat_template=processor.chat_template,
+                            chat_template_kwargs=kwargs)["prompt_token_ids"]
+
+    plain, numbered = build(None), build({"add_vision_id": True})
+    assert processor.tokenizer.decode(numbered).count("Picture 1: ") == 1 and "Picture" not in processor.tokenizer.decode(plain)
+    for key in ("enable_thinking", "add_generation_prompt", "messages"):
+        with pytest.raises(InvalidRequestError, match=re.escape(f"{key!r}")):
+            build({key: False})
+
+
+def test_stream_deltas_carry_their_tokens_logprobs_and_the_counts_so_far():
+    acc = DeltaAccumulator(started=0.0, logprobs=0)
+    step = lambda token, text: {token: FakeLogprob(-0.5, 1, text)}  # noqa: E731
+    first = acc.add(FakeRequestOutput("r", "p", [1, 2, 3], None, [FakeCompletionOutput(0, "He", [7], logprobs=[step(7, "He")])], False))
+    second = acc.add(FakeRequestOutput("r", "p", None, None, [
+        FakeCompletionOutput(0, "llo", [8, 9], logprobs=[step(8, "l"), step(9, "lo")], finish_reason="length")], True))
+    assert ([e.token for e in first.logprobs], first.usage) == (["He"], (3, 1))
+    assert ([e.token for e in second.logprobs], second.usage) == (["l", "lo"], (3, 3))
+    assert [e.token for e in acc.completion(now=1.0).logprobs] == ["He", "l", "lo"]

@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from qvq_ray.config import SamplingConfig
+from qvq_ray.engines.timing import EngineTiming
 
 Message = dict[str, Any]
 FinishReason = Literal["stop", "length", "abort"]
@@ -33,6 +34,34 @@ class TokenLogprob(TopLogprob):
     top_logprobs: list[TopLogprob] = Field(default_factory=list)
 
 
+class PromptLogprob(TopLogprob):
+    """One prompt token (vLLM's prompt_logprobs, OpenAI's echo + logprobs): its log-probability
+    given the tokens before it (None for the first token, which has no context) and the most likely
+    tokens at its position."""
+
+    logprob: float | None
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class TextDelta(str):
+    """A streamed text delta. It is a `str` (every consumer of `Engine.stream` reads it as text)
+    that may also carry the log-probabilities of the tokens generated since the previous delta
+    (`logprobs`: each entry's `token` is what it adds to the text, so entries are matched to the text
+    sent) and the token counts so far (`usage`: prompt tokens, completion tokens)."""
+
+    logprobs: list[TokenLogprob]
+    usage: tuple[int, int] | None
+
+    def __new__(cls, text: str, logprobs: list[TokenLogprob] | None = None, usage: tuple[int, int] | None = None):
+        delta = super().__new__(cls, text)
+        delta.logprobs = list(logprobs or [])
+        delta.usage = usage
+        return delta
+
+    def __reduce__(self):  # across Ray (a Serve handle's stream) with what it carries
+        return (TextDelta, (str(self), self.logprobs, self.usage))
+
+
 class Completion(BaseModel):
     """One generated sample."""
 
@@ -43,6 +72,12 @@ class Completion(BaseModel):
     latency_s: float = Field(0.0, description="Time from request to this sample's end.")
     logprobs: list[TokenLogprob] | None = Field(
         None, description="Per generated token, when sampling.logprobs is set (engines that support it)."
+    )
+    prompt_logprobs: list[PromptLogprob] | None = Field(
+        None, description="Per prompt token (the first has no log-probability), when sampling.prompt_logprobs is set."
+    )
+    timing: EngineTiming | None = Field(
+        None, description="Queue time, time to first token and inter-token gaps as the engine measured them (engines/timing.py)."
     )
 
 
@@ -163,8 +198,31 @@ class StallWatch:
 RAW_PROMPT_ROLE = "raw_prompt"
 
 
-def raw_prompt(text: str) -> list[Message]:
-    return [{"role": RAW_PROMPT_ROLE, "content": [{"type": "text", "text": text}]}]
+def raw_prompt(prompt: str | list[int]) -> list[Message]:
+    """A raw prompt: text (its special tokens parsed) or token ids (the model's input as they are)."""
+    part = {"type": "text", "text": prompt} if isinstance(prompt, str) else {"type": "token_ids", "token_ids": list(prompt)}
+    return [{"role": RAW_PROMPT_ROLE, "content": [part]}]
+
+
+def raw_prompt_ids(messages: list[Message]) -> list[int] | None:
+    """The token ids of a raw prompt given as ids; None for text and for chat messages."""
+    if raw_prompt_text(messages) is None:
+        return None
+    parts = [p for p in messages[0].get("content") or [] if isinstance(p, dict) and p.get("type") == "token_ids"]
+    return [int(i) for p in parts for i in p.get("token_ids") or []] if parts else None
+
+
+def check_prompt_ids(ids: list[int], vocab_size: int, refused: dict[int, str]) -> None:
+    """InvalidRequestError for a token id outside the vocabulary, or one of `refused` (id -> token:
+    image and video placeholders, which a raw prompt carries nothing for)."""
+    if not ids:
+        raise InvalidRequestError("prompt cannot be empty (no token ids)")
+    if bad := [i for i in ids if not 0 <= i < vocab_size]:
+        raise InvalidRequestError(f"token id {bad[0]} is out of the vocabulary (0..{vocab_size - 1})")
+    if placeholders := [i for i in ids if i in refused]:
+        raise InvalidRequestError(
+            f"a raw prompt carries no images or videos, so it cannot hold the placeholder token {refused[placeholders[0]]!r}"
+        )
 
 
 def raw_prompt_text(messages: list[Message]) -> str | None:
@@ -236,6 +294,27 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class TokenizerAccess(Protocol):
+    """The engine's own tokenizer, for the HTTP routes vLLM serves beside generation (/tokenize,
+    /detokenize, /tokenizer_info) and for echoing a prompt given as token ids: no second tokenizer
+    is loaded anywhere. Prompts are tokenized exactly as generation tokenizes them."""
+
+    async def tokenize(
+        self, messages: list[Message], *, add_special_tokens: bool = True, add_generation_prompt: bool = True,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """{"tokens": ids, "max_model_len": n} for a raw prompt (raw_prompt) or chat messages."""
+        ...
+
+    async def detokenize(self, tokens: list[int]) -> str: ...
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        """vLLM's /tokenizer_info: `tokenizer_class` and the tokenizer's configuration
+        (tokenizer_config.json's keys: special tokens, model_max_length, chat_template...)."""
+        ...
 
 
 def split_images(

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from qvq_ray.config import HFEngineConfig, ModelConfig, QvqConfig, SamplingConfig
-from qvq_ray.engines.hf_sampling import LogprobRecorder, logits_processors, step_logprobs, token_logprobs
+from qvq_ray.engines.hf_sampling import LogprobRecorder, logits_processors, prompt_logprobs, step_logprobs, token_logprobs
 from qvq_ray.engines.base import (
     Completion,
     EngineError,
@@ -43,16 +43,19 @@ from qvq_ray.engines.base import (
     InvalidRequestError,
     Message,
     StallWatch,
+    TextDelta,
     check_prompt_chars,
+    check_prompt_ids,
     contained_call,
     preparation_error,
     prompt_chars,
+    raw_prompt_ids,
     raw_prompt_text,
     split_images,
 )
-from qvq_ray.engines.context_bound import over_context_error, refuse_surely_over_context
+from qvq_ray.engines.context_bound import ContextScreen, over_context_error, refuse_surely_over_context
 from qvq_ray.engines.smallest_first import SmallestFirst
-from qvq_ray.engines.prompt_tokens import chat_prompt_ids, check_raw_prompt, media_tokens
+from qvq_ray.engines.prompt_tokens import chat_prompt_ids, check_chat_template_kwargs, check_raw_prompt, media_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +66,12 @@ class _Request:
     sampling: SamplingConfig
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
-    enqueued: float = field(default_factory=time.perf_counter)
+    enqueued: float = field(default_factory=time.perf_counter)  # reached the engine
+    queued: float | None = None  # prepared, joined the batch queue
     deltas: asyncio.Queue | None = None  # set for streaming requests
     cancelled: bool = False  # set when the consumer stops listening: the row stops generating
     counted: bool = False  # joined the batch queue (the StallWatch counts it in flight)
+    screened: bool = False  # the context screen bounded its tokens already
     # filled by _prepare
     inputs: dict[str, Any] = field(default_factory=dict)  # the processor's tensors for this prompt alone
     prompt_tokens: int = 0
@@ -92,6 +97,8 @@ def _group_key(sampling: SamplingConfig, index: int) -> tuple:
         sampling.min_p if sampled else 0.0,
         sampling.min_tokens,
         sampling.logprobs,
+        sampling.prompt_logprobs,
+        sampling.ignore_eos,
         (sampling.seed, index) if seeded else None,
     )
 
@@ -118,6 +125,7 @@ class HFEngine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
         # One thread: the fast tokenizer is not safe to call from two threads at once.
         self._prepare_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-prepare")
+        self._screen = ContextScreen.of(self.tokenizer, self.max_model_len)  # long prompts, before the prepare lane
         self._watch = StallWatch(self.engine_config.stall_limit_s)
         self._queue: asyncio.Queue[_Request] | None = None
         self._prepare_lane: SmallestFirst | None = None  # prompt preparation, smallest first
@@ -202,10 +210,14 @@ class HFEngine:
         assert request.deltas is not None
         shown = _StopHoldback(sampling.stop)
         finished = False
+        pending: list = []  # log-probabilities of tokens whose text is not out yet
         try:
-            while (delta := await request.deltas.get()) is not None:
+            while (item := await request.deltas.get()) is not None:
+                delta, entries, usage = item
+                pending.extend(entries)
                 if text := shown.feed(delta):
-                    yield text
+                    yield TextDelta(text, pending, usage)
+                    pending = []
             completion = (await request.future)[0]  # raises the request's error, if any
             if rest := shown.rest(completion.text):
                 yield rest
@@ -214,6 +226,45 @@ class HFEngine:
         finally:
             if not finished:
                 request.cancelled = True
+
+    # ------------------------------------------------------------------ tokenizer (TokenizerAccess)
+
+    async def tokenize(
+        self, messages: list[Message], *, add_special_tokens: bool = True, add_generation_prompt: bool = True,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The prompt's token ids as generation builds them (each image's placeholder expanded to its
+        features), on the prepare thread (the tokenizer is not shared between threads)."""
+        check_prompt_chars(messages, self.model_config.max_prompt_chars)
+
+        def ids() -> list[int]:
+            try:
+                tokens, images = self._prompt_ids(
+                    messages, chat_template_kwargs, add_special_tokens=add_special_tokens,
+                    add_generation_prompt=add_generation_prompt,
+                )
+                return self._model_inputs(tokens, images)["input_ids"][0].tolist() if images else tokens
+            except Exception as exc:
+                raise preparation_error(exc) from exc
+
+        tokens = await self._on_prepare_thread(ids)
+        return {"tokens": tokens, "max_model_len": self.max_model_len}
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        if not tokens:
+            return ""
+        check_prompt_ids(tokens, len(self.tokenizer), {})
+        return await self._on_prepare_thread(lambda: self.tokenizer.decode(tokens, skip_special_tokens=False))
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        from qvq_ray.engines.prompt_tokens import tokenizer_info
+
+        return tokenizer_info(self.tokenizer, self.processor.chat_template)
+
+    async def _on_prepare_thread(self, fn):
+        if self._closed:
+            raise EngineError("engine is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._prepare_executor, contained_call, fn)
 
     async def health(self) -> EngineHealth:
         reason = None
@@ -233,6 +284,8 @@ class HFEngine:
             self._loop_task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._prepare_executor.shutdown(wait=False, cancel_futures=True)
+        if self._screen is not None:
+            self._screen.close()
         self._fail_open(EngineError("engine is closed"))
 
     def _fail_open(self, exc: Exception, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -266,6 +319,9 @@ class HFEngine:
         images or text, a prompt over a limit. A queue whose batch loop has ended is never joined
         (health reports the loop's death; Serve restarts the replica)."""
         try:
+            if self._screen is not None:  # a prompt surely over the context never takes the prepare lane
+                check_prompt_chars(request.messages, self.model_config.max_prompt_chars)
+                request.screened = await self._screen.screen(request.messages, request.sampling.max_tokens)
             await self._prepare_lane.run(prompt_chars(request.messages), contained_call, self._prepare, request)
         except asyncio.CancelledError:  # its future is done, or the engine closed under it
             _resolve(request, exc=EngineError("engine is closed"))
@@ -279,6 +335,7 @@ class HFEngine:
             _resolve(request, exc=EngineError("engine is closed" if self._closed else "the engine's batch loop stopped"))
             return
         request.counted = True
+        request.queued = time.perf_counter()
         self._watch.started()
         queue.put_nowait(request)
 
@@ -335,15 +392,19 @@ class HFEngine:
         if request.cancelled or request.future.done():
             return  # its client went away (or it was refused) while it waited for this thread
         check_prompt_chars(request.messages, self.model_config.max_prompt_chars)
-        refuse_surely_over_context(request.messages, self.tokenizer, request.sampling.max_tokens, self.max_model_len)
-        ids, images = self._prompt_ids(request.messages)
+        if not request.screened:
+            refuse_surely_over_context(request.messages, self.tokenizer, request.sampling.max_tokens, self.max_model_len)
+        ids, images = self._prompt_ids(request.messages, request.sampling.chat_template_kwargs)
         inputs = self._model_inputs(ids, images)
         request.prompt_tokens = int(inputs["input_ids"].shape[1])
         if request.prompt_tokens + request.sampling.max_tokens > self.max_model_len:
             raise over_context_error(str(request.prompt_tokens), request.sampling.max_tokens, self.max_model_len)
         request.inputs = inputs
 
-    def _prompt_ids(self, messages: list[Message]) -> tuple[list[int], list[Any]]:
+    def _prompt_ids(
+        self, messages: list[Message], chat_template_kwargs: dict | None = None, *, add_special_tokens: bool = True,
+        add_generation_prompt: bool = True,
+    ) -> tuple[list[int], list[Any]]:
         """(token ids with one image placeholder per image, the decoded images).
 
         Chat messages: the chat template's structure, their text as text (prompt_tokens.py). A raw
@@ -351,18 +412,26 @@ class HFEngine:
         no image placeholder (there is no image for it, and in a batch it would break the image
         features of the other rows)."""
         raw = raw_prompt_text(messages)
+        if (ids := raw_prompt_ids(messages)) is not None:
+            check_prompt_ids(ids, len(self.tokenizer), {self.tokenizer.convert_tokens_to_ids(t): t for t in self.media_tokens})
+            return ids, []
         if raw is not None:
             check_raw_prompt(raw, self.media_tokens)
-            return list(self.tokenizer(raw, split_special_tokens=False)["input_ids"]), []
+            return list(self.tokenizer(raw, split_special_tokens=False, add_special_tokens=add_special_tokens)["input_ids"]), []
+        check_chat_template_kwargs(self.processor.chat_template, chat_template_kwargs)
         template_messages, images = split_images(messages, max_images=self.model_config.max_images_per_prompt)
         ids = chat_prompt_ids(
-            template_messages, self._apply_template, self.tokenizer,
-            special_tokens_in_text=self.model_config.special_tokens_in_text,
+            template_messages, lambda marked: self._apply_template(marked, add_generation_prompt, chat_template_kwargs),
+            self.tokenizer, special_tokens_in_text=self.model_config.special_tokens_in_text,
         )
         return ids, images
 
-    def _apply_template(self, template_messages: list[Message]) -> str:
-        return self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
+    def _apply_template(
+        self, template_messages: list[Message], add_generation_prompt: bool = True, chat_template_kwargs: dict | None = None
+    ) -> str:
+        return self.processor.apply_chat_template(
+            template_messages, tokenize=False, add_generation_prompt=add_generation_prompt, **(chat_template_kwargs or {})
+        )
 
     def _model_inputs(self, ids: list[int], images: list[Any]) -> dict[str, Any]:
         """The tensors the processor would give for this prompt: the images through its image
@@ -424,12 +493,14 @@ class HFEngine:
         if not sampling.greedy and sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         self._watch.running = len(ready)
+        monitor.begun = time.perf_counter()
         try:
             with torch.inference_mode():
                 output = self.model.generate(**inputs, **gen_kwargs)
         finally:
             self._watch.running = 0
             self._watch.step()
+        prompt_entries = self._prompt_logprobs(ready) if sampling.prompt_logprobs is not None else {}
         sequences = output.sequences if hasattr(output, "sequences") else output
         new_tokens = sequences[:, inputs["input_ids"].shape[1]:].tolist()
         now = time.perf_counter()
@@ -438,11 +509,32 @@ class HFEngine:
             completions = [
                 self._to_completion(
                     new_tokens[i * n + j][: monitor.produced[i * n + j]], request, int(prompt_lens[i]), now,
-                    monitor.logprobs.get(i * n + j),
+                    monitor.logprobs.get(i * n + j), monitor,
                 )
                 for j in range(n)
             ]
+            for completion in completions:
+                completion.prompt_logprobs = prompt_entries.get(id(request))
             _resolve(request, result=completions)
+
+    def _prompt_logprobs(self, ready: list[_Request]) -> dict[int, list]:
+        """Each prompt's token log-probabilities from the logits of a forward pass over it alone
+        (the prefill's; generate does not return them), with the raw model distribution as vLLM's
+        prompt_logprobs: no temperature or truncation. Each token's text is what it adds to the
+        prompt's text, special tokens included."""
+        import torch
+
+        out = {}
+        for request in ready:
+            inputs = {k: v.to(self.model.device) for k, v in request.inputs.items()}
+            with torch.inference_mode():
+                logits = self.model(**inputs).logits[0]
+            self._watch.step()
+            ids = inputs["input_ids"][0].tolist()
+            decoder = _IncrementalDecoder(self.tokenizer, skip_special_tokens=False)
+            texts = [decoder.push(token) for token in ids]
+            out[id(request)] = prompt_logprobs(logits, ids, request.sampling.prompt_logprobs or 0, self.tokenizer, texts)
+        return out
 
     def _generation_kwargs(self, sampling: SamplingConfig, max_new: int, recorder: LogprobRecorder | None = None) -> dict[str, Any]:
         from transformers import GenerationConfig, LogitsProcessorList
@@ -461,13 +553,15 @@ class HFEngine:
             top_k=None,
             num_return_sequences=sampling.n,
             repetition_penalty=sampling.repetition_penalty,
-            eos_token_id=self.eos_token_ids,
+            # [] and not None: None would be filled in from the checkpoint's generation_config
+            eos_token_id=[] if sampling.ignore_eos else self.eos_token_ids,
             pad_token_id=self.pad_token_id,
         )
         return {"generation_config": config, "logits_processor": LogitsProcessorList(logits_processors(sampling, recorder))}
 
     def _to_completion(
-        self, tokens: list[int], request: _Request, prompt_tokens: int, now: float, logprob_steps: list | None = None
+        self, tokens: list[int], request: _Request, prompt_tokens: int, now: float, logprob_steps: list | None = None,
+        monitor: "_StepMonitor | None" = None,
     ) -> Completion:
         """`tokens` are the row's own: generate pads a row that ended before the batch with
         pad_token_id, and _StepMonitor.produced cuts that off (a pad token the model itself
@@ -477,7 +571,7 @@ class HFEngine:
         used: list[int] = []
         for token in tokens:
             used.append(token)
-            if token in self.eos_token_ids:
+            if token in self.eos_token_ids and not request.sampling.ignore_eos:
                 finish = "stop"
                 break
         if len(used) > limit:
@@ -501,6 +595,7 @@ class HFEngine:
             completion_tokens=len(used),
             latency_s=now - request.enqueued,
             logprobs=logprobs,
+            timing=monitor.timing(request, len(used)) if monitor is not None else None,
         )
 
     def _token_texts(self, tokens: list[int], text: str) -> list[str]:
@@ -577,8 +672,9 @@ class _IncrementalDecoder:
     what the window's older tokens gave. An incomplete UTF-8 character waits for its next token.
     """
 
-    def __init__(self, tokenizer: Any):
+    def __init__(self, tokenizer: Any, skip_special_tokens: bool = True):
         self.tokenizer = tokenizer
+        self.skip_special_tokens = skip_special_tokens
         self.tokens: list[int] = []
         self.prefix = 0  # window start: a character boundary
         self.read = 0  # tokens whose text has gone out
@@ -586,8 +682,8 @@ class _IncrementalDecoder:
     def push(self, token: int) -> str:
         self.tokens.append(token)
         decode = self.tokenizer.decode
-        before = decode(self.tokens[self.prefix : self.read], skip_special_tokens=True)
-        text = decode(self.tokens[self.prefix :], skip_special_tokens=True)
+        before = decode(self.tokens[self.prefix : self.read], skip_special_tokens=self.skip_special_tokens)
+        text = decode(self.tokens[self.prefix :], skip_special_tokens=self.skip_special_tokens)
         if len(text) <= len(before) or text.endswith("\ufffd"):
             return ""
         self.prefix, self.read = self.read, len(self.tokens)
@@ -619,15 +715,35 @@ class _StepMonitor:
         self.generated = 0
         self.done = [False] * len(self.rows)
         self.produced: list[int | None] = [None] * len(self.rows)  # a row's own tokens, once it ended
+        self.begun = time.perf_counter()  # the batch's generate started (set again just before it)
+        self.step_times: list[float] = []  # when each step's token was generated: a row's k tokens are the first k
+
+    def timing(self, request: _Request, tokens: int):
+        """The engine's timing of a sample of `request` that used its first `tokens` steps."""
+        from qvq_ray.engines.timing import timing_from_token_times
+
+        queued = request.queued if request.queued is not None else request.enqueued
+        return timing_from_token_times(request.enqueued, self.step_times[:tokens], queue_s=self.begun - queued)
 
     def _end(self, row: int) -> None:
         self.done[row] = True
         self.produced[row] = self.generated
 
+    def _push(self, row: int, request: _Request, delta: str) -> None:
+        """A streamed row's step: its text delta, its token's log-probabilities (when asked; the
+        token's text is the delta, as in the final Completion) and the token counts so far."""
+        entries = []
+        if request.sampling.logprobs is not None and self.logprobs.get(row):
+            entries = token_logprobs(self.logprobs[row][-1:], self.engine.tokenizer, texts=[delta])
+        if delta or entries:
+            item = (delta, entries, (request.prompt_tokens, self.generated))
+            request.loop.call_soon_threadsafe(request.deltas.put_nowait, item)
+
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
         self.engine._watch.step()
+        self.step_times.append(time.perf_counter())
         self.generated += 1
         last = input_ids[:, -1].tolist()
         eos = self.engine.eos_token_ids
@@ -638,13 +754,14 @@ class _StepMonitor:
                 self.logprobs.setdefault(row, []).append(
                     step_logprobs(self.recorder.last[row], last[row], request.sampling.logprobs or 0)
                 )
-            if request.cancelled or last[row] in eos:
+            if request.cancelled or (last[row] in eos and not request.sampling.ignore_eos):
                 self._end(row)
                 continue
             decoder = self.decoders.get(row)
-            if decoder is not None and (delta := decoder.push(last[row])):
-                if row in self.stream_rows:
-                    request.loop.call_soon_threadsafe(request.deltas.put_nowait, delta)
+            delta = decoder.push(last[row]) if decoder is not None else ""
+            if row in self.stream_rows:
+                self._push(row, request, delta)
+            if delta:
                 stops = [s for s in request.sampling.stop if s]
                 if stops:
                     window = self.tails[row] + delta

@@ -121,3 +121,20 @@ def token_logprobs(
             )
         )
     return out
+
+
+def prompt_logprobs(logits, ids: list[int], top: int, tokenizer: Any, texts: list[str]) -> list[Any]:
+    """Each prompt token's log-probability given the tokens before it, from the logits of a forward
+    pass over the prompt (position i predicts token i + 1), the `top` most likely tokens at its
+    position, and its text (`texts`). The first token has no context: logprob None, as in vLLM."""
+    import torch
+
+    from qvq_ray.engines.base import PromptLogprob
+
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    out = [PromptLogprob(token=texts[0], logprob=None, bytes=list(texts[0].encode()))] if ids else []
+    for position in range(1, len(ids)):
+        token, chosen, alternatives = step_logprobs(logprobs[position - 1], ids[position], top)
+        entry = token_logprobs([(token, chosen, alternatives)], tokenizer, texts=[texts[position]])[0]
+        out.append(PromptLogprob(**entry.model_dump()))
+    return out

@@ -52,7 +52,10 @@ from qvq_ray.engines.base import (
     FinishReason,
     InvalidRequestError,
     Message,
+    PromptLogprob,
+    TextDelta,
     TokenLogprob,
+    raw_prompt_ids,
     raw_prompt_text,
 )
 from qvq_ray.engines.prompt_tokens import QWEN2_VL_SPECIAL_TOKENS, check_no_special_tokens
@@ -161,6 +164,10 @@ def chat_request_body(
         body["min_p"] = sampling.min_p
     if sampling.min_tokens:
         body["min_tokens"] = sampling.min_tokens
+    if sampling.ignore_eos:
+        body["ignore_eos"] = True
+    if sampling.chat_template_kwargs:
+        body["chat_template_kwargs"] = dict(sampling.chat_template_kwargs)
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body, (sampling.n if greedy else 1)
@@ -207,8 +214,39 @@ def logprobs_from_openai(logprobs: Any) -> list[TokenLogprob] | None:
     return None
 
 
-def completions_from_response(body: dict[str, Any], *, repeat: int, max_tokens: int, latency_s: float) -> list[Completion]:
+def split_echo(choice: dict[str, Any], prompt_tokens: int, top: int) -> tuple[dict[str, Any], list[PromptLogprob]]:
+    """A /v1/completions choice asked with echo and logprobs (the prompt's text and tokens first)
+    -> the choice of the completion alone, and the prompt's log-probabilities (`top` alternatives)."""
+    legacy = choice.get("logprobs") or {}
+    tokens, values = legacy.get("tokens") or [], legacy.get("token_logprobs") or []
+    tops, offsets = legacy.get("top_logprobs") or [None] * len(tokens), legacy.get("text_offset") or []
+    prompt = [
+        PromptLogprob(
+            token=t, logprob=v, bytes=list(t.encode()),
+            top_logprobs=[{"token": k, "logprob": x} for k, x in sorted((alt or {}).items(), key=lambda kv: -kv[1])[:top]],
+        )
+        for t, v, alt in zip(tokens[:prompt_tokens], values, tops)
+    ]
+    cut = offsets[prompt_tokens] if len(offsets) > prompt_tokens else len("".join(tokens[:prompt_tokens]))
+    rest = {key: value[prompt_tokens:] for key, value in legacy.items() if isinstance(value, list)}
+    if "text_offset" in rest:
+        rest["text_offset"] = [offset - cut for offset in rest["text_offset"]]
+    return {**choice, "text": (choice.get("text") or "")[cut:], "logprobs": rest}, prompt
+
+
+def completions_from_response(
+    body: dict[str, Any], *, repeat: int, max_tokens: int, latency_s: float, prompt_logprobs: int | None = None,
+    logprobs: int | None = None,
+) -> list[Completion]:
+    """Our Completions from a chat or completions body; with `prompt_logprobs` it was asked with
+    echo (split_echo), and its generated tokens' log-probabilities kept only when `logprobs` is set."""
     choices = sorted(body.get("choices") or [], key=lambda c: c.get("index", 0))
+    prompt_entries = None
+    if prompt_logprobs is not None:
+        prompt_count = int((body.get("usage") or {}).get("prompt_tokens") or 0)
+        split = [split_echo(c, prompt_count, prompt_logprobs) for c in choices]
+        choices = [c if logprobs is not None else {**c, "logprobs": None} for c, _ in split]
+        prompt_entries = split[0][1] if split else None
     if not choices:
         raise EngineError(f"endpoint returned no choices: {json.dumps(body)[:300]}")
     # chat choices carry message.content; /v1/completions choices carry text
@@ -221,6 +259,7 @@ def completions_from_response(body: dict[str, Any], *, repeat: int, max_tokens: 
         Completion(
             text=t, finish_reason=f, prompt_tokens=prompt_tokens, completion_tokens=k, latency_s=latency_s,
             logprobs=logprobs_from_openai(c.get("logprobs")),
+            prompt_logprobs=prompt_entries,
         )
         for t, f, k, c in zip(texts, finish, counts, choices)
     ]
@@ -366,13 +405,22 @@ class OpenAIEngine:
             extra_sampling=self.engine_config.send_extra_sampling,
         )
         known = _SDK_CHAT_PARAMS
-        if raw is not None:  # /v1/completions: a prompt, and logprobs as a count
+        if raw is not None:  # /v1/completions: a prompt (text or token ids), and logprobs as a count
             del body["messages"]
-            body["prompt"] = raw
+            ids = raw_prompt_ids(messages)
+            body["prompt"] = ids if ids is not None else raw
             body.pop("top_logprobs", None)
+            body.pop("chat_template_kwargs", None)
             if sampling.logprobs is not None:
                 body["logprobs"] = sampling.logprobs
-            known = _SDK_COMPLETION_PARAMS
+            if sampling.prompt_logprobs is not None:  # echo: the prompt's tokens come first
+                if stream:
+                    raise InvalidRequestError("prompt log-probabilities are not streamed by the openai engine")
+                body["echo"] = True
+                body["logprobs"] = max(sampling.logprobs or 0, sampling.prompt_logprobs)
+            known = _SDK_COMPLETION_PARAMS | {"echo"}
+        elif sampling.prompt_logprobs is not None:
+            raise InvalidRequestError("prompt log-probabilities are only asked of /v1/completions prompts")
         # Fields the SDK does not name (top_k, repetition_penalty, vLLM's min_p, ...) travel as extra_body.
         extra = {k: body.pop(k) for k in list(body) if k not in known}
         if extra:
@@ -396,7 +444,8 @@ class OpenAIEngine:
         except openai.OpenAIError as exc:
             raise engine_error("chat completion", self.base_url, exc, attempts=self.engine_config.max_retries + 1) from exc
         return completions_from_response(
-            response.model_dump(), repeat=repeat, max_tokens=sampling.max_tokens, latency_s=time.perf_counter() - started
+            response.model_dump(), repeat=repeat, max_tokens=sampling.max_tokens, latency_s=time.perf_counter() - started,
+            prompt_logprobs=sampling.prompt_logprobs, logprobs=sampling.logprobs,
         )
 
     async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
@@ -431,12 +480,15 @@ class OpenAIEngine:
                             content = getattr(choice, "text", None)
                         else:
                             content = choice.delta.content if choice.delta is not None else None
+                        entries = []
+                        if logprobs is not None and getattr(choice, "logprobs", None) is not None:
+                            entries = logprobs_from_openai(choice.logprobs.model_dump()) or []
+                            logprobs.extend(entries)
                         if content:
                             text += content
                             deltas += 1
-                            yield content
-                        if logprobs is not None and getattr(choice, "logprobs", None) is not None:
-                            logprobs.extend(logprobs_from_openai(choice.logprobs.model_dump()) or [])
+                            counts = (int(usage.prompt_tokens or 0), int(usage.completion_tokens or 0)) if usage else None
+                            yield TextDelta(content, entries, counts)
                         if choice.finish_reason:
                             finish = choice.finish_reason
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
@@ -458,6 +510,48 @@ class OpenAIEngine:
             latency_s=time.perf_counter() - started,
             logprobs=logprobs,
         )
+
+    # ------------------------------------------------------------------ tokenizer (TokenizerAccess)
+
+    async def tokenize(
+        self, messages: list[Message], *, add_special_tokens: bool = True, add_generation_prompt: bool = True,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The endpoint's own /tokenize (vLLM's, or another qvq-ray app's): this engine has no tokenizer."""
+        raw = raw_prompt_text(messages)
+        body: dict[str, Any] = {"model": self.model_name, "add_special_tokens": add_special_tokens}
+        if raw is not None:
+            body["prompt"] = raw
+        else:
+            body.update(messages=openai_messages(messages), add_generation_prompt=add_generation_prompt)
+            if chat_template_kwargs:
+                body["chat_template_kwargs"] = chat_template_kwargs
+        reply = await self._server_call("POST", "/tokenize", body)
+        return {"tokens": list(reply.get("tokens") or []), "max_model_len": int(reply.get("max_model_len") or 0)}
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        return str((await self._server_call("POST", "/detokenize", {"model": self.model_name, "tokens": tokens})).get("prompt", ""))
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        return await self._server_call("GET", "/tokenizer_info", None)
+
+    async def _server_call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        """One call to a route vLLM serves at the server's root (base_url without its /v1)."""
+        import httpx
+
+        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        headers = {k: v for k, v in self._auth_headers().items() if isinstance(v, str)}
+        timeout = httpx.Timeout(self.engine_config.request_timeout_s, connect=self.engine_config.connect_timeout_s)
+        try:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                response = await client.request(method, root + path, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise EngineError(f"{root}{path} failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code in _INVALID_REQUEST_STATUSES:
+            raise InvalidRequestError(f"the endpoint rejected the request (HTTP {response.status_code}): {error_message(response.status_code, response.text)}")
+        if response.status_code != 200:
+            raise EngineError(f"{root}{path} answered HTTP {response.status_code}: {error_message(response.status_code, response.text)}")
+        return response.json()
 
     @contextlib.contextmanager
     def _counted(self):

@@ -23,6 +23,7 @@ neighbours' image features).
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import Any, Callable, Literal
@@ -158,3 +159,53 @@ def _pieces(rendered: str, texts: dict[str, str], specials: tuple[str, ...]) -> 
     if run:
         pieces.append(("text", run))
     return pieces
+
+
+# Variables a chat template gets from the engine itself: never a client's chat_template_kwargs key
+# (`add_generation_prompt` has its own request field in vLLM, which would override it silently).
+ENGINE_TEMPLATE_VARIABLES = frozenset({"messages", "add_generation_prompt", "tools", "documents"})
+
+
+def template_variables(template: str | None) -> frozenset[str]:
+    """The variables a Jinja chat template reads (set from outside), e.g. Qwen2-VL's `add_vision_id`."""
+    return _parse_template_variables(template or "")
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_template_variables(template: str) -> frozenset[str]:
+    import jinja2
+    from jinja2 import meta
+
+    return frozenset(meta.find_undeclared_variables(jinja2.Environment().parse(template)))
+
+
+def check_chat_template_kwargs(template: str | None, kwargs: dict[str, Any] | None) -> None:
+    """InvalidRequestError naming a chat_template_kwargs key the chat template does not read (vLLM
+    drops such keys silently; here nothing a client sends is ignored) or one the engine sets itself."""
+    if not kwargs:
+        return
+    readable = template_variables(template) - ENGINE_TEMPLATE_VARIABLES
+    for key in kwargs:
+        if key not in readable:
+            known = ", ".join(sorted(readable)) or "none"
+            raise InvalidRequestError(
+                f"chat_template_kwargs: {key!r} is not a variable this model's chat template reads "
+                f"(it reads: {known}); it would be ignored, so it is refused"
+            )
+
+
+def tokenizer_info(tokenizer: Any, chat_template: str | None) -> dict[str, Any]:
+    """vLLM's /tokenizer_info body: `tokenizer_class` and the tokenizer's configuration (its
+    tokenizer_config.json keys; special tokens as their text), JSON values only, and no file paths."""
+    skipped = {"added_tokens_decoder", "name_or_path", "vocab_file", "merges_file", "tokenizer_file", "is_local",
+               "local_files_only", "backend", "tokenizer_object"}
+    info: dict[str, Any] = {"tokenizer_class": type(tokenizer).__name__}
+    for key, value in getattr(tokenizer, "init_kwargs", {}).items():
+        if key in skipped:
+            continue
+        if hasattr(value, "content"):  # an AddedToken
+            value = str(value.content)
+        if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+            info[key] = value
+    info["chat_template"] = chat_template
+    return info

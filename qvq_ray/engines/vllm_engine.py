@@ -87,11 +87,22 @@ from qvq_ray.engines.base import (
     check_prompt_chars,
     contained_call,
     preparation_error,
+    PromptLogprob,
+    TextDelta,
+    check_prompt_ids,
+    raw_prompt_ids,
     raw_prompt_text,
     split_images,
 )
+from qvq_ray.engines.timing import timing_from_token_times
 from qvq_ray.engines.context_bound import refuse_surely_over_context
-from qvq_ray.engines.prompt_tokens import SpecialTokensInText, chat_prompt_ids, check_raw_prompt, media_tokens
+from qvq_ray.engines.prompt_tokens import (
+    SpecialTokensInText,
+    chat_prompt_ids,
+    check_chat_template_kwargs,
+    check_raw_prompt,
+    media_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -227,15 +238,17 @@ def sampling_params_kwargs(sampling: SamplingConfig, *, stop_token_ids: list[int
         "min_p": 0.0 if greedy else sampling.min_p,
         "seed": None if greedy else sampling.seed,
         "stop": list(sampling.stop),
-        "stop_token_ids": list(stop_token_ids),
+        # with ignore_eos vLLM skips the checkpoint's eos ids; ours would still stop it
+        "stop_token_ids": [] if sampling.ignore_eos else list(stop_token_ids),
         "include_stop_str_in_output": False,
-        "ignore_eos": False,
+        "ignore_eos": sampling.ignore_eos,
         "max_tokens": sampling.max_tokens,
         "min_tokens": sampling.min_tokens,
         "repetition_penalty": sampling.repetition_penalty,
         "presence_penalty": sampling.presence_penalty,
         "frequency_penalty": sampling.frequency_penalty,
         "logprobs": sampling.logprobs,
+        "prompt_logprobs": sampling.prompt_logprobs,
         "skip_special_tokens": True,
         "output_kind": "DELTA" if stream else "FINAL_ONLY",
     }
@@ -266,6 +279,8 @@ def build_prompt(
     max_images: int,
     special_tokens_in_text: SpecialTokensInText = "escape",
     decode: Callable[[bytes], Any] | None = None,
+    chat_template: str | None = None,
+    chat_template_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A vLLM prompt dict from our messages.
 
@@ -274,12 +289,21 @@ def build_prompt(
     `<|vision_start|><|image_pad|><|vision_end|>` per image part, in order; the images decoded to
     RGB PIL images for `multi_modal_data["image"]`. A raw prompt (/v1/completions): a `TextPrompt`
     of its text as is, refused if it holds an image or video placeholder (it carries no images). A
-    bad request raises InvalidRequestError.
+    bad request raises InvalidRequestError. A raw prompt of token ids is a `TokensPrompt` of them.
+    `chat_template_kwargs` go to `apply_chat_template` (as keyword arguments), each checked against
+    the variables `chat_template` reads.
     """
     raw = raw_prompt_text(messages)
+    if (ids := raw_prompt_ids(messages)) is not None:
+        check_prompt_ids(ids, len(tokenizer), {tokenizer.convert_tokens_to_ids(t): t for t in media_tokens(tokenizer)})
+        return {"prompt_token_ids": ids}
     if raw is not None:
         check_raw_prompt(raw, media_tokens(tokenizer))
         return {"prompt": raw}
+    if chat_template_kwargs:
+        check_chat_template_kwargs(chat_template, chat_template_kwargs)
+        apply = apply_chat_template
+        apply_chat_template = lambda marked: apply(marked, **chat_template_kwargs)  # noqa: E731
     template_messages, images = split_images(messages, max_images=max_images, decode=decode)
     ids = chat_prompt_ids(template_messages, apply_chat_template, tokenizer, special_tokens_in_text=special_tokens_in_text)
     prompt: dict[str, Any] = {"prompt_token_ids": ids}
@@ -306,25 +330,46 @@ def logprobs_from_vllm(sample: Any, top: int | None) -> list[TokenLogprob] | Non
     if top is None or getattr(sample, "logprobs", None) is None:
         return None
 
-    def entry(token_id: int, lp: Any) -> TopLogprob:
-        text = lp.decoded_token if lp.decoded_token is not None else str(token_id)
-        return TopLogprob(token=text, logprob=max(float(lp.logprob), -9999.0), bytes=list(text.encode()))
+    return [_vllm_step(token_id, step, top) for token_id, step in zip(sample.token_ids, sample.logprobs)]
 
+
+def _vllm_entry(token_id: int, lp: Any) -> TopLogprob:
+    text = lp.decoded_token if lp.decoded_token is not None else str(token_id)
+    return TopLogprob(token=text, logprob=max(float(lp.logprob), -9999.0), bytes=list(text.encode()))
+
+
+def _vllm_step(token_id: int, step: Any, top: int) -> TokenLogprob:
+    """One position's `{token_id: Logprob}` (the token and the `top` most likely) as ours."""
+    ranked = sorted(step.items(), key=lambda kv: kv[1].rank if kv[1].rank is not None else 1 << 30)
+    chosen = _vllm_entry(token_id, step[token_id])
+    return TokenLogprob(**chosen.model_dump(), top_logprobs=[_vllm_entry(i, lp) for i, lp in ranked[:top]])
+
+
+def prompt_logprobs_from_vllm(output: Any, top: int | None, tokenizer: Any = None) -> list[PromptLogprob] | None:
+    """RequestOutput.prompt_logprobs (None for the first token, then `{token_id: Logprob}` per
+    position) -> ours; the first token's text from the tokenizer when there is one."""
+    steps = getattr(output, "prompt_logprobs", None)
+    if top is None or steps is None:
+        return None
     out = []
-    for token_id, step in zip(sample.token_ids, sample.logprobs):
-        ranked = sorted(step.items(), key=lambda kv: kv[1].rank if kv[1].rank is not None else 1 << 30)
-        chosen = entry(token_id, step[token_id])
-        out.append(TokenLogprob(**chosen.model_dump(), top_logprobs=[entry(i, lp) for i, lp in ranked[:top]]))
+    for token_id, step in zip(list(output.prompt_token_ids or []), steps):
+        if step is None:
+            text = tokenizer.decode([token_id]) if tokenizer is not None else ""
+            out.append(PromptLogprob(token=text, logprob=None, bytes=list(text.encode())))
+        else:
+            out.append(PromptLogprob(**_vllm_step(token_id, step, top).model_dump()))
     return out
 
 
 def completions_from_output(
-    output: Any, *, repeat: int, started: float, now: float | None = None, logprobs: int | None = None
+    output: Any, *, repeat: int, started: float, now: float | None = None, logprobs: int | None = None,
+    prompt_logprobs: int | None = None, tokenizer: Any = None,
 ) -> list[Completion]:
     """Our Completions from a final (FINAL_ONLY) `vllm.outputs.RequestOutput`, in sample order."""
     now = time.perf_counter() if now is None else now
     prompt_tokens = len(output.prompt_token_ids or [])
     samples = sorted(output.outputs, key=lambda o: o.index)
+    prompt_entries = prompt_logprobs_from_vllm(output, prompt_logprobs, tokenizer)
     completions = [
         Completion(
             text=sample.text,
@@ -333,6 +378,7 @@ def completions_from_output(
             completion_tokens=len(sample.token_ids),
             latency_s=now - started,
             logprobs=logprobs_from_vllm(sample, logprobs),
+            prompt_logprobs=prompt_entries,
         )
         for sample in samples
     ]
@@ -353,24 +399,30 @@ class DeltaAccumulator:
         self.prompt_tokens = 0
         self.finish: str | None = None
         self.finished = False
+        self.token_times: list[float] = []  # when each output bringing tokens arrived (vLLM's ITL is per step)
 
-    def add(self, output: Any) -> str:
-        """Take one RequestOutput; return its new text (may be '')."""
+    def add(self, output: Any) -> TextDelta:
+        """Take one RequestOutput; return its new text (may be ''), with its tokens' log-probabilities
+        and the token counts so far."""
         if output.prompt_token_ids and not self.prompt_tokens:
             self.prompt_tokens = len(output.prompt_token_ids)
-        delta = ""
+        delta, entries = "", []
         for sample in output.outputs:
             if sample.index != 0:
                 continue
             delta += sample.text
             self.tokens += len(sample.token_ids)
+            if sample.token_ids:
+                self.token_times.append(time.perf_counter())
             if self.logprobs is not None:
-                self.logprobs.extend(logprobs_from_vllm(sample, self.top_logprobs) or [])
+                entries.extend(logprobs_from_vllm(sample, self.top_logprobs) or [])
             if sample.finish_reason is not None:
                 self.finish = sample.finish_reason
+        if self.logprobs is not None:
+            self.logprobs.extend(entries)
         self.text += delta
         self.finished = self.finished or bool(output.finished)
-        return delta
+        return TextDelta(delta, entries, (self.prompt_tokens, self.tokens))
 
     def completion(self, now: float | None = None) -> Completion:
         now = time.perf_counter() if now is None else now
@@ -381,6 +433,7 @@ class DeltaAccumulator:
             completion_tokens=self.tokens,
             latency_s=now - self.started,
             logprobs=self.logprobs,
+            timing=timing_from_token_times(self.started, self.token_times),
         )
 
 
@@ -573,22 +626,28 @@ class VLLMEngine:
         if raw_prompt_text(messages) is None:
             max_model_len = self.model_config.max_model_len or DEFAULT_MAX_MODEL_LEN
             refuse_surely_over_context(messages, self.processor.tokenizer, sampling.max_tokens, max_model_len)
-        return self._prompt(messages)
+        return self._prompt(messages, sampling.chat_template_kwargs)
 
-    def _prompt(self, messages: list[Message]) -> dict[str, Any]:
+    def _prompt(
+        self, messages: list[Message], chat_template_kwargs: dict[str, Any] | None = None, add_generation_prompt: bool = True
+    ) -> dict[str, Any]:
         """build_prompt for this engine. Whatever fails while preparing a prompt (the template, the
         tokenizer, an image) is the request's input at fault: an InvalidRequestError naming it."""
         try:
             return build_prompt(
-                messages, self._apply_template, self.processor.tokenizer,
+                messages, lambda marked, **kw: self._apply_template(marked, add_generation_prompt, **kw),
+                self.processor.tokenizer,
                 max_images=self.model_config.max_images_per_prompt,
                 special_tokens_in_text=self.model_config.special_tokens_in_text,
+                chat_template=self.processor.chat_template, chat_template_kwargs=chat_template_kwargs,
             )
         except Exception as exc:
             raise preparation_error(exc) from exc
 
-    def _apply_template(self, template_messages: list[Message]) -> str:
-        return self.processor.apply_chat_template(template_messages, tokenize=False, add_generation_prompt=True)
+    def _apply_template(self, template_messages: list[Message], add_generation_prompt: bool = True, **kwargs: Any) -> str:
+        return self.processor.apply_chat_template(
+            template_messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
+        )
 
     async def _outputs(self, prompt: dict, params: Any) -> AsyncIterator[Any]:
         """vLLM's RequestOutputs for one request; aborts it if iteration stops before it finishes."""
@@ -630,7 +689,10 @@ class VLLMEngine:
                 final = output
         if final is None or not final.finished:
             raise EngineError("vLLM ended the request without a final output")
-        return completions_from_output(final, repeat=repeat, started=started, logprobs=sampling.logprobs)
+        return completions_from_output(
+            final, repeat=repeat, started=started, logprobs=sampling.logprobs,
+            prompt_logprobs=sampling.prompt_logprobs, tokenizer=self.processor.tokenizer,
+        )
 
     async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
         """Text deltas of the one sample, then its final Completion (token counts, finish reason)."""
@@ -648,6 +710,42 @@ class VLLMEngine:
         if not acc.finished:
             raise EngineError("vLLM ended the stream without a final output")
         yield acc.completion()
+
+    # ------------------------------------------------------------------ tokenizer (TokenizerAccess)
+
+    async def tokenize(
+        self, messages: list[Message], *, add_special_tokens: bool = True, add_generation_prompt: bool = True,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A raw prompt tokenized as vLLM tokenizes a TextPrompt; chat messages as `_prompt` builds
+        them (one `<|image_pad|>` per image: vLLM expands it to the image's features itself)."""
+        check_prompt_chars(messages, self.model_config.max_prompt_chars)
+        tokenizer = self.processor.tokenizer
+
+        def ids() -> list[int]:
+            raw = raw_prompt_text(messages)
+            if raw is not None and raw_prompt_ids(messages) is None:
+                return list(tokenizer(raw, add_special_tokens=add_special_tokens)["input_ids"])
+            return list(self._prompt(messages, chat_template_kwargs, add_generation_prompt)["prompt_token_ids"])
+
+        tokens = await self._on_prepare_thread(ids)
+        return {"tokens": tokens, "max_model_len": self.model_config.max_model_len or DEFAULT_MAX_MODEL_LEN}
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        tokenizer = self.processor.tokenizer
+        if tokens:
+            check_prompt_ids(tokens, len(tokenizer), {})
+        return await self._on_prepare_thread(lambda: tokenizer.decode(tokens, skip_special_tokens=False))
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        from qvq_ray.engines.prompt_tokens import tokenizer_info
+
+        return tokenizer_info(self.processor.tokenizer, self.processor.chat_template)
+
+    async def _on_prepare_thread(self, fn):
+        if self._closed:
+            raise EngineError("engine is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._prepare_executor, contained_call, fn)
 
     async def health(self) -> EngineHealth:
         """Closed or errored (vLLM's `AsyncLLM.errored`: its engine core died) is not alive. A stall

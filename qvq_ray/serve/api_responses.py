@@ -83,9 +83,11 @@ class ChatCompletionChunk(BaseModel):
 
 
 class LegacyLogprobs(BaseModel):
+    """With echo the prompt's tokens come first; its first token has no log-probability (null)."""
+
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
     text_offset: list[int]
 
 
@@ -105,6 +107,32 @@ class TextCompletion(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage | None = None
+
+
+class TokenizeResponse(BaseModel):
+    """vLLM's /tokenize answer."""
+
+    count: int
+    max_model_len: int
+    tokens: list[int]
+
+
+class DetokenizeResponse(BaseModel):
+    """vLLM's /detokenize answer."""
+
+    prompt: str
+
+
+class TokenizerInfo(BaseModel):
+    """vLLM's /tokenizer_info: the tokenizer's class and configuration (tokenizer_config.json's keys)."""
+
+    model_config = {"extra": "allow"}
+
+    tokenizer_class: str
+
+
+class VersionBody(BaseModel):
+    version: str = Field(..., description="qvq-ray's version.")
 
 
 class ModelCard(BaseModel):
@@ -169,6 +197,10 @@ SOLVE_RESPONSES = {
     ),
     **_errors(400, 401, 413, 500, 503),
 }
+TOKENIZE_RESPONSES = {200: {"model": TokenizeResponse, "description": "The prompt's token ids."}, **_errors(400, 401, 404, 413)}
+DETOKENIZE_RESPONSES = {200: {"model": DetokenizeResponse, "description": "The tokens' text."}, **_errors(400, 401, 404, 413)}
+TOKENIZER_INFO_RESPONSES = {200: {"model": TokenizerInfo, "description": "The tokenizer's configuration."}, **_errors(401)}
+VERSION_RESPONSES = {200: {"model": VersionBody, "description": "The server's version."}}
 MODELS_RESPONSES = {200: {"model": ModelList, "description": "The served model."}, **_errors(401)}
 HEALTH_RESPONSES = {200: {"model": HealthBody, "description": "Ready (or, for /livez, live)."}, 503: {"model": HealthBody, "description": "Not ready (or, for /livez, not live): the reason is in the body."}}
 METRICS_RESPONSES = {200: {"description": "Prometheus text format (text/plain; version=0.0.4)."}}

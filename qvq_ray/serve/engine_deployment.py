@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 from ray import serve
 
 from qvq_ray.config import QvqConfig, SamplingConfig
-from qvq_ray.engines.base import Completion, EngineHealth, Message, ReplicaLostError
+from qvq_ray.engines.base import Completion, EngineHealth, InvalidRequestError, Message, ReplicaLostError, TokenizerAccess
 
 
 def _replica_gone_errors() -> tuple[type[BaseException], ...]:
@@ -54,6 +54,20 @@ class QvqEngine:
         async with aclosing(stream):  # a client that goes away aborts the generation at once
             async for item in stream:
                 yield item
+
+    async def tokenize(self, messages: list[Message], options: dict[str, Any]) -> dict[str, Any]:
+        return await self._tokenizer().tokenize(messages, **options)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        return await self._tokenizer().detokenize(tokens)
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        return await self._tokenizer().tokenizer_info()
+
+    def _tokenizer(self) -> TokenizerAccess:
+        if not isinstance(self.engine, TokenizerAccess):
+            raise InvalidRequestError(f"the {type(self.engine).__name__} engine gives no access to its tokenizer")
+        return self.engine
 
     async def placement(self) -> dict[str, Any]:
         """GPU ids this replica claimed from its placement group, and what the process sees."""
@@ -118,6 +132,20 @@ class QvqEngineClient:
                 # not stop the replica's generator; cancelling it does, and closes the engine's stream.
                 response.cancel()
                 raise
+
+    async def tokenize(
+        self, messages: list[Message], *, add_special_tokens: bool = True, add_generation_prompt: bool = True,
+        chat_template_kwargs: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        options = {"add_special_tokens": add_special_tokens, "add_generation_prompt": add_generation_prompt,
+                   "chat_template_kwargs": chat_template_kwargs}
+        return await self.handle.tokenize.remote(messages, options)
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        return await self.handle.detokenize.remote(tokens)
+
+    async def tokenizer_info(self) -> dict[str, Any]:
+        return await self.handle.tokenizer_info.remote()
 
     async def health(self) -> "EngineHealth":
         """The state of the replica Serve routes this call to (the caller bounds the wait: with no

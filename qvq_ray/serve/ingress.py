@@ -28,10 +28,14 @@ from qvq_ray.serve.openai_api import (
     ChatCompletionRequest,
     ClientError,
     CompletionRequest,
+    DetokenizeRequest,
     SamplingRequest,
     SolveRequest,
+    TokenizeChatRequest,
+    TokenizeCompletionRequest,
     chat_chunk,
     chat_completion_body,
+    echo_only,
     legacy_logprobs_body,
     text_completion_body,
     usage_body,
@@ -53,18 +57,32 @@ app = FastAPI(
     openapi_url=None,
 )
 # the request bodies, and the chunk model that SSE descriptions name (responses carry the rest)
-install_request_schemas(app, [ChatCompletionRequest, CompletionRequest, SolveRequest, api.ChatCompletionChunk])
+install_request_schemas(
+    app,
+    [ChatCompletionRequest, CompletionRequest, SolveRequest, TokenizeCompletionRequest, TokenizeChatRequest,
+     DetokenizeRequest, api.ChatCompletionChunk],
+)
 
 
 @app.middleware("http")
 async def _count_requests(request: Request, call_next):
-    """Requests, statuses and latency into the replica's metrics (serve/metrics.py)."""
-    started = time.perf_counter()
+    """Requests, statuses and latency (to the last byte of the body: a stream's whole duration)
+    into the replica's metrics (serve/metrics.py); `request.state.arrived` for the routes' timing."""
+    started = request.state.arrived = time.perf_counter()
     response = await call_next(request)
     metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None:
-        route = getattr(request.scope.get("route"), "path", None) or "other"
-        metrics.request(route, response.status_code, time.perf_counter() - started)
+    if metrics is None:
+        return response
+    route = getattr(request.scope.get("route"), "path", None) or "other"
+
+    async def counted_at_the_end(body):
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            metrics.request(route, response.status_code, time.perf_counter() - started)
+
+    response.body_iterator = counted_at_the_end(response.body_iterator)
     return response
 
 
@@ -150,6 +168,60 @@ def _as_client_error(exc: BaseException) -> ClientError | None:
     return None
 
 
+class _StreamedChoice:
+    """What one engine stream has sent of its sample: log-probabilities go out with the chunk whose
+    text completes their tokens' text (each entry's `token` is what it adds to the text), as vLLM
+    sends each delta's own; the finishing chunk carries the rest (a stop string's cut included).
+    And the usage so far, for stream_options.continuous_usage_stats."""
+
+    def __init__(self, logprobs: bool):
+        self.logprobs = logprobs
+        self.pending: list = []
+        self.sent_chars = 0  # text sent
+        self.covered = 0  # text the released entries cover
+        self.released = 0
+        self.usage: dict | None = None
+
+    def start(self, first: Any) -> None:
+        """Before the head chunk: the prompt's tokens are known (from the first delta), none sent yet."""
+        counts = getattr(first, "usage", None)
+        self._count((counts[0], 0) if counts is not None else None)
+
+    def delta(self, item: str) -> list | None:
+        self._count(getattr(item, "usage", None))
+        self.sent_chars += len(item)
+        if not self.logprobs:
+            return None
+        self.pending.extend(getattr(item, "logprobs", None) or [])
+        out = []
+        while self.pending and self.covered + len(self.pending[0].token) <= self.sent_chars:
+            entry = self.pending.pop(0)
+            self.covered += len(entry.token)
+            out.append(entry)
+        self.released += len(out)
+        return out
+
+    def final(self, completion: Any) -> list | None:
+        self._count((completion.prompt_tokens, completion.completion_tokens))
+        if not self.logprobs or completion.logprobs is None:
+            return None
+        return completion.logprobs[self.released:]
+
+    def _count(self, counts: tuple[int, int] | None) -> None:
+        if counts is not None:
+            prompt, completion = counts
+            self.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _with_usage(chunk: dict, usage: dict | None) -> dict:
+    return {**chunk, "usage": usage} if usage is not None else chunk
+
+
+def _chat_logprobs(steps: list | None) -> dict | None:
+    """A chat chunk's `logprobs` for the tokens it carries (None when not asked)."""
+    return {"content": [step.model_dump() for step in steps]} if steps is not None else None
+
+
 # Helpers above stay above: serve.ingress serialises the class when it is decorated.
 @serve.deployment(name="QvqIngress")
 @serve.ingress(app)
@@ -173,7 +245,7 @@ class QvqIngress:
         self.image_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingress-images")
         from qvq_ray.serve.metrics import ServeMetrics
 
-        self.metrics = app.state.metrics = ServeMetrics(self.model_name)
+        self.metrics = app.state.metrics = ServeMetrics(self.model_name, self.config.model.max_model_len)
         self.app_name = serve.get_replica_context().replica_id.deployment_id.app_name
         from qvq_ray.serve.openai_api import state_server_limits
 
@@ -204,6 +276,11 @@ class QvqIngress:
 
         self._authorize(request)
         data = parse_json_object(await read_body(request, self.config.serve.max_request_bytes))
+        return self._validated(data, model_cls)
+
+    def _validated(self, data: Any, model_cls):
+        from pydantic import ValidationError
+
         try:
             return model_cls.model_validate(data)
         except ValidationError as exc:
@@ -269,6 +346,9 @@ class QvqIngress:
                 min_p=body.min_p or 0.0,
                 min_tokens=body.min_tokens or 0,
                 logprobs=body.top_logprobs_asked(),
+                prompt_logprobs=body.prompt_logprobs_asked(),
+                ignore_eos=body.ignore_eos,
+                chat_template_kwargs=body.template_kwargs(),
             )
         except ValidationError as exc:
             raise ClientError(400, *_validation_message(exc.errors())) from exc
@@ -385,29 +465,34 @@ class QvqIngress:
 
             return StreamingResponse(
                 self._merged_stream(
-                    opened, sampling.n, body.stream_options,
+                    opened, sampling.n, body.stream_options, self.metrics.clock(request, sampling.n),
                     head=lambda i: chunk(i, {"role": "assistant", "content": ""}),
-                    delta=lambda i, text: chunk(i, {"content": text}),
-                    final=lambda i, c: chunk(i, {}, finish_reason=c.finish_reason, logprobs=logprobs_body(c)),
+                    delta=lambda i, text, steps: chunk(i, {"content": text}, logprobs=_chat_logprobs(steps)),
+                    final=lambda i, c, steps: chunk(i, {}, finish_reason=c.finish_reason, logprobs=_chat_logprobs(steps)),
                     usage=lambda u: {**chat_chunk(self.model_name, request_id, created, {}), "choices": [], "usage": u},
+                    logprobs=sampling.logprobs is not None,
                 ),
                 media_type="text/event-stream",
             )
         completions = await self._generate(messages, sampling)
-        self.metrics.tokens(completions)
+        self.metrics.clock(request, sampling.n).finish(completions)
         return chat_completion_body(self.model_name, completions, request_id)
 
     @app.post("/v1/completions", openapi_extra=request_body(CompletionRequest), responses=api.COMPLETION_RESPONSES)
     async def completions(self, request: Request):
-        """OpenAI's legacy completions, as vLLM serves them: each prompt is the model's input as is."""
+        """OpenAI's legacy completions, as vLLM serves them: each prompt (text or token ids) is the
+        model's input as is; `echo` puts the prompt (and, with logprobs, its tokens') first."""
         from qvq_ray.engines.base import raw_prompt
 
         body: CompletionRequest = await self._body(request, CompletionRequest)
         self._check_model(body.model)
-        prompts = [raw_prompt(text) for text in body.prompts()]
-        for prompt in prompts:
+        prompts = [raw_prompt(prompt) for prompt in body.prompts()]
+        for given, prompt in zip(body.prompts(), prompts):
             self._check_prompt(prompt, 0)
+            if isinstance(given, list) and len(given) > self.config.model.max_prompt_chars:
+                raise ClientError(400, f"prompt of {len(given)} token ids exceeds this server's limit", param="prompt")
         sampling = self._sampling(body)
+        echo = await self._echo_texts(body) if body.echo else None
         request_id = new_id("cmpl")
         if body.stream:
             opened = await self._open_streams(prompts, sampling)
@@ -417,22 +502,98 @@ class QvqIngress:
                 return {"id": request_id, "object": "text_completion", "created": created, "model": self.model_name,
                         "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}]}
 
+            def logprobs(steps: list | None, start: int) -> dict | None:
+                return legacy_logprobs_body(None, steps, start) if steps is not None else None
+
             return StreamingResponse(
                 self._merged_stream(
-                    opened, sampling.n, body.stream_options,
-                    head=None,
-                    delta=lambda i, text: chunk(i, text),
-                    final=lambda i, c: chunk(i, "", c.finish_reason, legacy_logprobs_body(c)),
+                    opened, sampling.n, body.stream_options, self.metrics.clock(request, sampling.n),
+                    head=(lambda i: chunk(i, echo[i // sampling.n])) if echo is not None else None,
+                    delta=lambda i, text, steps: chunk(i, text, logprobs=logprobs(steps, 0)),
+                    final=lambda i, c, steps: chunk(i, "", c.finish_reason, logprobs(steps, 0)),
                     usage=lambda u: {"id": request_id, "object": "text_completion", "created": created,
                                      "model": self.model_name, "choices": [], "usage": u},
+                    logprobs=sampling.logprobs is not None,
                 ),
                 media_type="text/event-stream",
             )
         per_prompt = await asyncio.gather(*(self._generate(prompt, sampling) for prompt in prompts))
         completions = [c for group in per_prompt for c in group]
-        for group in per_prompt:
-            self.metrics.tokens(group)
-        return text_completion_body(self.model_name, completions, request_id, sampling.n)
+        if body.max_tokens == 0:  # echo alone
+            completions = [echo_only(c) for c in completions]
+        self.metrics.clock(request, sampling.n).finish(completions)
+        return text_completion_body(self.model_name, completions, request_id, sampling.n, echo=echo)
+
+    async def _echo_texts(self, body: CompletionRequest) -> list[str]:
+        """Each prompt's text for echo: as sent, or its token ids decoded by the engine's tokenizer."""
+        texts = []
+        for prompt in body.prompts():
+            texts.append(prompt if isinstance(prompt, str) else await self._tokenizer_call(self.engine.detokenize, prompt))
+        return texts
+
+    async def _tokenizer_call(self, method, *args, **kwargs):
+        try:
+            return await method(*args, **kwargs)
+        except Exception as exc:
+            if (client_error := _as_client_error(exc)) is not None:
+                raise client_error from exc
+            raise
+
+    @app.post("/tokenize", openapi_extra=request_body(TokenizeCompletionRequest), responses=api.TOKENIZE_RESPONSES)
+    async def tokenize(self, request: Request):
+        """vLLM's /tokenize: `prompt` (as /v1/completions tokenizes it) or `messages` (as
+        /v1/chat/completions builds its prompt, images' tokens included) -> count, max_model_len, tokens."""
+        from qvq_ray.engines.base import raw_prompt
+        from qvq_ray.prompt import messages_from_openai
+        from qvq_ray.serve.http_body import parse_json_object, read_body
+
+        self._authorize(request)
+        data = parse_json_object(await read_body(request, self.config.serve.max_request_bytes))
+        chat = isinstance(data, dict) and "messages" in data
+        body = self._validated(data, TokenizeChatRequest if chat else TokenizeCompletionRequest)
+        self._check_model(body.model)
+        if chat:
+            raw_messages = [m.model_dump(exclude_none=True) for m in body.messages]
+            self._check_prompt(raw_messages, body.image_count())
+            try:
+                messages = await self._off_loop(
+                    lambda: messages_from_openai(
+                        raw_messages, self._image_loader(), max_images=self.config.model.max_images_per_prompt,
+                        system_prompt=self.config.model.system_prompt,
+                    )
+                )
+            except ValueError as exc:
+                raise ClientError(400, str(exc), param="messages") from exc
+            options = {"add_generation_prompt": body.add_generation_prompt, "chat_template_kwargs": body.chat_template_kwargs}
+        else:
+            messages = raw_prompt(body.prompt)
+            self._check_prompt(messages, 0)
+            options = {}
+        result = await self._tokenizer_call(
+            self.engine.tokenize, messages, add_special_tokens=body.add_special_tokens, **options
+        )
+        tokens = result["tokens"]
+        return {"count": len(tokens), "max_model_len": result["max_model_len"], "tokens": tokens}
+
+    @app.post("/detokenize", openapi_extra=request_body(DetokenizeRequest), responses=api.DETOKENIZE_RESPONSES)
+    async def detokenize(self, request: Request):
+        """vLLM's /detokenize: {tokens} -> {prompt}."""
+        body: DetokenizeRequest = await self._body(request, DetokenizeRequest)
+        self._check_model(body.model)
+        return {"prompt": await self._tokenizer_call(self.engine.detokenize, body.tokens)}
+
+    @app.get("/tokenizer_info", responses=api.TOKENIZER_INFO_RESPONSES)
+    async def tokenizer_info(self, request: Request):
+        """vLLM's /tokenizer_info: the tokenizer's class and configuration (lm-eval's remote tokenizer reads it)."""
+        self._authorize(request)
+        return await self._tokenizer_call(self.engine.tokenizer_info)
+
+    @app.get("/version", responses=api.VERSION_RESPONSES)
+    async def version(self):
+        """The server's version (vLLM's route; unauthenticated, as vLLM's)."""
+        from qvq_ray import __version__
+
+        return {"version": __version__}
 
     async def _generate(self, messages, sampling: SamplingConfig):
         try:
@@ -454,55 +615,70 @@ class QvqIngress:
                 streams.append(self.engine.stream(prompt, one))
                 first = p * sampling.n + k * copies
                 targets.append(list(range(first, first + copies)))
-        try:
-            firsts = await asyncio.gather(*(anext(stream) for stream in streams))
-        except Exception as exc:
+        # every first item awaited to the end (a stream cannot be closed while its anext runs)
+        firsts = await asyncio.gather(*(anext(stream) for stream in streams), return_exceptions=True)
+        failed = next((item for item in firsts if isinstance(item, BaseException)), None)
+        if failed is not None:
             for stream in streams:
                 await stream.aclose()
-            if (client_error := _as_client_error(exc)) is not None:
-                raise client_error from exc
-            raise
+            if (client_error := _as_client_error(failed)) is not None:
+                raise client_error from failed
+            raise failed
         return streams, firsts, targets
 
-    async def _merged_stream(self, opened: tuple, n: int, stream_options, *, head, delta, final, usage):
+    async def _merged_stream(
+        self, opened: tuple, n: int, stream_options, clock, *, head, delta, final, usage, logprobs: bool = False
+    ):
         """SSE of several samples streamed side by side, each chunk naming its choice `index` (as
-        vLLM streams n > 1 and prompt lists; a stream may speak for several identical choices); a
-        choice's log-probabilities come with its finishing chunk; with stream_options.include_usage
-        one last chunk carries the usage."""
+        vLLM streams n > 1 and prompt lists; a stream may speak for several identical choices); each
+        chunk carries the log-probabilities of its text's tokens (`_StreamedChoice`), the finishing
+        one the rest; with stream_options.include_usage one last chunk carries the usage, and with
+        continuous_usage_stats every chunk carries its choice's usage so far."""
         streams, firsts, targets = opened
+        sent = [_StreamedChoice(logprobs) for _ in streams]
+        continuous = stream_options is not None and stream_options.continuous_usage_stats
+
+        def counted(chunk: dict, choice: _StreamedChoice) -> dict:
+            return _with_usage(chunk, choice.usage) if continuous else chunk
+
         choices = sum(len(t) for t in targets)
         events: asyncio.Queue = asyncio.Queue()
 
-        async def pump(indexes: list[int], stream, first) -> None:
+        async def pump(indexes: list[int], stream, first, choice: _StreamedChoice) -> None:
             try:
-                await events.put((indexes, first))
+                await events.put((indexes, first, choice))
                 if isinstance(first, str):
                     async for item in stream:
-                        await events.put((indexes, item))
+                        await events.put((indexes, item, choice))
             except Exception as exc:
-                await events.put((indexes, exc))
+                await events.put((indexes, exc, choice))
 
         if head is not None:
-            for index in range(choices):
-                yield _sse(head(index))
-        pumps = [asyncio.ensure_future(pump(t, s, f)) for t, s, f in zip(targets, streams, firsts)]
+            for choice, first, indexes in zip(sent, firsts, targets):
+                choice.start(first)
+                for index in indexes:
+                    yield _sse(counted(head(index), choice))
+        pumps = [asyncio.ensure_future(pump(t, s, f, c)) for t, s, f, c in zip(targets, streams, firsts, sent)]
         finals: dict[int, Any] = {}
         try:
             while len(finals) < choices:
-                indexes, item = await events.get()
+                indexes, item, choice = await events.get()
                 if isinstance(item, Exception):  # headers are sent: report in-band, as OpenAI-compatible servers do
                     kind = "invalid_request_error" if _as_client_error(item) is not None else "server_error"
                     yield _sse(error_body(f"generation failed: {remote_cause(item)}", type=kind))
                     break
+                if isinstance(item, str):
+                    clock.token(indexes)
+                steps = choice.delta(item) if isinstance(item, str) else choice.final(item)
                 for index in indexes:
                     if isinstance(item, str):
-                        yield _sse(delta(index, item))
+                        yield _sse(counted(delta(index, item, steps), choice))
                     else:
                         finals[index] = item
-                        yield _sse(final(index, item))
+                        yield _sse(counted(final(index, item, steps), choice))
             if len(finals) == choices:
                 ordered = [finals[i] for i in range(choices)]
-                self.metrics.tokens(ordered)
+                clock.completions = ordered
                 if stream_options is not None and stream_options.include_usage:
                     yield _sse(usage(usage_body(ordered, n)))
         finally:
@@ -512,6 +688,7 @@ class QvqIngress:
             for stream in streams:
                 await stream.aclose()  # a client that went away aborts its generations
         yield "data: [DONE]\n\n"
+        clock.finish()  # the last byte went out: end-to-end latency includes the whole stream
 
     async def _stream_solve(self, solver, problem, image_bytes):
         """One `attempt` event per judged (or failed: `error` set) attempt, then the `solution` (or an `error`), then [DONE]."""

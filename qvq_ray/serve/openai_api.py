@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, field_validator, model_validator
 
@@ -66,47 +66,99 @@ class ChatMessage(BaseModel):
     content: str | list[ContentPart] = Field(..., description="Text, or text and image parts (images in user messages only).")
 
 
+def image_count(messages: list[ChatMessage]) -> int:
+    return sum(1 for m in messages if isinstance(m.content, list) for part in m.content if isinstance(part, ImagePart))
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(**_STRICT, extra="forbid")
 
     include_usage: StrictBool = Field(False, description="Send one last chunk with empty choices and the usage.")
+    continuous_usage_stats: StrictBool = Field(
+        False, description="vLLM's: every chunk carries the usage so far (its choice's completion tokens)."
+    )
 
 
-# OpenAI fields that would change the output and that no engine here applies: a 400 naming the
-# field when set to anything but its no-op value (vLLM honours them or refuses; never a silent 200).
+# Fields that would change the output and that no engine here applies: a 400 naming the field when
+# set to anything but its no-op value (vLLM honours them or refuses; never a silent 200). The field
+# names are OpenAI's and vLLM 0.33's request models' (tests/test_serve_openai_fields.py walks them).
 UNSUPPORTED_FIELDS: dict[str, tuple] = {
-    "tools": (None, []),
-    "tool_choice": (None, "none", "auto"),
-    "functions": (None, []),
-    "function_call": (None, "none", "auto"),
-    "response_format": (None, {"type": "text"}),
     "logit_bias": (None, {}),
-    "audio": (None,),
-    "modalities": (None, ["text"]),
-    "prediction": (None,),
+    "response_format": (None, {"type": "text"}),
     "guided_json": (None,),
     "guided_regex": (None,),
     "guided_choice": (None,),
     "guided_grammar": (None,),
     "structured_outputs": (None,),
-    "ignore_eos": (None, False),
     "best_of": (None, 1),
     "use_beam_search": (None, False),
+    "length_penalty": (None, 1.0),  # beam search only
     "stop_token_ids": (None, []),
     "bad_words": (None, []),
     "allowed_token_ids": (None,),
     "prompt_logprobs": (None,),
-    "echo": (None, False),
     "include_stop_str_in_output": (None, False),
+    "skip_special_tokens": (None, True),
+    "spaces_between_special_tokens": (None, True),
+    "truncate_prompt_tokens": (None,),
+    "priority": (None, 0),
+    "return_tokens_as_token_ids": (None, False),
+    "return_token_ids": (None, False),
+    "kv_transfer_params": (None,),
+    "vllm_xargs": (None,),
 }
+CHAT_UNSUPPORTED_FIELDS: dict[str, tuple] = {
+    **UNSUPPORTED_FIELDS,
+    "tools": (None, []),
+    "tool_choice": (None, "none", "auto"),
+    "functions": (None, []),
+    "function_call": (None, "none", "auto"),
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "echo": (None, False),  # chat's echo (prepend the last message) is not the completions' one
+    "add_generation_prompt": (None, True),
+    "continue_final_message": (None, False),
+    "add_special_tokens": (None, False),
+    "documents": (None,),
+    "chat_template": (None,),
+    "media_io_kwargs": (None,),
+    "mm_processor_kwargs": (None,),
+    "thinking_token_budget": (None,),
+    "include_reasoning": (None, True),  # no reasoning parser: the reasoning is in the content
+    "watermarking": (None, False),
+    "truncation_side": (None,),
+    "logprob_token_ids": (None,),
+    "routed_experts_prompt_start": (None, 0),
+    "return_token_offsets": (None, False),
+    "return_prompt_text": (None, False),
+    "return_mm_kwargs": (None, True),
+    "ec_transfer_params": (None,),
+    "repetition_detection": (None,),
+    "stream_interval": (None, 1),
+}
+COMPLETION_UNSUPPORTED_FIELDS: dict[str, tuple] = {
+    **UNSUPPORTED_FIELDS,
+    "suffix": (None,),
+    "add_special_tokens": (None, True),
+    "prompt_embeds": (None,),
+    "logits_processors": (None,),
+    "max_repetition_pattern_size": (None, 0),
+    "min_repetition_pattern_size": (None, 0),
+    "repetition_min_count": (None, 0),
+}
+# Fields that only label a request (accepted, nothing to apply): OpenAI's user, metadata, store...,
+# vLLM's request_id, session_id and cache_salt (there is no prefix cache to salt here).
+LABEL_FIELDS = frozenset({"user", "metadata", "store", "service_tier", "request_id", "session_id", "cache_salt"})
 
 
 class SamplingRequest(WholeNumbersBody):
-    """Sampling fields shared by /v1/chat/completions and /v1/completions. Other OpenAI fields that
-    only label a request (user, metadata, store...) are accepted and ignored; fields that would
-    change the output and are not applied are refused by name (UNSUPPORTED_FIELDS)."""
+    """Sampling fields shared by /v1/chat/completions and /v1/completions. Fields that only label a
+    request (LABEL_FIELDS) are accepted; fields that would change the output and are not applied
+    are refused by name (each endpoint's `refused_fields`)."""
 
     model_config = ConfigDict(**_STRICT, extra="allow")
+    refused_fields: ClassVar[dict[str, tuple]] = UNSUPPORTED_FIELDS
 
     model: str | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
@@ -125,6 +177,7 @@ class SamplingRequest(WholeNumbersBody):
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     min_p: float | None = Field(None, ge=0.0, le=1.0, description="vLLM-style extension; 0 = off.")
     min_tokens: int | None = Field(None, ge=0, description="vLLM-style extension: no end of sequence before this many tokens.")
+    ignore_eos: StrictBool = Field(False, description="vLLM-style extension: generate past the end of sequence (load tests).")
 
     @field_validator("stop")
     @classmethod
@@ -141,13 +194,21 @@ class SamplingRequest(WholeNumbersBody):
     @model_validator(mode="after")
     def _no_unsupported_fields(self):
         for name, value in (self.model_extra or {}).items():
-            if name in UNSUPPORTED_FIELDS and value not in UNSUPPORTED_FIELDS[name]:
+            if name in self.refused_fields and value not in self.refused_fields[name]:
                 raise ValueError(f"'{name}' is not supported by this server")
         return self
 
     def top_logprobs_asked(self) -> int | None:
         """SamplingConfig.logprobs: how many alternatives per token, None when not asked (each
         endpoint spells the request its own way: chat's logprobs + top_logprobs, legacy's count)."""
+        return None
+
+    def prompt_logprobs_asked(self) -> int | None:
+        """SamplingConfig.prompt_logprobs (completions' echo with logprobs)."""
+        return None
+
+    def template_kwargs(self) -> dict[str, Any] | None:
+        """SamplingConfig.chat_template_kwargs (chat only)."""
         return None
 
     def completion_limit(self) -> int | None:
@@ -157,6 +218,8 @@ class SamplingRequest(WholeNumbersBody):
 
 class ChatCompletionRequest(SamplingRequest):
     """OpenAI's chat completions (the fields in SamplingRequest, and these)."""
+
+    refused_fields: ClassVar[dict[str, tuple]] = CHAT_UNSUPPORTED_FIELDS
 
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -169,42 +232,115 @@ class ChatCompletionRequest(SamplingRequest):
             raise ValueError("top_logprobs needs logprobs: true")
         return self
 
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None, description="vLLM's: variables for the chat template (Qwen2-VL's: add_vision_id); one it does not read is a 400."
+    )
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"] | None = Field(
+        None, description="Given to the chat template as vLLM does; a 400 when the model's template does not read it."
+    )
+    parallel_tool_calls: StrictBool | None = Field(
+        None, description="Accepted; tools are refused here, so there are never calls to make in parallel."
+    )
+
     def top_logprobs_asked(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
+
+    def template_kwargs(self) -> dict[str, Any] | None:
+        """chat_template_kwargs with reasoning_effort in it, as vLLM's build_chat_params merges them."""
+        kwargs = dict(self.chat_template_kwargs or {})
+        if self.reasoning_effort is not None:
+            kwargs["reasoning_effort"] = self.reasoning_effort
+        return kwargs or None
 
     def completion_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
     def image_count(self) -> int:
-        return sum(
-            1 for m in self.messages if isinstance(m.content, list) for part in m.content if isinstance(part, ImagePart)
-        )
+        return image_count(self.messages)
+
+
+TokenIds = list[Annotated[int, Field(ge=0, le=2**31 - 1)]]
 
 
 class CompletionRequest(SamplingRequest):
     """OpenAI's (legacy) completions: the prompt is model input as is, no chat template; vLLM
     serves them for chat models alike. Text only."""
 
-    prompt: str | list[str] = Field(..., description="One prompt, or up to 16 (choices are indexed prompt x n + sample).")
+    refused_fields: ClassVar[dict[str, tuple]] = COMPLETION_UNSUPPORTED_FIELDS
+
+    prompt: str | list[str] | TokenIds | list[TokenIds] = Field(
+        ..., description="A string, a list of token ids, or a list of up to 16 of either (choices are indexed prompt x n + sample)."
+    )
     logprobs: int | None = Field(None, ge=0, le=20, description="Legacy form: log-probabilities with this many alternatives.")
+    echo: StrictBool = Field(False, description="Return the prompt before the completion (with logprobs: the prompt tokens' too).")
+    max_tokens: int | None = Field(None, ge=0, description="0 only with echo: the prompt alone (its log-probabilities), nothing generated.")
 
     @field_validator("prompt")
     @classmethod
     def _prompts(cls, value):
-        prompts = [value] if isinstance(value, str) else value
+        prompts = [value] if isinstance(value, str) or (value and isinstance(value[0], int)) else value
         if not prompts:
             raise ValueError("prompt cannot be empty (an empty list)")
         if len(prompts) > 16:
-            raise ValueError("prompt must be a string or a list of 1 to 16 strings")
+            raise ValueError("prompt must be a string, a list of token ids, or a list of 1 to 16 of either")
         if empty := [i for i, prompt in enumerate(prompts) if not prompt]:
             raise ValueError(f"prompt cannot be empty (prompt {empty[0]} is)")  # as vLLM refuses it
         return value
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+    @model_validator(mode="after")
+    def _echo_rules(self):
+        if self.max_tokens == 0 and not self.echo:
+            raise ValueError("max_tokens: 0 needs echo: true (the prompt alone); otherwise at least 1")
+        if self.echo and self.stream and (self.logprobs is not None or self.max_tokens == 0):
+            raise ValueError("echo with logprobs or with max_tokens 0 is not streamed here; send stream: false")
+        return self
+
+    def prompts(self) -> list[str | list[int]]:
+        """One entry per prompt: its text, or its token ids."""
+        value = self.prompt
+        return [value] if isinstance(value, str) or isinstance(value[0], int) else list(value)
 
     def top_logprobs_asked(self) -> int | None:
         return self.logprobs
+
+    def prompt_logprobs_asked(self) -> int | None:
+        return self.logprobs if self.echo else None
+
+    def completion_limit(self) -> int | None:
+        """max_tokens 0 (echo alone) generates one token, as vLLM does, which the answer leaves out."""
+        return 1 if self.max_tokens == 0 else self.max_tokens
+
+
+class TokenizeCompletionRequest(BaseModel):
+    """vLLM's /tokenize with a prompt: tokenized as /v1/completions tokenizes it."""
+
+    model_config = ConfigDict(**_STRICT, extra="forbid")
+
+    model: str | None = None
+    prompt: str = Field(..., min_length=1)
+    add_special_tokens: StrictBool = True
+
+
+class TokenizeChatRequest(BaseModel):
+    """vLLM's /tokenize with messages: tokenized as /v1/chat/completions builds its prompt."""
+
+    model_config = ConfigDict(**_STRICT, extra="forbid")
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    add_generation_prompt: StrictBool = True
+    add_special_tokens: StrictBool = Field(False, description="Qwen2-VL's tokenizer adds none: no effect.")
+    chat_template_kwargs: dict[str, Any] | None = None
+
+    def image_count(self) -> int:
+        return image_count(self.messages)
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(**_STRICT, extra="forbid")
+
+    model: str | None = None
+    tokens: TokenIds
 
 
 class SolveRequest(WholeNumbersBody):
@@ -333,33 +469,55 @@ def logprobs_body(completion: Any) -> dict | None:
     return {"content": [step.model_dump() for step in completion.logprobs]}
 
 
-def legacy_logprobs_body(completion: Any) -> dict | None:
-    """/v1/completions' `logprobs`: tokens, token_logprobs, top_logprobs (token -> logprob), text_offset."""
-    if getattr(completion, "logprobs", None) is None:
-        return None
-    offsets, at = [], 0
-    for step in completion.logprobs:
+def legacy_logprobs_body(completion: Any, steps: list[Any] | None = None, start: int = 0) -> dict | None:
+    """/v1/completions' `logprobs`: tokens, token_logprobs, top_logprobs (token -> logprob), text_offset
+    (from `start`); `steps` instead of the completion's own (a stream's chunk; echo: prompt first)."""
+    if steps is None:
+        steps = getattr(completion, "logprobs", None)
+        if steps is None:
+            return None
+    offsets, at = [], start
+    for step in steps:
         offsets.append(at)
         at += len(step.token)
     return {
-        "tokens": [step.token for step in completion.logprobs],
-        "token_logprobs": [step.logprob for step in completion.logprobs],
-        "top_logprobs": [{t.token: t.logprob for t in step.top_logprobs} for step in completion.logprobs],
+        "tokens": [step.token for step in steps],
+        "token_logprobs": [step.logprob for step in steps],
+        "top_logprobs": [
+            {t.token: t.logprob for t in step.top_logprobs} if step.logprob is not None else None for step in steps
+        ],
         "text_offset": offsets,
     }
 
 
-def text_completion_body(model: str, completions: list[Any], request_id: str, samples_per_prompt: int) -> dict:
-    """/v1/completions' body: choices indexed prompt x n + sample."""
+def echo_only(completion: Any) -> Any:
+    """The Completion of `max_tokens: 0` with echo: the prompt alone. Like vLLM, the engine
+    generated one token for it, which is left out (its text, log-probability and count)."""
+    logprobs = [] if completion.logprobs is not None else None
+    return completion.model_copy(update={"text": "", "completion_tokens": 0, "logprobs": logprobs, "finish_reason": "length"})
+
+
+def text_completion_body(
+    model: str, completions: list[Any], request_id: str, samples_per_prompt: int, echo: list[str] | None = None
+) -> dict:
+    """/v1/completions' body: choices indexed prompt x n + sample; with `echo` (each prompt's text)
+    a choice's text and log-probabilities start with its prompt's."""
+
+    def choice(i: int, c: Any) -> dict:
+        if echo is None:
+            return {"index": i, "text": c.text, "logprobs": legacy_logprobs_body(c), "finish_reason": c.finish_reason}
+        prompt = echo[i // max(1, samples_per_prompt)]
+        logprobs = None
+        if c.prompt_logprobs is not None:
+            logprobs = legacy_logprobs_body(c, [*c.prompt_logprobs, *(c.logprobs or [])])
+        return {"index": i, "text": prompt + c.text, "logprobs": logprobs, "finish_reason": c.finish_reason}
+
     return {
         "id": request_id,
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {"index": i, "text": c.text, "logprobs": legacy_logprobs_body(c), "finish_reason": c.finish_reason}
-            for i, c in enumerate(completions)
-        ],
+        "choices": [choice(i, c) for i, c in enumerate(completions)],
         "usage": usage_body(completions, samples_per_prompt),
     }
 

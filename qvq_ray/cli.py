@@ -373,7 +373,8 @@ def _add_judge_arguments(parser, engine_default: str) -> None:
 
 
 def _rescore_config(args):
-    """The config rescore judges with (None: rules only): --config, with --judge* flags over it."""
+    """The config rescore scores with (None: the verifier's defaults, rules only): --config (its whole
+    verifier section, the judge included), with --judge* flags over it."""
     if not args.config and not (args.judge or args.judge_url or args.judge_model or args.judge_cache):
         return None
     config = _load_config(args)
@@ -573,8 +574,8 @@ def build_parser() -> argparse.ArgumentParser:
     rescore.add_argument("--results-format", choices=["mathvision", "mathvista", "vlmevalkit", "parquet"],
                          help="Force the results' format (default: told from the suffix).")
     rescore.add_argument("--out", required=True, help="Output directory, new or empty; the disagreement table goes to OUT.disagreements.md.")
-    rescore.add_argument("--workers", type=int, default=2, help="Verifier worker processes (default 2).")
-    rescore.add_argument("--timeout", type=float, default=5.0, help="Seconds one check may take (default 5).")
+    rescore.add_argument("--workers", type=int, help="Verifier worker processes (default: verifier.workers of --config, else 2).")
+    rescore.add_argument("--timeout", type=float, help="Seconds one check may take (default: verifier.timeout_s of --config, else 5).")
     rescore.add_argument("--no-report", action="store_true", help="Skip writing the report (OUT.report/, beside OUT).")
     rescore.add_argument("--config", help="QvqConfig YAML: its verifier.judge (if set) judges what the rules leave undecided.")
     _add_judge_arguments(rescore, "the config's engine, loaded here (the tiny model without --config)")

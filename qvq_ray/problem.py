@@ -119,6 +119,9 @@ class Solution(BaseModel):
         "among answered attempts is recorded on its attempt alone)."
     )
     prompt: PromptRecord | None = Field(None, description="The prompt sent; None when solving failed before it was built.")
+    stop_reason: str | None = Field(
+        None, description="Why the policy ended the solve without accepting an answer (its `Stop` reason); None otherwise."
+    )
 
 
 # ---------------------------------------------------------------- rows
@@ -201,6 +204,7 @@ class OutputRow(BaseModel):
     tokens_saved: int = 0
     latency_s: float = 0.0
     error: str | None = None
+    stop_reason: str | None = Field(None, description="Why the policy ended the solve without accepting (its Stop reason).")
     prompt: PromptRecord | None = Field(None, description="The prompt the solution was generated from (preset, recipe hash, user text).")
     problem: StoredProblem | None = Field(None, description="The Problem without image bytes, for re-scoring.")
 
@@ -240,17 +244,19 @@ def stored_problem_dict(value: Any) -> dict[str, Any]:
 
 
 def problem_of_output_row(value: Any) -> Problem | None:
-    """The problem of an output row's `problem` column (images left out), None if absent or unreadable."""
+    """The problem of an output row's `problem` column (images left out), None if absent.
+
+    A value that is there but cannot be read raises ValueError saying why: scoring it with a guessed
+    spec (its units, tolerance and choices lost) would give a verdict nobody asked for."""
+    if value in (None, "", {}):
+        return None
     data = stored_problem_dict(value)
     if not data:
-        return None
-    try:
-        if isinstance(value, str):  # older JSON text: the record's own form
-            data = {k: v for k, v in data.items() if k != "num_images"}
-            return Problem.model_validate(data)
-        return from_row(StoredProblem, data).problem()
-    except ValueError:
-        return None
+        raise ValueError(f"the row's problem is not a problem record: {str(value)[:80]!r}")
+    if isinstance(value, str):  # older JSON text: the record's own form
+        data = {k: v for k, v in data.items() if k != "num_images"}
+        return Problem.model_validate(data)
+    return from_row(StoredProblem, data).problem()
 
 
 def solution_to_row(solution: Solution, problem: Problem | None) -> dict[str, Any]:
@@ -277,6 +283,7 @@ def solution_to_row(solution: Solution, problem: Problem | None) -> dict[str, An
         tokens_saved=solution.tokens_saved,
         latency_s=solution.latency_s,
         error=solution.error,
+        stop_reason=solution.stop_reason,
         prompt=solution.prompt,
         problem=StoredProblem.of(problem) if problem else None,
     )

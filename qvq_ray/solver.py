@@ -33,7 +33,7 @@ from typing import Awaitable, Callable, Protocol
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, Engine, ReplicaLostError
-from qvq_ray.policies import Accept, Resample, SolveState, Stop, load_policy, scheduled_sampling
+from qvq_ray.policies import Accept, Resample, SolveState, Stop, load_policy
 from qvq_ray.problem import Attempt, Problem, Solution
 from qvq_ray.prompt_config import PromptConfig
 from qvq_ray.verify.health import LoopDetector
@@ -96,10 +96,6 @@ class Solver:
 
     # ------------------------------------------------------------------ sampling schedule
 
-    def sampling_for(self, attempt_index: int) -> SamplingConfig:
-        """The schedule's entry, else: attempt 0 as configured, re-samples warmer (a greedy re-sample repeats)."""
-        return self._per_attempt(scheduled_sampling(self.policy, self.sampling, attempt_index), attempt_index)
-
     @staticmethod
     def _per_attempt(chosen: SamplingConfig, attempt_index: int) -> SamplingConfig:
         """One sample per request, and a seeded schedule's seed moved on per attempt (else it would repeat)."""
@@ -156,6 +152,7 @@ class Solver:
         launched = 0
         decided: int | None = None  # index of the accepted attempt
         stopped = False
+        stop_reason: str | None = None
         error: str | None = None
 
         def tokens_used() -> int:
@@ -218,6 +215,7 @@ class Solver:
                             decided = decision.index
                         elif isinstance(decision, Stop):
                             stopped = True
+                            stop_reason = decision.reason or "stopped by the policy"
                         elif isinstance(decision, Resample):
                             if decision.sampling is not None:
                                 requested.append(decision.sampling)
@@ -235,6 +233,7 @@ class Solver:
             error = None  # an answer was produced: a failed call on the way is on its attempt, not the problem's
         solution = self._solution(problem, {**attempts, **failed}, policy.choose(decided), started, error)
         solution.prompt = record
+        solution.stop_reason = stop_reason if decided is None else None
         return solution
 
     async def _attempts(

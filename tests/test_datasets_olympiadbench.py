@@ -156,3 +156,17 @@ def test_a_usable_gold_loads_without_a_warning(tmp_path, caplog):
         problem = row_to_problem(record, ref="f.json[0]", base_dir=tmp_path)
     assert problem.answer == "$\\frac{1}{2}$, $3$" and "gold_warning" not in problem.meta
     assert not caplog.records
+
+
+@pytest.mark.parametrize("final_answer, doubtful", [("$2 3\\sqrt{2}$", True), ("$2\\sqrt{3}$", False), ("$12 \\sqrt{5}$", False)])
+def test_digits_juxtaposed_before_a_root_keep_the_gold_with_a_warning(tmp_path, caplog, final_answer, doubtful):
+    """`2 3\\sqrt{2}` reads as a degenerate product: kept as the gold (compared as text), with a
+    load warning naming the id; `2\\sqrt{3}` and `12 \\sqrt{5}` are ordinary math."""
+    from qvq_ray.datasets.olympiadbench import row_to_problem
+
+    record = {"id": 99, "question": "Find x.", "final_answer": [final_answer], "is_multiple_answer": False}
+    with caplog.at_level("WARNING", logger="qvq_ray.datasets.base"):
+        problem = row_to_problem(record, ref="f.json[0]", base_dir=tmp_path)
+    assert problem.answer == final_answer
+    assert ("juxtaposed" in problem.meta.get("gold_warning", "")) is doubtful
+    assert any("99" in r.getMessage() and "juxtaposed" in r.getMessage() for r in caplog.records) is doubtful

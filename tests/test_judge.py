@@ -263,3 +263,40 @@ def test_judge_flags_of_solve_and_rescore_set_the_config():
     assert config.verifier.judge.engine is None and config.verifier.judge.cache_path == "/tmp/j"
     with pytest.raises(UsageError, match="--judge-model names the model at --judge-url"):
         _apply_judge_flags(QvqConfig(), parser.parse_args(["solve", "in", "--out", "o", "--judge-model", "m"]))
+
+
+def test_the_judge_budget_is_per_solve_never_per_client_chosen_id(endpoint, tmp_path):
+    """Online, `problem.id` is the client's id: two requests reusing one id each get their own
+    budget, while the attempts of one solve (one Problem object) share theirs."""
+    import asyncio
+    import gc
+
+    from qvq_ray.config import VerifierConfig
+    from qvq_ray.problem import Problem
+    from qvq_ray.verify import Verifier
+    from qvq_ray.verify.judge import judging_checker
+
+    config = _config(endpoint.url, tmp_path / "judge.sqlite3", max_calls_per_problem=1)
+    response = NO_ANSWER + " Q-unmarked"
+
+    async def run():
+        with Verifier(VerifierConfig(workers=1)) as verifier:
+            checker = judging_checker(verifier, config)
+            try:
+                first, second = (Problem(id="same-id", question=f"case unmarked: what is it? ({i})") for i in range(2))
+                one = await checker.check(response, first.spec, problem=first)
+                # the same solve's next attempt (another text: a cached answer would cost no budget)
+                again = await checker.check(response + " Again.", first.spec, problem=first)
+                other = await checker.check(response, second.spec, problem=second)  # another request, same id
+                kept = len(checker._solve_budgets)
+                del first, second
+                gc.collect()
+                return one, again, other, kept, len(checker._solve_budgets)
+            finally:
+                await checker.close()
+
+    one, again, other, kept, left = asyncio.run(run())
+    assert one.answer == "7" and one.judge[0].error is None
+    assert again.answer is None and "over budget" in again.judge[0].error
+    assert other.answer == "7" and other.judge[0].error is None
+    assert (kept, left) == (2, 0)  # a finished solve's budget goes with its Problem

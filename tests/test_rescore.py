@@ -166,3 +166,21 @@ def test_rescore_real_mathvista_outputs_against_the_shared_sample(tmp_path):
         assert rows[rid]["error"] == "no result for this problem"
     assert (tmp_path / "mathvista.disagreements.md").is_file()
     assert (out.with_name(out.name + ".report") / "report.md").is_file()  # beside OUT, never inside
+
+
+def test_rescore_honours_the_config_verifier_section(tmp_path):
+    """`rescore --config` scores with the config's whole verifier section (here missing_unit), so
+    re-scoring a run with its own config agrees with that run; --workers/--timeout still override."""
+    problems = write_jsonl(
+        tmp_path / "problems.jsonl",
+        [{"id": "u1", "question": "How long is the rod?", "answer": "5 cm"}],
+    )
+    results = write_jsonl(tmp_path / "outputs.jsonl", [{"id": "u1", "response": "The rod is \\boxed{5}."}])
+    config = tmp_path / "assume.yaml"
+    config.write_text("verifier:\n  missing_unit: assume_gold\n")
+    verdicts = {}
+    for name, extra in (("default", []), ("assume", ["--config", str(config), "--workers", "1"])):
+        out = tmp_path / name
+        run_cli(str(results), "--problems", str(problems), "--format", "problems", "--out", str(out), "--no-report", *extra)
+        verdicts[name] = read_rows(out)["u1"]["correct"]
+    assert verdicts == {"default": False, "assume": True}

@@ -55,7 +55,7 @@ def _every_field_set() -> tuple[Solution, Problem]:
     ]
     solution = Solution(id="p1", answer="2.47 m", verdict=right, confidence=0.5, mode="oracle", chosen_attempt=1,
                         attempts=attempts, prompt_tokens=22, completion_tokens=27, tokens_saved=100, latency_s=2.0,
-                        error="engine failed on attempt 3: boom",
+                        error="engine failed on attempt 3: boom", stop_reason="the same failed answer came back",
                         prompt=PromptRecord(preset="qvq", overrides=["instructions"], template_sha="0123456789abcdef",
                                             text="<image>How far? {question} $x\nPlease put your final answer within \\boxed{}."))
     return solution, problem

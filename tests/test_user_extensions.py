@@ -186,6 +186,10 @@ def test_a_user_policy_decides_sampling_stop_and_answer_and_sees_no_gold(verifie
     assert [a.verdict.answer for a in solution.attempts] == ["1", "2", "3"]  # Stop at the third, of 8 allowed
     assert [s.temperature for s in engine.samplings] == [0.0, 0.5, 0.6]  # Resample's sampling, as given
     assert (solution.answer, solution.confidence, solution.chosen_attempt) == ("1", 0.25, 0)
+    assert solution.stop_reason == "enough"  # the policy's Stop reason, recorded on the solution
+    from qvq_ray.problem import solution_from_row, solution_to_row
+
+    assert solution_from_row(solution_to_row(solution, problem)).stop_reason == "enough"  # and in the output row
     state = RecordingPolicy.seen[0]
     assert state.problem.answer is None and state.problem.meta == {}  # mode self: a gold-free view
     assert sorted(state.attempts) == [0, 1, 2]

@@ -290,6 +290,16 @@ def disagreement_table(rows: list[dict[str, Any]], limit: int | None = None) -> 
     return "\n".join(lines)
 
 
+def rescore_verifier_config(config: Any, *, workers: int | None, timeout_s: float | None):
+    """The verifier settings rescore runs with: the config's whole `verifier` section (the
+    defaults without a config), `workers` and `timeout_s` over it when given."""
+    from qvq_ray.config import VerifierConfig
+
+    base = config.verifier if config is not None else VerifierConfig()
+    overrides = {k: v for k, v in (("workers", workers), ("timeout_s", timeout_s)) if v is not None}
+    return VerifierConfig.model_validate({**base.model_dump(), **overrides}) if overrides else base  # validated: --workers 0 is an error
+
+
 def rescore(
     results: str | Path,
     problems: str | Path,
@@ -297,21 +307,22 @@ def rescore(
     *,
     problems_format: str | None = None,
     results_format: str | None = None,
-    workers: int = 2,
-    timeout_s: float = 5.0,
+    workers: int | None = None,
+    timeout_s: float | None = None,
     rows_per_part: int = 10_000,
     config: Any = None,
 ) -> RescoreSummary:
     """Verify every result against its problem's gold and write solve-style rows (+ `tool_correct`) to out_dir.
 
-    `config`: a `QvqConfig` whose `verifier.judge` (when set) judges what the rules leave undecided,
-    on its endpoint or on the config's engine built here."""
+    `config`: a `QvqConfig` whose whole `verifier` section applies (so that re-scoring a run with
+    its own config scores it as that run did), its `judge` (when set) judging what the rules leave
+    undecided, on its endpoint or on the config's engine built here. `workers` and `timeout_s`,
+    when given, override the config's (or the defaults')."""
     import time
 
     import pyarrow as pa
 
     from qvq_ray.batch.output import PartWriter, part_files
-    from qvq_ray.config import VerifierConfig
     from qvq_ray.datasets import LoadError, load_problems
     from qvq_ray.problem import error_row, solution_schema
     from qvq_ray.report.summary import decided_counts
@@ -365,7 +376,7 @@ def rescore(
             error("not in benchmark", rid, "result id not in the benchmark", None, tool)
 
     if pending:
-        verifier_config = VerifierConfig(workers=max(1, workers), timeout_s=timeout_s)
+        verifier_config = rescore_verifier_config(config, workers=workers, timeout_s=timeout_s)
         with Verifier(verifier_config) as verifier:
             verdicts = verifier.check_many([(r.response, p.answer, p.spec) for p, r in pending],
                                            questions=[p.question for p, _ in pending])

@@ -29,7 +29,12 @@ async def score_row(row: dict[str, Any], checker: Any, *, problem: Problem | Non
     gold = row.get("gold")
     if gold in (None, ""):
         return row  # nothing to score against: correct and the metrics stay None
-    problem = problem if problem is not None else problem_of_output_row(row.get("problem"))
+    if problem is None:
+        try:
+            problem = problem_of_output_row(row.get("problem"))
+        except ValueError as exc:  # never scored with a guessed spec: an error row that says why
+            reason = f"problem unreadable: {exc}".splitlines()[0][:300]
+            return {**row, "error": row.get("error") or reason, "correct": False, "decided_by": "rules"}
     spec = problem.spec if problem else AnswerSpec(choices=list(row.get("choices") or []))
     question = (problem.question if problem else row.get("question")) or ""
     judged: dict[str, tuple[bool | None, str | None]] = {}

@@ -258,13 +258,31 @@ def unusable_gold(answer: str) -> str | None:
     return None
 
 
+#: Two numbers with only spaces between them, before a root (`2 3\sqrt{2}`): as math that is a
+#: product sympy reads as something degenerate; the verifier compares such a gold as text.
+_JUXTAPOSED_BEFORE_ROOT = re.compile(r"(?<![\d.])\d+(?:\.\d+)?\s+\d+(?:\.\d+)?\s*\\sqrt")
+
+
+def doubtful_gold(answer: str) -> str | None:
+    """Why a gold is kept but cannot be read as math (None when it can): digits juxtaposed before a
+    root. It stays the gold (compared as text), with a load warning, so a reader can fix the data."""
+    if _JUXTAPOSED_BEFORE_ROOT.search(answer):
+        return f"gold answer with digits juxtaposed before a root (compared as text): {_short(answer)}"
+    return None
+
+
 def checked_gold(answers: list[str], problem_id: str, meta: dict) -> str | None:
     """The gold of a problem (its answers joined by ", "), or None with a load warning naming the
-    problem when one of them is unusable (`unusable_gold`); the reason goes to meta["gold_warning"]."""
+    problem when one of them is unusable (`unusable_gold`); the reason goes to meta["gold_warning"].
+    A doubtful one (`doubtful_gold`) is kept, with the same warning."""
     for answer in answers:
         reason = unusable_gold(answer)
         if reason is not None:
             logger.warning("%s: %s: loaded without a gold answer", problem_id, reason)
             meta["gold_warning"] = reason
             return None
+    for answer in answers:
+        if (reason := doubtful_gold(answer)) is not None:
+            logger.warning("%s: %s", problem_id, reason)
+            meta["gold_warning"] = reason
     return ", ".join(answers)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -197,9 +198,11 @@ class JudgingChecker:
         self.judge = judge
         self.config = judge.config
         self._budgets: OrderedDict[str, JudgeBudget] = OrderedDict()
+        self._solve_budgets: dict[int, JudgeBudget] = {}
 
     def budget_for(self, key: str | None) -> JudgeBudget:
-        """The spending of one problem (a fresh budget when the caller names none)."""
+        """The spending of one problem of a job, by its row id (unique within a job); a fresh budget
+        when the caller names none."""
         if key is None:
             return JudgeBudget()
         budget = self._budgets.pop(key, None) or JudgeBudget()
@@ -214,8 +217,20 @@ class JudgingChecker:
                     finish_reason: str | None = "stop", problem: Any = None, **keywords: Any) -> Verdict:
         verdict = await self.verifier.check(response, spec, gold=gold, finish_reason=finish_reason, problem=problem, **keywords)
         question = getattr(problem, "question", "") or ""
-        key = getattr(problem, "id", None)
-        return await self.judge_verdict(verdict, response, spec, gold=gold, question=question, problem_key=key)
+        return await self.judge_verdict(verdict, response, spec, gold=gold, question=question, budget=self._solve_budget(problem))
+
+    def _solve_budget(self, problem: Any) -> JudgeBudget:
+        """The budget of one solve: tied to the Problem object the solver passes with each of its
+        attempts, and dropped with it. Never keyed by `problem.id`: online that is the client's id,
+        which requests may reuse, and one request would spend (or start with) another's budget."""
+        if problem is None:
+            return JudgeBudget()
+        key = id(problem)
+        budget = self._solve_budgets.get(key)
+        if budget is None:
+            budget = self._solve_budgets[key] = JudgeBudget()
+            weakref.finalize(problem, self._solve_budgets.pop, key, None)  # before its id() can be reused
+        return budget
 
     async def same_answer(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
         return await self.verifier.same_answer(a, b, spec)
@@ -244,14 +259,15 @@ class JudgingChecker:
         )
 
     async def judge_verdict(self, verdict: Verdict, response: str, spec: AnswerSpec | None, *, gold: str | None,
-                            question: str, problem_key: str | None) -> Verdict:
+                            question: str, problem_key: str | None = None, budget: JudgeBudget | None = None) -> Verdict:
         """`verdict` (the rules' and sympy's) with the judge's part: an answer read where the rules
-        found none, a free-text match where the rules said different; unchanged otherwise."""
+        found none, a free-text match where the rules said different; unchanged otherwise. Spending
+        goes to `budget`, else to the job row `problem_key`'s."""
         from qvq_ray.verify.equivalence import canonical_form
 
         spec = spec or AnswerSpec()
         has_gold = gold is not None and bool(str(gold).strip())
-        budget = self.budget_for(problem_key)
+        budget = budget if budget is not None else self.budget_for(problem_key)
         verdict = verdict.model_copy(deep=True)
         if "extraction" in self.config.tasks and verdict.answer is None and (response or "").strip():
             note = await self.judge.extract(question=question, choices=list(spec.choices), response=response, budget=budget)

@@ -300,3 +300,49 @@ def test_the_judge_budget_is_per_solve_never_per_client_chosen_id(endpoint, tmp_
     assert again.answer is None and "over budget" in again.judge[0].error
     assert other.answer == "7" and other.judge[0].error is None
     assert (kept, left) == (2, 0)  # a finished solve's budget goes with its Problem
+
+
+def test_a_locked_cache_file_never_holds_the_event_loop(tmp_path, caplog):
+    """Another process holding the write lock on the cache (in WAL mode reads still go on): a write
+    gives up after the short lock timeout and stays in memory, with one warning, and the event loop
+    kept running meanwhile (the cache is used from a worker thread)."""
+    import asyncio
+    import sqlite3
+    import time
+
+    from qvq_ray.verify.judge_cache import JudgeCache
+
+    cache = JudgeCache(tmp_path / "judge.sqlite3", lock_timeout_s=0.5)
+    cache.put("warm", "kept")
+    other = JudgeCache(tmp_path / "judge.sqlite3", lock_timeout_s=0.5)  # another process's view
+    holder = sqlite3.connect(str(tmp_path / "judge.sqlite3"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a write in progress elsewhere
+
+    async def run():
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.02)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        found = await other.aget("warm")
+        started = time.perf_counter()
+        await other.aput("new", "text")
+        await other.aput("newer", "text")
+        elapsed = time.perf_counter() - started
+        ticker.cancel()
+        return found, elapsed, ticks
+
+    try:
+        with caplog.at_level("WARNING", logger="qvq_ray.verify.judge_cache"):
+            found, elapsed, ticks = asyncio.run(run())
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert found == "kept" and other._memory == {"warm": "kept", "new": "text", "newer": "text"}
+    assert 0.9 <= elapsed < 5 and ticks >= 20  # two lock timeouts waited off the loop, which kept ticking
+    assert len([r for r in caplog.records if "judge cache" in r.getMessage()]) == 1
+    assert JudgeCache(tmp_path / "judge.sqlite3").get("new") is None  # not written: asked again next run

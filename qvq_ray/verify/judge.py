@@ -157,7 +157,7 @@ class Judge:
 
         cfg = self.config
         key = cache_key({"judge": self.identity, "task": task, "prompt": prompt, "max_tokens": cfg.max_tokens})
-        found = self.cache.get(key)
+        found = await self.cache.aget(key)
         if found is not None:
             self.stats.cached += 1
             return found, True, None
@@ -182,7 +182,7 @@ class Judge:
         spent = completion.prompt_tokens + completion.completion_tokens
         budget.tokens += spent
         self.stats.tokens += spent
-        self.cache.put(key, completion.text)
+        await self.cache.aput(key, completion.text)
         return completion.text, False, None
 
     async def close(self) -> None:

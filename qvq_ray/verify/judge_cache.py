@@ -7,14 +7,19 @@ stored, not the reading of it, so a change in how answers are read needs no new 
 that returned are cached: a failure is asked again next time.
 
 SQLite in WAL mode lets the processes of one machine (Ray Data actors, Serve replicas) share the
-file; each call opens its own short connection, so the cache is safe from any thread.
+file; each call opens its own short connection, so the cache is safe from any thread. The judge
+reads and writes it through `aget`/`aput`, on a worker thread, never on the event loop of a replica
+that is solving; a file locked longer than `lock_timeout_s` (another process holding a write) is
+"not cached" (get) or cached in memory only (put), with one warning, never a stalled solve.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -22,6 +27,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+
+logger = logging.getLogger(__name__)
 
 #: The first 16 bytes of every SQLite 3 database file (sqlite.org/fileformat.html); an empty file
 #: is an empty database too.
@@ -65,25 +72,32 @@ def cache_key(parts: dict) -> str:
 class JudgeCache:
     """`get(key) -> text | None`, `put(key, text)`; in memory only when `path` is None."""
 
-    def __init__(self, path: str | Path | None):
+    def __init__(self, path: str | Path | None, *, lock_timeout_s: float = 1.0):
         self.path = Path(path).expanduser() if path else None
+        self.lock_timeout_s = lock_timeout_s
         self._memory: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._warned = False
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._connect() as db:
+            with self._connect(timeout_s=30) as db:  # once, at start: worth waiting for
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("CREATE TABLE IF NOT EXISTS judge (key TEXT PRIMARY KEY, text TEXT NOT NULL, created REAL)")
 
     @contextlib.contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, timeout_s: float | None = None) -> Iterator[sqlite3.Connection]:
         """A short connection: committed and closed on leaving (sqlite3's own `with` only commits)."""
-        db = sqlite3.connect(str(self.path), timeout=30)
+        db = sqlite3.connect(str(self.path), timeout=self.lock_timeout_s if timeout_s is None else timeout_s)
         try:
             with db:
                 yield db
         finally:
             db.close()
+
+    def _locked(self, exc: sqlite3.OperationalError, doing: str) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning("judge cache %s: %s (%s); going on without it for this call", self.path, exc, doing)
 
     def get(self, key: str) -> str | None:
         with self._lock:
@@ -91,8 +105,12 @@ class JudgeCache:
                 return self._memory[key]
         if self.path is None:
             return None
-        with self._connect() as db:
-            found = db.execute("SELECT text FROM judge WHERE key = ?", (key,)).fetchone()
+        try:
+            with self._connect() as db:
+                found = db.execute("SELECT text FROM judge WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError as exc:  # locked past lock_timeout_s: not cached, asked again
+            self._locked(exc, "read")
+            return None
         if found is not None:
             with self._lock:
                 self._memory[key] = found[0]
@@ -102,5 +120,15 @@ class JudgeCache:
         with self._lock:
             self._memory[key] = text
         if self.path is not None:
-            with self._connect() as db:
-                db.execute("INSERT OR REPLACE INTO judge (key, text, created) VALUES (?, ?, ?)", (key, text, time.time()))
+            try:
+                with self._connect() as db:
+                    db.execute("INSERT OR REPLACE INTO judge (key, text, created) VALUES (?, ?, ?)", (key, text, time.time()))
+            except sqlite3.OperationalError as exc:  # locked: kept in memory, written by a later run
+                self._locked(exc, "write")
+
+    async def aget(self, key: str) -> str | None:
+        """`get` on a worker thread: the event loop keeps serving while SQLite waits."""
+        return await asyncio.to_thread(self.get, key)
+
+    async def aput(self, key: str, text: str) -> None:
+        await asyncio.to_thread(self.put, key, text)

@@ -28,3 +28,14 @@ def test_a_row_without_its_problem_is_scored_on_the_gold_alone():
     with Verifier(VerifierConfig(workers=1)) as verifier:
         row = asyncio.run(score_row(_row(None), verifier))
     assert row.get("error") is None and row["decided_by"] is not None
+
+
+@pytest.mark.parametrize("gold", [None, "", "   "])
+def test_no_gold_is_one_rule_for_the_scorer_and_the_report(gold):
+    """A blank gold is no gold for the scorer (nothing scored) and for the report's views alike."""
+    from qvq_ray.report.stats import views
+
+    with Verifier(VerifierConfig(workers=1)) as verifier:
+        row = asyncio.run(score_row({**_row(None), "gold": gold}, verifier))
+    assert row.get("correct") is None and row.get("pass_at_1") is None
+    assert views([row])[0].has_gold is False

@@ -17,7 +17,7 @@ import functools
 from typing import Any
 
 from qvq_ray.problem import Problem, problem_of_output_row
-from qvq_ray.verify.spec import AnswerSpec
+from qvq_ray.verify.spec import AnswerSpec, has_gold
 
 
 async def score_row(row: dict[str, Any], checker: Any, *, problem: Problem | None = None) -> dict[str, Any]:
@@ -27,7 +27,7 @@ async def score_row(row: dict[str, Any], checker: Any, *, problem: Problem | Non
     from qvq_ray.verify.voting import AnswerClusters
 
     gold = row.get("gold")
-    if gold in (None, ""):
+    if not has_gold(gold):
         return row  # nothing to score against: correct and the metrics stay None
     if problem is None:
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
+from qvq_ray.verify.spec import has_gold
 
 # meta keys that carry a difficulty level, first match wins (MathVision `level`, OlympiadBench
 # `difficulty`, MMMU `topic_difficulty`).
@@ -141,7 +142,7 @@ def views(rows: Iterable[dict[str, Any]], *, default_mode: str | None | bool = F
                 source=_label(row.get("source") or problem.get("source")),
                 subject=_label(problem.get("subject")),
                 level=_label(_level(problem)),
-                has_gold=gold not in (None, ""),
+                has_gold=has_gold(gold),
                 correct=row.get("correct") is True,
                 not_judged=gold not in (None, "") and not row.get("error") and row.get("correct") is None,
                 pass_at_1=row.get("pass_at_1") is True,

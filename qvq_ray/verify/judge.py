@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from qvq_ray.verify import judge_prompts
 from qvq_ray.verify.judge_cache import JudgeCache, cache_key
-from qvq_ray.verify.spec import AnswerSpec
+from qvq_ray.verify.spec import AnswerSpec, has_gold
 from qvq_ray.verify.verdict import JudgeNote, Verdict
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ class JudgingChecker:
         from qvq_ray.verify.equivalence import canonical_form
 
         spec = spec or AnswerSpec()
-        has_gold = gold is not None and bool(str(gold).strip())
+        gold_given = has_gold(gold)
         budget = budget if budget is not None else self.budget_for(problem_key)
         verdict = verdict.model_copy(deep=True)
         if "extraction" in self.config.tasks and verdict.answer is None and (response or "").strip():
@@ -274,7 +274,7 @@ class JudgingChecker:
             verdict.judge.append(note)
             if note.outcome is None:  # the judge did not answer: not judged, never "wrong"
                 verdict.decided_by = None
-                if has_gold:
+                if gold_given:
                     verdict.correct = None
                 return verdict
             verdict.decided_by = "judge"
@@ -285,11 +285,11 @@ class JudgingChecker:
                 verdict.issues = [i for i in verdict.issues if i != "no_final_answer"]
                 if "weak_extraction" not in verdict.issues:
                     verdict.issues.append("weak_extraction")
-                if has_gold:
+                if gold_given:
                     verdict.correct, _ = await self.verifier.compare_detailed(note.outcome, gold, spec)
                     if verdict.correct is None:
                         verdict.decided_by = None
-        if has_gold and self._wants_equivalence(verdict.answer, gold, spec, verdict.correct):
+        if gold_given and self._wants_equivalence(verdict.answer, gold, spec, verdict.correct):
             note = await self.judge.equivalent(question=question, answer=verdict.answer, gold=str(gold), budget=budget)
             verdict.judge.append(note)
             verdict.correct, verdict.decided_by = _judged(note)

@@ -61,3 +61,9 @@ class AnswerSpec(BaseModel):
             if t is not None and not (math.isfinite(t) and t >= 0):
                 raise ValueError(f"tolerance {t} must be a finite number >= 0")
         return value
+
+
+def has_gold(gold: Any) -> bool:
+    """Whether a problem has a gold answer to score against: one rule for the verifier, the judge,
+    the scorer and the report (None, empty and blank strings are no gold)."""
+    return gold is not None and bool(str(gold).strip())

@@ -35,7 +35,7 @@ from qvq_ray.verify.calculation import find_claims, holds_fast
 from qvq_ray.verify.equivalence import NeedsSympy, Options, answer_parses, canonical_form, quick_equivalent
 from qvq_ray.verify.extract import detect_issues, extract
 from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
-from qvq_ray.verify.spec import AnswerSpec
+from qvq_ray.verify.spec import AnswerSpec, has_gold
 from qvq_ray.verify.verdict import Verdict
 from qvq_ray.verify.voting import VoteResult, cluster_vote
 
@@ -101,12 +101,12 @@ class Verifier:
         answer = found.answer
         issues = detect_issues(response, finish_reason, answer=answer, extraction=found.how, health=self.config.health_checks)
         canonical = canonical_form(answer, options.choices) if answer is not None else None
-        has_gold = _has_gold(gold)
+        gold_given = has_gold(gold)
 
         correct: bool | None = None
         decided_by = "rules"  # sympy when a worker's comparison decided `correct`; None when not judged
         need_equivalence = False
-        if has_gold:
+        if gold_given:
             if answer is None:
                 correct = False
             else:
@@ -149,7 +149,7 @@ class Verifier:
             alternative = self._matches_alternative(answer, str(gold), spec, start, budget)
             if alternative is not None:
                 correct, decided_by = True, alternative
-        if has_gold and correct is None:
+        if gold_given and correct is None:
             decided_by = None
         false_claims = [c.text for c in claims if c.text in false_texts]  # in the response's order
         if parse_ok is False:
@@ -248,7 +248,7 @@ class Verifier:
     ) -> tuple[bool | None, str | None]:
         """One comparison within what is left of the budget (string rules first, else one worker
         call), and who decided it."""
-        if answer is None or not _has_gold(other):
+        if answer is None or not has_gold(other):
             return False, "rules"
         options = self._options(spec)
         quick = quick_equivalent(answer, other, None, options.as_dict())
@@ -336,8 +336,6 @@ class Verifier:
         self.close()
 
 
-def _has_gold(gold: str | None) -> bool:
-    return gold is not None and bool(str(gold).strip())
 
 
 def _add(issues: list[str], issue: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from qvq_ray.config import HFEngineConfig, ModelConfig, SamplingConfig
 from qvq_ray.engines.base import InvalidRequestError
-from qvq_ray.engines.context_bound import tokens_surely_over
+from qvq_ray.engines.context_bound import hf_token_counter, tokens_surely_over
 from qvq_ray.engines.smallest_first import SmallestFirst
 
 WORDS = "seven plus eleven is eighteen and the angle ABC measures forty degrees so "
@@ -49,8 +49,6 @@ def engine(tiny_model_dir):
 
 class CounterWatchWrapper:
     """The context screen's real token counter, with the characters and thread of each call recorded."""
-
-    is_token_counter = True
 
     def __init__(self, real):
         self.real, self.chars, self.threads = real, [], set()
@@ -95,9 +93,9 @@ def test_a_prompt_near_the_context_is_counted_exactly(engine):
 def test_the_lower_bound_never_exceeds_the_real_count(engine):
     for text in [(WORDS * 400)[:30_000], "x" * 30_000, "数学 " * 8000, ("a" * 5000 + " ") * 6]:
         real = len(engine.tokenizer(text, add_special_tokens=False)["input_ids"])
-        bound = tokens_surely_over([text], engine.tokenizer, budget=real - 50)
+        bound = tokens_surely_over([text], hf_token_counter(engine.tokenizer), budget=real - 50)
         assert bound is None or bound <= real, (text[:20], bound, real)
-    assert tokens_surely_over(["short"], engine.tokenizer, budget=10) is None
+    assert tokens_surely_over(["short"], hf_token_counter(engine.tokenizer), budget=10) is None
 
 
 def test_waiting_jobs_run_smallest_first_and_cancelled_ones_never_run():

@@ -37,13 +37,12 @@ CUT_SLACK = 4  # tokens a cut inside one word may add, counted against each cut
 SCREEN_NICENESS = 10  # the screen thread's nice value above the process's own (Linux: per thread)
 
 
-def tokens_surely_over(texts: list[str], tokenizer: Any, budget: int) -> int | None:
+def tokens_surely_over(texts: list[str], count: Callable[[str], int], budget: int) -> int | None:
     """A lower bound on the tokens of `texts` (the prompt's message texts) once it exceeds `budget`,
-    else None. Chunks are `budget` characters: each holds at most `budget` tokens. `tokenizer`: a
-    Hugging Face tokenizer, or a function giving a text's token count."""
+    else None. Chunks are `budget` characters: each holds at most `budget` tokens. `count`: a text's
+    token count (`hf_token_counter`, `own_token_counter`)."""
     if budget <= 0 or sum(len(text) for text in texts) <= budget:  # a token is at least one character
         return None
-    count = tokenizer if _is_counter(tokenizer) else _hf_counter(tokenizer)
     counted = cuts = 0
     chunk = max(budget, 1024)
     for text in texts:
@@ -55,11 +54,8 @@ def tokens_surely_over(texts: list[str], tokenizer: Any, budget: int) -> int | N
     return None
 
 
-def _is_counter(tokenizer: Any) -> bool:
-    return callable(tokenizer) and getattr(tokenizer, "is_token_counter", False)
-
-
-def _hf_counter(tokenizer: Any) -> Callable[[str], int]:
+def hf_token_counter(tokenizer: Any) -> Callable[[str], int]:
+    """A Hugging Face tokenizer's count of a text, special tokens in it counted as text."""
     return lambda text: len(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
 
@@ -78,11 +74,7 @@ def own_token_counter(tokenizer: Any) -> Callable[[str], int] | None:
         logger.warning("no copy of the tokenizer for the context screen (%s); the prepare thread counts", exc)
         return None
 
-    def count(text: str) -> int:
-        return len(own.encode_batch([text], add_special_tokens=False)[0].ids)  # releases the GIL
-
-    count.is_token_counter = True  # type: ignore[attr-defined]
-    return count
+    return lambda text: len(own.encode_batch([text], add_special_tokens=False)[0].ids)  # releases the GIL
 
 
 def _lower_priority() -> None:
@@ -131,7 +123,7 @@ def over_context_error(prompt_tokens: str, max_tokens: int, max_model_len: int) 
     )
 
 
-def refuse_surely_over_context(messages: list[Message], tokenizer: Any, max_tokens: int, max_model_len: int) -> None:
+def refuse_surely_over_context(messages: list[Message], count: Callable[[str], int], max_tokens: int, max_model_len: int) -> None:
     """InvalidRequestError when the messages' text surely leaves no room for `max_tokens`."""
-    if (at_least := tokens_surely_over(prompt_texts(messages), tokenizer, max_model_len - max_tokens)) is not None:
+    if (at_least := tokens_surely_over(prompt_texts(messages), count, max_model_len - max_tokens)) is not None:
         raise over_context_error(f"at least {at_least}", max_tokens, max_model_len)

@@ -53,7 +53,7 @@ from qvq_ray.engines.base import (
     raw_prompt_text,
     split_images,
 )
-from qvq_ray.engines.context_bound import ContextScreen, over_context_error, refuse_surely_over_context
+from qvq_ray.engines.context_bound import ContextScreen, hf_token_counter, over_context_error, refuse_surely_over_context
 from qvq_ray.engines.smallest_first import SmallestFirst
 from qvq_ray.engines.prompt_tokens import chat_prompt_ids, check_chat_template_kwargs, check_raw_prompt, media_tokens
 
@@ -393,7 +393,7 @@ class HFEngine:
             return  # its client went away (or it was refused) while it waited for this thread
         check_prompt_chars(request.messages, self.model_config.max_prompt_chars)
         if not request.screened:
-            refuse_surely_over_context(request.messages, self.tokenizer, request.sampling.max_tokens, self.max_model_len)
+            refuse_surely_over_context(request.messages, hf_token_counter(self.tokenizer), request.sampling.max_tokens, self.max_model_len)
         ids, images = self._prompt_ids(request.messages, request.sampling.chat_template_kwargs)
         inputs = self._model_inputs(ids, images)
         request.prompt_tokens = int(inputs["input_ids"].shape[1])

@@ -95,7 +95,7 @@ from qvq_ray.engines.base import (
     split_images,
 )
 from qvq_ray.engines.timing import timing_from_token_times
-from qvq_ray.engines.context_bound import refuse_surely_over_context
+from qvq_ray.engines.context_bound import hf_token_counter, refuse_surely_over_context
 from qvq_ray.engines.prompt_tokens import (
     SpecialTokensInText,
     chat_prompt_ids,
@@ -625,7 +625,7 @@ class VLLMEngine:
         after tokenizing all of it; vLLM refuses what is over by less."""
         if raw_prompt_text(messages) is None:
             max_model_len = self.model_config.max_model_len or DEFAULT_MAX_MODEL_LEN
-            refuse_surely_over_context(messages, self.processor.tokenizer, sampling.max_tokens, max_model_len)
+            refuse_surely_over_context(messages, hf_token_counter(self.processor.tokenizer), sampling.max_tokens, max_model_len)
         return self._prompt(messages, sampling.chat_template_kwargs)
 
     def _prompt(

@@ -371,22 +371,15 @@ def test_serve_host_and_port_override_the_file(tmp_path):
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"http://127.0.0.1:{file_port}/v1/models", timeout=2)  # the file's port is overridden
         # Ctrl-C once the CLI says it is ready (the route can answer a moment before `serve.run`
-        # returns, and a SIGINT inside a Ray call that fails internally can be lost in Ray itself)
+        # returns; a Ctrl-C during deployment is another test's subject)
         assert ready.wait(60), "".join(lines)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)  # once: one Ctrl-C must stop it (tests/test_stop_signal.py)
         try:
-            proc.wait(timeout=45)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            # Two fresh-clone full-suite runs saw the first Ctrl-C have no effect at all (no shutdown
-            # reached Serve's controller; not reproduced alone). A user presses Ctrl-C again: so do we,
-            # and the second must stop it cleanly.
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                status = Path(f"/proc/{proc.pid}/status").read_text()
-                masks = [ln for ln in status.splitlines() if ln.startswith(("SigBlk", "SigPnd", "ShdPnd", "SigCgt"))]
-                pytest.fail(f"no stop after two Ctrl-C ({masks}); its output:\n" + "".join(lines)[-6000:])
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            masks = [ln for ln in status.splitlines() if ln.startswith(("SigBlk", "SigPnd", "ShdPnd", "SigCgt"))]
+            pytest.fail(f"no stop after one Ctrl-C ({masks}); its output:\n" + "".join(lines)[-6000:])
         reader.join(10)
         output = "".join(lines)
         assert proc.returncode == 0 and "Traceback" not in output, output

@@ -182,23 +182,29 @@ def run_serve_config(
 SHUTDOWN_TIMEOUT_S = 60.0
 
 
-def _wait_for_stop_signal() -> None:
+def _wait_for_stop_signal(poll_s: float = 0.5) -> None:
     """Block until SIGINT (Ctrl-C) or SIGTERM (a process manager's stop).
 
-    Our own handlers, installed once the apps run, and a wait that wakes every second: the stop
+    Our own handlers, installed once the apps run, and a wait that wakes every `poll_s`: the stop
     does not depend on a KeyboardInterrupt reaching a long sleep (Ray's driver defers SIGINT around
-    its own calls on the main thread), and SIGTERM stops as cleanly as Ctrl-C."""
+    its own calls on the main thread), and SIGTERM stops as cleanly as Ctrl-C.
+
+    The handler only sets a flag. It runs on the main thread between two bytecodes, wherever the
+    wait happens to be; one that took a lock (a `threading.Event.set()`) deadlocked whenever the
+    signal landed while the same thread held that Event's lock inside `Event.wait()`, and every
+    further Ctrl-C then deadlocked on it again (the intermittent "Ctrl-C ignored" of the suite)."""
     import signal
-    import threading
+    import time
 
     from qvq_ray.cli import accept_stop_signals
 
-    stop = threading.Event()
+    received: list[int] = []
     accept_stop_signals()  # run_serve_config may be called from Python, not only from the CLI
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not stop.wait(1.0):
-            pass
+        while not received:
+            time.sleep(poll_s)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

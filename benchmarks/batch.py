@@ -68,7 +68,7 @@ def in_process(input_dir: Path, config) -> tuple[float, int]:
 
 
 def with_ray(input_dir: Path, config, num_cpus: int) -> tuple[float, int]:
-    from qvq_ray.batch.pipeline import run_solve_job
+    from qvq_ray.jobs import run_solve_job
 
     out = Path(tempfile.mkdtemp(prefix="qvq-bench-out-"))
     shutil.rmtree(out)

@@ -1,6 +1,6 @@
 """What verification and re-sampling buy on the trained tiny model: four policies side by side.
 
-Runs the batch job (`qvq_ray.batch.pipeline.run_solve_job`, what `qvq-ray solve` runs) on the shipped
+Runs the batch job (`qvq_ray.jobs.run_solve_job`, what `qvq-ray solve` runs) on the shipped
 visual-arithmetic test split (examples/arithmetic-test, 200 problems the model never saw in
 training) with the trained tiny Qwen2-VL (`--model tiny`) under four configs from pipelines/configs/:
 
@@ -41,7 +41,7 @@ TARGETS = {
 def run(input_path: str, out_root: Path, model: str, limit: int | None, num_cpus: int | None) -> dict[str, dict]:
     import ray
 
-    from qvq_ray.batch.pipeline import run_solve_job
+    from qvq_ray.jobs import run_solve_job
     from qvq_ray.config import QvqConfig
 
     summaries: dict[str, dict] = {}

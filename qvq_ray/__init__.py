@@ -2,6 +2,11 @@
 
 Public names are re-exported lazily so `import qvq_ray` (and `qvq-ray --help`) stays fast: torch,
 transformers and ray load only when an engine, a job or an app is actually built.
+
+The package's rooms stand in layers, bottom to top (DESIGN.md "Layout", enforced by
+tests/test_import_layers.py): the floor modules, config, verify/, the records, datasets/ models/
+prompt results/, engines/, judge/ and policies, the solver, the front ends (batch/ serve/ report/),
+jobs, the CLI. This module imports none of them at import time.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ _EXPORTS = {
     "OpenAIEngine": "qvq_ray.engines.openai_engine",
     "make_tiny_model": "qvq_ray.models.tiny",
     "load_problems": "qvq_ray.datasets",
-    "run_solve_job": "qvq_ray.batch.pipeline",
+    "run_solve_job": "qvq_ray.jobs",
     "build_app": "qvq_ray.serve.app",
 }
 

@@ -8,6 +8,8 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from qvq_ray.console import accept_stop_signals, validation_line
+
 
 class UsageError(Exception):
     """A mistake the user can fix (a path, a format, a config key or value): `main` prints it as
@@ -18,17 +20,6 @@ def usage_error(command: str, message: str) -> int:
     """Print a user mistake as one line on stderr; the exit code for it (2, as argparse uses)."""
     print(f"qvq-ray {command}: {message}", file=sys.stderr)
     return 2
-
-
-def validation_line(exc, *, prefix: str = "") -> str:
-    """A pydantic ValidationError in one line naming each key: 'model.pathh: unknown key; ...'."""
-    parts = []
-    for error in exc.errors():
-        key = ".".join(str(p) for p in (prefix, *error["loc"]) if p != "") or "config"
-        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        parts.append(f"{key}: {message}")
-    more = f" (and {len(parts) - 3} more)" if len(parts) > 3 else ""
-    return "; ".join(parts[:3]) + more
 
 
 def _read_config(path: str):
@@ -82,6 +73,7 @@ def _override(config, key: str, value, flag: str) -> None:
 
 
 def cmd_solve(args) -> int:
+    from qvq_ray import jobs
     from qvq_ray.batch import pipeline
 
     if args.limit is not None and args.limit < 1:
@@ -121,9 +113,9 @@ def cmd_solve(args) -> int:
     if not input_path or not out_dir:
         raise UsageError("give INPUT and --out (or batch.input and batch.output in --config)")
     args.input, args.out = input_path, out_dir
-    from qvq_ray.batch.output import part_files
     from qvq_ray.cluster import ray_start_listener
     from qvq_ray.report.runinfo import RunRecorder, solve_record
+    from qvq_ray.results.parts import part_files
     from qvq_ray.stderr_filter import RAY_STOP_LINES, drop_printed_lines
 
     recorder = RunRecorder(out_dir, solve_record(config, argv=args.argv, input_path=input_path, resume=args.resume))
@@ -143,7 +135,7 @@ def cmd_solve(args) -> int:
 
     try:
         with ExitStack() as stopping, ray_start_listener(on_ray):
-            summary = pipeline.run_solve_job(
+            summary = jobs.run_solve_job(
                 input_path,
                 out_dir,
                 config,
@@ -379,7 +371,7 @@ def _rescore_config(args):
         return None
     config = _load_config(args)
     _apply_judge_flags(config, args)
-    from qvq_ray.verify.judge_cache import check_configured_cache
+    from qvq_ray.judge.cache import check_configured_cache
 
     try:
         check_configured_cache(config.verifier.judge)
@@ -415,7 +407,7 @@ def cmd_rescore(args) -> int:
     from qvq_ray.report.runinfo import rescore_record, write_run_record
 
     judge = None if config is None or config.verifier.judge is None else "verifier.judge of the config"
-    write_run_record(args.out, rescore_record(argv=args.argv, results=args.results, results_format=args.results_format,
+    write_run_record(args.out, rescore_record(argv=args.argv, results=args.results, results_format=summary.results_format,
                                               problems=args.problems, problems_format=args.format, judge=judge))
     print(f"qvq-ray rescore: {args.results} + {args.problems} -> {args.out}")
     for line in summary.lines():
@@ -581,16 +573,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_judge_arguments(rescore, "the config's engine, loaded here (the tiny model without --config)")
     rescore.set_defaults(func=cmd_rescore)
     return parser
-
-
-def accept_stop_signals() -> None:
-    """Unblock SIGINT and SIGTERM in this thread: a process started by a Ray process (or by anything
-    that had them blocked) inherits a blocked SIGINT, and Ctrl-C would never reach us (Ray's own
-    job supervisor unblocks it for its children for the same reason)."""
-    import signal
-
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,15 +12,11 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from qvq_ray.prompt_config import PromptConfig
-from qvq_ray.verify.verdict import ISSUES
-
 # The verdict issues a policy can re-sample on: exactly the verifier's (a typo is an error, not a
 # re-sampling rule that never triggers), plus `<check>:<issue>` from a user check
 # (`verifier.checks`), validated against the checks' declared issues when the whole config loads.
-Issue = Literal[ISSUES]
-USER_ISSUE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*:[A-Za-z_][A-Za-z0-9_-]*$"
-USER_CHECK_FAILED = "failed"  # `<check>:failed`: a user check that raised, returned junk or timed out
+from qvq_ray.issues import ISSUES, USER_CHECK_FAILED, USER_ISSUE_PATTERN
+from qvq_ray.prompt_config import PromptConfig
 
 QVQ_SYSTEM_PROMPT = (
     "You are a helpful and harmless assistant. You are Qwen developed by Alibaba. "
@@ -336,7 +332,7 @@ class PolicyConfig(StrictModel):
     resample_on: list[str] = Field(
         default_factory=lambda: ["no_final_answer", "truncated", "repetition_loop", "language_mixing", "unparseable"],
         description="Verdict issues that make an attempt a failure to re-sample (gold-free): the verifier's "
-        "own (qvq_ray/verify/verdict.py ISSUES) or '<check>:<issue>' of a user check in `verifier.checks` "
+        "own (qvq_ray/issues.py ISSUES) or '<check>:<issue>' of a user check in `verifier.checks` "
         "that declares that issue ('<check>:failed' when it raised or timed out).",
     )
     import_path: str | None = Field(
@@ -430,7 +426,7 @@ class UserCheckConfig(StrictModel):
 
 
 class JudgeConfig(StrictModel):
-    """A judge model for the cases rules cannot decide (qvq_ray/verify/judge.py).
+    """A judge model for the cases rules cannot decide (qvq_ray/judge/).
 
     Asked only when the rules found no answer in a response (extraction), or the gold is free text
     (a sentence, a name) and the string rules said "different" (equivalence); never on math, where
@@ -446,7 +442,7 @@ class JudgeConfig(StrictModel):
     )
     prompts: Literal["mathvista", "vlmevalkit"] = Field(
         "mathvista",
-        description="Shipped prompt presets (qvq_ray/verify/judge_prompts.py, sources named there): 'mathvista' "
+        description="Shipped prompt presets (qvq_ray/judge/prompts.py, sources named there): 'mathvista' "
         "follows MathVista's answer-extraction prompt; 'vlmevalkit' VLMEvalKit's (its option-matching prompt "
         "for multiple choice). Both use VLMEvalKit's MathVerse consistency prompt for equivalence.",
     )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from qvq_ray.images import ImageError
+from qvq_ray.image_ref import ImageError
 
 #: What the user can do about a path outside the folders, said in every such refusal.
 ALLOW_HINT = "pass --allow-paths-outside to read files outside it"

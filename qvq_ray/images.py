@@ -22,10 +22,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from qvq_ray.config import QWEN2VL_FACTOR, ImageLimits  # noqa: F401  (ImageLimits re-exported)
-from qvq_ray.problem import ImageRef
+from qvq_ray.image_ref import ImageError, ImageRef
 
 if TYPE_CHECKING:  # for annotations only (PIL and the config are imported where used)
     from qvq_ray.config import ModelConfig
@@ -52,10 +50,6 @@ _MAGIC = (
     b"II*\x00",  # TIFF little endian
     b"MM\x00*",  # TIFF big endian
 )
-
-
-class ImageError(ValueError):
-    """An image could not be loaded or decoded, or breaks a limit (a client error, never retried)."""
 
 
 _DEFAULT_LIMITS = ImageLimits()

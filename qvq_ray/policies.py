@@ -37,6 +37,7 @@ from qvq_ray.config import PolicyConfig, SamplingConfig
 
 if TYPE_CHECKING:  # the solver imports this module; these are only annotations here
     from qvq_ray.problem import Attempt, Problem
+    from qvq_ray.verify.checker import AnswerChecker
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class SolveState:
     problem: "Problem"
     config: PolicyConfig
     sampling: SamplingConfig
-    verifier: Any
+    verifier: "AnswerChecker"
     attempts: "dict[int, Attempt]" = field(default_factory=dict)
     launched: int = 0
 
@@ -176,7 +177,7 @@ def load_policy(config: PolicyConfig) -> Any:
     """The policy factory: `policy.import_path`'s class (or any callable taking a `SolveState`), else a built-in."""
     if not config.import_path:
         return builtin_policy(config)
-    from qvq_ray.verify.user_checks import load_object
+    from qvq_ray.import_paths import load_object
 
     factory = load_object(config.import_path)
     if not callable(factory):

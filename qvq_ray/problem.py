@@ -6,7 +6,6 @@ Images travel like Hugging Face's Image feature: a struct of `bytes` and `path`.
 
 from __future__ import annotations
 
-import builtins
 import json
 from typing import Any
 
@@ -14,17 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qvq_ray.arrow_rows import arrow_schema, from_row, to_row
 from qvq_ray.config import SamplingConfig
+from qvq_ray.image_ref import ImageRef
 from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verdict import Verdict
-
-
-class ImageRef(BaseModel):
-    """An image as bytes, or a reference resolved later (file path, data URL, http(s) URL)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    bytes: builtins.bytes | None = Field(None, description="Encoded image bytes (PNG, JPEG, ...).")
-    path: str | None = Field(None, description="File path, data URL or URL when bytes are absent.")
 
 
 class Problem(BaseModel):
@@ -62,6 +53,26 @@ class Problem(BaseModel):
             raise ValueError(f"{clash} given both at the top level and in 'spec'")
         data["spec"] = {**spec, **flat}
         return data
+
+    def gold_free(self) -> "Problem":
+        """What may be seen while solving without gold: the `problem_view` as a Problem (a policy's
+        problem in `self` mode, a user check's problem in the verifier's workers)."""
+        return Problem.model_validate(problem_view(self))
+
+
+def problem_view(problem: Problem) -> dict[str, Any]:
+    """The gold-free, image-free view of a problem: id, question, spec without the accepted
+    alternatives, source, subject, language. Not `answer`, not `spec.alternatives`, not `meta`
+    (loaders keep gold-derived fields there, e.g. MathVista's `answer_letter`, MMMU's `answers`),
+    not the images (bytes)."""
+    return {
+        "id": problem.id,
+        "question": problem.question,
+        "spec": problem.spec.model_dump(mode="json", exclude={"alternatives"}),
+        "source": problem.source,
+        "subject": problem.subject,
+        "language": problem.language,
+    }
 
 
 class Attempt(BaseModel):

@@ -29,38 +29,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable, Protocol
+from typing import Awaitable, Callable
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, Engine, ReplicaLostError
 from qvq_ray.policies import Accept, Resample, SolveState, Stop, load_policy
 from qvq_ray.problem import Attempt, Problem, Solution
 from qvq_ray.prompt_config import PromptConfig
+from qvq_ray.verify.checker import AnswerChecker
 from qvq_ray.verify.health import LoopDetector
-from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verdict import Verdict
 
 STREAM_RESTARTS = 2  # a streamed sample whose engine replica died mid-way is started again this often
-
-
-class AnswerChecker(Protocol):
-    """What the solver needs of a verifier (`qvq_ray.verify.Verifier` is one)."""
-
-    async def check(
-        self,
-        response: str,
-        spec: AnswerSpec | None = None,
-        *,
-        gold: str | None = None,
-        finish_reason: str | None = "stop",
-        problem: Problem | None = None,
-    ) -> Verdict:
-        """The verdict of one response; `correct` judged only when `gold` is given (`problem` is for user checks)."""
-        ...
-
-    async def same_answer(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
-        """Whether two answers vote together (self-consistency)."""
-        ...
 
 
 class Solver:
@@ -139,7 +119,7 @@ class Solver:
         attempts: dict[int, Attempt] = {}  # judged attempts: what the policy sees
         failed: dict[int, Attempt] = {}  # engine calls that failed: no text, no verdict, kept for the record
         state = SolveState(
-            problem=problem if self.policy.mode == "oracle" else _gold_free(problem),
+            problem=problem if self.policy.mode == "oracle" else problem.gold_free(),
             config=self.policy,
             sampling=self.sampling,
             verifier=self.verifier,
@@ -332,11 +312,3 @@ class Solver:
             latency_s=time.perf_counter() - started,
             error=error,
         )
-
-
-def _gold_free(problem: Problem) -> Problem:
-    """What a policy sees in `self` mode: no gold, no accepted alternatives, no `meta` (loaders keep
-    gold-derived fields there), no images."""
-    from qvq_ray.verify.user_checks import problem_view
-
-    return Problem.model_validate(problem_view(problem))

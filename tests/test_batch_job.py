@@ -26,7 +26,7 @@ def config(tiny_model_dir) -> QvqConfig:
 
 
 def _run(input_path, out_dir, config):
-    from qvq_ray.batch.pipeline import run_solve_job
+    from qvq_ray.jobs import run_solve_job
 
     return run_solve_job(str(input_path), str(out_dir), config)
 
@@ -212,7 +212,7 @@ SAMPLES = [
 def test_shared_benchmark_samples_end_to_end(ray_cluster, config, tmp_path, name, fmt, count, image_error):
     """Each native sample (../shared/data, skipped when absent) through the whole job: one row per
     native record, errors that say why."""
-    from qvq_ray.batch.pipeline import run_solve_job
+    from qvq_ray.jobs import run_solve_job
     from qvq_ray.datasets import load_problems
 
     path = shared_data(name)

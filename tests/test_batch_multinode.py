@@ -238,7 +238,7 @@ def start_job(tmp_path):
 def _written_ids(out: Path) -> list[str]:
     import pyarrow.parquet as pq
 
-    from qvq_ray.batch.output import part_files
+    from qvq_ray.results.parts import part_files
 
     ids: list[str] = []
     for path in part_files(out):
@@ -290,7 +290,7 @@ def test_a_node_lost_mid_job_the_job_still_writes_every_row_once(cluster, endpoi
     """2 engine actors on 3 one-slot nodes; once part files exist, a worker node hosting an engine actor
     is removed (its raylet and workers killed). Ray Data restarts the actor on the free node and
     retries the lost work; the job must end with every input id on disk exactly once."""
-    from qvq_ray.batch.output import part_files
+    from qvq_ray.results.parts import part_files
 
     input_dir, input_ids = _problems(tmp_path / "set", 120)
     job = start_job(input_dir, _config(tmp_path / "job.yaml", endpoint.base_url, replicas=2, slots=4), cluster.address)

@@ -53,7 +53,7 @@ def test_every_argument_of_every_subcommand_has_help():
 def fake_job(monkeypatch):
     """run_solve_job replaced: it announces Ray as the cluster module does, writes one part file,
     and then does what `then` says (return a summary, or raise KeyboardInterrupt)."""
-    from qvq_ray.batch import pipeline
+    from qvq_ray import jobs
     from qvq_ray.cluster import _tell
     from qvq_ray.report.summary import summarize_output
 
@@ -78,7 +78,7 @@ def fake_job(monkeypatch):
             raise KeyboardInterrupt
         return summarize_output(out_dir, rows_in=1, seconds=1.0)
 
-    monkeypatch.setattr(pipeline, "run_solve_job", run_solve_job)
+    monkeypatch.setattr(jobs, "run_solve_job", run_solve_job)
     return seen
 
 

@@ -229,7 +229,7 @@ def _table(verified, errors, tokens):
 
 
 def test_progress_lines_with_eta_when_not_a_terminal():
-    from qvq_ray.batch.output import block_counts
+    from qvq_ray.results.parts import block_counts
     from qvq_ray.batch.pipeline import Progress
 
     now = [100.0]
@@ -251,7 +251,7 @@ def test_progress_lines_with_eta_when_not_a_terminal():
 
 
 def test_progress_default_goes_to_stderr_as_lines_when_it_is_a_file(tmp_path):
-    from qvq_ray.batch.output import block_counts
+    from qvq_ray.results.parts import block_counts
     from qvq_ray.batch.pipeline import Progress
 
     log = (tmp_path / "log").open("w")
@@ -264,7 +264,7 @@ def test_progress_default_goes_to_stderr_as_lines_when_it_is_a_file(tmp_path):
 
 
 def test_progress_is_a_bar_with_eta_on_a_terminal():
-    from qvq_ray.batch.output import block_counts
+    from qvq_ray.results.parts import block_counts
     from qvq_ray.batch.pipeline import Progress
 
     class Terminal(io.StringIO):

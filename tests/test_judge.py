@@ -177,7 +177,7 @@ def test_in_self_mode_the_judge_never_sees_gold(endpoint, tmp_path, tiny_model_d
     from qvq_ray.problem import Problem
     from qvq_ray.solver import Solver
     from qvq_ray.verify import Verifier
-    from qvq_ray.verify.judge import judging_checker
+    from qvq_ray.judge.checker import judging_checker
 
     config = _config(endpoint.url, tmp_path / "c.sqlite3")
     base = QvqConfig.preset("tiny-cpu")
@@ -210,7 +210,7 @@ def test_in_self_mode_the_judge_never_sees_gold(endpoint, tmp_path, tiny_model_d
 def test_judge_config_is_checked_before_anything_runs(tmp_path):
     from pydantic import ValidationError
 
-    from qvq_ray.verify.judge import Judge
+    from qvq_ray.judge.model import Judge
 
     with pytest.raises(ValidationError):
         QvqConfig.model_validate({"verifier": {"judge": {"prompts": "lmms"}}})
@@ -223,7 +223,7 @@ def test_judge_config_is_checked_before_anything_runs(tmp_path):
 
 @pytest.mark.parametrize("preset", ["mathvista", "vlmevalkit"])
 def test_presets_render_the_case_and_read_the_judge(preset):
-    from qvq_ray.verify import judge_prompts as jp
+    from qvq_ray.judge import prompts as jp
 
     templates = jp.PRESETS[preset]
     choice = jp.render(templates["choice"], question="Which?", choices=["red", "blue"], response="It is blue {x}.")
@@ -274,7 +274,7 @@ def test_the_judge_budget_is_per_solve_never_per_client_chosen_id(endpoint, tmp_
     from qvq_ray.config import VerifierConfig
     from qvq_ray.problem import Problem
     from qvq_ray.verify import Verifier
-    from qvq_ray.verify.judge import judging_checker
+    from qvq_ray.judge.checker import judging_checker
 
     config = _config(endpoint.url, tmp_path / "judge.sqlite3", max_calls_per_problem=1)
     response = NO_ANSWER + " Q-unmarked"
@@ -310,7 +310,7 @@ def test_a_locked_cache_file_never_holds_the_event_loop(tmp_path, caplog):
     import sqlite3
     import time
 
-    from qvq_ray.verify.judge_cache import JudgeCache
+    from qvq_ray.judge.cache import JudgeCache
 
     cache = JudgeCache(tmp_path / "judge.sqlite3", lock_timeout_s=0.5)
     cache.put("warm", "kept")
@@ -337,7 +337,7 @@ def test_a_locked_cache_file_never_holds_the_event_loop(tmp_path, caplog):
         return found, elapsed, ticks
 
     try:
-        with caplog.at_level("WARNING", logger="qvq_ray.verify.judge_cache"):
+        with caplog.at_level("WARNING", logger="qvq_ray.judge.cache"):
             found, elapsed, ticks = asyncio.run(run())
     finally:
         holder.execute("ROLLBACK")

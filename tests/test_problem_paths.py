@@ -220,7 +220,7 @@ def test_a_judge_cache_that_is_not_sqlite_is_refused_before_ray(tmp_path, kind):
 def test_a_real_sqlite_or_new_judge_cache_passes_the_check(tmp_path):
     import sqlite3
 
-    from qvq_ray.verify.judge_cache import JudgeCache, check_cache_path
+    from qvq_ray.judge.cache import JudgeCache, check_cache_path
 
     check_cache_path(tmp_path / "new" / "judge.sqlite3")  # created later, by the job
     JudgeCache(tmp_path / "made.sqlite3").put("k", "v")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from qvq_ray.batch.metrics import score_unanswered
+from qvq_ray.results.metrics import score_unanswered
 from qvq_ray.batch.stages import PrepareImages, RowStage, ScoreAgainstGold, SolveProblems
 from qvq_ray.cli import main
 from qvq_ray.config import ImageLimits, QvqConfig, SamplingConfig

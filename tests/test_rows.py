@@ -209,7 +209,7 @@ def test_a_jsonl_part_file_has_one_line_per_row_whatever_the_text(tmp_path):
 
     import pyarrow as pa
 
-    from qvq_ray.batch.output import write_part
+    from qvq_ray.results.parts import write_part
 
     texts = ["plain", "a\u2028b\x85c\u2029d 数"]
     path = write_part(pa.table({"id": ["1", "2"], "text": texts}), tmp_path / "part-x.jsonl", "jsonl")

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
+from qvq_ray.results.metrics import AttemptOutcome, problem_metrics
 from qvq_ray.config import HFEngineConfig, ModelConfig, PolicyConfig, SamplingConfig
 from qvq_ray.engines.base import Completion
 from qvq_ray.problem import Problem

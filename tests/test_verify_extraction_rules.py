@@ -7,7 +7,7 @@ import pytest
 
 from qvq_ray.verify import check
 from qvq_ray.verify.extract import detect_issues, extract
-from qvq_ray.verify.verdict import ISSUES
+from qvq_ray.issues import ISSUES
 
 YES_NO = ["Yes", "No"]
 FOOD = ["Tilapia", "Common water flea", "Great diving beetle", "Tadpole"]

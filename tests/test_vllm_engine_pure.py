@@ -779,8 +779,7 @@ def test_shipped_configs_validate():
 
 
 def test_cli_solve_engine_options(monkeypatch, capsys):
-    from qvq_ray import cli
-    from qvq_ray.batch import pipeline
+    from qvq_ray import cli, jobs
 
     class Captured(Exception):
         pass
@@ -791,7 +790,7 @@ def test_cli_solve_engine_options(monkeypatch, capsys):
         seen["config"] = config
         raise Captured
 
-    monkeypatch.setattr(pipeline, "run_solve_job", capture)
+    monkeypatch.setattr(jobs, "run_solve_job", capture)
     with pytest.raises(Captured):
         cli.main(["solve", "in.jsonl", "--out", "o", "--model", "qvq-72b-preview", "--base-url", "http://h:8000/v1"])
     assert (seen["config"].engine.kind, seen["config"].engine.base_url) == ("openai", "http://h:8000/v1")

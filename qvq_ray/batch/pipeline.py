@@ -5,7 +5,8 @@ loader cannot parse become rows carrying an `error`), image preparation on CPU t
 an actor pool where each actor is one engine replica (row by row, its slots kept full), scoring on
 a CPU actor, and write tasks that put Parquet (or JSONL) part files under the output directory.
 The driver holds counts, never rows: its memory does not grow with the problem set. The summary
-is computed from the files written, so it reconciles what is on disk: rows in = solved + errors.
+is computed afterwards from the files written (`qvq_ray.jobs.run_solve_job`), so it reconciles what
+is on disk: rows in = solved + errors.
 
 Everything that can be wrong with the request itself (input path, format, images folder, output
 directory) is found before Ray starts and raised as JobInputError, so a mistake costs a second,
@@ -19,10 +20,10 @@ import os
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from qvq_ray.report.summary import JobSummary, summarize_output
 from qvq_ray.config import QvqConfig
 
 logger = logging.getLogger(__name__)
@@ -218,7 +219,7 @@ def build_dataset(plan, expected_rows: int, config: QvqConfig, *, out_dir: str, 
     import ray
     from ray.data import ActorPoolStrategy
 
-    from qvq_ray.batch.output import write_part_batch
+    from qvq_ray.results.parts import write_part_batch
     from qvq_ray.batch.source import problem_set_datasource
     from qvq_ray.batch.stages import ScoreAgainstGold, SolveProblems
 
@@ -357,7 +358,18 @@ def _is_terminal(stream) -> bool:
         return False
 
 
-def run_solve_job(
+@dataclass(frozen=True)
+class JobRun:
+    """A finished job, for the layer above to summarize (`qvq_ray.jobs`): where its rows are, how
+    many rows the input had, and how long solving took. The job summary and its headline are the
+    report's (`qvq_ray.report.summary`), a sibling of this package: neither imports the other."""
+
+    out_dir: Path
+    rows_in: int
+    seconds: float
+
+
+def run_pipeline(
     input_path: str,
     out_dir: str,
     config: QvqConfig,
@@ -372,8 +384,8 @@ def run_solve_job(
     verbose: bool = False,
     printer: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
-) -> JobSummary:
-    """Solve a problem set; with `resume`, ids already in `out_dir` are skipped (crash recovery).
+) -> JobRun:
+    """Solve a problem set into `out_dir`; with `resume`, ids already there are skipped (crash recovery).
 
     Everything that can be wrong with the request (the input, the format, `images_dir`, a
     non-empty, unwritable or full `out_dir`, a judge cache that is not SQLite, and with
@@ -382,9 +394,9 @@ def run_solve_job(
     unless `config.batch.allow_paths_outside`. `printer` takes the progress lines (default: stderr,
     a bar on a terminal); `warn` the warnings (default: stderr). `verbose` shows Ray's own logs.
     """
-    from qvq_ray.batch.output import new_run_id, part_files, written_ids
+    from qvq_ray.results.parts import new_run_id, part_files, written_ids
     from qvq_ray.batch.source import ReadPlan, count_input
-    from qvq_ray.verify.judge_cache import check_configured_cache
+    from qvq_ray.judge.cache import check_configured_cache
 
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
     say = printer or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -449,7 +461,7 @@ def run_solve_job(
                 ray_shutdown()
     elif not part_files(out):
         raise JobInputError("nothing to solve and no output found")
-    return summarize_output(out, rows_in=count.total, seconds=time.perf_counter() - started)
+    return JobRun(out, rows_in=count.total, seconds=time.perf_counter() - started)
 
 
 #: Ray Data gathers what a read task yields into blocks of up to DataContext.target_max_block_size

@@ -23,7 +23,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from qvq_ray.config import QvqConfig
+    from qvq_ray.verify.checker import AnswerChecker
+    from qvq_ray.verify.verifier import Verifier
 
 RESULT_FORMATS = ("mathvision", "mathvista", "vlmevalkit", "parquet")
 
@@ -38,6 +43,7 @@ class ResultRecord:
 
 @dataclass
 class RescoreSummary:
+    results_format: str | None = None  # the format the results were read as (given, or told from the path)
     rows: int = 0
     results: int = 0
     problems: int = 0
@@ -170,7 +176,7 @@ def read_parquet(path: Path) -> Iterator[ResultRecord]:
     """Our own output: `id` with the chosen attempt's text (else the last answered attempt's, else `answer`)."""
     import pyarrow.parquet as pq
 
-    from qvq_ray.batch.output import part_files
+    from qvq_ray.results.parts import part_files
 
     files = [p for p in part_files(path) if p.suffix == ".parquet"] if path.is_dir() else [path]
     for file in files:
@@ -216,7 +222,7 @@ def read_results(path: str | Path, format: str | None = None) -> list[ResultReco
 # ---------------------------------------------------------------- join, verify, write
 
 
-async def _judge_all(checker, pending: list, verdicts: list, concurrency: int) -> list:
+async def _judge_all(checker: "AnswerChecker", pending: list, verdicts: list, concurrency: int) -> list:
     """The judge's part of every verdict (only the undecided ones make calls), `concurrency` at once."""
     import asyncio
 
@@ -232,7 +238,7 @@ async def _judge_all(checker, pending: list, verdicts: list, concurrency: int) -
 
 
 def _scored_row(problem, record: ResultRecord, verdict) -> dict[str, Any]:
-    from qvq_ray.batch.metrics import SCORE_COLUMNS
+    from qvq_ray.results.metrics import SCORE_COLUMNS
     from qvq_ray.config import SamplingConfig
     from qvq_ray.problem import Attempt, Solution, solution_to_row
 
@@ -245,30 +251,33 @@ def _scored_row(problem, record: ResultRecord, verdict) -> dict[str, Any]:
     return {**row, **dict.fromkeys(SCORE_COLUMNS, verdict.correct), "decided_by": verdict.decided_by}
 
 
-def _run_judge(verifier, config, pending: list, verdicts: list, summary: RescoreSummary) -> list:
+def _run_judge(verifier: "Verifier", config: "QvqConfig", pending: list, verdicts: list, summary: RescoreSummary) -> list:
     """The judge over the rules' verdicts (its engine built here and closed after)."""
     import asyncio
 
-    from qvq_ray.verify.judge import judging_checker
+    from qvq_ray.judge.checker import judging_checker
 
     async def run():
         checker = judging_checker(verifier, config)
+        judge = checker.judge
+        if judge is None:  # never: rescore runs the judge only with verifier.judge set
+            raise RuntimeError("no judge in the config")
         try:
             engine = config.verifier.judge.engine
             if engine is not None:  # a wrong URL or model name is one clear error, not a row of failures each
                 from qvq_ray.engines.base import EngineError
 
                 try:
-                    await checker.judge.engine.check_health()
+                    await judge.check_health()
                 except EngineError as exc:
                     raise ValueError(f"judge endpoint: {exc} (check --judge-url / --judge-model, or verifier.judge.engine)") from None
             concurrency = engine.max_concurrency if engine is not None else config.engine.max_batch_size
-            return await _judge_all(checker, pending, verdicts, max(1, concurrency)), checker.judge.stats
+            return await _judge_all(checker, pending, verdicts, max(1, concurrency)), judge.stats_line()
         finally:
-            await checker.close()
+            await judge.close()
 
     judged, stats = asyncio.run(run())
-    summary.judge_stats = stats.line()
+    summary.judge_stats = stats
     return judged
 
 
@@ -322,10 +331,10 @@ def rescore(
 
     import pyarrow as pa
 
-    from qvq_ray.batch.output import PartWriter, part_files
+    from qvq_ray.results.metrics import decided_counts
+    from qvq_ray.results.parts import PartWriter, part_files
     from qvq_ray.datasets import LoadError, load_problems
     from qvq_ray.problem import error_row, solution_schema
-    from qvq_ray.report.summary import decided_counts
     from qvq_ray.verify import Verifier
 
     start = time.monotonic()
@@ -333,8 +342,9 @@ def rescore(
     if out.exists() and (not out.is_dir() or part_files(out)):
         raise FileExistsError(f"{out} already holds output files: give a new or empty --out")
     records = read_results(results, results_format)
+    results_format = results_format or detect_result_format(Path(results))  # as read_results told it
     loaded = list(load_problems(problems, format=problems_format))
-    summary = RescoreSummary(results=len(records), problems=len(loaded))
+    summary = RescoreSummary(results_format=results_format, results=len(records), problems=len(loaded))
 
     by_id: dict[str, list[ResultRecord]] = {}
     for record in records:

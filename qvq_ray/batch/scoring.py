@@ -17,13 +17,14 @@ import functools
 from typing import Any
 
 from qvq_ray.problem import Problem, problem_of_output_row
+from qvq_ray.verify.checker import AnswerChecker
 from qvq_ray.verify.spec import AnswerSpec, has_gold
 
 
-async def score_row(row: dict[str, Any], checker: Any, *, problem: Problem | None = None) -> dict[str, Any]:
-    """`row` with its scores; `checker` is a `Verifier` or a `JudgingChecker` (compare_detailed, same_answer).
-    `problem`: the row's problem when the caller has it already (else read from the row)."""
-    from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
+async def score_row(row: dict[str, Any], checker: AnswerChecker, *, problem: Problem | None = None) -> dict[str, Any]:
+    """`row` with its scores, compared by `checker` (the Verifier, or with a judge the judging
+    checker). `problem`: the row's problem when the caller has it already (else read from the row)."""
+    from qvq_ray.results.metrics import AttemptOutcome, problem_metrics
     from qvq_ray.verify.voting import AnswerClusters
 
     gold = row.get("gold")

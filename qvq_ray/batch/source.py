@@ -115,7 +115,7 @@ class ReadPlan:
     def blocks(self):
         skip: set[str] = set()
         if self.resume_dir:
-            from qvq_ray.batch.output import written_ids
+            from qvq_ray.results.parts import written_ids
 
             skip = written_ids(self.resume_dir, quarantine=False)
         rows = iter_input_rows(

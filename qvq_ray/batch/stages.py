@@ -127,12 +127,11 @@ class SolveProblems(RowStage):
 
     def __init__(self, config_json: str):
         from qvq_ray.engines import build_engine
+        from qvq_ray.judge.checker import judging_checker
         from qvq_ray.solver import Solver
         from qvq_ray.verify import Verifier
 
         super().__init__(config_json)
-        from qvq_ray.verify.judge import judging_checker
-
         self.engine = build_engine(self.config)
         self.verifier = Verifier(self.config.verifier)
         # with verifier.judge, a JudgingChecker whose judge calls go to this actor's engine (or its endpoint)
@@ -161,7 +160,7 @@ class SolveProblems(RowStage):
         async with self._limit:
             solution = await self.solver.solve(problem, image_bytes=list(row.get("prepared_images") or []))
         row = solution_to_row(solution, problem)
-        if self.checker is not self.verifier:  # the judge scores here, on this engine, outside the solve slots
+        if self.checker.judge is not None:  # the judge scores here, on this engine, outside the solve slots
             from qvq_ray.batch.scoring import score_row
 
             row = await score_row(row, self.checker, problem=problem)
@@ -189,7 +188,7 @@ class ScoreAgainstGold(RowStage):
         return solution_schema()
 
     def is_error_row(self, row: dict[str, Any]) -> bool:
-        from qvq_ray.batch.metrics import is_scored
+        from qvq_ray.results.metrics import is_scored
 
         # a partial solve is still scored; a row the solve actor scored (with its judge) is passed on
         return (bool(row.get("error")) and not row.get("attempts")) or is_scored(row)
@@ -197,7 +196,7 @@ class ScoreAgainstGold(RowStage):
     def carry(self, row: dict[str, Any]) -> dict[str, Any]:
         """A row that never got an answer is wrong against gold; a scoring failure on a solved row
         stays not judged (None), never "wrong"."""
-        from qvq_ray.batch.metrics import score_unanswered
+        from qvq_ray.results.metrics import score_unanswered
 
         return score_unanswered(row)
 

@@ -16,6 +16,10 @@ Formats (FORMATS keys) and how a path is recognised:
 - `vlmevalkit`: a VLMEvalKit `.tsv`.
 Adapters take options as keywords, passed through `load_problems(..., **options)`: mathvista
 `images_dir=`/`split=`, mmmu `split=`, vlmevalkit `source=`, mathvision `split=`.
+
+May import the records (`qvq_ray.problem`), `qvq_ray.verify` (AnswerSpec, text rules),
+`qvq_ray.config` and the floor; never an engine, the solver or a front end.
+tests/test_import_layers.py holds it to that.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Engines: the Engine protocol and its implementations (imported lazily: they pull in torch)."""
+"""Engines: the Engine protocol and its implementations (imported lazily: they pull in torch).
+
+Owns: `Engine` and `Completion` (base.py), one `*_engine.py` per backend and what they share
+(prompt tokens, sampling, context bound, timing). May import the records below it
+(`qvq_ray.images`), `qvq_ray.models`, `qvq_ray.config` and the floor; never the judge, the solver or
+anything above. tests/test_import_layers.py holds it to that.
+"""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from qvq_ray.report import stats as st
-from qvq_ray.report.problems import ANSWER_CHARS, Response, clip, responses
+from qvq_ray.report.blocks import Flip, FlipList, Heading
+from qvq_ray.report.problems import ANSWER_CHARS, clip, responses
 from qvq_ray.report.tables import Table, pct
 
 MAX_FLIPS = 50  # flipped problems listed per direction
@@ -114,29 +115,6 @@ def delta_table(pairs: list[tuple[st.RowView, st.RowView]], key: str, name: str,
     return Table(f"B vs A by {name}{where}", [name, *HEADERS], body, note=NOTE, anchor=anchor, total=True)
 
 
-@dataclass(frozen=True)
-class Flip:
-    """One problem the two runs scored differently, with both chosen responses."""
-
-    id: str
-    source: str
-    gold: str
-    answer_a: str
-    answer_b: str
-    response_a: Response | None
-    response_b: Response | None
-
-
-@dataclass
-class FlipList:
-    """A report block: the problems that went one way (right in A and wrong in B, or the reverse)."""
-
-    title: str
-    flips: list[Flip]
-    total: int
-    note: str
-
-
 def _first_rows(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -187,7 +165,6 @@ def comparison_blocks(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]
                       records_a: list[dict[str, Any]] | None = None, records_b: list[dict[str, Any]] | None = None):
     """(blocks, intro notes, the overall table) of the comparison: what differs between the runs
     first, then the problems that flipped, then the tables."""
-    from qvq_ray.report.render import Heading
 
     views_a, views_b = st.views(rows_a), st.views(rows_b)
     p = pair(views_a, views_b)

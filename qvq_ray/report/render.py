@@ -10,17 +10,11 @@ from __future__ import annotations
 import base64
 import html
 import re
-from dataclasses import dataclass
 
-from qvq_ray.report.compare import FlipList
+from qvq_ray.report.blocks import FlipList, Heading
 from qvq_ray.report.plots import Plot
 from qvq_ray.report.problems import ProblemCard, ProblemList, Response
 from qvq_ray.report.tables import Table
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
 
 
 Block = Heading | Table | Plot | ProblemList | FlipList

@@ -66,21 +66,17 @@ def _judge_summary(judge) -> str:
 
 def rescore_record(*, argv: list[str], results: str, results_format: str | None, problems: str,
                    problems_format: str | None, judge: str | None) -> dict[str, Any]:
-    """Where a rescore's responses came from: another tool's result file, scored here."""
+    """Where a rescore's responses came from: another tool's result file (read as `results_format`,
+    the one rescore used), scored here."""
     from qvq_ray import __version__
-    from qvq_ray.batch.rescore import detect_result_format
 
-    try:
-        told = results_format or detect_result_format(Path(results))
-    except ValueError:
-        told = results_format
     return {
         "kind": "rescore",
         "qvq_ray": __version__,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": command_line(argv),
         "results": str(Path(results).resolve()),
-        "results_format": told,
+        "results_format": results_format,
         "problems": str(Path(problems).resolve()),
         "problems_format": problems_format,
         "judge": judge,
@@ -113,7 +109,7 @@ class RunRecorder:
             self.path = write_run_record(self.out_dir, self.record)
 
     def settle(self) -> None:
-        from qvq_ray.batch.output import part_files
+        from qvq_ray.results.parts import part_files
 
         if self.refused:
             return

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from qvq_ray.batch.metrics import AttemptOutcome, problem_metrics
+from qvq_ray.results.metrics import AttemptOutcome, problem_metrics
 from qvq_ray.verify.spec import has_gold
 
 # meta keys that carry a difficulty level, first match wins (MathVision `level`, OlympiadBench

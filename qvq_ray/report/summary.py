@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
+from qvq_ray.results.metrics import DECIDED_ORDER, decided_counts
+
 
 class JobSummary(BaseModel):
     rows_in: int = Field(..., description="Input rows, unreadable ones included.")
@@ -85,7 +87,7 @@ def iter_output_tables(out_dir: str | Path, columns: list[str] | None = None):
     """The part files' rows one file at a time (what a job of any size can be read back with)."""
     import pyarrow as pa
 
-    from qvq_ray.batch.output import part_files
+    from qvq_ray.results.parts import part_files
 
     for path in part_files(Path(out_dir)):
         if path.suffix == ".parquet":
@@ -133,15 +135,6 @@ LIGHT_COLUMNS = [
     "id", "source", "gold", "correct", "decided_by", "pass_at_1", "maj_at_k", "pass_at_k", "verified",
     "error", "mode", "num_attempts", "prompt_tokens", "completion_tokens", "tokens_saved", "latency_s", "issues",
 ]
-
-
-def decided_counts(rows) -> dict[str, int]:
-    """Scored rows by who decided them, in a fixed order (rules, sympy, judge, not judged, unrecorded)."""
-    from collections import Counter
-
-    # rows written before `decided_by` existed say nothing: "unrecorded", never a guess
-    counts = Counter(r.get("decided_by") or ("not judged" if r.get("correct") is None else "unrecorded") for r in rows)
-    return {k: counts[k] for k in ("rules", "sympy", "judge", "not judged", "unrecorded") if counts.get(k)}
 
 
 def summarize_output(out_dir: str | Path, *, rows_in: int, seconds: float) -> JobSummary:
@@ -214,7 +207,6 @@ class OutputScan:
         def rate(count: int) -> float | None:
             return count / every.scored if every.scored else None
 
-        order = ("rules", "sympy", "judge", "not judged", "unrecorded")
         return JobSummary(
             rows_in=rows_in,
             rows_out=every.n,
@@ -225,7 +217,7 @@ class OutputScan:
             correct=every.correct,
             not_judged=every.not_judged,
             accuracy=rate(every.correct),
-            decided_by={k: self.decided[k] for k in order if self.decided.get(k)},
+            decided_by={k: self.decided[k] for k in DECIDED_ORDER if self.decided.get(k)},
             pass_at_1=rate(every.pass_at_1),
             maj_at_k=rate(every.maj_at_k),
             pass_at_k=rate(every.pass_at_k),
@@ -291,7 +283,7 @@ def report_blocks(rows: Any, *, plots: bool = True, records: list[dict[str, Any]
     from qvq_ray.report import rescored
     from qvq_ray.report import stats as st
     from qvq_ray.report import tables as tb
-    from qvq_ray.report.render import Heading
+    from qvq_ray.report.blocks import Heading
 
     rows = _pylist(rows)
     records = records or []
@@ -331,7 +323,7 @@ def report_blocks(rows: Any, *, plots: bool = True, records: list[dict[str, Any]
 
 def _answer_blocks(views) -> list:
     from qvq_ray.report import tables as tb
-    from qvq_ray.report.render import Heading
+    from qvq_ray.report.blocks import Heading
 
     return [Heading("Answer issues and errors"), tb.errors_by_benchmark(views), tb.errors_table(views),
             tb.issues_table(views), tb.decided_by_table(views)]
@@ -433,7 +425,7 @@ def write_report(
             problems, shown, format=problems_format, allow_paths_outside=allow_paths_outside, warn=warn
         )
     if limit > 0:
-        from qvq_ray.report.render import Heading
+        from qvq_ray.report.blocks import Heading
 
         hint = "" if problems is not None else "thumbnails need the problem set: qvq-ray report DIR --problems INPUT"
         blocks += [Heading("Problems"), rp.problem_list(rows, limit, thumbnails, hint, views)]

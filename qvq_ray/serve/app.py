@@ -103,7 +103,7 @@ def run_serve_config(
     import yaml
     from pydantic import ValidationError
 
-    from qvq_ray.cli import validation_line
+    from qvq_ray.console import validation_line
 
     try:
         spec = yaml.safe_load(Path(config_file).read_text())
@@ -196,7 +196,7 @@ def _wait_for_stop_signal(poll_s: float = 0.5) -> None:
     import signal
     import time
 
-    from qvq_ray.cli import accept_stop_signals
+    from qvq_ray.console import accept_stop_signals
 
     received: list[int] = []
     accept_stop_signals()  # run_serve_config may be called from Python, not only from the CLI

@@ -236,7 +236,7 @@ class QvqIngress:
         self.engine = QvqEngineClient(engine_handle, self.model_name)
         self.verifier = Verifier(self.config.verifier)
         # with verifier.judge: the judge asks the engine deployment (or its endpoint) what the rules cannot decide
-        from qvq_ray.verify.judge import judging_checker
+        from qvq_ray.judge.checker import judging_checker
 
         self.checker = judging_checker(self.verifier, self.config, self.engine)
         self.solver = Solver.from_config(self.engine, self.checker, self.config)

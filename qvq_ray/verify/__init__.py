@@ -1,12 +1,21 @@
 """Verification: final-answer extraction, equivalence (sympy in a worker pool), health checks, votes.
 
+Owns: reading a response (the final answer, its health, its numeric claims), comparing answers
+(string rules in-process, sympy in worker processes with hard limits), the `Verifier`, the
+`AnswerChecker` contract every checker meets (`checker`), and the records a check produces
+(`Verdict`) or reads (`AnswerSpec`). The bottom of the domain: it may import the floor modules
+(`qvq_ray.issues`, `qvq_ray.import_paths`) and `qvq_ray.config` (its `VerifierConfig`), nothing
+else of qvq_ray: not the problem records, not the engines, not the judge model
+(`qvq_ray.judge`, above it), no SQLite. tests/test_import_layers.py holds it to that.
+
 Modules, one concern each: `extract` (the final answer), `health` (repetition loops, language
 mixing), `calculation` (numeric claims of a chain of thought), `choices`, `numbers`, `units`,
 `structures` (sets, intervals, tuples, matrices, equations), `equivalence` (the comparer),
 `symbolic` (the sympy side, workers only), `worker` (what a worker runs), `pool` (the worker
-processes), `verifier` (the `Verifier`, and `check`, `check_many`, `vote` on a process-global one), `voting`
-(self-consistency clustering: `cluster_vote`, `AnswerClusters`; below the verifier, never importing
-it), `spec` (`AnswerSpec`: what a correct answer looks like), `verdict`.
+processes), `user_checks` (`verifier.checks`, run in the workers), `verifier` (the `Verifier`, and
+`check`, `check_many`, `vote` on a process-global one), `checker` (the `AnswerChecker` protocol),
+`voting` (self-consistency clustering: `cluster_vote`, `AnswerClusters`; below the verifier, never
+importing it), `spec` (`AnswerSpec`: what a correct answer looks like), `verdict`.
 
 Public names load lazily (module `__getattr__`), so `import qvq_ray.verify.verdict` (the record
 type, needed by `qvq_ray.problem`) never pulls in the pool, sympy or math-verify.
@@ -19,7 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "Verdict": "qvq_ray.verify.verdict",
-    "ISSUES": "qvq_ray.verify.verdict",
+    "ISSUES": "qvq_ray.issues",
+    "AnswerChecker": "qvq_ray.verify.checker",
+    "CheckedProblem": "qvq_ray.verify.checker",
+    "JudgeHandle": "qvq_ray.verify.checker",
     "Verifier": "qvq_ray.verify.verifier",
     "check": "qvq_ray.verify.verifier",
     "check_many": "qvq_ray.verify.verifier",
@@ -42,12 +54,14 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from qvq_ray.issues import ISSUES
     from qvq_ray.verify.calculation import find_claims
+    from qvq_ray.verify.checker import AnswerChecker, CheckedProblem, JudgeHandle
     from qvq_ray.verify.equivalence import answers_equivalent, canonical_form, quick_equivalent
     from qvq_ray.verify.extract import detect_issues, extract_final_answer
     from qvq_ray.verify.health import language_mixing, repetition_loop
     from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
-    from qvq_ray.verify.verdict import ISSUES, Verdict
+    from qvq_ray.verify.verdict import Verdict
     from qvq_ray.verify.spec import AnswerSpec
     from qvq_ray.verify.verifier import Verifier, check, check_many, vote
     from qvq_ray.verify.voting import VoteResult

@@ -18,9 +18,10 @@ worker), and a script fed on stdin (`python - <<EOF`) makes every child crash at
 
 Callers name the function to run by its dotted name, and only names in `ALLOWED_FUNCTIONS` run:
 no pickled callables, so nothing a caller passes can make a worker execute code; untrusted text
-only ever travels as plain `str` arguments. User checks (`verifier.checks`) are no exception: the
-pool is created with their import paths (`user_checks=`, from the config), each worker imports them
-at boot, and `user_checks.run_user_check` runs only those.
+only ever travels as `str` values (plain arguments, or the fields of the gold-free problem record a
+user check is given). User checks (`verifier.checks`) are no exception: the pool is created with
+their import paths (`user_checks=`, from the config), each worker imports them at boot, and
+`user_checks.run_user_check` runs only those.
 
 The timeout covers the function's run only: a worker acknowledges a request once the function's
 (trusted) module is imported, so a cold worker's import time never turns into a spurious timeout.

@@ -9,12 +9,14 @@ other) and `<check>:failed` when the call raised, returned something other than 
 or ran past its time: the check's verdict is unknown, which is itself visible (and a policy may
 re-sample on it); the rest of the verdict (answer, correct) is not touched.
 
-What crosses the process boundary is plain data: the response and answer strings, and a gold-free
-view of the problem (`problem_view`: id, question, spec without the accepted alternatives, source,
-subject, language). Gold never goes: not `answer`, not `spec.alternatives`, not `meta` (loaders
-keep gold-derived fields there, e.g. MathVista's `answer_letter`, MMMU's `answers`), and images do
-not either (bytes; a check that needs them is a different kind of step). The worker rebuilds a
-`Problem` from the view for the function.
+What crosses the process boundary: the response and answer strings, and the problem's gold-free
+copy (`gold_free()` of the problem the caller passed, `qvq_ray.problem.problem_view`: id,
+question, spec without the accepted alternatives, source, subject, language), pickled by our own
+process and handed to the function as it is. Gold never goes: not `answer`, not
+`spec.alternatives`, not `meta` (loaders keep gold-derived fields there, e.g. MathVista's
+`answer_letter`, MMMU's `answers`), and images do not either (bytes; a check that needs them is a
+different kind of step). This module never names the problem type: the verifier is below the
+problem records (the worker's unpickling imports them).
 
 Which functions may run is fixed when the pool starts: `VerifyPool(user_checks=...)` passes the
 configured import paths to each worker, which imports them at boot (before any call's timeout) and
@@ -23,31 +25,13 @@ runs no other path: a caller cannot make a worker import something else through 
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Any, Callable
 
+from qvq_ray.import_paths import load_object
+
 _ALLOWED: dict[str, Callable[..., Any] | None] = {}
 _IMPORT_ERRORS: dict[str, str] = {}
-
-
-def split_path(path: str) -> tuple[str, str]:
-    """'pkg.mod:fn' or 'pkg.mod.fn' -> ('pkg.mod', 'fn')."""
-    module, sep, attr = path.partition(":")
-    if not sep:
-        module, _, attr = path.rpartition(".")
-    if not module or not attr:
-        raise ValueError(f"{path!r} is not an import path ('package.module:function')")
-    return module, attr
-
-
-def load_object(path: str) -> Any:
-    """The object an import path names (also used for `policy.import_path`)."""
-    module, attr = split_path(path)
-    obj: Any = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def allow(paths: list[str]) -> None:
@@ -64,34 +48,18 @@ def allow(paths: list[str]) -> None:
             _IMPORT_ERRORS[path] = f"cannot import {path}: {type(exc).__name__}: {exc}"
 
 
-def run_user_check(path: str, response: str, answer: str | None, problem: dict | None) -> list[str]:
-    """Worker side: run one configured check on plain data; raises on anything but a list of strings."""
+def run_user_check(path: str, response: str, answer: str | None, problem: object | None) -> list[str]:
+    """Worker side: run one configured check; raises on anything but a list of strings. `problem`:
+    the gold-free problem the verifier sent (None when its caller had none)."""
     if path not in _ALLOWED:
         raise PermissionError(f"{path!r} is not a configured user check of this pool")
     fn = _ALLOWED[path]
     if fn is None:
         raise ImportError(_IMPORT_ERRORS.get(path, path))
-    from qvq_ray.problem import Problem
-
-    result = fn(response, answer, Problem.model_validate(problem) if problem is not None else None)
+    result = fn(response, answer, problem)
     if isinstance(result, str) or not isinstance(result, (list, tuple)) or not all(isinstance(i, str) for i in result):
         raise TypeError(f"{path} returned {type(result).__name__}, not a list of issue names")
     return [i for i in result if i]
-
-
-def problem_view(problem: Any) -> dict | None:
-    """The gold-free, image-free view of a `Problem` that a user check receives (see the module doc)."""
-    if problem is None:
-        return None
-    spec = problem.spec.model_dump(mode="json", exclude={"alternatives"})
-    return {
-        "id": problem.id,
-        "question": problem.question,
-        "spec": spec,
-        "source": problem.source,
-        "subject": problem.subject,
-        "language": problem.language,
-    }
 
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")

@@ -6,22 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-# Issues a verdict can carry; the solver re-samples on the ones its policy names. All are gold-free
-# except `timeout` (a check, with or without gold, that ran past its time or memory limit).
-ISSUES = (
-    "no_final_answer",
-    "truncated",
-    "repetition_loop",
-    "language_mixing",
-    "false_calculation",
-    "unparseable",
-    "timeout",
-    "weak_extraction",
-)
 # How the answer was found (`qvq_ray.verify.extract`): the first two are explicit final answers, the
 # last two weak rules (an answer read from the last sentence, or the one option it mentions) that
 # add the issue `weak_extraction`, so a policy may re-sample on them (off by default).
-# `judge`: the rules found none and a judge model read the answer (qvq_ray/verify/judge.py); weak too.
+# `judge`: the rules found none and a judge model read the answer (qvq_ray/judge/); weak too.
 # `restatement`: read by restating the question (`Is X the maximum?` -> `X is not the maximum.`); weak too.
 EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention", "judge", "restatement")
 WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention", "judge", "restatement"})
@@ -55,7 +43,7 @@ class Verdict(BaseModel):
     canonical: str | None = Field(None, description="Normalised answer, for grouping equivalent answers.")
     correct: bool | None = Field(None, description="Against gold; None when no gold was given.")
     issues: list[str] = Field(
-        default_factory=list, description="Problems found (names from ISSUES); all gold-free but 'timeout'."
+        default_factory=list, description="Problems found (names from qvq_ray.issues.ISSUES, or a user check's '<check>:<issue>'); all gold-free but 'timeout'."
     )
     false_claims: list[str] = Field(
         default_factory=list, description="The wrong numeric claims behind 'false_calculation' (e.g. '97-73 = 34')."

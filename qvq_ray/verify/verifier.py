@@ -31,7 +31,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from qvq_ray.config import VerifierConfig
+from qvq_ray.issues import USER_CHECK_FAILED
 from qvq_ray.verify.calculation import find_claims, holds_fast
+from qvq_ray.verify.checker import AnswerChecker, CheckedProblem
 from qvq_ray.verify.equivalence import NeedsSympy, Options, answer_parses, canonical_form, quick_equivalent
 from qvq_ray.verify.extract import detect_issues, extract
 from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
@@ -46,13 +48,14 @@ USER_CHECK_FN = "qvq_ray.verify.user_checks.run_user_check"
 _MIN_CALL_S = 0.05
 
 
-class Verifier:
+class Verifier(AnswerChecker):
     """Checks responses; owns a `VerifyPool` sized by `VerifierConfig` (or shares one passed in).
 
     Safe to call from any thread and from any event loop: nothing here relies on signals. What a
     correct answer looks like comes as an `AnswerSpec` (choices, unit, tolerance, answer type,
     precision, alternatives); the gold value comes apart, as `gold=`, so a gold-free check cannot
-    read it by accident.
+    read it by accident. The `AnswerChecker` without a judge (`judge` is None); a judge model wraps
+    it (`qvq_ray.judge.JudgingChecker`).
     """
 
     def __init__(self, config: VerifierConfig | None = None, *, pool: VerifyPool | None = None) -> None:
@@ -67,10 +70,29 @@ class Verifier:
 
     # -- checks
 
-    async def check(self, response: str, spec: AnswerSpec | None = None, **keywords: Any) -> Verdict:
-        """`check_sync` (same keywords: gold, finish_reason, timeout_s, problem) on the pool's own threads,
-        never on the event loop. `correct` is judged only when `gold` is given (see module doc)."""
-        return await self.pool.run_blocking(functools.partial(self.check_sync, response, spec, **keywords))
+    @property
+    def judge(self) -> None:
+        """No judge model: the rules and sympy decide, or nothing does (not judged)."""
+        return None
+
+    async def check(
+        self,
+        response: str,
+        spec: AnswerSpec | None = None,
+        *,
+        gold: str | None = None,
+        finish_reason: str | None = "stop",
+        timeout_s: float | None = None,
+        problem: CheckedProblem | None = None,
+        question: str | None = None,
+    ) -> Verdict:
+        """`check_sync` on the pool's own threads, never on the event loop. `correct` is judged only
+        when `gold` is given (see module doc)."""
+        run = functools.partial(
+            self.check_sync, response, spec, gold=gold, finish_reason=finish_reason, timeout_s=timeout_s,
+            problem=problem, question=question,
+        )
+        return await self.pool.run_blocking(run)
 
     def check_sync(
         self,
@@ -80,13 +102,13 @@ class Verifier:
         gold: str | None = None,
         finish_reason: str | None = "stop",
         timeout_s: float | None = None,
-        problem: Any = None,
+        problem: CheckedProblem | None = None,
         question: str | None = None,
     ) -> Verdict:
         """`check` for synchronous callers (blocks the calling thread, any thread).
 
-        `problem`: the `Problem` the response answers, for the user checks (`config.checks`), which
-        see only its gold-free view (`user_checks.problem_view`); None when the caller has none.
+        `problem`: the problem the response answers, for the user checks (`config.checks`), which
+        see only its gold-free copy (`problem.gold_free()`); None when the caller has none.
         `question`: the question asked (default: `problem.question`), so an answer given only by
         restating it is found (`restatement.py`); gold-free.
         """
@@ -95,8 +117,8 @@ class Verifier:
         budget = float(timeout_s if timeout_s is not None else self.config.timeout_s)
         response = response or ""
         options = self._options(spec)
-        if question is None:
-            question = getattr(problem, "question", None)
+        if question is None and problem is not None:
+            question = problem.question
         found = extract(response, options.choices, finish_reason, question)
         answer = found.answer
         issues = detect_issues(response, finish_reason, answer=answer, extraction=found.how, health=self.config.health_checks)
@@ -169,11 +191,13 @@ class Verifier:
             elapsed_s=time.perf_counter() - start,
         )
 
-    def _user_checks(self, response: str, answer: str | None, problem: Any, issues: list[str], timeout_s: float | None) -> None:
+    def _user_checks(
+        self, response: str, answer: str | None, problem: CheckedProblem | None, issues: list[str], timeout_s: float | None
+    ) -> None:
         """Each configured user check: one worker call under its own `timeout_s` (see user_checks.py)."""
-        from qvq_ray.verify.user_checks import issue_name, problem_view
+        from qvq_ray.verify.user_checks import issue_name
 
-        view = problem_view(problem)
+        view = problem.gold_free() if problem is not None else None  # gold never reaches a worker
         limit = float(timeout_s if timeout_s is not None else self.config.timeout_s)
         for check in self.config.checks:
             name = check.check_name
@@ -181,7 +205,7 @@ class Verifier:
                 found = self.pool.call(USER_CHECK_FN, check.path, response, answer, view, timeout_s=limit)
             except (VerifyTimeout, VerifyWorkerError, RuntimeError) as exc:
                 logger.warning("user check %s failed: %s", name, exc)
-                _add(issues, f"{name}:failed")
+                _add(issues, f"{name}:{USER_CHECK_FAILED}")
                 continue
             for issue in found:
                 _add(issues, issue_name(name, issue))
@@ -202,13 +226,6 @@ class Verifier:
             _add(issues, issue)
         return None
 
-    async def compare(
-        self, answer: str, gold: str, spec: AnswerSpec | None = None, *, timeout_s: float | None = None
-    ) -> bool | None:
-        """Whether `answer` matches `gold` (or another answer); None when it could not be judged
-        (timeout, a value too large to compare, a worker failure): "not judged" is not "wrong"."""
-        return (await self.compare_detailed(answer, gold, spec, timeout_s=timeout_s))[0]
-
     async def compare_detailed(
         self,
         answer: str,
@@ -220,7 +237,7 @@ class Verifier:
         problem_key: str | None = None,
     ) -> tuple[bool | None, str | None]:
         """`compare` and who decided it ('rules' or 'sympy'; None when not judged). `question` and
-        `problem_key` are the judging checker's (its prompt, its budget); the rules do not need them."""
+        `problem_key` are a judge's (see `AnswerChecker`): the rules and sympy decide without them."""
         return await self.pool.run_blocking(functools.partial(self.compare_sync_detailed, answer, gold, spec, timeout_s=timeout_s))
 
     def compare_sync(
@@ -280,6 +297,19 @@ class Verifier:
     def same_answer_sync(self, a: str, b: str, spec: AnswerSpec | None = None) -> bool:
         """`same_answer` for synchronous callers."""
         return bool(self._compare_pair(a, b, spec or AnswerSpec(), time.perf_counter(), float(self.config.timeout_s))[0])
+
+    async def judge_verdict(
+        self,
+        verdict: Verdict,
+        response: str,
+        spec: AnswerSpec | None,
+        *,
+        gold: str | None,
+        question: str,
+        problem_key: str | None = None,
+    ) -> Verdict:
+        """No judge: the rules' and sympy's verdict is the whole verdict."""
+        return verdict
 
     def check_many(
         self,

@@ -1,4 +1,8 @@
-"""pass@1, maj@k and pass@k of one problem from its attempts' outcomes against gold.
+"""The scores an output row carries: pass@1, maj@k and pass@k of one problem from its attempts'
+outcomes against gold, the score columns, and who decided them (counted the same everywhere).
+
+The batch job writes these (batch/scoring.py, rescore) and the report reads them back
+(report/stats.py, the job summary): one definition below both.
 
 - pass@1: the first attempt's answer is correct (what a single sample scores).
 - maj@k: the most common answer over all k attempts is correct (ties go to the answer seen first).
@@ -11,7 +15,10 @@ set) is no sample, and its callers (batch/scoring.py, report/stats.py) leave it 
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -57,3 +64,14 @@ def score_unanswered(row: dict) -> dict:
     if row.get("gold") in (None, "") or row.get("attempts") or is_scored(row):
         return row
     return {**row, **dict.fromkeys(SCORE_COLUMNS, False), "decided_by": "rules"}
+
+
+#: Who decided a scored row's `correct`, in the order summaries list them.
+DECIDED_ORDER = ("rules", "sympy", "judge", "not judged", "unrecorded")
+
+
+def decided_counts(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Scored rows by who decided them, in `DECIDED_ORDER` (rules, sympy, judge, not judged, unrecorded)."""
+    # rows written before `decided_by` existed say nothing: "unrecorded", never a guess
+    counts = Counter(r.get("decided_by") or ("not judged" if r.get("correct") is None else "unrecorded") for r in rows)
+    return {k: counts[k] for k in DECIDED_ORDER if counts.get(k)}

@@ -26,6 +26,10 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qvq_ray.config import JudgeConfig
 
 
 logger = logging.getLogger(__name__)
@@ -57,7 +61,7 @@ def check_cache_path(path: str | Path) -> None:
         raise ValueError(f"cannot create {where} {target}: {folder or target.parent} is not a writable folder")
 
 
-def check_configured_cache(judge) -> None:
+def check_configured_cache(judge: "JudgeConfig | None") -> None:
     """`check_cache_path` of a judge config's cache (`verifier.judge`), when a judge with a cache
     file is configured; what the solve and rescore commands run before Ray starts."""
     if judge is not None and judge.cache_path:

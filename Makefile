@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test serve bench clean
+.PHONY: setup demo test test-clients serve bench clean
 
 $(BIN)/qvq-ray: pyproject.toml constraints-cpu.txt
 	$(PY) -m venv $(VENV)
@@ -21,6 +21,13 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# lm-eval, guidellm and aiperf, unmodified, against the served tiny model (tests/test_real_clients.py).
+# Each client has its own pinned venv (tests/clients/*.txt), built once into ~/.cache/qvq-ray/client-venvs
+# (or $$QVQ_RAY_CLIENT_VENVS): about 3-5 min the first time, nothing after.
+test-clients: setup
+	$(BIN)/python tests/clients/make_venv.py lm-eval guidellm aiperf
+	$(BIN)/python -m pytest -q -m clients
 
 serve: setup
 	$(BIN)/qvq-ray serve serve_configs/tiny-cpu.yaml

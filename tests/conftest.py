@@ -26,15 +26,23 @@ def shared_data_root() -> Path:
     return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
 
 
+#: Set (to 1) where the shared data must be present: a missing file then fails the run instead of
+#: skipping, so a moved or renamed sample cannot turn the real-output tests off unnoticed (.ci/run).
+REQUIRE_SHARED_DATA_ENV = "QVQ_RAY_REQUIRE_SHARED_DATA"
+
+
 def shared_data(relative: str = "") -> Path:
-    """`<shared data>/<relative>`, or skip the calling test (or, called at import, the whole module) when it is absent."""
+    """`<shared data>/<relative>`, or skip the calling test (or, called at import, the whole module)
+    when it is absent; fail instead where `$QVQ_RAY_REQUIRE_SHARED_DATA` is 1."""
     path = shared_data_root() / relative
     if not path.exists():
-        pytest.skip(
+        reason = (
             f"{relative or 'shared data'} not found at {path}: the shared benchmark samples are read from "
-            f"../shared/data beside the repository (or ${SHARED_DATA_ENV})",
-            allow_module_level=True,
+            f"../shared/data beside the repository (or ${SHARED_DATA_ENV})"
         )
+        if os.environ.get(REQUIRE_SHARED_DATA_ENV) == "1":
+            pytest.fail(f"{reason}; ${REQUIRE_SHARED_DATA_ENV}=1 requires it", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
     return path
 
 
@@ -59,7 +67,20 @@ def ray_cluster(tiny_model_dir):
 
     ray.init(address="local", num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"QVQ_RAY_CACHE": os.environ["QVQ_RAY_CACHE"]}})
     yield ray
+    if os.environ.pop(_SERVE_PORT_ENV, None):
+        from ray import serve
+
+        serve.shutdown()
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_address(ray_cluster) -> str:
+    """The session cluster's address, for CLI subprocesses to join with `--address`: starting a
+    cluster of their own would be most of a small job's time. Tests whose subject is the start-up
+    or a cluster the job started (its processes inherit the environment, die with the driver) keep
+    their own."""
+    return ray_cluster.get_runtime_context().gcs_address
 
 
 def png_bytes(text: str = "12 + 30", size=(112, 56)) -> bytes:
@@ -72,20 +93,38 @@ def png_bytes(text: str = "12 + 30", size=(112, 56)) -> bytes:
     return buffer.getvalue()
 
 
+#: The session's Serve HTTP port, once `session_serve_port` started Serve. Kept in the environment,
+#: not a module global: this file is imported both as `conftest` (by pytest) and as `tests.conftest`.
+_SERVE_PORT_ENV = "QVQ_RAY_TEST_SERVE_PORT"
+
+
+def session_serve_port() -> int:
+    """The port of the session's one Serve controller and HTTP proxy on 127.0.0.1, started on first
+    use and shut down with the session's Ray cluster: apps come and go under their own names and
+    route prefixes instead of a Serve start and shutdown per test module."""
+    if _SERVE_PORT_ENV not in os.environ:
+        from ray import serve
+
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        os.environ[_SERVE_PORT_ENV] = str(port)
+    return int(os.environ[_SERVE_PORT_ENV])
+
+
 @contextlib.contextmanager
 def running_app(config: dict, name: str):
-    """Our Serve app with `config` on a free 127.0.0.1 port of the session's Ray cluster; its base URL."""
+    """Our Serve app with `config` as application `name` on the session's Serve, under the route
+    prefix `/name`; yields its base URL. Deleted at the end of the block."""
     from ray import serve
 
     from qvq_ray.serve.app import build_app
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"config": config}), name=name, route_prefix="/")
+    port = session_serve_port()
+    serve.run(build_app({"config": config}), name=name, route_prefix=f"/{name}")
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}/{name}"
     finally:
-        serve.shutdown()
+        serve.delete(name)
 
 
 def end_process_session(proc, *, interrupt: bool = True) -> None:

@@ -127,9 +127,10 @@ def endpoint():
 # ----------------------------------------------------------------------------- the cluster
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def cluster():
-    """Head (2 CPUs) and two workers (1 CPU), one engine slot each; shut down however the test ends.
+    """Head (2 CPUs) and two workers (1 CPU), one engine slot each, for the module (the node-loss
+    test, the module's last, leaves two); shut down however the tests end.
 
     Starting and shutting down a Cluster repoints, then clears, this process's Ray internal-KV
     client (module state of ray.experimental.internal_kv): where this process is also a driver of
@@ -160,9 +161,11 @@ def cluster():
 SOLVE_ACTOR = "MapWorker(Map(SolveProblems))"  # Ray Data's actor of the solve stage, as the actor table names it
 
 
-def _solve_actors(cluster) -> list[dict]:
-    """The solve stage's engine actors in the GCS actor table, ALIVE or not (a restarted one: where it runs now)."""
-    return [entry for entry in cluster.global_state.actor_table(None).values() if entry["ActorClassName"] == SOLVE_ACTOR]
+def _solve_actors(cluster, *, known: frozenset[str] = frozenset()) -> list[dict]:
+    """The solve stage's engine actors in the GCS actor table, ALIVE or not (a restarted one: where it
+    runs now), except those whose ids are `known` (an earlier job's, on the module's cluster)."""
+    return [entry for entry in cluster.global_state.actor_table(None).values()
+            if entry["ActorClassName"] == SOLVE_ACTOR and entry["ActorID"] not in known]
 
 
 # ----------------------------------------------------------------------------- the job
@@ -262,7 +265,9 @@ def test_three_engine_actors_on_three_nodes_each_solve_and_every_row_is_written_
     three actors solved. Proof of the latter: the endpoint saw requests from exactly three client
     processes; the actor table says they are the solve stage's three actors (no restart), on three
     distinct nodes (the cluster's three); and at some moment all three had a request in flight."""
+    assert len(cluster.list_all_nodes()) == 3, "the node-loss test ran first: it must be the module's last"
     input_dir, input_ids = _problems(tmp_path / "set", 150)
+    earlier = frozenset(entry["ActorID"] for entry in _solve_actors(cluster))
     job = start_job(input_dir, _config(tmp_path / "job.yaml", endpoint.base_url, replicas=3, slots=3), cluster.address)
     summary = job.wait(JOB_TIMEOUT_S)
 
@@ -278,7 +283,7 @@ def test_three_engine_actors_on_three_nodes_each_solve_and_every_row_is_written_
     assert len(clients) == 3, f"requests per client process: {clients}"
     assert sum(clients.values()) == 150  # one attempt per problem, no retried request
     assert min(clients.values()) >= 10, f"an engine actor barely worked: {clients}"
-    actors = _solve_actors(cluster)
+    actors = _solve_actors(cluster, known=earlier)
     assert len(actors) == 3 and all(entry["NumRestarts"] == 0 for entry in actors)
     assert {entry["Pid"] for entry in actors} == set(clients), f"actors {actors}, client processes {clients}"
     nodes = {entry["Address"]["NodeID"] for entry in actors}

@@ -322,10 +322,8 @@ def test_solve_console_is_quiet_with_progress_and_the_missing_images_warning(tmp
                         f"(e.g. {images / '3.png'}); those problems become error rows"), err
     progress = [line for line in lines if line.startswith("progress ")]
     assert progress and progress[-1].startswith("progress 3/3 done") and "elapsed" in progress[-1], err
-    for noise in ("Token authentication", "constructor arguments in the object store", "Progress bars disabled",
-                  "Started a local Ray instance"):
-        assert noise not in err, err
-    assert not [line for line in lines if "\tINFO " in line or " INFO " in line], err  # Ray's INFO stays in its logs
+    # only our own lines: nothing of Ray's (its INFO and benign ERROR lines stay in its log files)
+    assert not [line for line in lines if not line.startswith(("qvq-ray solve: ", "progress "))], err
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["rows_in"] == summary["rows_out"] == 3 and summary["errors"] == 1
 

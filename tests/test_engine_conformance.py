@@ -24,7 +24,7 @@ import pytest
 
 from qvq_ray.config import QVQ_SYSTEM_PROMPT, HFEngineConfig, ModelConfig, OpenAIEngineConfig, SamplingConfig, VLLMEngineConfig
 from qvq_ray.engines.base import Completion, InvalidRequestError
-from tests.conftest import free_port, png_bytes
+from tests.conftest import png_bytes, running_app
 
 MAX_IMAGES = 2
 MAX_PIXELS = 200704  # 256 x 28^2
@@ -70,10 +70,6 @@ def loop():
 @pytest.fixture(scope="module")
 def serve_url(ray_cluster):
     """Our own Serve app (tiny model, transformers engine) on 127.0.0.1, as tests/test_serve.py starts it."""
-    from ray import serve
-
-    from qvq_ray.serve.app import build_app
-
     app_config = {
         "model": {"path": "tiny-random", "served_model_name": "qvq-tiny", "max_pixels": MAX_PIXELS, "max_images_per_prompt": MAX_IMAGES},
         "engine": {"max_batch_size": 4, "torch_threads": 1},
@@ -81,11 +77,8 @@ def serve_url(ray_cluster):
         "resources": {"num_cpus": 0.5},
         "serve": {"ingress_num_cpus": 0.25},
     }
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"config": app_config}), name="qvq-conformance", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_app(app_config, "qvq-conformance") as url:
+        yield url
 
 
 @pytest.fixture(scope="module", params=ENGINES)

@@ -49,17 +49,17 @@ def test_a_busy_engine_is_alive_and_the_probe_does_not_wait_for_it(engine):
             await asyncio.sleep(0.01)
         probes = []
         while not generation.done():
-            started = time.perf_counter()
             await engine.check_health()  # raises if not alive
             health = await engine.health()
-            probes.append((time.perf_counter() - started, health.running))
+            probes.append((health.running, generation.done()))  # was the generation still on when it answered?
             await asyncio.sleep(0.05)
         return probes, (await generation)[0]
 
     probes, completion = asyncio.run(scenario())
-    assert completion.completion_tokens == 400 and len(probes) >= 3, (completion, probes)
-    assert max(p[0] for p in probes) < 0.05  # no probe waited on the model
-    assert any(running == 1 for _, running in probes)
+    assert completion.completion_tokens == 400, completion
+    # a probe that waited on the model would answer only once the 400-step generation had ended
+    answered_during = [running for running, generation_done in probes if not generation_done]
+    assert len(answered_during) >= 3 and all(running == 1 for running in answered_during), probes
 
 
 def test_a_step_that_hangs_past_the_stall_limit_fails_liveness(engine):

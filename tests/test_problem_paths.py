@@ -269,7 +269,7 @@ def test_report_problems_with_a_bad_line_warns_and_goes_on(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_hostile_problem_set_solves_its_good_rows_and_reads_nothing_outside(tmp_path, tiny_model_dir):
+def test_a_hostile_problem_set_solves_its_good_rows_and_reads_nothing_outside(tmp_path, tiny_model_dir, ray_address):
     """A real `qvq-ray solve` over the hostile set plus two rows `x` and a real `x#dup1`: exit 0, one
     row per input row under distinct ids, every hostile row an error row, no file's bytes anywhere
     in the output or the report; the FIFO canaries were never opened (the job would hang)."""
@@ -281,7 +281,7 @@ def test_a_hostile_problem_set_solves_its_good_rows_and_reads_nothing_outside(tm
     out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, "-m", "qvq_ray.cli", "solve", data, "--out", out, "--model", str(tiny_model_dir),
-         "--max-attempts", "1", "--max-tokens", "4", "--num-cpus", "2"],
+         "--max-attempts", "1", "--max-tokens", "4", "--address", ray_address],
         capture_output=True, text=True, timeout=400, cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr + result.stdout

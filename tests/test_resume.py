@@ -1,7 +1,8 @@
 """Crash and resume: kill -9 of the driver or of an engine actor mid-run, then `--resume`.
 
-Runs the real CLI in a subprocess (its own local Ray cluster) on the bundled examples; the end
-state must be exactly one row per input id.
+Runs the real CLI in a subprocess on the bundled examples; the end state must be exactly one row
+per input id. The driver's kill takes its own local Ray cluster with it; the engine actor's kill
+happens in the session's cluster, which the job joins, and finds its victim in Ray's actor table.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
-def _solve(out: Path, config: Path, *extra: str) -> subprocess.Popen:
+def _solve(out: Path, config: Path, *extra: str, address: str | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cluster = ["--address", address] if address else ["--num-cpus", "2"]
     return subprocess.Popen(
-        [sys.executable, "-m", "qvq_ray.cli", "solve", str(EXAMPLES), "--out", str(out), "--config", str(config), "--num-cpus", "2", *extra],
+        [sys.executable, "-m", "qvq_ray.cli", "solve", str(EXAMPLES), "--out", str(out), "--config", str(config), *cluster, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -85,7 +87,9 @@ def test_kill_driver_then_resume_gives_one_row_per_id(tmp_path):
     config = _config(tmp_path)
     first = _solve(out, config)
     _wait_for_parts(out, 2, first)
+    assert first.poll() is None, first.stdout.read()
     _kill_session(first)  # kill -9 of the driver (and the Ray cluster it started)
+    assert first.returncode == -signal.SIGKILL  # killed, not ended on its own before the kill
     before = _ids_on_disk(out)
     assert 0 < len(before) < len(_input_ids()), "the kill should land mid-run"
 
@@ -98,19 +102,37 @@ def test_kill_driver_then_resume_gives_one_row_per_id(tmp_path):
     assert '"duplicates": 0' in output and '"rows_out": 16' in output
 
 
-def test_kill_engine_actor_mid_run_then_resume_gives_one_row_per_id(tmp_path):
+SOLVE_ACTOR = "MapWorker(Map(SolveProblems))"  # Ray Data's actor of the solve stage, as the actor table names it
+
+
+def _alive_solve_actor_pids(ray) -> list[int]:
+    """From the GCS actor table (the session cluster runs no dashboard for `ray.util.state`)."""
+    from ray._private.state import actors
+
+    alive = actors(actor_state_name="ALIVE").values()
+    return [entry["Pid"] for entry in alive if entry["ActorClassName"] == SOLVE_ACTOR and entry["Pid"]]
+
+
+def test_kill_engine_actor_mid_run_then_resume_gives_one_row_per_id(tmp_path, ray_cluster, ray_address):
     out = tmp_path / "out"
     config = _config(tmp_path)
-    job = _solve(out, config)
-    _wait_for_parts(out, 1, job)
-    # only this job's engine actor: its processes share the job's session (start_new_session)
-    killed = subprocess.run(["pkill", "-9", "-s", str(job.pid), "-f", "Map\\(SolveProblems\\)"], capture_output=True)
-    assert killed.returncode == 0, "no engine actor found to kill"
-    output, _ = job.communicate(timeout=300)  # Ray Data restarts the actor and retries its blocks
+    assert not _alive_solve_actor_pids(ray_cluster), "another job's engine actor is alive in the session cluster"
+    job = _solve(out, config, address=ray_address)
+    try:
+        _wait_for_parts(out, 1, job)
+        victims = _alive_solve_actor_pids(ray_cluster)  # this job's: the only job in the cluster
+        assert victims, "no engine actor found to kill"
+        os.kill(victims[0], signal.SIGKILL)
+        output, _ = job.communicate(timeout=300)  # Ray Data restarts the actor and retries its blocks
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
     assert job.returncode == 0, output
     assert '"duplicates": 0' in output and '"rows_out": 16' in output, output
-    resumed = _solve(out, config, "--resume")
+    resumed = _solve(out, config, "--resume", address=ray_address)
     resumed_output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output + resumed_output
+    assert "resume: 16 of 16 rows already" in resumed_output, resumed_output
     ids = _ids_on_disk(out)
     assert sorted(ids) == sorted(_input_ids()), output + resumed_output

@@ -180,7 +180,8 @@ def test_a_body_over_the_limit_is_refused_from_its_content_length(base_url):
     url = urlparse(base_url)
     with socket.create_connection((url.hostname, url.port), timeout=30) as conn:
         conn.sendall(
-            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-key\r\n"
+            f"POST {url.path}/v1/chat/completions HTTP/1.1\r\n".encode()
+            + b"Host: x\r\nAuthorization: Bearer test-key\r\n"
             b"Content-Type: application/json\r\nContent-Length: 120000000\r\n\r\n{"
         )
         reply = b""

@@ -37,11 +37,11 @@ def test_tp2_replica_bundles_strict_pack_and_released(ray_cluster):
     from ray import serve
 
     from qvq_ray.serve.app import build_app
-    from tests.conftest import free_port
+    from tests.conftest import session_serve_port
 
     assert ray_cluster.cluster_resources().get("GPU") == 4
     before = {g["placement_group_id"] for g in _strict_pack_gpu_groups("CREATED")}
-    serve.start(http_options={"host": "127.0.0.1", "port": free_port()})
+    session_serve_port()
     try:
         serve.run(build_app({"config": CONFIG}), name=APP, route_prefix="/tp2")
         created = [g for g in _strict_pack_gpu_groups("CREATED") if g["placement_group_id"] not in before]
@@ -58,4 +58,5 @@ def test_tp2_replica_bundles_strict_pack_and_released(ray_cluster):
             time.sleep(0.5)
         assert _groups()[group["placement_group_id"]]["state"] == "REMOVED"
     finally:
-        serve.shutdown()
+        if APP in serve.status().applications:
+            serve.delete(APP)

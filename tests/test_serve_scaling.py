@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import running_app
 
 APP = "scaling"
 CONFIG = {
@@ -39,15 +39,8 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def base_url(ray_cluster):
-    from ray import serve
-
-    from qvq_ray.serve.app import build_app
-
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app({"config": CONFIG}), name=APP, route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.shutdown()
+    with running_app(CONFIG, APP) as url:
+        yield url
 
 
 def _running_engine_replicas() -> int:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shared_data
+
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "tests" / "data" / "verify" / "dev_labels.json"
 
@@ -42,7 +44,8 @@ def test_agreement_with_adjudicated_labels_on_a_sample():
     bench = _benchmark()
     cases = bench.build_dev_cases(120)
     if not cases:
-        pytest.skip("../shared/data/model_outputs absent")
+        shared_data("model_outputs")  # skips (or, where the shared data is required, fails) saying where it looked
+        pytest.fail("../shared/data/model_outputs is there, yet no labelled case was built from it")
     from qvq_ray.verify.verifier import default_verifier
 
     verifier = default_verifier()

@@ -403,9 +403,10 @@ class QvqIngress:
         headers = {"X-Engine-Saturated": "true" if report.saturated else "false"}
         return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
 
-    @app.get("/metrics", responses=api.METRICS_RESPONSES, response_class=PlainTextResponse)
+    @app.api_route("/metrics", methods=["GET", "HEAD"], responses=api.METRICS_RESPONSES, response_class=PlainTextResponse)
     async def metrics_text(self):
-        """Prometheus text (unauthenticated, as vLLM's /metrics and scrapers expect)."""
+        """Prometheus text (unauthenticated, as vLLM's /metrics and scrapers expect). HEAD answers
+        too, as vLLM's mounted Prometheus app does: aiperf probes the route with HEAD first."""
         from fastapi.responses import Response
         from prometheus_client import CONTENT_TYPE_LATEST
 

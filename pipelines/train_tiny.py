@@ -117,7 +117,7 @@ class Trainer:
         import torch
         from transformers import Qwen2VLForConditionalGeneration
 
-        from qvq_ray.engines import tiny
+        from qvq_ray.models import tiny
         from qvq_ray.models.processor import load_processor
 
         self.args = args
@@ -314,7 +314,7 @@ class Trainer:
         return texts
 
     def save(self, extra: dict) -> dict:
-        from qvq_ray.engines import tiny
+        from qvq_ray.models import tiny
 
         a = self.args
         command = "python pipelines/train_tiny.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])

@@ -105,24 +105,41 @@ def test_kill_driver_then_resume_gives_one_row_per_id(tmp_path):
 SOLVE_ACTOR = "MapWorker(Map(SolveProblems))"  # Ray Data's actor of the solve stage, as the actor table names it
 
 
-def _alive_solve_actor_pids(ray) -> list[int]:
+def _alive_solve_actors() -> list[dict]:
     """From the GCS actor table (the session cluster runs no dashboard for `ray.util.state`)."""
     from ray._private.state import actors
 
     alive = actors(actor_state_name="ALIVE").values()
-    return [entry["Pid"] for entry in alive if entry["ActorClassName"] == SOLVE_ACTOR and entry["Pid"]]
+    return [entry for entry in alive if entry["ActorClassName"] == SOLVE_ACTOR and entry["Pid"]]
+
+
+def _wait_for_solve_actor(job: subprocess.Popen, timeout_s: float = 240) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if alive := _alive_solve_actors():
+            return alive[0]
+        if job.poll() is not None:
+            pytest.fail(f"job ended before its engine actor was seen:\n{job.stdout.read()}")
+        time.sleep(0.1)
+    pytest.fail(f"no engine actor after {timeout_s:.0f} s; actors: {_actor_table_line()}")
+
+
+def _actor_table_line() -> str:
+    from ray._private.state import actors
+
+    return "; ".join(f"{e['ActorClassName']} {e['State']} pid {e['Pid']}" for e in actors().values())
 
 
 def test_kill_engine_actor_mid_run_then_resume_gives_one_row_per_id(tmp_path, ray_cluster, ray_address):
     out = tmp_path / "out"
     config = _config(tmp_path)
-    assert not _alive_solve_actor_pids(ray_cluster), "another job's engine actor is alive in the session cluster"
+    assert not _alive_solve_actors(), "another job's engine actor is alive in the session cluster"
     job = _solve(out, config, address=ray_address)
     try:
-        _wait_for_parts(out, 1, job)
-        victims = _alive_solve_actor_pids(ray_cluster)  # this job's: the only job in the cluster
-        assert victims, "no engine actor found to kill"
-        os.kill(victims[0], signal.SIGKILL)
+        victim = _wait_for_solve_actor(job)  # this job's: the only job in the cluster
+        time.sleep(1.0)  # loading its model or solving: the job is mid-run either way
+        assert len(_ids_on_disk(out)) < len(_input_ids()), "the kill should land mid-run"
+        os.kill(victim["Pid"], signal.SIGKILL)
         output, _ = job.communicate(timeout=300)  # Ray Data restarts the actor and retries its blocks
     finally:
         if job.poll() is None:
@@ -130,6 +147,9 @@ def test_kill_engine_actor_mid_run_then_resume_gives_one_row_per_id(tmp_path, ra
             job.wait()
     assert job.returncode == 0, output
     assert '"duplicates": 0' in output and '"rows_out": 16' in output, output
+    from ray._private.state import actors
+
+    assert actors(actor_id=victim["ActorID"])["NumRestarts"] >= 1  # Ray restarted the killed actor
     resumed = _solve(out, config, "--resume", address=ray_address)
     resumed_output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output + resumed_output

@@ -13,9 +13,14 @@ from __future__ import annotations
 import json
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _shape(annotation: Any) -> tuple[str, Any]:
@@ -44,7 +49,7 @@ def _shape(annotation: Any) -> tuple[str, Any]:
     raise TypeError(f"no Arrow type for {annotation!r}")
 
 
-def arrow_type(annotation: Any):
+def arrow_type(annotation: Any) -> pa.DataType:
     """The Arrow type of one pydantic field annotation."""
     import pyarrow as pa
 
@@ -58,7 +63,7 @@ def arrow_type(annotation: Any):
     return {str: pa.string(), bool: pa.bool_(), int: pa.int64(), float: pa.float64(), bytes: pa.binary()}[inner]
 
 
-def arrow_schema(model: type[BaseModel]):
+def arrow_schema(model: type[BaseModel]) -> pa.Schema:
     """The Arrow schema of `model`'s row form (one column per field)."""
     import pyarrow as pa
 
@@ -96,10 +101,10 @@ def to_row(record: BaseModel) -> dict[str, Any]:
     return {name: _encode(f.annotation, getattr(record, name)) for name, f in type(record).model_fields.items()}
 
 
-def from_row(model: type[BaseModel], row: dict[str, Any]):
+def from_row(model: type[M], row: dict[str, Any]) -> M:
     """The record back from its row; columns the model does not know are ignored, and a column
     that is null where the record has a default (an all-null block) takes that default."""
-    data = {}
+    data: dict[str, Any] = {}
     for name, f in model.model_fields.items():
         if name not in row:
             continue

@@ -7,8 +7,12 @@ import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from qvq_ray.console import accept_stop_signals, validation_line
+from qvq_ray.console import accept_stop_signals, validation_line, yaml_error_line
+
+if TYPE_CHECKING:
+    from qvq_ray.config import QvqConfig
 
 
 class UsageError(Exception):
@@ -22,7 +26,7 @@ def usage_error(command: str, message: str) -> int:
     return 2
 
 
-def _read_config(path: str):
+def _read_config(path: str) -> QvqConfig:
     """QvqConfig from a YAML file; a missing file, bad YAML or an invalid key is a UsageError."""
     import yaml
     from pydantic import ValidationError
@@ -34,14 +38,12 @@ def _read_config(path: str):
     except OSError as exc:
         raise UsageError(f"cannot read --config {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise UsageError(f"--config {path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        raise UsageError(yaml_error_line(f"--config {path}", exc)) from None
     except ValidationError as exc:
         raise UsageError(f"invalid config {path}: {validation_line(exc)}") from None
 
 
-def _load_config(args):
+def _load_config(args: argparse.Namespace) -> QvqConfig:
     """--config if given; else the tiny CPU preset for the tiny model, and plain defaults for real ones."""
     from qvq_ray.config import QvqConfig
     from qvq_ray.models.tiny import TINY_ALIASES
@@ -58,12 +60,12 @@ def _load_config(args):
     return config
 
 
-def _override(config, key: str, value, flag: str) -> None:
+def _override(config: QvqConfig, key: str, value: object, flag: str) -> None:
     """Set `key` (dotted) from a command-line flag; a value the config refuses is a UsageError."""
     from pydantic import ValidationError
 
     section, _, field = key.rpartition(".")
-    target = config
+    target: Any = config
     for part in section.split(".") if section else []:
         target = getattr(target, part)
     try:
@@ -72,7 +74,7 @@ def _override(config, key: str, value, flag: str) -> None:
         raise UsageError(f"{flag} {value}: {validation_line(exc, prefix=section)}") from None
 
 
-def cmd_solve(args) -> int:
+def cmd_solve(args: argparse.Namespace) -> int:
     from qvq_ray import jobs
     from qvq_ray.batch import pipeline
 
@@ -180,7 +182,7 @@ def resume_command(argv: list[str]) -> str:
     return command_line([*argv, *([] if "--resume" in argv else ["--resume"])])
 
 
-def progress_printer(stream):
+def progress_printer(stream: TextIO) -> Callable[[str], None] | None:
     """None (the pipeline's own choice: a bar on a terminal, lines elsewhere), or plain lines on a
     terminal that reports no width (a pty without a window size): a tqdm bar there prints nothing."""
     import os
@@ -193,7 +195,7 @@ def progress_printer(stream):
     return lambda line: print(line, file=stream, flush=True)
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     import tempfile
 
     from qvq_ray.cluster import ray_start_listener
@@ -247,24 +249,24 @@ def serve_config_with_preset(path: str, preset: str, scratch: Path) -> str:
     if not ours:
         raise UsageError(f"--prompt-preset: {path} has no qvq-ray application (import_path {QVQ_BUILDERS[0]})")
     for app in ours:
-        args = app.get("args") if isinstance(app.get("args"), dict) else {}
-        if "config_path" in args:
+        app_args: dict[str, Any] = app["args"] if isinstance(app.get("args"), dict) else {}
+        if "config_path" in app_args:
             try:
-                config = yaml.safe_load(Path(args["config_path"]).read_text()) or {}
+                config = yaml.safe_load(Path(app_args["config_path"]).read_text()) or {}
             except (OSError, yaml.YAMLError):
                 continue  # left as it is: run_serve_config names the problem
         else:
-            config = args.get("config") or {}
+            config = app_args.get("config") or {}
         if not isinstance(config, dict):
             continue
-        prompt = config.get("prompt") if isinstance(config.get("prompt"), dict) else {}
+        prompt = config["prompt"] if isinstance(config.get("prompt"), dict) else {}
         app["args"] = {"config": {**config, "prompt": {**prompt, "preset": preset}}}
     copy = scratch / Path(path).name
     copy.write_text(yaml.safe_dump(spec, sort_keys=False))
     return str(copy)
 
 
-def cmd_make_tiny_model(args) -> int:
+def cmd_make_tiny_model(args: argparse.Namespace) -> int:
     from qvq_ray.models.tiny import checkpoint_digest, make_tiny_model
 
     try:
@@ -275,7 +277,7 @@ def cmd_make_tiny_model(args) -> int:
     return 0
 
 
-def cmd_verify(args) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
     """Print the verdict of one response (a file, or stdin) as JSON; exit 0 unless it cannot run."""
     from qvq_ray.config import VerifierConfig
     from qvq_ray.verify import Verifier
@@ -314,7 +316,7 @@ def cmd_verify(args) -> int:
     return 0
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     """One run: its report in DIR.report/ (never among the part files). Two runs: B against A."""
     from qvq_ray.report.summary import headline_table, read_output, write_report
 
@@ -341,7 +343,7 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _apply_judge_flags(config, args) -> None:
+def _apply_judge_flags(config: QvqConfig, args: argparse.Namespace) -> None:
     """--judge, --judge-url, --judge-model, --judge-cache over the config's `verifier.judge`."""
     from qvq_ray.config import JudgeConfig, OpenAIEngineConfig
 
@@ -349,13 +351,14 @@ def _apply_judge_flags(config, args) -> None:
         raise UsageError("--judge-model names the model at --judge-url: give --judge-url too")
     if (args.judge or args.judge_url or args.judge_cache) and config.verifier.judge is None:
         config.verifier.judge = JudgeConfig()
-    if args.judge_url:
-        config.verifier.judge.engine = OpenAIEngineConfig(base_url=args.judge_url, remote_model=args.judge_model)
-    if args.judge_cache:
-        config.verifier.judge.cache_path = args.judge_cache
+    judge = config.verifier.judge  # set above when either flag is given
+    if args.judge_url and judge is not None:
+        judge.engine = OpenAIEngineConfig(base_url=args.judge_url, remote_model=args.judge_model)
+    if args.judge_cache and judge is not None:
+        judge.cache_path = args.judge_cache
 
 
-def _add_judge_arguments(parser, engine_default: str) -> None:
+def _add_judge_arguments(parser: argparse.ArgumentParser, engine_default: str) -> None:
     parser.add_argument("--judge", action="store_true",
                         help="Ask a judge model where the rules cannot decide (no answer found, free-text gold): "
                         f"verifier.judge of --config, else default judge settings on {engine_default} or on --judge-url.")
@@ -364,7 +367,7 @@ def _add_judge_arguments(parser, engine_default: str) -> None:
     parser.add_argument("--judge-cache", metavar="PATH", help="The judge's cache file (default: verifier.judge.cache_path).")
 
 
-def _rescore_config(args):
+def _rescore_config(args: argparse.Namespace) -> QvqConfig | None:
     """The config rescore scores with (None: the verifier's defaults, rules only): --config (its whole
     verifier section, the judge included), with --judge* flags over it."""
     if not args.config and not (args.judge or args.judge_url or args.judge_model or args.judge_cache):
@@ -384,7 +387,7 @@ def _rescore_config(args):
     return config
 
 
-def cmd_rescore(args) -> int:
+def cmd_rescore(args: argparse.Namespace) -> int:
     """Re-score another tool's result file (or our own output) against a benchmark's gold answers."""
     from qvq_ray.batch.rescore import disagreement_table, rescore
 
@@ -580,8 +583,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: for the --resume hint and the run record
     if argv is None:  # the console script, not a call from Python code
         accept_stop_signals()
+    command: Callable[[argparse.Namespace], int] = args.func
     try:
-        return args.func(args)
+        return command(args)
     except UsageError as exc:
         return usage_error(args.command, str(exc))
 

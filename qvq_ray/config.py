@@ -268,8 +268,9 @@ class OpenAIEngineConfig(EngineSettings):
 
 
 
-def _engine_kind(value: Any) -> str:
-    """The union's tag: `kind`, defaulting to 'hf' as the config's default engine does."""
+def _engine_kind(value: Any) -> Any:
+    """The union's tag: `kind`, defaulting to 'hf' as the config's default engine does (Any: as
+    written, whatever it is; pydantic reports one that names no engine)."""
     if isinstance(value, dict):
         return value.get("kind", "hf")
     return getattr(value, "kind", "hf")

@@ -10,15 +10,33 @@ from __future__ import annotations
 from typing import Any
 
 
-def validation_line(exc: Any, *, prefix: str = "") -> str:
-    """A pydantic ValidationError in one line naming each key: 'model.pathh: unknown key; ...'."""
-    parts = []
-    for error in exc.errors():
-        key = ".".join(str(p) for p in (prefix, *error["loc"]) if p != "") or "config"
-        message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        parts.append(f"{key}: {message}")
-    more = f" (and {len(parts) - 3} more)" if len(parts) > 3 else ""
-    return "; ".join(parts[:3]) + more
+def error_key(error: dict[str, Any], *, prefix: str = "", skip: tuple[str, ...] = ()) -> str:
+    """Where a pydantic error is, as a dotted key ('model.path'); '' for the whole object."""
+    return ".".join(str(p) for p in (prefix, *error.get("loc", ())) if p != "" and p not in skip)
+
+
+def error_text(error: dict[str, Any]) -> str:
+    """What a pydantic error says, for a person: 'unknown key' for a key the model forbids."""
+    if error.get("type") == "extra_forbidden":
+        return "unknown key"
+    return str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+
+
+def validation_line(exc: Any, *, prefix: str = "", whole: str = "config", most: int = 3) -> str:
+    """A pydantic ValidationError in one line naming each key: 'model.pathh: unknown key; ...'.
+
+    The one formatter of validation errors for people: configs and flags (cli, serve), input rows
+    (datasets: `whole="row"`); the HTTP API names the first error's key and text the same way."""
+    parts = [f"{error_key(error, prefix=prefix) or whole}: {error_text(error)}" for error in exc.errors()]
+    more = f" (and {len(parts) - most} more)" if len(parts) > most else ""
+    return "; ".join(parts[:most]) + more
+
+
+def yaml_error_line(path: Any, exc: Any) -> str:
+    """'PATH is not valid YAML (line N): what the parser found' for a yaml.YAMLError."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1})" if mark is not None else ""
+    return f"{path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
 
 
 def accept_stop_signals() -> None:

@@ -23,9 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from qvq_ray.config import QWEN2VL_FACTOR, ImageLimits  # noqa: F401  (ImageLimits re-exported)
-from qvq_ray.image_ref import ImageError, ImageRef
+from qvq_ray.image_ref import ImageError as ImageError, ImageRef as ImageRef  # re-exported
 
 if TYPE_CHECKING:  # for annotations only (PIL and the config are imported where used)
+    from collections.abc import Sequence
+
+    from PIL.Image import Image as PILImage
+
     from qvq_ray.config import ModelConfig
     from qvq_ray.image_files import ImageRoots
 
@@ -199,7 +203,7 @@ def check_public_host(host: str, port: int | None = None) -> None:
     except socket.gaierror as e:
         raise ImageError(f"cannot resolve image URL host {host!r}: {e}") from None
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         if not ip.is_global or ip.is_multicast:
@@ -430,7 +434,7 @@ def prepare_image(
 
 
 def prepare_problem_images(
-    refs: "list[ImageRef | bytes | str]",
+    refs: "Sequence[ImageRef | bytes | str]",
     model: "ModelConfig | None" = None,
     *,
     base_dir: Path | str | None = None,

@@ -152,9 +152,9 @@ class SelfConsistency(Policy):
     async def on_attempt(self, index: int, attempt: "Attempt") -> Decision:
         import functools
 
-        if not self.healthy(attempt):
-            return Resample()
         verdict = attempt.verdict
+        if not self.healthy(attempt) or verdict.answer is None:  # healthy: an answer
+            return Resample()
         same = functools.partial(self.state.verifier.same_answer, spec=self.state.problem.spec)
         cluster = await self.clusters.ajoin(index, verdict.answer, verdict.canonical, same)
         return Accept(cluster.members[0]) if len(cluster.members) >= self.config.quorum else Resample()

@@ -7,15 +7,18 @@ Images travel like Hugging Face's Image feature: a struct of `bytes` and `path`.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qvq_ray.arrow_rows import arrow_schema, from_row, to_row
 from qvq_ray.config import SamplingConfig
-from qvq_ray.image_ref import ImageRef
+from qvq_ray.image_ref import ImageRef as ImageRef  # re-exported (loaders import it from here)
 from qvq_ray.verify.spec import AnswerSpec
 from qvq_ray.verify.verdict import Verdict
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 class Problem(BaseModel):
@@ -155,6 +158,11 @@ class ScoredAttempt(Attempt):
     decided_by: str | None = Field(
         None, description="Who decided `correct`: rules, sympy or judge (the judge model); None when not judged."
     )
+    answer_cluster: int | None = Field(
+        None,
+        description="The index of the first attempt whose answer this one's equals: the clusters maj@k voted "
+        "over when the row was scored, which the report's maj@j reads too. None: no answer (or a failed call).",
+    )
 
 
 class StoredProblem(BaseModel):
@@ -220,15 +228,15 @@ class OutputRow(BaseModel):
     problem: StoredProblem | None = Field(None, description="The Problem without image bytes, for re-scoring.")
 
 
-def problem_schema():
+def problem_schema() -> pa.Schema:
     return arrow_schema(Problem)
 
 
-def input_schema():
+def input_schema() -> pa.Schema:
     return arrow_schema(InputRow)
 
 
-def solution_schema():
+def solution_schema() -> pa.Schema:
     return arrow_schema(OutputRow)
 
 
@@ -304,7 +312,7 @@ def solution_to_row(solution: Solution, problem: Problem | None) -> dict[str, An
 def solution_from_row(row: dict[str, Any]) -> Solution:
     """The Solution an output row was written from (every field: the verdict is the chosen attempt's)."""
     out = from_row(OutputRow, row)
-    attempts = [Attempt(**a.model_dump(exclude={"correct", "decided_by"})) for a in out.attempts]
+    attempts = [Attempt(**a.model_dump(exclude={"correct", "decided_by", "answer_cluster"})) for a in out.attempts]
     chosen = attempts[out.chosen_attempt].verdict if out.chosen_attempt is not None and attempts else Verdict()
     shared = out.model_dump(include=set(Solution.model_fields) - {"verdict", "attempts"})
     return Solution(**shared, verdict=chosen, attempts=attempts)

@@ -23,11 +23,21 @@ import hashlib
 import json
 import re
 import string
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from qvq_ray.problem import Problem, PromptRecord
 from qvq_ray.prompt_config import CHOICE_FIELDS, PART_FIELDS, UNIT_FIELDS, PromptConfig, parse_template
 from qvq_ray.verify.spec import AnswerSpec
+
+T = TypeVar("T")
+
+
+def _resolved(value: T | None, name: str) -> T:
+    """A field of a resolved template (`PromptConfig.resolved()` sets every one)."""
+    if value is None:
+        raise ValueError(f"prompt.{name} is unset: render with a resolved PromptConfig (PromptConfig.resolved())")
+    return value
+
 
 Message = dict[str, Any]
 
@@ -61,9 +71,12 @@ def user_content(problem: Problem, image_bytes: list[bytes], template: PromptCon
     values = {
         "question": question,
         "choices": _choices_text(problem.spec.choices, template),
-        "instruction": instruction_for(problem.spec, template.instructions),
+        "instruction": instruction_for(problem.spec, _resolved(template.instructions, "instructions")),
         "hint": _hint(problem),
-        "unit": _fill(parse_template(template.unit_format, UNIT_FIELDS, "prompt.unit_format"), {"unit": problem.spec.unit})
+        "unit": _fill(
+            parse_template(_resolved(template.unit_format, "unit_format"), UNIT_FIELDS, "prompt.unit_format"),
+            {"unit": problem.spec.unit},
+        )
         if problem.spec.unit
         else "",
     }
@@ -74,7 +87,7 @@ def user_content(problem: Problem, image_bytes: list[bytes], template: PromptCon
         _strip_ends(question_items)
 
     content: list[Message] = []
-    for i, part in enumerate(template.parts):
+    for i, part in enumerate(_resolved(template.parts, "parts")):
         pieces = parse_template(part, PART_FIELDS, f"prompt.parts[{i}]")
         fields = [name for _, name in pieces if name]
         if fields and not any(values[name] for name in fields):
@@ -89,7 +102,7 @@ def user_content(problem: Problem, image_bytes: list[bytes], template: PromptCon
         if not items:
             continue
         if content and content[-1]["type"] == "text" and items[0]["type"] == "text":
-            _add_text(content, template.joiner)  # no joiner next to an inline image
+            _add_text(content, _resolved(template.joiner, "joiner"))  # no joiner next to an inline image
         _extend(content, items)
 
     if template.strip:
@@ -172,12 +185,12 @@ def _choices_text(choices: list[str], template: PromptConfig) -> str:
         raise ValueError(f"{len(choices)} choices; at most {len(LETTERS)} can be lettered")
     if template.letter_choices == "omit" and choices_are_letters(choices):
         return ""
-    pieces = parse_template(template.choice_format, CHOICE_FIELDS, "prompt.choice_format")
+    pieces = parse_template(_resolved(template.choice_format, "choice_format"), CHOICE_FIELDS, "prompt.choice_format")
     lines = [
         _fill(pieces, {"letter": LETTERS[i], "text": str(choice).strip() if template.strip_choices else str(choice)})
         for i, choice in enumerate(choices)
     ]
-    return template.choice_joiner.join(lines)
+    return _resolved(template.choice_joiner, "choice_joiner").join(lines)
 
 
 def _hint(problem: Problem) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from qvq_ray.config import ModelConfig, PolicyConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import Completion, Engine, ReplicaLostError
@@ -82,7 +82,7 @@ class Solver:
         seed = None if chosen.seed is None else chosen.seed + attempt_index
         return chosen.model_copy(update={"seed": seed, "n": 1})
 
-    def _messages_for(self, base: list[dict], attempt_index: int) -> list[dict]:
+    def _messages_for(self, base: list[dict[str, Any]], attempt_index: int) -> list[dict[str, Any]]:
         hint = self.policy.retry_hint
         if attempt_index == 0 or not hint:
             return base
@@ -127,8 +127,8 @@ class Solver:
         )
         policy = self._policy_factory(state)
         requested: list[SamplingConfig] = []  # samplings asked for by Resample decisions, next first
-        running: dict[asyncio.Task, int] = {}
-        calls: dict[asyncio.Task, tuple[int, SamplingConfig, float]] = {}  # (samples, sampling, start) per request
+        running: dict[asyncio.Task[Any], int] = {}
+        calls: dict[asyncio.Task[Any], tuple[int, SamplingConfig, float]] = {}  # (samples, sampling, start) per request
         launched = 0
         decided: int | None = None  # index of the accepted attempt
         stopped = False
@@ -217,7 +217,7 @@ class Solver:
         return solution
 
     async def _attempts(
-        self, problem: Problem, messages: list[dict], index: int, count: int, gold: str | None, sampling: SamplingConfig
+        self, problem: Problem, messages: list[dict[str, Any]], index: int, count: int, gold: str | None, sampling: SamplingConfig
     ) -> list[Attempt]:
         """`count` samples from one request (n=count), or one streamed sample when count is 1."""
         if count == 1:
@@ -246,7 +246,7 @@ class Solver:
             tokens_saved=saved or 0,
         )
 
-    async def _generate(self, messages: list[dict], sampling: SamplingConfig) -> tuple[Completion, int | None]:
+    async def _generate(self, messages: list[dict[str, Any]], sampling: SamplingConfig) -> tuple[Completion, int | None]:
         """One sample; with loop cut-off on, it is streamed and stopped once it loops.
 
         Returns the completion and, when cut off, the tokens saved (max_tokens - tokens generated).
@@ -263,7 +263,7 @@ class Solver:
                     raise
         raise AssertionError("unreachable")
 
-    async def _stream_one(self, messages: list[dict], sampling: SamplingConfig) -> tuple[Completion, int | None]:
+    async def _stream_one(self, messages: list[dict[str, Any]], sampling: SamplingConfig) -> tuple[Completion, int | None]:
         detector = LoopDetector(min_chars=self.policy.loop_min_chars, repeats=self.policy.loop_repeats)
         started = time.perf_counter()
         pieces: list[str] = []

@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator, TextIO
 
 #: Lines Ray prints at error level that do not mean anything went wrong.
 RAY_BENIGN_LINES = (b"has constructor arguments in the object store",)
@@ -92,7 +92,7 @@ class _LineDropper:
     A line is held until its newline (or a flush) so that a marker is seen whole; everything
     else (isatty, fileno, encoding, ...) is the wrapped stream's."""
 
-    def __init__(self, stream, markers: tuple[str, ...]):
+    def __init__(self, stream: TextIO, markers: tuple[str, ...]) -> None:
         self._stream, self._markers, self._pending = stream, markers, ""
         self._lock = threading.Lock()
 
@@ -113,7 +113,7 @@ class _LineDropper:
                 self._stream.write(pending)
         self._stream.flush()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 

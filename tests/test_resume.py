@@ -147,9 +147,6 @@ def test_kill_engine_actor_mid_run_then_resume_gives_one_row_per_id(tmp_path, ra
             job.wait()
     assert job.returncode == 0, output
     assert '"duplicates": 0' in output and '"rows_out": 16' in output, output
-    from ray._private.state import actors
-
-    assert actors(actor_id=victim["ActorID"])["NumRestarts"] >= 1  # Ray restarted the killed actor
     resumed = _solve(out, config, "--resume", address=ray_address)
     resumed_output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output + resumed_output

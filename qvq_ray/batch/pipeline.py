@@ -19,12 +19,21 @@ import logging
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO, TypeVar
 
 from qvq_ray.config import QvqConfig
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import ray.data
+
+    from qvq_ray.batch.source import ImageTally, ReadPlan
+    from qvq_ray.image_files import ImageRoots
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +55,7 @@ AUX_CPUS = 0.25
 
 def _input_rows(
     input_path: str, input_format: str | None, limit: int | None, *, images_dir: str | None = None
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Input rows of a (small) problem set as a list, by the rules the job's read task applies; a
     path, format or images folder that cannot work raises JobInputError (one bad row never does: it
     becomes an error row). The job itself never holds the rows: see batch/source.py."""
@@ -56,13 +65,13 @@ def _input_rows(
     return _as_job_input_error(lambda: list(iter_input_rows(input_path, input_format, limit, loader_options=options)))
 
 
-def _loader_options(input_path: str, input_format: str | None, limit: int | None, images_dir: str | None) -> dict:
+def _loader_options(input_path: str, input_format: str | None, limit: int | None, images_dir: str | None) -> dict[str, Any]:
     if limit is not None and limit < 1:
         raise JobInputError(f"limit must be at least 1, got {limit} (it would solve no problems)")
     return _as_job_input_error(lambda: _images_option(input_path, input_format, images_dir) if images_dir is not None else {})
 
 
-def _as_job_input_error(work):
+def _as_job_input_error(work: Callable[[], T]) -> T:
     try:
         return work()
     except JobInputError:
@@ -80,7 +89,7 @@ def _formats_taking_images_dir() -> list[str]:
     return sorted(name for name, load in FORMATS.items() if "images_dir" in inspect.signature(load).parameters)
 
 
-def _images_option(input_path: str, input_format: str | None, images_dir: str) -> dict:
+def _images_option(input_path: str, input_format: str | None, images_dir: str) -> dict[str, Any]:
     """`images_dir=` for the loader, when the folder exists and the format takes one."""
     from qvq_ray.datasets import detect_format
 
@@ -96,7 +105,7 @@ def _images_option(input_path: str, input_format: str | None, images_dir: str) -
     return {"images_dir": str(folder)}
 
 
-def _judge_images(tally, rows: int, *, images_dir: str | None, hint: str) -> list[str]:
+def _judge_images(tally: ImageTally, rows: int, *, images_dir: str | None, hint: str) -> list[str]:
     """The warnings to give about the tallied image paths; a refusal is raised (JobInputError)."""
     from qvq_ray.batch.source import images_verdict, outside_verdict
 
@@ -109,7 +118,9 @@ def _judge_images(tally, rows: int, *, images_dir: str | None, hint: str) -> lis
     return warnings
 
 
-def image_roots_of(input_path: str, input_format: str | None, options: dict, config: QvqConfig):
+def image_roots_of(
+    input_path: str, input_format: str | None, options: dict[str, Any], config: QvqConfig
+) -> ImageRoots | None:
     """The folders the job reads image files from (qvq_ray/image_files.py): the problem set's own
     (and the --images folder); None when the user allowed any path (`batch.allow_paths_outside`)."""
     from qvq_ray.datasets import image_roots
@@ -131,7 +142,7 @@ def _images_hint(input_path: str, input_format: str | None, images_dir: str | No
     return "put the image files where the problem set names them"
 
 
-def prepare_images_batch(batch, config_json: str, image_roots):
+def prepare_images_batch(batch: pa.Table, config_json: str, image_roots: ImageRoots | None) -> pa.Table:
     """Ray Data task UDF (a function so it runs as stateless CPU tasks); `image_roots`: the folders
     image files may be read from (None: anywhere, `batch.allow_paths_outside`)."""
     from qvq_ray.batch.stages import PrepareImages
@@ -197,7 +208,7 @@ def solve_concurrency(config: QvqConfig) -> tuple[int, int]:
     return block, max(1, -(-rows // block))
 
 
-def _blocks_of(ds, rows: int):
+def _blocks_of(ds: ray.data.Dataset, rows: int) -> ray.data.Dataset:
     """`ds` in blocks of `rows` rows (Ray Data's streaming repartition), fused into the task before it.
 
     Its task would otherwise ask for a whole CPU (it takes no resource arguments), which a small
@@ -211,7 +222,9 @@ def _blocks_of(ds, rows: int):
     return ds
 
 
-def build_dataset(plan, expected_rows: int, config: QvqConfig, *, out_dir: str, run_id: str, image_roots):
+def build_dataset(
+    plan: ReadPlan, expected_rows: int, config: QvqConfig, *, out_dir: str, run_id: str, image_roots: ImageRoots | None
+) -> ray.data.Dataset:
     """The Ray Data plan: read (one streaming task) -> prepare (CPU tasks) -> solve (engine actors,
     row by row) -> score (CPU actor) -> write (part files, on the driver's node). The dataset it
     returns holds one small row per part file written (counts for progress), never the rows.
@@ -290,9 +303,9 @@ class Progress:
         every_s: float = 5.0,
         printer: Callable[[str], None] | None = None,
         *,
-        stream=None,
+        stream: TextIO | None = None,
         clock: Callable[[], float] = time.perf_counter,
-    ):
+    ) -> None:
         self.total, self.done, self.verified, self.errors, self.tokens = total, already, 0, 0, 0
         self.already = already
         self.clock = clock
@@ -351,7 +364,7 @@ class Progress:
             self.bar.close()
 
 
-def _is_terminal(stream) -> bool:
+def _is_terminal(stream: TextIO) -> bool:
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError):
@@ -447,7 +460,7 @@ def run_pipeline(
             _quiet_ray_data(verbose)
             progress = Progress(count.total, count.total - count.todo, printer=printer)
             try:
-                with _console_filter(verbose), _read_blocks_of_at_most(READ_BLOCK_BYTES):
+                with _console_filter(verbose), _read_blocks_of_at_most(READ_BLOCK_BYTES), _read_ahead_bounded():
                     dataset = build_dataset(
                         plan, count.todo, config, out_dir=str(out), run_id=new_run_id(), image_roots=roots
                     )
@@ -471,7 +484,7 @@ READ_BLOCK_BYTES = 1 << 20
 
 
 @contextmanager
-def _read_blocks_of_at_most(size: int):
+def _read_blocks_of_at_most(size: int) -> Iterator[None]:
     from ray.data import DataContext
 
     context = DataContext.get_current()
@@ -481,6 +494,47 @@ def _read_blocks_of_at_most(size: int):
         yield
     finally:
         context.target_max_block_size = before
+
+
+#: How far a stage may run ahead of the next one: its queued output at most this many times the
+#: input the next stage's running tasks hold (Ray Data's downstream-capacity backpressure).
+READ_AHEAD_RATIO = 2.0
+
+
+@contextmanager
+def _read_ahead_bounded(ratio: float = READ_AHEAD_RATIO) -> Iterator[None]:
+    """Stages run at most `ratio` x the next stage's running input ahead of it, not as far as the
+    object store allows.
+
+    Reading and preparing are much faster than solving, and Ray Data's byte budget (a share of the
+    object store: gigabytes) never stops them: the prepared blocks of the whole input would queue
+    in front of the engines. Blocks under 100 KB (Ray's `max_direct_call_object_size`: a solve block
+    of 64 text problems is ~17 KB) are held inline in the memory of their owner, the driver, so the
+    driver's memory grew with the input (+21 MB of heap at 100,000 rows, +45 MB RSS at 200,000;
+    benchmarks/batch_scale.py). Ray Data's downstream-capacity policy bounds each stage's queue by
+    the next stage's running input, a bound in rows whatever the block bytes (text or images); it
+    only acts once half of the stage's byte budget is used, a threshold set to 0 here."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    before = context.downstream_capacity_backpressure_ratio
+    context.downstream_capacity_backpressure_ratio = ratio
+    policy: Any = None
+    try:
+        from ray.data._internal.execution.backpressure_policy import downstream_capacity_backpressure_policy as module
+
+        policy = module.DownstreamCapacityBackpressurePolicy
+        threshold = policy.OBJECT_STORE_BUDGET_UTIL_THRESHOLD  # env RAY_DATA_DOWNSTREAM_CAPACITY_OBJECT_STORE_BUDGET_UTIL_THRESHOLD
+        policy.OBJECT_STORE_BUDGET_UTIL_THRESHOLD = 0.0
+    except (ImportError, AttributeError):  # another Ray version: its own backpressure only
+        logger.warning("cannot bound how far Ray Data's stages run ahead on this Ray version")
+        policy = None
+    try:
+        yield
+    finally:
+        context.downstream_capacity_backpressure_ratio = before
+        if policy is not None:
+            policy.OBJECT_STORE_BUDGET_UTIL_THRESHOLD = threshold
 
 
 #: Bytes the output check writes (and syncs): enough that a full filesystem or quota says so.
@@ -509,7 +563,7 @@ def _check_writable(out: Path, min_free_mb: int) -> None:
         )
 
 
-def _console_filter(verbose: bool):
+def _console_filter(verbose: bool) -> AbstractContextManager[None]:
     """Ray's benign error-level C++ lines kept off the console (see qvq_ray.stderr_filter)."""
     from contextlib import nullcontext
 

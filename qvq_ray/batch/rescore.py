@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
-    from qvq_ray.config import QvqConfig
+    from qvq_ray.config import QvqConfig, VerifierConfig
+    from qvq_ray.problem import Problem
     from qvq_ray.verify.checker import AnswerChecker
+    from qvq_ray.verify.verdict import Verdict
     from qvq_ray.verify.verifier import Verifier
 
 RESULT_FORMATS = ("mathvision", "mathvista", "vlmevalkit", "parquet")
@@ -63,7 +65,9 @@ class RescoreSummary:
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
-        share = lambda n, d: f"{n}/{d} ({100 * n / d:.1f}%)" if d else f"{n}/0"  # noqa: E731
+        def share(n: int, d: int) -> str:
+            return f"{n}/{d} ({100 * n / d:.1f}%)" if d else f"{n}/0"
+
         out = [
             f"rows       {self.rows}  (results read {self.results}, problems {self.problems})",
             f"scored     {self.scored}  judged {self.judged}  correct {share(self.correct, self.judged)}  not judged {self.not_judged}",
@@ -222,13 +226,15 @@ def read_results(path: str | Path, format: str | None = None) -> list[ResultReco
 # ---------------------------------------------------------------- join, verify, write
 
 
-async def _judge_all(checker: "AnswerChecker", pending: list, verdicts: list, concurrency: int) -> list:
+async def _judge_all(
+    checker: "AnswerChecker", pending: list[tuple[Problem, ResultRecord]], verdicts: list[Verdict], concurrency: int
+) -> list[Verdict]:
     """The judge's part of every verdict (only the undecided ones make calls), `concurrency` at once."""
     import asyncio
 
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(item, verdict):
+    async def one(item: tuple[Problem, ResultRecord], verdict: Verdict) -> Verdict:
         problem, record = item
         async with gate:
             return await checker.judge_verdict(verdict, record.response or "", problem.spec, gold=problem.answer,
@@ -237,7 +243,7 @@ async def _judge_all(checker: "AnswerChecker", pending: list, verdicts: list, co
     return list(await asyncio.gather(*(one(item, verdict) for item, verdict in zip(pending, verdicts))))
 
 
-def _scored_row(problem, record: ResultRecord, verdict) -> dict[str, Any]:
+def _scored_row(problem: Problem, record: ResultRecord, verdict: Verdict) -> dict[str, Any]:
     from qvq_ray.results.metrics import SCORE_COLUMNS
     from qvq_ray.config import SamplingConfig
     from qvq_ray.problem import Attempt, Solution, solution_to_row
@@ -251,19 +257,25 @@ def _scored_row(problem, record: ResultRecord, verdict) -> dict[str, Any]:
     return {**row, **dict.fromkeys(SCORE_COLUMNS, verdict.correct), "decided_by": verdict.decided_by}
 
 
-def _run_judge(verifier: "Verifier", config: "QvqConfig", pending: list, verdicts: list, summary: RescoreSummary) -> list:
+def _run_judge(
+    verifier: "Verifier",
+    config: "QvqConfig",
+    pending: list[tuple[Problem, ResultRecord]],
+    verdicts: list[Verdict],
+    summary: RescoreSummary,
+) -> list[Verdict]:
     """The judge over the rules' verdicts (its engine built here and closed after)."""
     import asyncio
 
     from qvq_ray.judge.checker import judging_checker
 
-    async def run():
+    async def run() -> tuple[list[Verdict], str]:
         checker = judging_checker(verifier, config)
-        judge = checker.judge
-        if judge is None:  # never: rescore runs the judge only with verifier.judge set
+        judge, judge_config = checker.judge, config.verifier.judge
+        if judge is None or judge_config is None:  # never: rescore runs the judge only with verifier.judge set
             raise RuntimeError("no judge in the config")
         try:
-            engine = config.verifier.judge.engine
+            engine = judge_config.engine
             if engine is not None:  # a wrong URL or model name is one clear error, not a row of failures each
                 from qvq_ray.engines.base import EngineError
 
@@ -299,7 +311,7 @@ def disagreement_table(rows: list[dict[str, Any]], limit: int | None = None) -> 
     return "\n".join(lines)
 
 
-def rescore_verifier_config(config: Any, *, workers: int | None, timeout_s: float | None):
+def rescore_verifier_config(config: QvqConfig | None, *, workers: int | None, timeout_s: float | None) -> VerifierConfig:
     """The verifier settings rescore runs with: the config's whole `verifier` section (the
     defaults without a config), `workers` and `timeout_s` over it when given."""
     from qvq_ray.config import VerifierConfig
@@ -351,9 +363,9 @@ def rescore(
         by_id.setdefault(record.id, []).append(record)
 
     rows: dict[str, dict[str, Any]] = {}  # id -> row, in benchmark order then result order
-    pending: list[tuple[Any, ResultRecord]] = []
+    pending: list[tuple[Problem, ResultRecord]] = []
 
-    def error(kind: str, rid: str, reason: str, problem=None, tool: bool | None = None) -> None:
+    def error(kind: str, rid: str, reason: str, problem: Problem | None = None, tool: bool | None = None) -> None:
         summary.errors[kind] = summary.errors.get(kind, 0) + 1
         rows[rid] = {**error_row(rid, reason, problem), "tool_correct": tool}
 
@@ -388,7 +400,7 @@ def rescore(
     if pending:
         verifier_config = rescore_verifier_config(config, workers=workers, timeout_s=timeout_s)
         with Verifier(verifier_config) as verifier:
-            verdicts = verifier.check_many([(r.response, p.answer, p.spec) for p, r in pending],
+            verdicts = verifier.check_many([(r.response or "", p.answer, p.spec) for p, r in pending],
                                            questions=[p.question for p, _ in pending])
             if config is not None and config.verifier.judge is not None:
                 verdicts = _run_judge(verifier, config, pending, verdicts, summary)

@@ -24,7 +24,7 @@ from qvq_ray.verify.spec import AnswerSpec, has_gold
 async def score_row(row: dict[str, Any], checker: AnswerChecker, *, problem: Problem | None = None) -> dict[str, Any]:
     """`row` with its scores, compared by `checker` (the Verifier, or with a judge the judging
     checker). `problem`: the row's problem when the caller has it already (else read from the row)."""
-    from qvq_ray.results.metrics import AttemptOutcome, problem_metrics
+    from qvq_ray.results.metrics import attempt_outcome, problem_metrics
     from qvq_ray.verify.voting import AnswerClusters
 
     gold = row.get("gold")
@@ -44,10 +44,12 @@ async def score_row(row: dict[str, Any], checker: AnswerChecker, *, problem: Pro
         if answer is None:
             return False, "rules"
         if answer not in judged:
-            judged[answer] = await checker.compare_detailed(answer, gold, spec, question=question, problem_key=row.get("id"))
+            judged[answer] = await checker.compare_detailed(
+                answer, str(gold), spec, question=question, problem_key=row.get("id")
+            )
         return judged[answer]
 
-    def decider(verdict: dict, by: str | None) -> str | None:
+    def decider(verdict: dict[str, Any], by: str | None) -> str | None:
         """Who decided: the judge when it read the answer the rules compared, else the comparison's."""
         return "judge" if by is not None and verdict.get("extraction") == "judge" else by
 
@@ -56,6 +58,7 @@ async def score_row(row: dict[str, Any], checker: AnswerChecker, *, problem: Pro
     outcomes = []
     same = functools.partial(checker.same_answer, spec=spec)
     for index, attempt in enumerate(row.get("attempts") or []):
+        attempt["answer_cluster"] = None
         if attempt.get("error"):  # a failed engine call: no answer to score, and not a sample of k
             attempt["correct"], attempt["decided_by"] = None, None
             continue
@@ -66,10 +69,9 @@ async def score_row(row: dict[str, Any], checker: AnswerChecker, *, problem: Pro
             by = verdict.get("decided_by")
             correct = False if by else None
         attempt["correct"], attempt["decided_by"] = correct, decider(verdict, by)
-        key = None
         if answer is not None:
-            key = str((await clusters.ajoin(index, answer, verdict.get("canonical"), same)).members[0])
-        outcomes.append(AttemptOutcome(cluster=key, correct=attempt["correct"] is True))
+            attempt["answer_cluster"] = (await clusters.ajoin(index, answer, verdict.get("canonical"), same)).members[0]
+        outcomes.append(attempt_outcome(attempt))
     row["pass_at_1"], row["maj_at_k"], row["pass_at_k"] = problem_metrics(outcomes)
     attempts = row.get("attempts") or []
     chosen = row.get("chosen_attempt")

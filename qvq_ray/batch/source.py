@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    from ray.data import DataContext
+    from ray.data.datasource import Datasource, ReadTask
+
     from qvq_ray.image_files import ImageRoots
 
 
@@ -73,7 +77,7 @@ def iter_input_rows(
             continue
         if reason is not None:
             yield load_error_row(row_id, reason)
-        else:
+        elif not isinstance(item, LoadError):  # always: only a LoadError has a reason
             row = problem_to_row(item)
             row["error"] = None
             yield row
@@ -84,7 +88,7 @@ def iter_input_rows(
             yield load_error_row(row_id, reason)
 
 
-def _blocks(rows: Iterator[dict[str, Any]], block_rows: int):
+def _blocks(rows: Iterator[dict[str, Any]], block_rows: int) -> Iterator[pa.Table]:
     """Arrow tables of `block_rows` rows (the last one shorter) in the input schema."""
     import pyarrow as pa
 
@@ -112,7 +116,7 @@ class ReadPlan:
     block_rows: int = 16
     resume_dir: str | None = None  # skip the ids already written there
 
-    def blocks(self):
+    def blocks(self) -> Iterator[pa.Table]:
         skip: set[str] = set()
         if self.resume_dir:
             from qvq_ray.results.parts import written_ids
@@ -124,12 +128,12 @@ class ReadPlan:
         yield from _blocks(rows, self.block_rows)
 
 
-def problem_set_datasource(plan: ReadPlan, expected_rows: int):
+def problem_set_datasource(plan: ReadPlan, expected_rows: int) -> Datasource:
     """A Ray Data datasource of one streaming read task over `plan` (built lazily: ray.data imports late)."""
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
 
-    class ProblemSetDatasource(Datasource):
+    class ProblemSetDatasource(Datasource):  # type: ignore[misc]  # Ray is not analysed: Datasource is Any
         """One read task on the driver's node that streams the loader's rows as blocks."""
 
         def get_name(self) -> str:
@@ -142,7 +146,9 @@ def problem_set_datasource(plan: ReadPlan, expected_rows: int):
         def estimate_inmemory_data_size(self) -> int | None:
             return None
 
-        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context=None):
+        def get_read_tasks(
+            self, parallelism: int, per_task_row_limit: int | None = None, data_context: DataContext | None = None
+        ) -> list[ReadTask]:
             metadata = BlockMetadata(num_rows=expected_rows, size_bytes=None, input_files=None, exec_stats=None)
             return [ReadTask(plan.blocks, metadata, per_task_row_limit=per_task_row_limit)]
 
@@ -152,7 +158,7 @@ def problem_set_datasource(plan: ReadPlan, expected_rows: int):
 # ------------------------------------------------------------ the driver's pass
 
 
-def local_image_paths(row: dict) -> list[str]:
+def local_image_paths(row: dict[str, Any]) -> list[str]:
     """The image files a row names on this machine (not embedded bytes, data URLs or URLs)."""
     paths = []
     for image in row.get("images") or []:
@@ -178,7 +184,7 @@ class ImageTally:
     outside: int = 0
     first_outside: list[str] = field(default_factory=list)
 
-    def add(self, row: dict) -> None:
+    def add(self, row: dict[str, Any]) -> None:
         paths = local_image_paths(row)
         if not paths:
             return

@@ -27,12 +27,14 @@ from qvq_ray.problem import (
 from qvq_ray.verify.spec import AnswerSpec
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from qvq_ray.image_files import ImageRoots
 
 logger = logging.getLogger(__name__)
 
 
-def prepared_schema():
+def prepared_schema() -> pa.Schema:
     import pyarrow as pa
 
     return input_schema().append(pa.field("prepared_images", pa.list_(pa.binary())))
@@ -56,7 +58,7 @@ class RowStage:
     def __init__(self, config_json: str):
         self.config = QvqConfig.model_validate_json(config_json)
 
-    def output_schema(self):
+    def output_schema(self) -> pa.Schema:
         raise NotImplementedError
 
     def is_error_row(self, row: dict[str, Any]) -> bool:
@@ -79,7 +81,7 @@ class RowStage:
             logger.warning("%s for %s", reason, row.get("id"))
             return self.carry({**row, "error": reason})
 
-    async def __call__(self, batch):
+    async def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
         rows = await asyncio.gather(*(self._one(row) for row in batch.to_pylist()))
@@ -99,7 +101,7 @@ class PrepareImages(RowStage):
         super().__init__(config_json)
         self.image_roots = image_roots
 
-    def output_schema(self):
+    def output_schema(self) -> pa.Schema:
         return prepared_schema()
 
     def carry(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +141,7 @@ class SolveProblems(RowStage):
         self.solver = Solver.from_config(self.engine, self.checker, self.config)
         self._limit: asyncio.Semaphore | None = None
 
-    def output_schema(self):
+    def output_schema(self) -> pa.Schema:
         return solution_schema()
 
     def carry(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +152,7 @@ class SolveProblems(RowStage):
             problem = None
         return error_row(str(row.get("id") or "?"), row["error"], problem, mode=self.config.policy.mode)
 
-    async def __call__(self, row) -> dict[str, Any]:  # type: ignore[override]  # a row, not a batch
+    async def __call__(self, row: dict[str, Any]) -> dict[str, Any]:  # a row, not a batch
         return await self._one(dict(row))
 
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +186,7 @@ class ScoreAgainstGold(RowStage):
         super().__init__(config_json)
         self.verifier = Verifier(self.config.verifier)
 
-    def output_schema(self):
+    def output_schema(self) -> pa.Schema:
         return solution_schema()
 
     def is_error_row(self, row: dict[str, Any]) -> bool:

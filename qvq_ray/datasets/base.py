@@ -77,14 +77,21 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any | LoadError]]:
 
 
 def validation_message(error: ValidationError) -> str:
-    """A one-line summary of a pydantic error for a LoadError reason."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'row'}: {e['msg']}" for e in error.errors())
+    """A one-line summary of a pydantic error for a LoadError reason (the one formatter's, for rows)."""
+    from qvq_ray.console import validation_line
+
+    return validation_line(error, whole="row")
 
 
 def as_text(value: Any) -> str | None:
     """Gold answers and choices arrive as numbers in some files; Problem stores text."""
     if value is None:
         return None
+    return to_text(value)
+
+
+def to_text(value: object) -> str:
+    """`as_text` of a value that is not None."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return value if isinstance(value, str) else str(value)
@@ -225,6 +232,7 @@ __all__ = [
     "precision_tolerance",
     "read_json",
     "resolve_image_path",
+    "to_text",
     "validation_message",
 ]
 
@@ -233,9 +241,9 @@ def id_and_question(row: Any, ref: str) -> tuple[str, str] | LoadError:
     """The two fields every benchmark row must have, or the LoadError saying which is missing."""
     if not isinstance(row, dict):
         return LoadError(ref, f"expected an object, got {type(row).__name__}")
-    if row.get("id") is None or not as_text(row["id"]).strip():
+    if row.get("id") is None or not to_text(row["id"]).strip():
         return LoadError(ref, "missing required field 'id'")
-    problem_id = as_text(row["id"])
+    problem_id = to_text(row["id"])
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         return LoadError(problem_id, "missing required field 'question'")
@@ -271,7 +279,7 @@ def doubtful_gold(answer: str) -> str | None:
     return None
 
 
-def checked_gold(answers: list[str], problem_id: str, meta: dict) -> str | None:
+def checked_gold(answers: list[str], problem_id: str, meta: dict[str, Any]) -> str | None:
     """The gold of a problem (its answers joined by ", "), or None with a load warning naming the
     problem when one of them is unusable (`unusable_gold`); the reason goes to meta["gold_warning"].
     A doubtful one (`doubtful_gold`) is kept, with the same warning."""

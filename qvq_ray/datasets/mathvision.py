@@ -78,7 +78,7 @@ def row_to_problem(row: Any, *, root: Path, ref: str) -> Problem | LoadError:
         return LoadError(problem_id, f"'image' must be a relative path, got {type(image).__name__}")
     meta = {k: v for k, v in row.items() if k not in _MAPPED}
     try:
-        return Problem(
+        return Problem.model_validate(dict(
             id=problem_id,
             question=question,
             images=[ImageRef(path=resolve_image_path(image, root))] if image else [],
@@ -89,6 +89,6 @@ def row_to_problem(row: Any, *, root: Path, ref: str) -> Problem | LoadError:
             subject=row.get("subject"),
             language="en",
             meta=meta,
-        )
+        ))
     except ValidationError as e:
         return LoadError(problem_id, validation_message(e))

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pydantic import ValidationError
 
@@ -37,6 +37,7 @@ from qvq_ray.datasets.base import (
     precision_tolerance,
     read_json,
     resolve_image_path,
+    to_text,
     validation_message,
 )
 from qvq_ray.problem import ImageRef, Problem
@@ -137,7 +138,7 @@ def _image_base(file: Path, images_dir: Path | None) -> tuple[Path | None, Path]
     return images_dir, root
 
 
-def _json_rows(file: Path, data: dict | list, images_dir: Path | None) -> Iterator[Problem | LoadError]:
+def _json_rows(file: Path, data: dict[str, Any] | list[Any], images_dir: Path | None) -> Iterator[Problem | LoadError]:
     base = _image_base(file, images_dir)
     items = data.items() if isinstance(data, dict) else ((None, r) for r in data)
     for i, (key, record) in enumerate(items):
@@ -166,7 +167,7 @@ def row_to_problem(
     pid = record.get("pid", key)
     if pid in (None, ""):
         return LoadError(ref, "missing required field 'pid'")
-    problem_id = as_text(pid)
+    problem_id = to_text(pid)
     question = record.get("question")
     if not isinstance(question, str) or not question.strip():
         return LoadError(problem_id, "missing required field 'question'")
@@ -196,10 +197,10 @@ def row_to_problem(
     if isinstance(precision, float) and precision.is_integer():  # float64 in the HF parquet
         precision = int(precision)
         meta["precision"] = precision
-    metadata = record.get("metadata") if isinstance(record.get("metadata"), dict) else {}
+    metadata = record["metadata"] if isinstance(record.get("metadata"), dict) else {}
     language = metadata.get("language")
     try:
-        return Problem(
+        return Problem.model_validate(dict(
             id=problem_id,
             question=question,
             images=images,
@@ -213,12 +214,12 @@ def row_to_problem(
             subject=metadata.get("task"),
             language=LANGUAGES.get(str(language).lower(), language) if language else None,
             meta=meta,
-        )
+        ))
     except ValidationError as e:
         return LoadError(problem_id, validation_message(e))
 
 
-def _images(record: dict, image_base: tuple[Path | None, Path]) -> list[ImageRef]:
+def _images(record: dict[str, Any], image_base: tuple[Path | None, Path]) -> list[ImageRef]:
     decoded = record.get("decoded_image")
     if isinstance(decoded, dict) and decoded.get("bytes"):
         return [ImageRef(bytes=bytes(decoded["bytes"]), path=decoded.get("path") or record.get("image"))]
@@ -242,7 +243,8 @@ def _letter(answer: str | None, choices: list[str]) -> str | None:
     """Letter of the choice the gold text names (exact, then ignoring surrounding spaces)."""
     if answer is None:
         return None
-    for same in (lambda c: c == answer, lambda c: c.strip() == answer.strip()):
+    rules: tuple[Callable[[str], bool], ...] = (lambda c: c == answer, lambda c: c.strip() == answer.strip())
+    for same in rules:
         for i, choice in enumerate(choices):
             if same(choice) and i < 26:
                 return chr(ord("A") + i)

@@ -133,7 +133,7 @@ def row_to_problem(row: Any, *, ref: str, base_dir: Path, subject_hint: str | No
         meta["split"] = m.group("split")
     multiple_choice = row.get("question_type") == "multiple-choice" or (bool(options) and not row.get("question_type"))
     try:
-        return Problem(
+        return Problem.model_validate(dict(
             id=problem_id,
             question=question,
             images=images,
@@ -145,12 +145,12 @@ def row_to_problem(row: Any, *, ref: str, base_dir: Path, subject_hint: str | No
             subject=m.group("subject") if m else subject_hint,
             language="en",
             meta=meta,
-        )
+        ))
     except ValidationError as e:
         return LoadError(problem_id, validation_message(e))
 
 
-def _images(row: dict, base_dir: Path) -> tuple[list[ImageRef], set[str]]:
+def _images(row: dict[str, Any], base_dir: Path) -> tuple[list[ImageRef], set[str]]:
     """ImageRefs of image_1, image_2, ... in order, and the names of all image columns."""
     columns = {k: int(m.group(1)) for k in row if (m := _IMAGE_COLUMN.match(k))}
     present = sorted((n, k) for k, n in columns.items() if row[k] is not None)

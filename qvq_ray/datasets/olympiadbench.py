@@ -99,7 +99,7 @@ def load(path: str | Path) -> Iterator[Problem | LoadError]:
     return _rows(documents)
 
 
-def _rows(documents: list[tuple[Path, list]]) -> Iterator[Problem | LoadError]:
+def _rows(documents: list[tuple[Path, list[Any]]]) -> Iterator[Problem | LoadError]:
     for file, data in documents:
         base_dir = file.resolve().parent
         for i, record in enumerate(data):
@@ -149,7 +149,7 @@ def row_to_problem(record: Any, *, ref: str, base_dir: Path, category: str | Non
     )
     classification = str(record.get("classification") or category or "")
     try:
-        return Problem(
+        return Problem.model_validate(dict(
             id=problem_id,
             question=text,
             images=images,
@@ -161,7 +161,7 @@ def row_to_problem(record: Any, *, ref: str, base_dir: Path, category: str | Non
             subject=_subject(record, classification),
             language=_language(record, classification, question),
             meta=meta,
-        )
+        ))
     except ValidationError as e:
         return LoadError(problem_id, validation_message(e))
 
@@ -171,7 +171,7 @@ def _figures(text: str, base_dir: Path, first: int = 1) -> tuple[str, list[Image
     numbers: dict[str, int] = {}
     refs: list[ImageRef] = []
 
-    def tag(m: re.Match) -> str:
+    def tag(m: re.Match[str]) -> str:
         alt, url = m.group(1).strip(), m.group(2)
         if url not in numbers:
             numbers[url] = first + len(refs)
@@ -193,7 +193,7 @@ def _unit(value: Any) -> tuple[str | None, list[str] | None]:
     return None, parts
 
 
-def _subject(record: dict, classification: str) -> str | None:
+def _subject(record: dict[str, Any], classification: str) -> str | None:
     subject = record.get("subject")
     if isinstance(subject, str) and subject.strip():
         return subject
@@ -205,7 +205,7 @@ def _subject(record: dict, classification: str) -> str | None:
     return None
 
 
-def _language(record: dict, classification: str, question: str) -> str:
+def _language(record: dict[str, Any], classification: str, question: str) -> str:
     language = str(record.get("language") or "").lower()
     if language in ("english", "en"):
         return "en"

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from pydantic import ValidationError
 
-from qvq_ray.datasets.base import LoadError, as_text, iter_jsonl, resolve_image_path, validation_message
+from qvq_ray.datasets.base import LoadError, as_text, iter_jsonl, resolve_image_path, to_text, validation_message
 from qvq_ray.problem import ImageRef, Problem
 from qvq_ray.verify.spec import AnswerSpec
 
@@ -99,7 +99,7 @@ def row_to_problem(row: Any, *, base_dir: Path, ref: str) -> Problem | LoadError
     problem_id = row.get("id")
     if problem_id is None or (isinstance(problem_id, str) and not problem_id.strip()):
         return LoadError(ref, "missing required field 'id'")
-    problem_id = as_text(problem_id)
+    problem_id = to_text(problem_id)
     question = row.get("question")
     if not isinstance(question, str) or not question.strip():
         reason = "missing required field 'question'" if question is None else "'question' must be non-empty text"

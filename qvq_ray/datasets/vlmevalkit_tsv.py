@@ -142,12 +142,12 @@ def _rows(file: Path, header: list[str], rows: list[tuple[int, list[str]]], sour
     # Images other rows point at are decoded once and shared; no other row's bytes are kept here.
     reused = {cell.strip() for cell in images_by_index.values() if 0 < len(cell.strip()) <= REFERENCE_MAX_CHARS}
     decoded: dict[str, list[bytes]] = {}
-    for ref, record in records:
-        if isinstance(record, LoadError):
-            yield record
+    for ref, entry in records:
+        if isinstance(entry, LoadError):
+            yield entry
         else:
             yield row_to_problem(
-                record, ref=ref, file=file, source=source, images_by_index=images_by_index, decoded=decoded, reused=reused
+                entry, ref=ref, file=file, source=source, images_by_index=images_by_index, decoded=decoded, reused=reused
             )
 
 
@@ -199,7 +199,7 @@ def row_to_problem(
         meta.pop("choices", None)  # read from the `choices` column
     tolerance = [precision_tolerance(precision)] if precision is not None else tolerances
     try:
-        return Problem(
+        return Problem.model_validate(dict(
             id=problem_id,
             question=question,
             images=images,
@@ -214,7 +214,7 @@ def row_to_problem(
             subject=record.get("category", "") or None,
             language=_language(record),
             meta=meta,
-        )
+        ))
     except ValidationError as e:
         return LoadError(problem_id, validation_message(e))
 

@@ -8,7 +8,7 @@ handle call or an actor boundary) and every engine decodes them the same way.
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Literal, Protocol, runtime_checkable
+from typing import Any, AsyncGenerator, Callable, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -17,6 +17,7 @@ from qvq_ray.engines.timing import EngineTiming
 
 Message = dict[str, Any]
 FinishReason = Literal["stop", "length", "abort"]
+T = TypeVar("T")
 
 
 class TopLogprob(BaseModel):
@@ -39,7 +40,7 @@ class PromptLogprob(TopLogprob):
     given the tokens before it (None for the first token, which has no context) and the most likely
     tokens at its position."""
 
-    logprob: float | None
+    logprob: float | None  # type: ignore[assignment]  # None for the first prompt token (no context)
     top_logprobs: list[TopLogprob] = Field(default_factory=list)
 
 
@@ -52,13 +53,15 @@ class TextDelta(str):
     logprobs: list[TokenLogprob]
     usage: tuple[int, int] | None
 
-    def __new__(cls, text: str, logprobs: list[TokenLogprob] | None = None, usage: tuple[int, int] | None = None):
+    def __new__(
+        cls, text: str, logprobs: list[TokenLogprob] | None = None, usage: tuple[int, int] | None = None
+    ) -> "TextDelta":
         delta = super().__new__(cls, text)
         delta.logprobs = list(logprobs or [])
         delta.usage = usage
         return delta
 
-    def __reduce__(self):  # across Ray (a Serve handle's stream) with what it carries
+    def __reduce__(self) -> tuple[type["TextDelta"], tuple[str, list[TokenLogprob], tuple[int, int] | None]]:  # across Ray (a Serve handle's stream) with what it carries
         return (TextDelta, (str(self), self.logprobs, self.usage))
 
 
@@ -103,7 +106,7 @@ class InvalidRequestError(ValueError):
     """The request itself is bad (too many images, prompt too long...): a 4xx, never retried."""
 
 
-def contained_call(fn: Any, *args: Any) -> Any:
+def contained_call(fn: Callable[..., T], *args: Any) -> T:
     """Run `fn(*args)` on an executor thread so that what it raises can reach the awaiting
     coroutine: asyncio refuses to put a StopIteration into a future (a TypeError inside the event
     loop's callback, and the coroutine awaiting it waits forever), and a KeyboardInterrupt or
@@ -274,7 +277,7 @@ class Engine(Protocol):
         """Return `sampling.n` completions for one prompt."""
         ...
 
-    def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
+    def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncGenerator[str | Completion, None]:
         """An async generator over one sample (n must be 1, else InvalidRequestError): its text
         deltas (`str`, never empty) as they are generated, then exactly one final `Completion`
         (whole text, token counts, finish reason); the deltas joined are exactly its `text`.

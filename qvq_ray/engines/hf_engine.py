@@ -32,7 +32,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable, TypeVar
 
 from qvq_ray.config import HFEngineConfig, ModelConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.hf_sampling import LogprobRecorder, logits_processors, prompt_logprobs, step_logprobs, token_logprobs
@@ -40,6 +40,7 @@ from qvq_ray.engines.base import (
     Completion,
     EngineError,
     EngineHealth,
+    FinishReason,
     InvalidRequestError,
     Message,
     StallWatch,
@@ -57,6 +58,13 @@ from qvq_ray.engines.context_bound import ContextScreen, hf_token_counter, over_
 from qvq_ray.engines.smallest_first import SmallestFirst
 from qvq_ray.engines.prompt_tokens import chat_prompt_ids, check_chat_template_kwargs, check_raw_prompt, media_tokens
 
+if TYPE_CHECKING:
+    import torch
+
+    from qvq_ray.engines.timing import EngineTiming
+
+T = TypeVar("T")
+
 logger = logging.getLogger(__name__)
 
 
@@ -64,11 +72,11 @@ logger = logging.getLogger(__name__)
 class _Request:
     messages: list[Message]
     sampling: SamplingConfig
-    future: asyncio.Future
+    future: asyncio.Future[list[Completion]]
     loop: asyncio.AbstractEventLoop
     enqueued: float = field(default_factory=time.perf_counter)  # reached the engine
     queued: float | None = None  # prepared, joined the batch queue
-    deltas: asyncio.Queue | None = None  # set for streaming requests
+    deltas: asyncio.Queue[Any] | None = None  # set for streaming requests
     cancelled: bool = False  # set when the consumer stops listening: the row stops generating
     counted: bool = False  # joined the batch queue (the StallWatch counts it in flight)
     screened: bool = False  # the context screen bounded its tokens already
@@ -77,7 +85,7 @@ class _Request:
     prompt_tokens: int = 0
 
 
-def _group_key(sampling: SamplingConfig, index: int) -> tuple:
+def _group_key(sampling: SamplingConfig, index: int) -> tuple[Any, ...]:
     """Requests sharing a key can run in one `generate` call.
 
     max_tokens is not part of it (rows are cut to their own limit). A seeded sampled request runs
@@ -129,12 +137,14 @@ class HFEngine:
         self._watch = StallWatch(self.engine_config.stall_limit_s)
         self._queue: asyncio.Queue[_Request] | None = None
         self._prepare_lane: SmallestFirst | None = None  # prompt preparation, smallest first
-        self._loop_task: asyncio.Task | None = None
+        self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
         self._open: set[_Request] = set()  # submitted and not yet answered: failed on close
 
     @classmethod
     def from_config(cls, config: QvqConfig) -> "HFEngine":
+        if not isinstance(config.engine, HFEngineConfig):  # build_engine picks this engine by engine.kind
+            raise TypeError(f"HFEngine needs an HFEngineConfig, got {type(config.engine).__name__}")
         return cls(config.model, config.engine)
 
     # ------------------------------------------------------------------ loading
@@ -174,7 +184,7 @@ class HFEngine:
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_token_ids[0]
         self.max_model_len = self.model_config.max_model_len or int(text_cfg.max_position_embeddings)
 
-    def _eos_ids(self, text_cfg) -> list[int]:
+    def _eos_ids(self, text_cfg: Any) -> list[int]:
         ids: list[int] = []
         for source in (getattr(self.model.generation_config, "eos_token_id", None), text_cfg.eos_token_id):
             if source is None:
@@ -198,7 +208,7 @@ class HFEngine:
         request = self._submit(messages, sampling)
         return await request.future
 
-    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncGenerator[str | Completion, None]:
         """Text deltas of one sample as tokens are generated, then its final Completion.
 
         Closing this generator early (the client went away, the solver cut a loop) aborts the
@@ -210,7 +220,7 @@ class HFEngine:
         assert request.deltas is not None
         shown = _StopHoldback(sampling.stop)
         finished = False
-        pending: list = []  # log-probabilities of tokens whose text is not out yet
+        pending: list[Any] = []  # log-probabilities of tokens whose text is not out yet
         try:
             while (item := await request.deltas.get()) is not None:
                 delta, entries, usage = item
@@ -261,7 +271,7 @@ class HFEngine:
 
         return tokenizer_info(self.tokenizer, self.processor.chat_template)
 
-    async def _on_prepare_thread(self, fn):
+    async def _on_prepare_thread(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise EngineError("engine is closed")
         return await asyncio.get_running_loop().run_in_executor(self._prepare_executor, contained_call, fn)
@@ -312,7 +322,7 @@ class HFEngine:
         request.future.add_done_callback(lambda _: admit.cancel())
         return request
 
-    async def _admit(self, request: _Request, queue: asyncio.Queue, batch_loop: asyncio.Task) -> None:
+    async def _admit(self, request: _Request, queue: asyncio.Queue[_Request], batch_loop: asyncio.Task[None]) -> None:
         """Prepare the request off the model thread, then queue it for a batch (or fail it alone).
 
         A preparation failure is the request's input at fault (a 400): a processor error about its
@@ -322,7 +332,10 @@ class HFEngine:
             if self._screen is not None:  # a prompt surely over the context never takes the prepare lane
                 check_prompt_chars(request.messages, self.model_config.max_prompt_chars)
                 request.screened = await self._screen.screen(request.messages, request.sampling.max_tokens)
-            await self._prepare_lane.run(prompt_chars(request.messages), contained_call, self._prepare, request)
+            lane = self._prepare_lane
+            if lane is None:  # never: _submit sets it before the request is admitted
+                raise EngineError("engine is closed")
+            await lane.run(prompt_chars(request.messages), contained_call, self._prepare, request)
         except asyncio.CancelledError:  # its future is done, or the engine closed under it
             _resolve(request, exc=EngineError("engine is closed"))
             raise
@@ -339,7 +352,7 @@ class HFEngine:
         self._watch.started()
         queue.put_nowait(request)
 
-    async def _batch_loop(self, queue: asyncio.Queue) -> None:
+    async def _batch_loop(self, queue: asyncio.Queue[_Request]) -> None:
         try:
             while True:
                 await self._run_batch(await self._next_batch(queue))
@@ -347,7 +360,7 @@ class HFEngine:
             reason = "engine is closed" if self._closed else "the engine's batch loop stopped"
             self._fail_open(EngineError(reason), asyncio.get_running_loop())
 
-    async def _next_batch(self, queue: asyncio.Queue) -> list[_Request]:
+    async def _next_batch(self, queue: asyncio.Queue[_Request]) -> list[_Request]:
         """The next batch: the first queued request, then whatever else arrives within batch_wait_ms."""
         cfg = self.engine_config
         loop = asyncio.get_running_loop()
@@ -370,7 +383,7 @@ class HFEngine:
         from the model thread through call_soon_threadsafe, which runs before this coroutine
         resumes, so a request still open afterwards got no answer: it is failed, never left waiting."""
         loop = asyncio.get_running_loop()
-        groups: dict[tuple, list[_Request]] = {}
+        groups: dict[tuple[Any, ...], list[_Request]] = {}
         for index, request in enumerate(batch):
             if not request.future.done():
                 key = (_group_key(request.sampling, index), _length_bucket(request.prompt_tokens))
@@ -402,7 +415,7 @@ class HFEngine:
         request.inputs = inputs
 
     def _prompt_ids(
-        self, messages: list[Message], chat_template_kwargs: dict | None = None, *, add_special_tokens: bool = True,
+        self, messages: list[Message], chat_template_kwargs: dict[str, Any] | None = None, *, add_special_tokens: bool = True,
         add_generation_prompt: bool = True,
     ) -> tuple[list[int], list[Any]]:
         """(token ids with one image placeholder per image, the decoded images).
@@ -427,11 +440,12 @@ class HFEngine:
         return ids, images
 
     def _apply_template(
-        self, template_messages: list[Message], add_generation_prompt: bool = True, chat_template_kwargs: dict | None = None
+        self, template_messages: list[Message], add_generation_prompt: bool = True, chat_template_kwargs: dict[str, Any] | None = None
     ) -> str:
-        return self.processor.apply_chat_template(
+        prompt: str = self.processor.apply_chat_template(
             template_messages, tokenize=False, add_generation_prompt=add_generation_prompt, **(chat_template_kwargs or {})
         )
+        return prompt
 
     def _model_inputs(self, ids: list[int], images: list[Any]) -> dict[str, Any]:
         """The tensors the processor would give for this prompt: the images through its image
@@ -517,7 +531,7 @@ class HFEngine:
                 completion.prompt_logprobs = prompt_entries.get(id(request))
             _resolve(request, result=completions)
 
-    def _prompt_logprobs(self, ready: list[_Request]) -> dict[int, list]:
+    def _prompt_logprobs(self, ready: list[_Request]) -> dict[int, list[Any]]:
         """Each prompt's token log-probabilities from the logits of a forward pass over it alone
         (the prefill's; generate does not return them), with the raw model distribution as vLLM's
         prompt_logprobs: no temperature or truncation. Each token's text is what it adds to the
@@ -560,14 +574,14 @@ class HFEngine:
         return {"generation_config": config, "logits_processor": LogitsProcessorList(logits_processors(sampling, recorder))}
 
     def _to_completion(
-        self, tokens: list[int], request: _Request, prompt_tokens: int, now: float, logprob_steps: list | None = None,
+        self, tokens: list[int], request: _Request, prompt_tokens: int, now: float, logprob_steps: list[Any] | None = None,
         monitor: "_StepMonitor | None" = None,
     ) -> Completion:
         """`tokens` are the row's own: generate pads a row that ended before the batch with
         pad_token_id, and _StepMonitor.produced cuts that off (a pad token the model itself
         generated is text: the tiny model's is not an end of sequence)."""
         limit = request.sampling.max_tokens
-        finish = "length"
+        finish: FinishReason = "length"
         used: list[int] = []
         for token in tokens:
             used.append(token)
@@ -682,8 +696,8 @@ class _IncrementalDecoder:
     def push(self, token: int) -> str:
         self.tokens.append(token)
         decode = self.tokenizer.decode
-        before = decode(self.tokens[self.prefix : self.read], skip_special_tokens=self.skip_special_tokens)
-        text = decode(self.tokens[self.prefix :], skip_special_tokens=self.skip_special_tokens)
+        before: str = decode(self.tokens[self.prefix : self.read], skip_special_tokens=self.skip_special_tokens)
+        text: str = decode(self.tokens[self.prefix :], skip_special_tokens=self.skip_special_tokens)
         if len(text) <= len(before) or text.endswith("\ufffd"):
             return ""
         self.prefix, self.read = self.read, len(self.tokens)
@@ -703,7 +717,7 @@ class _StepMonitor:
     def __init__(self, engine: HFEngine, requests: list[_Request], n: int, recorder: LogprobRecorder | None = None):
         self.engine = engine
         self.recorder = recorder
-        self.logprobs: dict[int, list] = {}  # row -> (token, logprob, top) per step, when asked for
+        self.logprobs: dict[int, list[Any]] = {}  # row -> (token, logprob, top) per step, when asked for
         self.rows = [r for r in requests for _ in range(n)]
         self.stream_rows = {i * n for i, r in enumerate(requests) if r.deltas is not None}
         self.decoders = {
@@ -718,7 +732,7 @@ class _StepMonitor:
         self.begun = time.perf_counter()  # the batch's generate started (set again just before it)
         self.step_times: list[float] = []  # when each step's token was generated: a row's k tokens are the first k
 
-    def timing(self, request: _Request, tokens: int):
+    def timing(self, request: _Request, tokens: int) -> EngineTiming:
         """The engine's timing of a sample of `request` that used its first `tokens` steps."""
         from qvq_ray.engines.timing import timing_from_token_times
 
@@ -735,11 +749,11 @@ class _StepMonitor:
         entries = []
         if request.sampling.logprobs is not None and self.logprobs.get(row):
             entries = token_logprobs(self.logprobs[row][-1:], self.engine.tokenizer, texts=[delta])
-        if delta or entries:
+        if (delta or entries) and request.deltas is not None:  # a streamed row: deltas set
             item = (delta, entries, (request.prompt_tokens, self.generated))
             request.loop.call_soon_threadsafe(request.deltas.put_nowait, item)
 
-    def __call__(self, input_ids, scores, **kwargs):
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         import torch
 
         self.engine._watch.step()

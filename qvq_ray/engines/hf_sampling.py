@@ -11,21 +11,24 @@ from: vLLM's `logprobs_mode="processed_logprobs"`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from qvq_ray.config import SamplingConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 class OutputPenalties:
     """OpenAI's presence and frequency penalties over the tokens generated so far (not the prompt,
     as in vLLM). Counts grow by one token per step, so a step costs the same at any length."""
 
-    def __init__(self, presence: float, frequency: float):
+    def __init__(self, presence: float, frequency: float) -> None:
         self.presence, self.frequency = presence, frequency
-        self.counts = None
+        self.counts: torch.Tensor | None = None
         self.seen = 0
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         import torch
 
         if self.counts is None:  # first step: input_ids is the (padded) prompt
@@ -41,10 +44,10 @@ class LogprobRecorder:
     """Keeps the last step's log-probabilities (after the whole chain) for `_StepMonitor` to read
     once the token is chosen. Only the current step is held: memory does not grow with length."""
 
-    def __init__(self):
-        self.last = None
+    def __init__(self) -> None:
+        self.last: torch.Tensor | None = None
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         import torch
 
         self.last = torch.log_softmax(scores.float(), dim=-1)
@@ -79,7 +82,7 @@ def logits_processors(sampling: SamplingConfig, recorder: LogprobRecorder | None
     return chain
 
 
-def step_logprobs(logprobs_row, token: int, top: int) -> tuple[int, float, list[tuple[int, float]]]:
+def step_logprobs(logprobs_row: torch.Tensor, token: int, top: int) -> tuple[int, float, list[tuple[int, float]]]:
     """The chosen token's log-probability and the `top` most likely tokens at one step of one row."""
     import torch
 
@@ -99,7 +102,8 @@ def token_logprobs(
     from qvq_ray.engines.base import TokenLogprob, TopLogprob
 
     def text(token_id: int) -> str:
-        return tokenizer.decode([token_id], skip_special_tokens=False)
+        decoded: str = tokenizer.decode([token_id], skip_special_tokens=False)
+        return decoded
 
     def finite(value: float) -> float:
         return value if value > -1e30 else -9999.0  # OpenAI's convention for "never": JSON has no -inf
@@ -123,7 +127,7 @@ def token_logprobs(
     return out
 
 
-def prompt_logprobs(logits, ids: list[int], top: int, tokenizer: Any, texts: list[str]) -> list[Any]:
+def prompt_logprobs(logits: torch.Tensor, ids: list[int], top: int, tokenizer: Any, texts: list[str]) -> list[Any]:
     """Each prompt token's log-probability given the tokens before it, from the logits of a forward
     pass over the prompt (position i predicts token i + 1), the `top` most likely tokens at its
     position, and its text (`texts`). The first token has no context: logprob None, as in vLLM."""

@@ -41,7 +41,7 @@ import contextlib
 import json
 import os
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator, AsyncIterator, Iterator, Sequence
 
 from qvq_ray.config import ModelConfig, OpenAIEngineConfig, QvqConfig, SamplingConfig
 from qvq_ray.engines.base import (
@@ -55,6 +55,7 @@ from qvq_ray.engines.base import (
     PromptLogprob,
     TextDelta,
     TokenLogprob,
+    TopLogprob,
     raw_prompt_ids,
     raw_prompt_text,
 )
@@ -181,7 +182,7 @@ def finish_reason_from_openai(reason: str | None) -> FinishReason:
     return "stop"  # stop, eos, content_filter, tool_calls: the sample ended by itself
 
 
-def split_completion_tokens(total: int, texts: list[str], finish: list[str], max_tokens: int) -> list[int]:
+def split_completion_tokens(total: int, texts: list[str], finish: Sequence[str], max_tokens: int) -> list[int]:
     """Per-sample token counts from a request's total (exact for one sample; see module doc)."""
     if len(texts) == 1:
         return [total]
@@ -208,7 +209,7 @@ def logprobs_from_openai(logprobs: Any) -> list[TokenLogprob] | None:
         tops = logprobs.get("top_logprobs") or [{}] * len(logprobs["tokens"])
         return [
             TokenLogprob(token=t, logprob=lp if lp is not None else -9999.0,
-                         top_logprobs=[{"token": k, "logprob": v} for k, v in (top or {}).items()])
+                         top_logprobs=[TopLogprob.model_validate({"token": k, "logprob": v}) for k, v in (top or {}).items()])
             for t, lp, top in zip(logprobs["tokens"], logprobs.get("token_logprobs") or [], tops)
         ]
     return None
@@ -223,7 +224,10 @@ def split_echo(choice: dict[str, Any], prompt_tokens: int, top: int) -> tuple[di
     prompt = [
         PromptLogprob(
             token=t, logprob=v, bytes=list(t.encode()),
-            top_logprobs=[{"token": k, "logprob": x} for k, x in sorted((alt or {}).items(), key=lambda kv: -kv[1])[:top]],
+            top_logprobs=[
+                TopLogprob.model_validate({"token": k, "logprob": x})
+                for k, x in sorted((alt or {}).items(), key=lambda kv: -kv[1])[:top]
+            ],
         )
         for t, v, alt in zip(tokens[:prompt_tokens], values, tops)
     ]
@@ -314,7 +318,7 @@ def _status_text(exc: Any) -> str:
         return str(getattr(exc, "message", "") or exc)
 
 
-def engine_error(what: str, url: str, exc: Exception, *, attempts: int) -> EngineError:
+def engine_error(what: str, url: str, exc: Exception, *, attempts: int) -> EngineError | InvalidRequestError:
     """Our error for an SDK failure of one request (after the SDK's own retries)."""
     import openai
 
@@ -358,6 +362,8 @@ class OpenAIEngine:
 
     @classmethod
     def from_config(cls, config: QvqConfig) -> "OpenAIEngine":
+        if not isinstance(config.engine, OpenAIEngineConfig):  # build_engine picks this engine by engine.kind
+            raise TypeError(f"OpenAIEngine needs an OpenAIEngineConfig, got {type(config.engine).__name__}")
         return cls(config.model, config.engine)
 
     # ------------------------------------------------------------------ plumbing
@@ -448,7 +454,7 @@ class OpenAIEngine:
             prompt_logprobs=sampling.prompt_logprobs, logprobs=sampling.logprobs,
         )
 
-    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncGenerator[str | Completion, None]:
         """Text deltas of the one sample as the endpoint streams them, then the final Completion.
 
         Closing it early closes the HTTP stream; the server sees its client go and aborts."""
@@ -551,10 +557,11 @@ class OpenAIEngine:
             raise InvalidRequestError(f"the endpoint rejected the request (HTTP {response.status_code}): {error_message(response.status_code, response.text)}")
         if response.status_code != 200:
             raise EngineError(f"{root}{path} answered HTTP {response.status_code}: {error_message(response.status_code, response.text)}")
-        return response.json()
+        answer: dict[str, Any] = response.json()
+        return answer
 
     @contextlib.contextmanager
-    def _counted(self):
+    def _counted(self) -> Iterator[None]:
         """Counts a request in flight (health reports) however it ends: answered, failed, cancelled."""
         self._in_flight += 1
         try:
@@ -563,7 +570,7 @@ class OpenAIEngine:
             self._in_flight -= 1
 
     @contextlib.asynccontextmanager
-    async def _counted_async(self):
+    async def _counted_async(self) -> AsyncIterator[None]:
         with self._counted():
             yield
 

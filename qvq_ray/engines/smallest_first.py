@@ -22,7 +22,7 @@ class SmallestFirst:
 
     def __init__(self, executor: Executor):
         self.executor = executor
-        self._waiting: list[tuple[int, int, asyncio.Future]] = []
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._busy = False
 

@@ -71,7 +71,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Callable, TypeVar
 
 from qvq_ray.config import ModelConfig, QvqConfig, ResourcesConfig, SamplingConfig, VLLMEngineConfig
 from qvq_ray.engines.base import (
@@ -104,6 +105,11 @@ from qvq_ray.engines.prompt_tokens import (
     media_tokens,
 )
 
+if TYPE_CHECKING:
+    from ray.util.placement_group import PlacementGroup
+
+T = TypeVar("T")
+
 logger = logging.getLogger(__name__)
 
 VLLM_INSTALL_HINT = "pip install 'qvq-ray[vllm]'"
@@ -133,7 +139,7 @@ MAPPED_ENGINE_ARGS = frozenset(
 )
 
 
-def import_vllm():
+def import_vllm() -> ModuleType:
     """vLLM itself, or an ImportError that says how to get it."""
     try:
         import vllm  # noqa: F401  (the top-level package, not this module: absolute import)
@@ -142,7 +148,8 @@ def import_vllm():
             f"engine.kind 'vllm' needs vLLM, which is not installed here ({exc}). "
             f"Install it on a CUDA host with: {VLLM_INSTALL_HINT}"
         ) from exc
-    return vllm
+    module: ModuleType = vllm
+    return module
 
 
 # --------------------------------------------------------------------------- pure: engine arguments
@@ -459,7 +466,7 @@ def classify_error(exc: BaseException) -> Exception:
     value) is the request's fault too.
     """
     if isinstance(exc, (InvalidRequestError, EngineError)):
-        return exc  # type: ignore[return-value]
+        return exc
     for candidate in (exc, exc.__cause__):
         if candidate is not None and _class_names(candidate) & VLLM_RETRYABLE_ERRORS:
             message = getattr(candidate, "message", None) or str(candidate) or type(candidate).__name__
@@ -488,7 +495,7 @@ class _VLLMApi:
     RequestOutputKind: Any
 
 
-def _current_placement_group():
+def _current_placement_group() -> PlacementGroup | None:
     try:
         import ray
 
@@ -501,7 +508,7 @@ def _current_placement_group():
         return None
 
 
-def _gpu_bundles(placement_group) -> int | None:
+def _gpu_bundles(placement_group: PlacementGroup | None) -> int | None:
     if placement_group is None:
         return None
     return sum(1 for bundle in placement_group.bundle_specs if bundle.get("GPU", 0) > 0)
@@ -570,9 +577,11 @@ class VLLMEngine:
 
     @classmethod
     def from_config(cls, config: QvqConfig) -> "VLLMEngine":
+        if not isinstance(config.engine, VLLMEngineConfig):  # build_engine picks this engine by engine.kind
+            raise TypeError(f"VLLMEngine needs a VLLMEngineConfig, got {type(config.engine).__name__}")
         return cls(config.model, config.engine, config.resources)
 
-    def _start(self, vllm) -> Any:
+    def _start(self, vllm: ModuleType) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
@@ -602,7 +611,7 @@ class VLLMEngine:
 
     # ------------------------------------------------------------------ requests
 
-    async def _request(self, messages: list[Message], sampling: SamplingConfig, stream: bool) -> tuple[dict, Any, int]:
+    async def _request(self, messages: list[Message], sampling: SamplingConfig, stream: bool) -> tuple[dict[str, Any], Any, int]:
         """(prompt, SamplingParams, repeat). The prompt is built on this engine's prepare thread:
         tokenizing a long chat and decoding its images would otherwise hold the event loop that
         every other request's stream runs on (one thread: a tokenizer must not serve two at once)."""
@@ -613,9 +622,12 @@ class VLLMEngine:
         prompt = await loop.run_in_executor(self._prepare_executor, contained_call, self._prompt_within_context, messages, sampling)
         plan = sampling_params_kwargs(sampling, stop_token_ids=self.stop_token_ids, stream=stream)
         params = dict(plan.params)
-        params["output_kind"] = getattr(self._api.RequestOutputKind, params["output_kind"])
+        api = self._api
+        if api is None:  # never: vLLM's classes, or the test seam's, are set with the engine
+            raise EngineError("no vLLM API classes")
+        params["output_kind"] = getattr(api.RequestOutputKind, params["output_kind"])
         try:
-            sampling_params = self._api.SamplingParams(**params)
+            sampling_params = api.SamplingParams(**params)
         except Exception as exc:
             raise classify_error(exc) from exc
         return prompt, sampling_params, plan.repeat
@@ -645,11 +657,12 @@ class VLLMEngine:
             raise preparation_error(exc) from exc
 
     def _apply_template(self, template_messages: list[Message], add_generation_prompt: bool = True, **kwargs: Any) -> str:
-        return self.processor.apply_chat_template(
+        prompt: str = self.processor.apply_chat_template(
             template_messages, tokenize=False, add_generation_prompt=add_generation_prompt, **kwargs
         )
+        return prompt
 
-    async def _outputs(self, prompt: dict, params: Any) -> AsyncIterator[Any]:
+    async def _outputs(self, prompt: dict[str, Any], params: Any) -> AsyncGenerator[Any, None]:
         """vLLM's RequestOutputs for one request; aborts it if iteration stops before it finishes."""
         request_id = f"qvq-{uuid.uuid4().hex}"
         outputs = self._llm.generate(prompt, params, request_id)
@@ -694,7 +707,7 @@ class VLLMEngine:
             prompt_logprobs=sampling.prompt_logprobs, tokenizer=self.processor.tokenizer,
         )
 
-    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncGenerator[str | Completion, None]:
         """Text deltas of the one sample, then its final Completion (token counts, finish reason)."""
         if sampling.n != 1:
             raise InvalidRequestError("streaming supports n=1 per request")
@@ -742,7 +755,7 @@ class VLLMEngine:
 
         return tokenizer_info(self.processor.tokenizer, self.processor.chat_template)
 
-    async def _on_prepare_thread(self, fn):
+    async def _on_prepare_thread(self, fn: Callable[[], T]) -> T:
         if self._closed:
             raise EngineError("engine is closed")
         return await asyncio.get_running_loop().run_in_executor(self._prepare_executor, contained_call, fn)

@@ -29,7 +29,7 @@ from qvq_ray.judge.free_text import is_free_text
 from qvq_ray.judge.model import Judge, judge_identity
 from qvq_ray.verify.checker import AnswerChecker, CheckedProblem
 from qvq_ray.verify.spec import AnswerSpec, has_gold
-from qvq_ray.verify.verdict import JudgeNote, Verdict
+from qvq_ray.verify.verdict import Decider, JudgeNote, Verdict
 
 if TYPE_CHECKING:
     from qvq_ray.config import QvqConfig
@@ -111,7 +111,7 @@ class JudgingChecker(AnswerChecker):
         timeout_s: float | None = None,
         question: str = "",
         problem_key: str | None = None,
-    ) -> tuple[bool | None, str | None]:
+    ) -> tuple[bool | None, Decider | None]:
         """Rules and sympy first; a free-text gold they call different goes to the judge, spent
         from the job row `problem_key`'s budget."""
         correct, by = await self.verifier.compare_detailed(answer, gold, spec, timeout_s=timeout_s)
@@ -186,7 +186,7 @@ class JudgingChecker(AnswerChecker):
         return verdict
 
 
-def _judged(note: JudgeNote) -> tuple[bool | None, str | None]:
+def _judged(note: JudgeNote) -> tuple[bool | None, Decider | None]:
     """An equivalence note as (correct, decided_by): not judged when the judge gave no outcome."""
     if note.outcome is None:
         return None, None

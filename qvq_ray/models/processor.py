@@ -9,16 +9,25 @@ PyPI's torchvision does not import beside the CPU torch build, and QVQ is images
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from transformers import Qwen2VLProcessor
 
 
-def _image_only_processor_class():
+def _image_only_processor_class() -> type[Qwen2VLProcessor]:
     from transformers import ProcessorMixin, Qwen2VLProcessor
 
-    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):
+    class ImageOnlyQwen2VLProcessor(Qwen2VLProcessor):  # type: ignore[misc]  # transformers is not analysed: Any
         """Qwen2VLProcessor without the video processor (images only, no torchvision)."""
 
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        def __init__(
+            self,
+            image_processor: Any = None,
+            tokenizer: Any = None,  # a PreTrainedTokenizerBase: always given
+            chat_template: str | None = None,
+            **kwargs: Any,
+        ) -> None:
             self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
             self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
             self.image_token_id = getattr(tokenizer, "image_token_id", None) or tokenizer.convert_tokens_to_ids(

@@ -25,8 +25,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from qvq_ray.config import QVQ_SYSTEM_PROMPT
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast, Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 TRAINED_ALIAS = "tiny"
 RANDOM_ALIAS = "tiny-random"
@@ -121,7 +126,7 @@ def _training_corpus(scaffold_merges: bool = False) -> list[str]:
     return lines
 
 
-def build_tokenizer(scaffold_merges: bool = False):
+def build_tokenizer(scaffold_merges: bool = False) -> PreTrainedTokenizerFast:
     """Train the byte-level BPE and wrap it as a transformers fast tokenizer (left padding).
 
     `scaffold_merges=True` is the trained model's tokenizer (see `_training_corpus`).
@@ -160,7 +165,12 @@ def build_tokenizer(scaffold_merges: bool = False):
     return fast
 
 
-def build_config(tokenizer, text_sizes: dict | None = None, vision_sizes: dict | None = None, initializer_range: float = 0.25):
+def build_config(
+    tokenizer: PreTrainedTokenizerBase,
+    text_sizes: dict[str, Any] | None = None,
+    vision_sizes: dict[str, Any] | None = None,
+    initializer_range: float = 0.25,
+) -> Qwen2VLConfig:
     """Qwen2-VL config of the given sizes (default: the random tiny model's).
 
     initializer_range 0.25 (larger than 0.02) makes a random model's outputs depend on its input
@@ -207,7 +217,7 @@ def build_config(tokenizer, text_sizes: dict | None = None, vision_sizes: dict |
     return config
 
 
-def build_image_processor():
+def build_image_processor() -> Qwen2VLImageProcessorPil:
     """Qwen2-VL's preprocessor_config (patch 14, merge 2, temporal 2, CLIP mean/std)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -228,7 +238,9 @@ def make_tiny_model(out_dir: str | Path, seed: int = DEFAULT_SEED) -> Path:
     return save_checkpoint(model, tokenizer, out_dir, {"seed": seed, "builder": "qvq_ray.models.tiny"})
 
 
-def save_checkpoint(model, tokenizer, out_dir: str | Path, meta: dict) -> Path:
+def save_checkpoint(
+    model: Qwen2VLForConditionalGeneration, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path, meta: dict[str, Any]
+) -> Path:
     """Write a tiny model in the Qwen2-VL on-disk layout (float32 safetensors) plus qvq_ray_tiny.json."""
     import torch
     from transformers import GenerationConfig

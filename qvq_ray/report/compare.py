@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from qvq_ray.report import stats as st
 from qvq_ray.report.blocks import Flip, FlipList, Heading
@@ -101,7 +101,7 @@ NOTE = ("Over ids with gold in both runs; accuracy is the final answer vs gold (
 
 def delta_table(pairs: list[tuple[st.RowView, st.RowView]], key: str, name: str, *, within: str | None = None) -> Table:
     """Per group (of run B's labels) and overall: both accuracies, the delta, the discordant counts, p."""
-    groups: dict[str, list] = {}
+    groups: dict[str, list[Any]] = {}
     for a, b in pairs:
         groups.setdefault(getattr(b, key), []).append((a, b))
     labels = sorted(groups, key=st._sort_key)
@@ -135,8 +135,11 @@ def flips(pairs: list[tuple[st.RowView, st.RowView]], rows_a: list[dict[str, Any
                     first_b[0] if first_b else None)
 
     out = []
-    for title, wanted in (("Right in A, wrong in B", lambda a, b: a.correct and not b.correct),
-                          ("Wrong in A, right in B", lambda a, b: b.correct and not a.correct)):
+    kinds: tuple[tuple[str, Callable[[st.RowView, st.RowView], bool]], ...] = (
+        ("Right in A, wrong in B", lambda a, b: a.correct and not b.correct),
+        ("Wrong in A, right in B", lambda a, b: b.correct and not a.correct),
+    )
+    for title, wanted in kinds:
         members = [(a, b) for a, b in pairs if wanted(a, b)]
         shown = [flip(a, b) for a, b in members[:limit]]
         note = (f"{len(members)} problem(s)" + (f", the first {limit} listed" if len(members) > limit else "")
@@ -145,7 +148,9 @@ def flips(pairs: list[tuple[st.RowView, st.RowView]], rows_a: list[dict[str, Any
     return out
 
 
-def differences_table(rows_a, records_a, rows_b, records_b) -> Table:
+def differences_table(
+    rows_a: list[dict[str, Any]], records_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], records_b: list[dict[str, Any]]
+) -> Table:
     """The settings the two runs differ on (prompt preset and hash, sampling, mode from the rows;
     model, engine, policy from each run's _run.json)."""
     from qvq_ray.report.runinfo import RUN_FILE, differences
@@ -162,7 +167,8 @@ def differences_table(rows_a, records_a, rows_b, records_b) -> Table:
 
 
 def comparison_blocks(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]], name_a: str, name_b: str,
-                      records_a: list[dict[str, Any]] | None = None, records_b: list[dict[str, Any]] | None = None):
+                      records_a: list[dict[str, Any]] | None = None, records_b: list[dict[str, Any]] | None = None,
+                      ) -> tuple[list[Any], list[str], Table]:
     """(blocks, intro notes, the overall table) of the comparison: what differs between the runs
     first, then the problems that flipped, then the tables."""
 
@@ -182,10 +188,10 @@ def comparison_blocks(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]
         ["B", name_b, str(len(rows_b)), str(len({v.id for v in views_b})), str(p.only_b), mode_b],
     ], note="Ids only in one run are not compared.", anchor="runs", text_columns=(1,))
     overall = delta_table(p.pairs, "source", "benchmark")
-    blocks: list = [differences_table(rows_a, records_a or [], rows_b, records_b or []),
+    blocks: list[Any] = [differences_table(rows_a, records_a or [], rows_b, records_b or []),
                     Heading("Problems that flipped"), *flips(p.pairs, rows_a, rows_b),
                     Heading("Scores"), runs, overall, Heading("B vs A by subject, within each benchmark")]
-    by_source: dict[str, list] = {}
+    by_source: dict[str, list[Any]] = {}
     for a, b in p.pairs:
         by_source.setdefault(b.source, []).append((a, b))
     for source in sorted(by_source, key=st._sort_key):

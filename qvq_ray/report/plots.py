@@ -9,8 +9,12 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from qvq_ray.report import stats as st
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -21,7 +25,7 @@ class Plot:
     caption: str = ""
 
 
-def _figure(width: float = 6.4, height: float = 3.6):
+def _figure(width: float = 6.4, height: float = 3.6) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -30,7 +34,7 @@ def _figure(width: float = 6.4, height: float = 3.6):
     return fig
 
 
-def _png(fig) -> bytes:
+def _png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
@@ -77,7 +81,7 @@ def tokens_histogram(tokens: list[float]) -> Plot:
     bins = min(30, max(1, len(set(tokens))))
     ax.hist(tokens, bins=bins, color="#4c72b0", edgecolor="white")
     spread = st.spread(tokens)
-    if spread.mean is not None:
+    if spread.mean is not None and spread.median is not None:  # both set, or neither
         ax.axvline(spread.mean, color="#dd8452", linestyle="--", label=f"mean {spread.mean:,.0f}")
         ax.axvline(spread.median, color="#55a868", linestyle=":", label=f"median {spread.median:,.0f}")
         ax.legend(fontsize="small")

@@ -17,9 +17,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from qvq_ray.report import stats as st
+
+if TYPE_CHECKING:
+    from qvq_ray.config import ImageLimits
+    from qvq_ray.image_files import ImageRoots
+    from qvq_ray.problem import Problem
 
 DEFAULT_LIMIT = 100
 MAX_ATTEMPTS = 16
@@ -38,8 +43,8 @@ STATUS_ORDER = ("error", "wrong", "not judged", "no gold", "correct")
 
 
 def clip(text: Any, limit: int) -> str:
-    text = "" if text is None else str(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    shown = "" if text is None else str(text)
+    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -269,7 +274,7 @@ def problem_list(rows: list[dict[str, Any]], limit: int = DEFAULT_LIMIT, thumbna
 # ---------------------------------------------------------------- thumbnails
 
 
-def thumbnail_data_url(data: bytes, limits=None) -> str:
+def thumbnail_data_url(data: bytes, limits: ImageLimits | None = None) -> str:
     """A JPEG thumbnail (at most THUMB_PX on a side) of encoded image bytes, as a data URL."""
     from qvq_ray.images import decode_image
 
@@ -315,7 +320,7 @@ def thumbnails_from_problems(
     return out
 
 
-def _thumbnail(problem, limits, roots) -> tuple[str | None, str]:
+def _thumbnail(problem: Problem, limits: ImageLimits, roots: ImageRoots) -> tuple[str | None, str]:
     """(data URL of the first image's thumbnail, a note) or (None, why not)."""
     from qvq_ray.images import ImageError, load_image_bytes
 

@@ -11,7 +11,7 @@ import base64
 import html
 import re
 
-from qvq_ray.report.blocks import FlipList, Heading
+from qvq_ray.report.blocks import Flip, FlipList, Heading
 from qvq_ray.report.plots import Plot
 from qvq_ray.report.problems import ProblemCard, ProblemList, Response
 from qvq_ray.report.tables import Table
@@ -220,7 +220,7 @@ def _html_problems(block: ProblemList) -> str:
     return "\n".join(parts)
 
 
-def _html_flip(f) -> str:
+def _html_flip(f: Flip) -> str:
     sides = []
     for run, answer, response in (("A", f.answer_a, f.response_a), ("B", f.answer_b, f.response_b)):
         body = response_pre(response) if response is not None else '<p class="note">(no response)</p>'

@@ -18,7 +18,10 @@ import shlex
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from qvq_ray.config import JudgeConfig, QvqConfig
 
 RUN_FILE = "_run.json"
 #: Engine settings never written to the record (a key in the config file would be a secret).
@@ -33,7 +36,7 @@ def command_line(argv: list[str]) -> str:
     return shlex.join(["qvq-ray", *argv])
 
 
-def solve_record(config, *, argv: list[str], input_path: str, resume: bool) -> dict[str, Any]:
+def solve_record(config: QvqConfig, *, argv: list[str], input_path: str, resume: bool) -> dict[str, Any]:
     """The settings of a `qvq-ray solve` invocation that its rows do not record (and the prompt's, again)."""
     from qvq_ray import __version__
     from qvq_ray.prompt import template_sha
@@ -57,7 +60,7 @@ def solve_record(config, *, argv: list[str], input_path: str, resume: bool) -> d
     }
 
 
-def _judge_summary(judge) -> str:
+def _judge_summary(judge: JudgeConfig) -> str:
     engine = judge.engine
     if engine is None:
         return "the solving engine"
@@ -101,7 +104,8 @@ class RunRecorder:
     is the folder's only content (a new run, not only `--resume`, must then accept the folder)."""
 
     def __init__(self, out_dir: str | Path, record: dict[str, Any]):
-        self.out_dir, self.record, self.path = Path(out_dir), record, None
+        self.out_dir, self.record = Path(out_dir), record
+        self.path: Path | None = None
         self.refused = False  # set when the job was refused before it started: settle leaves all as it is
 
     def write(self) -> None:
@@ -132,7 +136,7 @@ def read_run_records(out_dir: str | Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- facts for a report
 
 
-def _counted(counter: Counter, unit: str = "row") -> str:
+def _counted(counter: Counter[str], unit: str = "row") -> str:
     """'a' for one value; 'a (3 rows); b (1 row)' for several."""
     if len(counter) == 1:
         return str(next(iter(counter)))
@@ -158,7 +162,10 @@ def _sampling(values: dict[str, Any]) -> str:
 
 def row_facts(rows: list[dict[str, Any]]) -> dict[str, str]:
     """What the rows themselves record: prompt preset and template hash, sampling, mode."""
-    presets, shas, sampling, modes = Counter(), Counter(), Counter(), Counter()
+    presets: Counter[str] = Counter()
+    shas: Counter[str] = Counter()
+    sampling: Counter[str] = Counter()
+    modes: Counter[str] = Counter()
     for row in rows:
         prompt = row.get("prompt") or {}
         if prompt.get("preset"):
@@ -172,7 +179,7 @@ def row_facts(rows: list[dict[str, Any]]) -> dict[str, str]:
         for attempt in attempts:
             if isinstance(attempt.get("sampling"), dict):
                 sampling[_sampling(attempt["sampling"])] += 1
-    facts = {}
+    facts: dict[str, str] = {}
     if presets:
         facts["prompt preset"] = _counted(presets)
     if shas:

@@ -14,14 +14,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from qvq_ray.results.metrics import AttemptOutcome, problem_metrics
+from qvq_ray.results.metrics import AttemptOutcome, attempt_outcome, problem_metrics
 from qvq_ray.verify.spec import has_gold
 
 # meta keys that carry a difficulty level, first match wins (MathVision `level`, OlympiadBench
 # `difficulty`, MMMU `topic_difficulty`).
 LEVEL_KEYS = ("level", "difficulty", "topic_difficulty")
 NONE_LABEL = "(none)"
-CORRECT_CLUSTER = "\x00gold"  # attempts scored correct are equivalent to gold, hence to each other
+CORRECT_CLUSTER = "\x00gold"  # rows without recorded clusters: attempts scored correct are equivalent to gold, hence to each other
 
 
 @dataclass(frozen=True)
@@ -83,16 +83,24 @@ def _level(problem: dict[str, Any]) -> Any:
 
 
 def _outcomes(attempts: list[dict[str, Any]]) -> tuple[AttemptOutcome, ...]:
-    """Each answered attempt's answer cluster and correctness, in order (failed engine calls left out).
+    """Each answered attempt's vote, in order (failed engine calls left out): the answer clusters
+    the score stage formed (`answer_cluster`), so maj@j at j = k is the row's own maj@k."""
+    answered = [a for a in attempts if not a.get("error")]  # a failed engine call is no sample
+    if any(_answer(a) is not None and a.get("answer_cluster") is None for a in answered):
+        return _outcomes_of_rows_without_clusters(answered)
+    return tuple(attempt_outcome(a) for a in answered)
 
-    Correct attempts share one cluster (each equals gold); others are grouped by canonical form,
-    else by the answer as written. The score stage also merges non-identical canonical forms the
-    verifier finds equivalent, so maj@j here can differ from the row's maj@k on rare rows.
-    """
+
+def _answer(attempt: dict[str, Any]) -> str | None:
+    return (attempt.get("verdict") or {}).get("answer")
+
+
+def _outcomes_of_rows_without_clusters(answered: list[dict[str, Any]]) -> tuple[AttemptOutcome, ...]:
+    """Rows scored before attempts recorded their cluster: correct attempts share one cluster, the
+    others are grouped by canonical form, else by the answer as written. The score stage may have
+    merged forms it found equivalent, so such a row's maj@j can differ from its own maj@k."""
     out = []
-    for attempt in attempts:
-        if attempt.get("error"):  # a failed engine call is no sample (as in batch/scoring.py)
-            continue
+    for attempt in answered:
         verdict = attempt.get("verdict") or {}
         correct = attempt.get("correct") is True
         answer = verdict.get("answer")
@@ -204,7 +212,7 @@ def rates(rows: list[RowView]) -> Rates:
     )
 
 
-def _sort_key(label: str):
+def _sort_key(label: str) -> tuple[int, float, str]:
     try:
         return (0, float(label), "")
     except ValueError:
@@ -358,10 +366,12 @@ def error_groups(rows: list[RowView]) -> list[ErrorGroup]:
     ]
 
 
-def errors_by_source(rows: list[RowView]) -> tuple[list[tuple[str, str]], list[tuple[str, Counter]]]:
+def errors_by_source(
+    rows: list[RowView],
+) -> tuple[list[tuple[str, str]], list[tuple[str, Counter[tuple[str, str]]]]]:
     """The (stage, reason) kinds seen (most frequent first) and, per benchmark, its count of each."""
     kinds = [(g.stage, g.reason) for g in error_groups(rows)]
-    out = []
+    out: list[tuple[str, Counter[tuple[str, str]]]] = []
     for label, members in grouped(rows, "source"):
         counts = Counter(error_kind(r.error) for r in members if r.error)
         out.append((label, counts))
@@ -402,7 +412,7 @@ def mcnemar_exact(b: int, c: int) -> float:
     if n == 0:
         return 1.0
     tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
-    return min(1.0, 2 * tail / 2**n)
+    return min(1.0, 2 * tail / (1 << n))  # 1 << n: 2**n, typed int
 
 
 def issue_counts(rows: list[RowView]) -> list[tuple[str, int, int]]:

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from pydantic import BaseModel, Field
 
 from qvq_ray.results.metrics import DECIDED_ORDER, decided_counts
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from qvq_ray.report.stats import RowView
+    from qvq_ray.report.tables import Table
 
 
 class JobSummary(BaseModel):
@@ -72,7 +78,7 @@ class JobSummary(BaseModel):
         ]
 
 
-def read_output(out_dir: str | Path, columns: list[str] | None = None):
+def read_output(out_dir: str | Path, columns: list[str] | None = None) -> pa.Table:
     """All rows a job wrote, as one Arrow table (Parquet or JSONL); `columns`: only those (the
     ones a file lacks, from an older writer, come back null)."""
     import pyarrow as pa
@@ -83,7 +89,7 @@ def read_output(out_dir: str | Path, columns: list[str] | None = None):
     return pa.concat_tables(tables, promote_options="default")
 
 
-def iter_output_tables(out_dir: str | Path, columns: list[str] | None = None):
+def iter_output_tables(out_dir: str | Path, columns: list[str] | None = None) -> Iterator[pa.Table]:
     """The part files' rows one file at a time (what a job of any size can be read back with)."""
     import pyarrow as pa
 
@@ -107,7 +113,7 @@ def iter_output_tables(out_dir: str | Path, columns: list[str] | None = None):
         yield _problem_as_struct(table)
 
 
-def _problem_as_struct(table):
+def _problem_as_struct(table: pa.Table) -> pa.Table:
     """Part files of older versions hold `problem` as JSON text: read it as this version's struct,
     so that one output folder (a run resumed across versions) reads as one table."""
     import pyarrow as pa
@@ -118,7 +124,7 @@ def _problem_as_struct(table):
     if "problem" not in table.column_names or not pa.types.is_string(table.schema.field("problem").type):
         return table
 
-    def stored(text):
+    def stored(text: str | None) -> dict[str, Any] | None:
         data = stored_problem_dict(text)
         try:
             return to_row(StoredProblem.model_validate(data)) if data else None
@@ -155,15 +161,15 @@ class OutputScan:
     def __init__(self) -> None:
         from collections import Counter
 
-        self.totals: dict = {}  # mode -> report.tables.HeadlineTotals
-        self.unsolved: dict = {}  # rows without attempts, by their own mode: they join the job's
+        self.totals: dict[str, Any] = {}  # mode -> report.tables.HeadlineTotals
+        self.unsolved: dict[str, Any] = {}  # rows without attempts, by their own mode: they join the job's
         self.raw_modes: set[str] = set()
-        self.decided: Counter = Counter()
+        self.decided: Counter[str] = Counter()
         self.completion_tokens = 0
         self.tokens_saved = 0
-        self.id_hashes: list = []  # one numpy int64 array per part file
+        self.id_hashes: list[Any] = []  # one numpy int64 array per part file
 
-    def add(self, table) -> None:
+    def add(self, table: pa.Table) -> None:
         import numpy as np
 
         from qvq_ray.report import stats as report_stats, tables as report_tables
@@ -179,7 +185,7 @@ class OutputScan:
             if view.has_gold and not view.error:
                 self.decided.update(decided_counts([row]))
 
-    def by_mode(self) -> dict:
+    def by_mode(self) -> dict[str, Any]:
         """Headline totals per mode; rows that never reached the engine joined to the job's mode, as
         in `stats.views` over all rows."""
         totals = dict(self.totals)
@@ -267,7 +273,7 @@ def _can_plot(notes: list[str]) -> bool:
     return True
 
 
-def run_table(rows: list[dict[str, Any]], records: list[dict[str, Any]]):
+def run_table(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> Table:
     """The report's first block: model, engine, prompt preset and template hash, sampling, policy."""
     from qvq_ray.report.runinfo import run_facts
     from qvq_ray.report.tables import Table
@@ -276,7 +282,7 @@ def run_table(rows: list[dict[str, Any]], records: list[dict[str, Any]]):
                  anchor="run", text_columns=(1, 2))
 
 
-def report_blocks(rows: Any, *, plots: bool = True, records: list[dict[str, Any]] | None = None) -> tuple[list, list[str]]:
+def report_blocks(rows: Any, *, plots: bool = True, records: list[dict[str, Any]] | None = None) -> tuple[list[Any], list[str]]:
     """The report's blocks in order, and notes for its introduction. `records`: the run record's
     invocations (runinfo.read_run_records), for the run table."""
     from qvq_ray.report import plots as rp
@@ -292,7 +298,7 @@ def report_blocks(rows: Any, *, plots: bool = True, records: list[dict[str, Any]
         views = rescored.relabel(views)  # not "self": nothing was solved here
         notes = ["rescored outputs: the responses come from another tool (see 'outputs from'); only their scoring "
                  "happened here, so no solving figures (attempts, tokens, latency) are shown"]
-        blocks: list = [run_table(rows, records), rescored.headline(views), rescored.agreement_table(rows),
+        blocks: list[Any] = [run_table(rows, records), rescored.headline(views), rescored.agreement_table(rows),
                         rescored.disagreements_table(rows), Heading("Scores by benchmark, subject and level")]
         return blocks + tb.accuracy_tables(views) + _answer_blocks(views), notes
     present = st.modes(views)
@@ -321,7 +327,7 @@ def report_blocks(rows: Any, *, plots: bool = True, records: list[dict[str, Any]
     return blocks + _answer_blocks(views), notes
 
 
-def _answer_blocks(views) -> list:
+def _answer_blocks(views: list[RowView]) -> list[Any]:
     from qvq_ray.report import tables as tb
     from qvq_ray.report.blocks import Heading
 
@@ -368,7 +374,7 @@ def check_report_dir(out_dir: str | Path | list[str | Path], report_dir: str | P
     return target
 
 
-def _write(target: Path, title: str, intro: list[str], blocks: list) -> dict[str, Path]:
+def _write(target: Path, title: str, intro: list[str], blocks: list[Any]) -> dict[str, Path]:
     from qvq_ray.report.plots import Plot
     from qvq_ray.report.render import render_html, render_markdown
 
@@ -435,7 +441,7 @@ def write_report(
     return _write(target, title, intro, blocks)
 
 
-def _views(rows: list[dict[str, Any]]):
+def _views(rows: list[dict[str, Any]]) -> list[RowView]:
     from qvq_ray.report import stats as st
 
     return st.views(rows)

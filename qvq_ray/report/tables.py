@@ -287,7 +287,7 @@ def errors_by_benchmark(rows: list[st.RowView]) -> Table:
     headers = ["benchmark", "rows", "errors"] + [f"{stage}: {reason}" for stage, reason in kinds]
     body = []
     sizes = dict((label, len(members)) for label, members in st.grouped(rows, "source"))
-    total = Counter()
+    total: Counter[tuple[str, str]] = Counter()
     for label, counts in per_source:
         total.update(counts)
         body.append([label, str(sizes[label]), str(sum(counts.values()))] + [str(counts.get(k, 0)) for k in kinds])

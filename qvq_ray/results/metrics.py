@@ -29,6 +29,13 @@ class AttemptOutcome:
     correct: bool
 
 
+def attempt_outcome(attempt: dict[str, Any]) -> AttemptOutcome:
+    """A scored attempt's vote: its answer cluster as the score stage formed it (`answer_cluster`)
+    and its correctness. The one reading of a cluster, for the row's maj@k and the report's maj@j."""
+    cluster = attempt.get("answer_cluster")
+    return AttemptOutcome(cluster=None if cluster is None else str(cluster), correct=attempt.get("correct") is True)
+
+
 def problem_metrics(outcomes: list[AttemptOutcome]) -> tuple[bool, bool, bool]:
     """(pass@1, maj@k, pass@k) for one problem; all False without attempts."""
     if not outcomes:
@@ -53,12 +60,12 @@ def problem_metrics(outcomes: list[AttemptOutcome]) -> tuple[bool, bool, bool]:
 SCORE_COLUMNS = ("correct", "pass_at_1", "maj_at_k", "pass_at_k")
 
 
-def is_scored(row: dict) -> bool:
+def is_scored(row: dict[str, Any]) -> bool:
     """Whether a row has been scored already (the solve actor scores when a judge is configured)."""
     return row.get("pass_at_1") is not None
 
 
-def score_unanswered(row: dict) -> dict:
+def score_unanswered(row: dict[str, Any]) -> dict[str, Any]:
     """An output row that never got an answer (an error before any attempt), held against gold, is
     wrong on every score; without gold, or once scored, it is returned as it is."""
     if row.get("gold") in (None, "") or row.get("attempts") or is_scored(row):

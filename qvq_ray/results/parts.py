@@ -16,7 +16,10 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PART_SUFFIX = {"parquet": ".parquet", "jsonl": ".jsonl"}
 
@@ -31,7 +34,7 @@ class PartWriter:
         self.run_id = new_run_id()
         self.sequence = 0
 
-    def write(self, table) -> Path:
+    def write(self, table: pa.Table) -> Path:
         final = self.out_dir / f"part-{self.run_id}-{self.sequence:05d}{PART_SUFFIX[self.format]}"
         self.sequence += 1
         return write_part(table, final, self.format)
@@ -47,7 +50,7 @@ def part_name(run_id: str, ids: list[str], output_format: str) -> str:
     return f"part-{run_id}-{digest}{PART_SUFFIX[output_format]}"
 
 
-def write_part(table, final: Path, output_format: str) -> Path:
+def write_part(table: pa.Table, final: Path, output_format: str) -> Path:
     """`table` as the file `final`, atomically (a temporary file, fsync, rename)."""
     temporary = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
     if output_format == "parquet":
@@ -66,7 +69,7 @@ def write_part(table, final: Path, output_format: str) -> Path:
     return final
 
 
-def write_part_batch(table, *, out_dir: str, output_format: str, run_id: str):
+def write_part_batch(table: pa.Table, *, out_dir: str, output_format: str, run_id: str) -> pa.Table:
     """Ray Data write stage: one part file per block, and a one-row table of what it held for progress."""
     import pyarrow as pa
 
@@ -76,7 +79,7 @@ def write_part_batch(table, *, out_dir: str, output_format: str, run_id: str):
     return pa.table({name: [value] for name, value in block_counts(table).items()})
 
 
-def block_counts(table) -> dict[str, int]:
+def block_counts(table: pa.Table) -> dict[str, int]:
     """What progress shows of a block of output rows: rows, verified, errors, completion tokens."""
     if not table.num_rows:
         return {"rows": 0, "verified": 0, "errors": 0, "completion_tokens": 0}
@@ -88,7 +91,7 @@ def block_counts(table) -> dict[str, int]:
     }
 
 
-def _json_default(value):
+def _json_default(value: object) -> str:
     if isinstance(value, (bytes, bytearray)):
         import base64
 

@@ -185,22 +185,25 @@ def _solution() -> type[BaseModel]:
     return Solution
 
 
-CHAT_RESPONSES = {
+#: FastAPI's `responses=` of a route: status -> its OpenAPI description (and model).
+Responses = dict[int | str, dict[str, Any]]
+
+CHAT_RESPONSES: Responses = {
     200: _json_or_sse(ChatCompletion, "`data: <ChatCompletionChunk>` events"), **_errors(400, 401, 404, 413, 500, 503)
 }
-COMPLETION_RESPONSES = {
+COMPLETION_RESPONSES: Responses = {
     200: _json_or_sse(TextCompletion, "`data: <TextCompletion>` events"), **_errors(400, 401, 404, 413, 500, 503)
 }
-SOLVE_RESPONSES = {
+SOLVE_RESPONSES: Responses = {
     200: _json_or_sse(
         _solution(), "`data: {event: attempt, index, attempt}` per attempt, then `{event: solution, solution}` or `{event: error, error}`"
     ),
     **_errors(400, 401, 413, 500, 503),
 }
-TOKENIZE_RESPONSES = {200: {"model": TokenizeResponse, "description": "The prompt's token ids."}, **_errors(400, 401, 404, 413)}
-DETOKENIZE_RESPONSES = {200: {"model": DetokenizeResponse, "description": "The tokens' text."}, **_errors(400, 401, 404, 413)}
-TOKENIZER_INFO_RESPONSES = {200: {"model": TokenizerInfo, "description": "The tokenizer's configuration."}, **_errors(401)}
-VERSION_RESPONSES = {200: {"model": VersionBody, "description": "The server's version."}}
-MODELS_RESPONSES = {200: {"model": ModelList, "description": "The served model."}, **_errors(401)}
-HEALTH_RESPONSES = {200: {"model": HealthBody, "description": "Ready (or, for /livez, live)."}, 503: {"model": HealthBody, "description": "Not ready (or, for /livez, not live): the reason is in the body."}}
-METRICS_RESPONSES = {200: {"description": "Prometheus text format (text/plain; version=0.0.4)."}}
+TOKENIZE_RESPONSES: Responses = {200: {"model": TokenizeResponse, "description": "The prompt's token ids."}, **_errors(400, 401, 404, 413)}
+DETOKENIZE_RESPONSES: Responses = {200: {"model": DetokenizeResponse, "description": "The tokens' text."}, **_errors(400, 401, 404, 413)}
+TOKENIZER_INFO_RESPONSES: Responses = {200: {"model": TokenizerInfo, "description": "The tokenizer's configuration."}, **_errors(401)}
+VERSION_RESPONSES: Responses = {200: {"model": VersionBody, "description": "The server's version."}}
+MODELS_RESPONSES: Responses = {200: {"model": ModelList, "description": "The served model."}, **_errors(401)}
+HEALTH_RESPONSES: Responses = {200: {"model": HealthBody, "description": "Ready (or, for /livez, live)."}, 503: {"model": HealthBody, "description": "Not ready (or, for /livez, not live): the reason is in the body."}}
+METRICS_RESPONSES: Responses = {200: {"description": "Prometheus text format (text/plain; version=0.0.4)."}}

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 from qvq_ray.config import QvqConfig
+
+if TYPE_CHECKING:
+    from ray.serve import Application, Deployment
 
 
 def engine_deployment_options(config: QvqConfig) -> dict[str, Any]:
@@ -61,7 +64,7 @@ def engine_deployment_options(config: QvqConfig) -> dict[str, Any]:
     return options
 
 
-def build_app(args: dict[str, Any] | None = None):
+def build_app(args: dict[str, Any] | None = None) -> Application:
     from qvq_ray.serve.engine_deployment import QvqEngine
     from qvq_ray.serve.ingress import QvqIngress
 
@@ -73,17 +76,20 @@ def build_app(args: dict[str, Any] | None = None):
     if args:
         raise ValueError(f"unknown app args {sorted(args)}; expected 'config' or 'config_path'")
     config_json = config.model_dump_json()
-    engine = QvqEngine.options(**engine_deployment_options(config)).bind(config_json)
-    return QvqIngress.options(
+    # @serve.deployment made both classes Deployments (Ray is not analysed: the names are the classes here)
+    engine_deployment, ingress_deployment = cast("Deployment", QvqEngine), cast("Deployment", QvqIngress)
+    engine = engine_deployment.options(**engine_deployment_options(config)).bind(config_json)
+    return ingress_deployment.options(
         ray_actor_options={"num_cpus": config.serve.ingress_num_cpus},
         max_ongoing_requests=1000,
     ).bind(engine, config_json)
 
 
-def _import_builder(import_path: str):
+def _import_builder(import_path: str) -> Callable[..., Any]:
     """'pkg.module:attr' (Serve's form) or 'pkg.module.attr'."""
     module_name, _, attr = import_path.partition(":") if ":" in import_path else import_path.rpartition(".")
-    return getattr(importlib.import_module(module_name), attr)
+    builder: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    return builder
 
 
 def run_serve_config(
@@ -103,16 +109,14 @@ def run_serve_config(
     import yaml
     from pydantic import ValidationError
 
-    from qvq_ray.console import validation_line
+    from qvq_ray.console import validation_line, yaml_error_line
 
     try:
         spec = yaml.safe_load(Path(config_file).read_text())
     except OSError as exc:
         raise type(exc)(f"cannot read {config_file}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ValueError(f"{config_file} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        raise ValueError(yaml_error_line(config_file, exc)) from None
     if not isinstance(spec, dict) or not spec.get("applications"):
         raise ValueError(f"{config_file} lists no applications (a Serve config file has 'applications:')")
     http = spec.get("http_options") or {}
@@ -155,7 +159,8 @@ def run_serve_config(
             except OSError as exc:
                 raise ValueError(f"{where}: cannot read config_path {args['config_path']}: {exc.strerror or exc}") from None
             except yaml.YAMLError as exc:
-                raise ValueError(f"{where}: config_path {args['config_path']} is not valid YAML: {exc}") from None
+                config_path = f"config_path {args['config_path']}"
+                raise ValueError(f"{where}: {yaml_error_line(config_path, exc)}") from None
         apps.append((name, app_spec.get("route_prefix", "/"), builder, args))
 
     from ray import serve
@@ -210,7 +215,7 @@ def _wait_for_stop_signal(poll_s: float = 0.5) -> None:
             signal.signal(sig, handler)
 
 
-def _bounded(fn, timeout_s: float, what: str) -> None:
+def _bounded(fn: Callable[[], object], timeout_s: float, what: str) -> None:
     """`fn()` on a helper thread, waited for at most `timeout_s`: a stop never hangs on it."""
     import threading
 

@@ -13,7 +13,7 @@ solve loop, two front ends.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator
 
 from ray import serve
 
@@ -46,7 +46,7 @@ class QvqEngine:
     async def generate(self, messages: list[Message], sampling: dict[str, Any]) -> list[Completion]:
         return await self.engine.generate(messages, SamplingConfig.model_validate(sampling))
 
-    async def stream(self, messages: list[Message], sampling: dict[str, Any]) -> AsyncIterator[str | Completion]:
+    async def stream(self, messages: list[Message], sampling: dict[str, Any]) -> AsyncGenerator[str | Completion, None]:
         """Text deltas, then the final Completion (its token counts and finish reason)."""
         from contextlib import aclosing
 
@@ -103,13 +103,14 @@ class QvqEngineClient:
         Generation has no side effects, so a retry is safe."""
         for attempt in range(self.replica_retries + 1):
             try:
-                return await self.handle.generate.remote(messages, sampling.model_dump())
+                completions: list[Completion] = await self.handle.generate.remote(messages, sampling.model_dump())
+                return completions
             except _REPLICA_GONE:
                 if attempt == self.replica_retries:
                     raise
         raise AssertionError("unreachable")
 
-    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncIterator[str | Completion]:
+    async def stream(self, messages: list[Message], sampling: SamplingConfig) -> AsyncGenerator[str | Completion, None]:
         """Retried whole on a live replica when the one streaming died before its first item; once
         items have gone to our consumer, a replica's death is `ReplicaLostError` (the consumer
         decides: the Solver, which has shown nothing of the sample to anyone, restarts it; an HTTP
@@ -139,13 +140,16 @@ class QvqEngineClient:
     ) -> dict[str, Any]:
         options = {"add_special_tokens": add_special_tokens, "add_generation_prompt": add_generation_prompt,
                    "chat_template_kwargs": chat_template_kwargs}
-        return await self.handle.tokenize.remote(messages, options)
+        tokenized: dict[str, Any] = await self.handle.tokenize.remote(messages, options)
+        return tokenized
 
     async def detokenize(self, tokens: list[int]) -> str:
-        return await self.handle.detokenize.remote(tokens)
+        text: str = await self.handle.detokenize.remote(tokens)
+        return text
 
     async def tokenizer_info(self) -> dict[str, Any]:
-        return await self.handle.tokenizer_info.remote()
+        info: dict[str, Any] = await self.handle.tokenizer_info.remote()
+        return info
 
     async def health(self) -> "EngineHealth":
         """The state of the replica Serve routes this call to (the caller bounds the wait: with no

@@ -13,16 +13,17 @@ import hmac
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel
 from ray import serve
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qvq_ray.config import QvqConfig, SamplingConfig
-from qvq_ray.engines.base import remote_cause
+from qvq_ray.engines.base import Completion, remote_cause
 from qvq_ray.serve import api_responses as api
 from qvq_ray.serve.openai_api import (
     ChatCompletionRequest,
@@ -46,7 +47,16 @@ from qvq_ray.serve.openai_api import (
     request_body,
 )
 
+if TYPE_CHECKING:
+    from qvq_ray.problem import Attempt, Problem
+    from qvq_ray.serve.health import AppHealth
+    from qvq_ray.serve.metrics import RequestClock
+    from qvq_ray.serve.openai_api import StreamOptions
+    from qvq_ray.solver import Solver
+
 logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 # Docs routes are the ingress's own (below), so API keys can cover them (serve.docs_public).
 app = FastAPI(
@@ -65,7 +75,7 @@ install_request_schemas(
 
 
 @app.middleware("http")
-async def _count_requests(request: Request, call_next):
+async def _count_requests(request: Request, call_next: Callable[[Request], Awaitable[StreamingResponse]]) -> Response:
     """Requests, statuses and latency (to the last byte of the body: a stream's whole duration)
     into the replica's metrics (serve/metrics.py); `request.state.arrived` for the routes' timing."""
     started = request.state.arrived = time.perf_counter()
@@ -75,7 +85,7 @@ async def _count_requests(request: Request, call_next):
         return response
     route = getattr(request.scope.get("route"), "path", None) or "other"
 
-    async def counted_at_the_end(body):
+    async def counted_at_the_end(body: AsyncIterable[Any]) -> AsyncIterator[Any]:
         try:
             async for chunk in body:
                 yield chunk
@@ -87,34 +97,36 @@ async def _count_requests(request: Request, call_next):
 
 
 @app.exception_handler(ClientError)
-async def _client_error(_: Request, exc: ClientError):
+async def _client_error(_: Request, exc: ClientError) -> JSONResponse:
     return JSONResponse(
         error_body(exc.message, param=exc.param, code=exc.code), status_code=exc.status, headers=exc.headers
     )
 
 
-def _validation_message(errors: list[dict]) -> tuple[str, str | None]:
-    first = errors[0] if errors else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    message = str(first.get("msg", "malformed body")).removeprefix("Value error, ")
-    return f"invalid request: {where + ': ' if where else ''}{message}", where or None
+def _validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """The first error, keyed as console.validation_line keys them, and its key as the OpenAI `param`."""
+    from qvq_ray.console import error_key, error_text
+
+    first: dict[str, Any] = dict(errors[0]) if errors else {"msg": "malformed body"}
+    where = error_key(first, skip=("body",))
+    return f"invalid request: {where + ': ' if where else ''}{error_text(first)}", where or None
 
 
 @app.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError):
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     message, param = _validation_message(exc.errors())
     return JSONResponse(error_body(message, param=param), status_code=400)
 
 
 @app.exception_handler(StarletteHTTPException)
-async def _http_error(_: Request, exc: StarletteHTTPException):
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     kind = "invalid_request_error" if exc.status_code < 500 else "server_error"
     # keep Starlette's headers: a 405 carries `Allow`
     return JSONResponse(error_body(str(exc.detail), type=kind), status_code=exc.status_code, headers=exc.headers)
 
 
 @app.exception_handler(Exception)
-async def _server_error(_: Request, exc: Exception):
+async def _server_error(_: Request, exc: Exception) -> JSONResponse:
     from qvq_ray.engines.base import EngineOverloadedError
 
     if isinstance(remote_cause(exc), EngineOverloadedError):  # busy, not broken: the client may retry
@@ -130,7 +142,7 @@ def _api_keys(config: QvqConfig) -> list[str]:
     return [*config.serve.api_keys, *extra]
 
 
-def _sse(payload: dict) -> str:
+def _sse(payload: dict[str, Any]) -> str:
     from qvq_ray.json_lines import one_line_json
 
     return f"data: {one_line_json(payload)}\n\n"
@@ -164,7 +176,8 @@ def _as_client_error(exc: BaseException) -> ClientError | None:
     if isinstance(cause, InvalidRequestError):
         return ClientError(400, str(cause))
     if isinstance(cause, ValidationError):
-        return ClientError(400, *_validation_message(cause.errors()))
+        message, param = _validation_message(cause.errors())
+        return ClientError(400, message, param=param)
     return None
 
 
@@ -176,18 +189,18 @@ class _StreamedChoice:
 
     def __init__(self, logprobs: bool):
         self.logprobs = logprobs
-        self.pending: list = []
+        self.pending: list[Any] = []
         self.sent_chars = 0  # text sent
         self.covered = 0  # text the released entries cover
         self.released = 0
-        self.usage: dict | None = None
+        self.usage: dict[str, Any] | None = None
 
     def start(self, first: Any) -> None:
         """Before the head chunk: the prompt's tokens are known (from the first delta), none sent yet."""
         counts = getattr(first, "usage", None)
         self._count((counts[0], 0) if counts is not None else None)
 
-    def delta(self, item: str) -> list | None:
+    def delta(self, item: str) -> list[Any] | None:
         self._count(getattr(item, "usage", None))
         self.sent_chars += len(item)
         if not self.logprobs:
@@ -201,11 +214,12 @@ class _StreamedChoice:
         self.released += len(out)
         return out
 
-    def final(self, completion: Any) -> list | None:
+    def final(self, completion: Any) -> list[Any] | None:
         self._count((completion.prompt_tokens, completion.completion_tokens))
         if not self.logprobs or completion.logprobs is None:
             return None
-        return completion.logprobs[self.released:]
+        rest: list[Any] = completion.logprobs[self.released:]
+        return rest
 
     def _count(self, counts: tuple[int, int] | None) -> None:
         if counts is not None:
@@ -213,11 +227,11 @@ class _StreamedChoice:
             self.usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def _with_usage(chunk: dict, usage: dict | None) -> dict:
+def _with_usage(chunk: dict[str, Any], usage: dict[str, Any] | None) -> dict[str, Any]:
     return {**chunk, "usage": usage} if usage is not None else chunk
 
 
-def _chat_logprobs(steps: list | None) -> dict | None:
+def _chat_logprobs(steps: list[Any] | None) -> dict[str, Any] | None:
     """A chat chunk's `logprobs` for the tokens it carries (None when not asked)."""
     return {"content": [step.model_dump() for step in steps]} if steps is not None else None
 
@@ -269,7 +283,7 @@ class QvqIngress:
         if not any(hmac.compare_digest(sent, key.encode("utf-8")) for key in self.api_keys):
             raise ClientError(401, "invalid API key", code="invalid_api_key", headers=challenge)
 
-    async def _body(self, request: Request, model_cls):
+    async def _body(self, request: Request, model_cls: type[M]) -> M:
         from pydantic import ValidationError
 
         from qvq_ray.serve.http_body import parse_json_object, read_body
@@ -278,7 +292,7 @@ class QvqIngress:
         data = parse_json_object(await read_body(request, self.config.serve.max_request_bytes))
         return self._validated(data, model_cls)
 
-    def _validated(self, data: Any, model_cls):
+    def _validated(self, data: Any, model_cls: type[M]) -> M:
         from pydantic import ValidationError
 
         try:
@@ -290,7 +304,7 @@ class QvqIngress:
         if model not in (None, "", self.model_name, self.config.model.path):
             raise ClientError(404, f"model {model!r} is not served here; use {self.model_name!r}", param="model", code="model_not_found")
 
-    def _check_prompt(self, messages: list[dict], image_count: int) -> None:
+    def _check_prompt(self, messages: list[dict[str, Any]], image_count: int) -> None:
         """Cheap bounds first: nothing is decoded or tokenized for a request they refuse."""
         from qvq_ray.engines.base import InvalidRequestError, check_prompt_chars
 
@@ -309,7 +323,7 @@ class QvqIngress:
             raise ClientError(400, f"max_tokens {value} exceeds this server's limit of {limit}", param="max_tokens")
         return value
 
-    def _image_loader(self):
+    def _image_loader(self) -> Callable[[str], bytes]:
         """A loader for one request's images: each refused or prepared alone, all of them together
         within images.max_total_pixels_decoded."""
         from qvq_ray.images import ImageError, PixelBudget, load_and_prepare
@@ -324,7 +338,7 @@ class QvqIngress:
 
         return load
 
-    async def _off_loop(self, fn, *args):
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.image_pool, fn, *args)
 
     def _sampling(self, body: SamplingRequest) -> SamplingConfig:
@@ -337,7 +351,7 @@ class QvqIngress:
                 top_p=base.top_p if body.top_p is None else body.top_p,
                 max_tokens=self._max_tokens(body.completion_limit()),
                 seed=body.seed,
-                stop=body.stop or [],
+                stop=[body.stop] if isinstance(body.stop, str) else body.stop or [],  # a list once validated
                 n=body.n,
                 top_k=base.top_k if body.top_k is None else body.top_k,
                 repetition_penalty=base.repetition_penalty if body.repetition_penalty is None else body.repetition_penalty,
@@ -351,12 +365,15 @@ class QvqIngress:
                 chat_template_kwargs=body.template_kwargs(),
             )
         except ValidationError as exc:
-            raise ClientError(400, *_validation_message(exc.errors())) from exc
+            message, param = _validation_message(exc.errors())
+            raise ClientError(400, message, param=param) from exc
 
     # ------------------------------------------------------------------ routes
 
-    @app.get("/v1/models", responses=api.MODELS_RESPONSES)
-    async def models(self, request: Request):
+    # response_model=None on routes that return a dict: FastAPI would otherwise read the return
+    # annotation as a response model (the bodies are documented by `responses=` instead)
+    @app.get("/v1/models", responses=api.MODELS_RESPONSES, response_model=None)
+    async def models(self, request: Request) -> dict[str, Any]:
         self._authorize(request)
         return {
             "object": "list",
@@ -364,7 +381,7 @@ class QvqIngress:
         }
 
     @app.get("/health", responses=api.HEALTH_RESPONSES)
-    async def health(self):
+    async def health(self) -> JSONResponse:
         """Readiness (vLLM's name): 200 while a request sent now will be served, busy or not; 503
         with the reason when no engine replica is running or the one probed is stalled or dead.
         Saturation is a field and the `X-Engine-Saturated` header, never a 503 (serve/health.py).
@@ -373,30 +390,30 @@ class QvqIngress:
         return self._health_response(report, ok=report.ready)
 
     @app.get("/healthz", responses=api.HEALTH_RESPONSES)
-    async def healthz(self):
+    async def healthz(self) -> JSONResponse:
         """The same readiness check as /health (Kubernetes-style name)."""
         return await self.health()
 
     @app.get("/readyz", responses=api.HEALTH_RESPONSES)
-    async def readyz(self):
+    async def readyz(self) -> JSONResponse:
         """The same readiness check as /health (Kubernetes-style name)."""
         return await self.health()
 
     @app.get("/livez", responses=api.HEALTH_RESPONSES)
-    async def livez(self):
+    async def livez(self) -> JSONResponse:
         """Liveness: 503 only when the engine cannot make progress (a replica reports itself stalled
         or dead, or Serve marks the engine deployment UNHEALTHY); starting up and busy are live."""
         report = await self._assess_health()
         return self._health_response(report, ok=report.live)
 
-    async def _assess_health(self):
+    async def _assess_health(self) -> "AppHealth":
         from qvq_ray.serve.health import assess
 
         report = await assess(self.engine, self.app_name, self.config.serve.readiness_timeout_s)
         self.metrics.health(report)
         return report
 
-    def _health_response(self, report, ok: bool) -> JSONResponse:
+    def _health_response(self, report: "AppHealth", ok: bool) -> JSONResponse:
         body = {"status": "ok" if ok else "unavailable", "model": self.model_name, **report.model_dump(mode="json")}
         if report.engine is None:  # the probe queued behind user work: no replica's own numbers
             body.pop("engine")
@@ -404,7 +421,7 @@ class QvqIngress:
         return JSONResponse(body, status_code=200 if ok else 503, headers=headers)
 
     @app.api_route("/metrics", methods=["GET", "HEAD"], responses=api.METRICS_RESPONSES, response_class=PlainTextResponse)
-    async def metrics_text(self):
+    async def metrics_text(self) -> Response:
         """Prometheus text (unauthenticated, as vLLM's /metrics and scrapers expect). HEAD answers
         too, as vLLM's mounted Prometheus app does: aiperf probes the route with HEAD first."""
         from fastapi.responses import Response
@@ -414,12 +431,12 @@ class QvqIngress:
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/openapi.json", include_in_schema=False)
-    async def openapi_document(self, request: Request):
+    async def openapi_document(self, request: Request) -> JSONResponse:
         self._authorize_docs(request)
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False)
-    async def swagger_docs(self, request: Request):
+    async def swagger_docs(self, request: Request) -> HTMLResponse:
         from fastapi.openapi.docs import get_swagger_ui_html
 
         self._authorize_docs(request)
@@ -436,8 +453,9 @@ class QvqIngress:
         if not self.config.serve.docs_public:
             self._authorize(request)
 
-    @app.post("/v1/chat/completions", openapi_extra=request_body(ChatCompletionRequest), responses=api.CHAT_RESPONSES)
-    async def chat_completions(self, request: Request):
+    @app.post("/v1/chat/completions", openapi_extra=request_body(ChatCompletionRequest), responses=api.CHAT_RESPONSES,
+              response_model=None)
+    async def chat_completions(self, request: Request) -> dict[str, Any] | StreamingResponse:
         from qvq_ray.prompt import messages_from_openai
 
         body: ChatCompletionRequest = await self._body(request, ChatCompletionRequest)
@@ -461,7 +479,7 @@ class QvqIngress:
             opened = await self._open_streams([messages], sampling)
             created = int(time.time())
 
-            def chunk(index: int, delta: dict, **kw) -> dict:
+            def chunk(index: int, delta: dict[str, Any], **kw: Any) -> dict[str, Any]:
                 return chat_chunk(self.model_name, request_id, created, delta, index=index, **kw)
 
             return StreamingResponse(
@@ -479,8 +497,9 @@ class QvqIngress:
         self.metrics.clock(request, sampling.n).finish(completions)
         return chat_completion_body(self.model_name, completions, request_id)
 
-    @app.post("/v1/completions", openapi_extra=request_body(CompletionRequest), responses=api.COMPLETION_RESPONSES)
-    async def completions(self, request: Request):
+    @app.post("/v1/completions", openapi_extra=request_body(CompletionRequest), responses=api.COMPLETION_RESPONSES,
+              response_model=None)
+    async def completions(self, request: Request) -> dict[str, Any] | StreamingResponse:
         """OpenAI's legacy completions, as vLLM serves them: each prompt (text or token ids) is the
         model's input as is; `echo` puts the prompt (and, with logprobs, its tokens') first."""
         from qvq_ray.engines.base import raw_prompt
@@ -499,11 +518,11 @@ class QvqIngress:
             opened = await self._open_streams(prompts, sampling)
             created = int(time.time())
 
-            def chunk(index: int, text: str, finish: str | None = None, logprobs: dict | None = None) -> dict:
+            def chunk(index: int, text: str, finish: str | None = None, logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
                 return {"id": request_id, "object": "text_completion", "created": created, "model": self.model_name,
                         "choices": [{"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}]}
 
-            def logprobs(steps: list | None, start: int) -> dict | None:
+            def logprobs(steps: list[Any] | None, start: int) -> dict[str, Any] | None:
                 return legacy_logprobs_body(None, steps, start) if steps is not None else None
 
             return StreamingResponse(
@@ -532,7 +551,7 @@ class QvqIngress:
             texts.append(prompt if isinstance(prompt, str) else await self._tokenizer_call(self.engine.detokenize, prompt))
         return texts
 
-    async def _tokenizer_call(self, method, *args, **kwargs):
+    async def _tokenizer_call(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         try:
             return await method(*args, **kwargs)
         except Exception as exc:
@@ -540,8 +559,9 @@ class QvqIngress:
                 raise client_error from exc
             raise
 
-    @app.post("/tokenize", openapi_extra=request_body(TokenizeCompletionRequest), responses=api.TOKENIZE_RESPONSES)
-    async def tokenize(self, request: Request):
+    @app.post("/tokenize", openapi_extra=request_body(TokenizeCompletionRequest), responses=api.TOKENIZE_RESPONSES,
+              response_model=None)
+    async def tokenize(self, request: Request) -> dict[str, Any]:
         """vLLM's /tokenize: `prompt` (as /v1/completions tokenizes it) or `messages` (as
         /v1/chat/completions builds its prompt, images' tokens included) -> count, max_model_len, tokens."""
         from qvq_ray.engines.base import raw_prompt
@@ -551,9 +571,11 @@ class QvqIngress:
         self._authorize(request)
         data = parse_json_object(await read_body(request, self.config.serve.max_request_bytes))
         chat = isinstance(data, dict) and "messages" in data
-        body = self._validated(data, TokenizeChatRequest if chat else TokenizeCompletionRequest)
+        body: TokenizeChatRequest | TokenizeCompletionRequest = (
+            self._validated(data, TokenizeChatRequest) if chat else self._validated(data, TokenizeCompletionRequest)
+        )
         self._check_model(body.model)
-        if chat:
+        if isinstance(body, TokenizeChatRequest):  # `chat`
             raw_messages = [m.model_dump(exclude_none=True) for m in body.messages]
             self._check_prompt(raw_messages, body.image_count())
             try:
@@ -576,27 +598,28 @@ class QvqIngress:
         tokens = result["tokens"]
         return {"count": len(tokens), "max_model_len": result["max_model_len"], "tokens": tokens}
 
-    @app.post("/detokenize", openapi_extra=request_body(DetokenizeRequest), responses=api.DETOKENIZE_RESPONSES)
-    async def detokenize(self, request: Request):
+    @app.post("/detokenize", openapi_extra=request_body(DetokenizeRequest), responses=api.DETOKENIZE_RESPONSES,
+              response_model=None)
+    async def detokenize(self, request: Request) -> dict[str, Any]:
         """vLLM's /detokenize: {tokens} -> {prompt}."""
         body: DetokenizeRequest = await self._body(request, DetokenizeRequest)
         self._check_model(body.model)
         return {"prompt": await self._tokenizer_call(self.engine.detokenize, body.tokens)}
 
-    @app.get("/tokenizer_info", responses=api.TOKENIZER_INFO_RESPONSES)
-    async def tokenizer_info(self, request: Request):
+    @app.get("/tokenizer_info", responses=api.TOKENIZER_INFO_RESPONSES, response_model=None)
+    async def tokenizer_info(self, request: Request) -> dict[str, Any]:
         """vLLM's /tokenizer_info: the tokenizer's class and configuration (lm-eval's remote tokenizer reads it)."""
         self._authorize(request)
         return await self._tokenizer_call(self.engine.tokenizer_info)
 
-    @app.get("/version", responses=api.VERSION_RESPONSES)
-    async def version(self):
+    @app.get("/version", responses=api.VERSION_RESPONSES, response_model=None)
+    async def version(self) -> dict[str, str]:
         """The server's version (vLLM's route; unauthenticated, as vLLM's)."""
         from qvq_ray import __version__
 
         return {"version": __version__}
 
-    async def _generate(self, messages, sampling: SamplingConfig):
+    async def _generate(self, messages: list[dict[str, Any]], sampling: SamplingConfig) -> list[Completion]:
         try:
             return await self.engine.generate(messages, sampling)
         except Exception as exc:
@@ -604,7 +627,7 @@ class QvqIngress:
                 raise client_error from exc
             raise
 
-    async def _open_streams(self, prompts: list, sampling: SamplingConfig) -> tuple[list, list, list[list[int]]]:
+    async def _open_streams(self, prompts: list[Any], sampling: SamplingConfig) -> tuple[list[Any], list[Any], list[list[int]]]:
         """Single-sample engine streams for every prompt, primed (the engine refuses a bad prompt
         before its first delta, so that is a 4xx here, not an in-band error after a 200), and the
         choice indexes (prompt x n + sample) each stream speaks for."""
@@ -628,8 +651,18 @@ class QvqIngress:
         return streams, firsts, targets
 
     async def _merged_stream(
-        self, opened: tuple, n: int, stream_options, clock, *, head, delta, final, usage, logprobs: bool = False
-    ):
+        self,
+        opened: tuple[list[Any], list[Any], list[list[int]]],
+        n: int,
+        stream_options: "StreamOptions | None",
+        clock: "RequestClock",
+        *,
+        head: Callable[[int], dict[str, Any]] | None,
+        delta: Callable[[int, str, list[Any] | None], dict[str, Any]],
+        final: Callable[[int, Any, list[Any] | None], dict[str, Any]],
+        usage: Callable[[dict[str, Any]], dict[str, Any]],
+        logprobs: bool = False,
+    ) -> AsyncIterator[str]:
         """SSE of several samples streamed side by side, each chunk naming its choice `index` (as
         vLLM streams n > 1 and prompt lists; a stream may speak for several identical choices); each
         chunk carries the log-probabilities of its text's tokens (`_StreamedChoice`), the finishing
@@ -639,13 +672,13 @@ class QvqIngress:
         sent = [_StreamedChoice(logprobs) for _ in streams]
         continuous = stream_options is not None and stream_options.continuous_usage_stats
 
-        def counted(chunk: dict, choice: _StreamedChoice) -> dict:
+        def counted(chunk: dict[str, Any], choice: _StreamedChoice) -> dict[str, Any]:
             return _with_usage(chunk, choice.usage) if continuous else chunk
 
         choices = sum(len(t) for t in targets)
-        events: asyncio.Queue = asyncio.Queue()
+        events: asyncio.Queue[tuple[list[int], Any, _StreamedChoice]] = asyncio.Queue()
 
-        async def pump(indexes: list[int], stream, first, choice: _StreamedChoice) -> None:
+        async def pump(indexes: list[int], stream: AsyncIterator[Any], first: Any, choice: _StreamedChoice) -> None:
             try:
                 await events.put((indexes, first, choice))
                 if isinstance(first, str):
@@ -691,14 +724,14 @@ class QvqIngress:
         yield "data: [DONE]\n\n"
         clock.finish()  # the last byte went out: end-to-end latency includes the whole stream
 
-    async def _stream_solve(self, solver, problem, image_bytes):
+    async def _stream_solve(self, solver: "Solver", problem: "Problem", image_bytes: list[bytes]) -> AsyncIterator[str]:
         """One `attempt` event per judged (or failed: `error` set) attempt, then the `solution` (or an `error`), then [DONE]."""
-        events: asyncio.Queue = asyncio.Queue()
+        events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
-        async def on_attempt(index, attempt):
+        async def on_attempt(index: int, attempt: "Attempt") -> None:
             await events.put({"event": "attempt", "index": index, "attempt": attempt.model_dump(mode="json")})
 
-        async def run():
+        async def run() -> None:
             try:
                 solution = await solver.solve(problem, image_bytes=image_bytes, on_attempt=on_attempt)
                 self.metrics.solution(solution)
@@ -715,8 +748,8 @@ class QvqIngress:
         finally:
             task.cancel()  # the client went away: stop solving
 
-    @app.post("/v1/solve", openapi_extra=request_body(SolveRequest), responses=api.SOLVE_RESPONSES)
-    async def solve(self, request: Request):
+    @app.post("/v1/solve", openapi_extra=request_body(SolveRequest), responses=api.SOLVE_RESPONSES, response_model=None)
+    async def solve(self, request: Request) -> dict[str, Any] | StreamingResponse:
         from pydantic import ValidationError
 
         from qvq_ray.problem import ImageRef, Problem
@@ -727,7 +760,7 @@ class QvqIngress:
         load = self._image_loader()
         image_bytes = await self._off_loop(lambda: [load(url) for url in body.images])
         try:
-            problem = Problem(
+            problem = Problem.model_validate(dict(
                 id=body.id or new_id("solve"),
                 question=body.question,
                 images=[ImageRef(path="<request>") for _ in image_bytes],
@@ -736,9 +769,10 @@ class QvqIngress:
                 unit=body.unit,
                 tolerance=body.tolerance,
                 source="api",
-            )
+            ))
         except ValidationError as exc:
-            raise ClientError(400, *_validation_message(exc.errors())) from exc
+            message, param = _validation_message(exc.errors())
+            raise ClientError(400, message, param=param) from exc
         solver = self.solver
         if body.max_attempts or max_tokens:
             solver = self.solver.with_limits(max_attempts=body.max_attempts, max_tokens=max_tokens)

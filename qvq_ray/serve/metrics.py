@@ -17,9 +17,13 @@ observed here, by the ingress that answered the request; the rest is timed here 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from qvq_ray.engines.timing import ITL_BUCKETS, REQUEST_LATENCY_BUCKETS, TTFT_BUCKETS, token_buckets
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry, Histogram
+    from prometheus_client.metrics_core import Metric
 
 # Latency buckets from a cached /v1/models to an 8k-token chain of thought.
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
@@ -40,12 +44,12 @@ class _MergedHistogram:
             self.counts = [a + b for a, b in zip(self.counts, counts)]
             self.sum += total
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         from prometheus_client.core import HistogramMetricFamily
 
         return [HistogramMetricFamily(self.name, self.documentation, labels=["model_name"])]
 
-    def collect(self):
+    def collect(self) -> list[Metric]:
         from prometheus_client.core import HistogramMetricFamily
         from prometheus_client.utils import floatToGoString
 
@@ -63,53 +67,52 @@ class ServeMetrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        labels = {"registry": self.registry}
-        self.requests = Counter("qvq_ray_requests", "HTTP requests by route and status.", ["route", "status"], **labels)
+        self.requests = Counter("qvq_ray_requests", "HTTP requests by route and status.", ["route", "status"], registry=self.registry)
         self.latency = Histogram(
             "qvq_ray_request_latency_seconds", "Time to the response's last byte (streams included).", ["route"],
-            buckets=LATENCY_BUCKETS, **labels,
+            buckets=LATENCY_BUCKETS, registry=self.registry,
         )
-        self.prompt_tokens = Counter("qvq_ray_prompt_tokens", "Prompt tokens of finished generations.", **labels)
-        self.completion_tokens = Counter("qvq_ray_completion_tokens", "Tokens generated.", **labels)
+        self.prompt_tokens = Counter("qvq_ray_prompt_tokens", "Prompt tokens of finished generations.", registry=self.registry)
+        self.completion_tokens = Counter("qvq_ray_completion_tokens", "Tokens generated.", registry=self.registry)
         self.attempts = Counter(
             "qvq_ray_solve_attempts", "/v1/solve attempts by verification outcome ('ok', the first issue, or 'engine_error').",
-            ["outcome"], **labels,
+            ["outcome"], registry=self.registry,
         )
-        self.resamples = Counter("qvq_ray_solve_resamples", "/v1/solve attempts after the first.", **labels)
+        self.resamples = Counter("qvq_ray_solve_resamples", "/v1/solve attempts after the first.", registry=self.registry)
         self.solutions = Counter(
-            "qvq_ray_solve_solutions", "/v1/solve solutions by whether an answer was given.", ["answered"], **labels
+            "qvq_ray_solve_solutions", "/v1/solve solutions by whether an answer was given.", ["answered"], registry=self.registry
         )
         self.judge = Counter(
             "qvq_ray_judge", "Judge-model work on /v1/solve attempts, by task and outcome (answered, cached, not_judged).",
-            ["task", "outcome"], **labels,
+            ["task", "outcome"], registry=self.registry,
         )
-        self.engine_up = Gauge("qvq_ray_engine_up", "1 when the app is ready: a request sent now will be served.", **labels)
-        self.engine_live = Gauge("qvq_ray_engine_live", "1 when the engine can make progress (starting and busy count).", **labels)
+        self.engine_up = Gauge("qvq_ray_engine_up", "1 when the app is ready: a request sent now will be served.", registry=self.registry)
+        self.engine_live = Gauge("qvq_ray_engine_live", "1 when the engine can make progress (starting and busy count).", registry=self.registry)
         self.engine_saturated = Gauge(
-            "qvq_ray_engine_saturated", "1 when every engine slot is taken (requests wait; none is refused).", **labels
+            "qvq_ray_engine_saturated", "1 when every engine slot is taken (requests wait; none is refused).", registry=self.registry
         )
-        self.engine_running = Gauge("qvq_ray_engine_running", "Requests the probed engine replica is generating.", **labels)
-        self.engine_waiting = Gauge("qvq_ray_engine_waiting", "Requests queued at the probed engine replica.", **labels)
-        info = Gauge("qvq_ray_model_info", "The served model.", ["model"], **labels)
+        self.engine_running = Gauge("qvq_ray_engine_running", "Requests the probed engine replica is generating.", registry=self.registry)
+        self.engine_waiting = Gauge("qvq_ray_engine_waiting", "Requests queued at the probed engine replica.", registry=self.registry)
+        info = Gauge("qvq_ray_model_info", "The served model.", ["model"], registry=self.registry)
         info.labels(model=model_name).set(1)
-        self._vllm_metrics(model_name, max_model_len or 131072, labels)
+        self._vllm_metrics(model_name, max_model_len or 131072, self.registry)
 
-    def _vllm_metrics(self, model_name: str, max_model_len: int, labels: dict) -> None:
+    def _vllm_metrics(self, model_name: str, max_model_len: int, registry: CollectorRegistry) -> None:
         """vLLM's metrics (vllm/v1/metrics/loggers.py: names, buckets, the `model_name` label)
         and ours beside them where we measure at both ends."""
         from prometheus_client import Counter, Gauge, Histogram
 
         model = {"model_name": model_name}
 
-        def histogram(name: str, doc: str, buckets) -> Any:
-            return Histogram(name, doc, ["model_name"], buckets=buckets, **labels).labels(**model)
+        def histogram(name: str, doc: str, buckets: Sequence[float]) -> Histogram:
+            return Histogram(name, doc, ["model_name"], buckets=buckets, registry=registry).labels(**model)
 
-        self.vllm_running = Gauge("vllm:num_requests_running", "Requests the probed engine replica is generating.", ["model_name"], **labels).labels(**model)
-        self.vllm_waiting = Gauge("vllm:num_requests_waiting", "Requests queued at the probed engine replica.", ["model_name"], **labels).labels(**model)
-        self.vllm_prompt_tokens = Counter("vllm:prompt_tokens", "Prompt tokens of finished generations.", ["model_name"], **labels).labels(**model)
-        self.vllm_generation_tokens = Counter("vllm:generation_tokens", "Tokens generated.", ["model_name"], **labels).labels(**model)
+        self.vllm_running = Gauge("vllm:num_requests_running", "Requests the probed engine replica is generating.", ["model_name"], registry=registry).labels(**model)
+        self.vllm_waiting = Gauge("vllm:num_requests_waiting", "Requests queued at the probed engine replica.", ["model_name"], registry=registry).labels(**model)
+        self.vllm_prompt_tokens = Counter("vllm:prompt_tokens", "Prompt tokens of finished generations.", ["model_name"], registry=registry).labels(**model)
+        self.vllm_generation_tokens = Counter("vllm:generation_tokens", "Tokens generated.", ["model_name"], registry=registry).labels(**model)
         self.vllm_success = Counter(
-            "vllm:request_success", "Finished samples by finish reason.", ["model_name", "finished_reason"], **labels
+            "vllm:request_success", "Finished samples by finish reason.", ["model_name", "finished_reason"], registry=registry
         )
         for reason in ("stop", "length", "abort"):
             self.vllm_success.labels(model_name=model_name, finished_reason=reason)

@@ -11,6 +11,7 @@ import uuid
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, field_validator, model_validator
+from typing_extensions import Self
 
 from qvq_ray.config import MAX_STOP_CHARS, SEED_MAX, SEED_MIN
 
@@ -82,7 +83,7 @@ class StreamOptions(BaseModel):
 # Fields that would change the output and that no engine here applies: a 400 naming the field when
 # set to anything but its no-op value (vLLM honours them or refuses; never a silent 200). The field
 # names are OpenAI's and vLLM 0.33's request models' (tests/test_serve_openai_fields.py walks them).
-UNSUPPORTED_FIELDS: dict[str, tuple] = {
+UNSUPPORTED_FIELDS: dict[str, tuple[Any, ...]] = {
     "logit_bias": (None, {}),
     "response_format": (None, {"type": "text"}),
     "guided_json": (None,),
@@ -107,7 +108,7 @@ UNSUPPORTED_FIELDS: dict[str, tuple] = {
     "kv_transfer_params": (None,),
     "vllm_xargs": (None,),
 }
-CHAT_UNSUPPORTED_FIELDS: dict[str, tuple] = {
+CHAT_UNSUPPORTED_FIELDS: dict[str, tuple[Any, ...]] = {
     **UNSUPPORTED_FIELDS,
     "tools": (None, []),
     "tool_choice": (None, "none", "auto"),
@@ -137,7 +138,7 @@ CHAT_UNSUPPORTED_FIELDS: dict[str, tuple] = {
     "repetition_detection": (None,),
     "stream_interval": (None, 1),
 }
-COMPLETION_UNSUPPORTED_FIELDS: dict[str, tuple] = {
+COMPLETION_UNSUPPORTED_FIELDS: dict[str, tuple[Any, ...]] = {
     **UNSUPPORTED_FIELDS,
     "suffix": (None,),
     "add_special_tokens": (None, True),
@@ -158,7 +159,7 @@ class SamplingRequest(WholeNumbersBody):
     are refused by name (each endpoint's `refused_fields`)."""
 
     model_config = ConfigDict(**_STRICT, extra="allow")
-    refused_fields: ClassVar[dict[str, tuple]] = UNSUPPORTED_FIELDS
+    refused_fields: ClassVar[dict[str, tuple[Any, ...]]] = UNSUPPORTED_FIELDS
 
     model: str | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
@@ -181,7 +182,7 @@ class SamplingRequest(WholeNumbersBody):
 
     @field_validator("stop")
     @classmethod
-    def _stop_list(cls, value):
+    def _stop_list(cls, value: str | list[str] | None) -> list[str] | None:
         if value is None:
             return None
         values = [value] if isinstance(value, str) else value
@@ -192,7 +193,7 @@ class SamplingRequest(WholeNumbersBody):
         return values
 
     @model_validator(mode="after")
-    def _no_unsupported_fields(self):
+    def _no_unsupported_fields(self) -> Self:
         for name, value in (self.model_extra or {}).items():
             if name in self.refused_fields and value not in self.refused_fields[name]:
                 raise ValueError(f"'{name}' is not supported by this server")
@@ -219,7 +220,7 @@ class SamplingRequest(WholeNumbersBody):
 class ChatCompletionRequest(SamplingRequest):
     """OpenAI's chat completions (the fields in SamplingRequest, and these)."""
 
-    refused_fields: ClassVar[dict[str, tuple]] = CHAT_UNSUPPORTED_FIELDS
+    refused_fields: ClassVar[dict[str, tuple[Any, ...]]] = CHAT_UNSUPPORTED_FIELDS
 
     messages: list[ChatMessage] = Field(..., min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
@@ -227,7 +228,7 @@ class ChatCompletionRequest(SamplingRequest):
     top_logprobs: int | None = Field(None, ge=0, le=20, description="With logprobs: this many most likely tokens per position.")
 
     @model_validator(mode="after")
-    def _top_logprobs_need_logprobs(self):
+    def _top_logprobs_need_logprobs(self) -> Self:
         if self.top_logprobs and not self.logprobs:
             raise ValueError("top_logprobs needs logprobs: true")
         return self
@@ -266,7 +267,7 @@ class CompletionRequest(SamplingRequest):
     """OpenAI's (legacy) completions: the prompt is model input as is, no chat template; vLLM
     serves them for chat models alike. Text only."""
 
-    refused_fields: ClassVar[dict[str, tuple]] = COMPLETION_UNSUPPORTED_FIELDS
+    refused_fields: ClassVar[dict[str, tuple[Any, ...]]] = COMPLETION_UNSUPPORTED_FIELDS
 
     prompt: str | list[str] | TokenIds | list[TokenIds] = Field(
         ..., description="A string, a list of token ids, or a list of up to 16 of either (choices are indexed prompt x n + sample)."
@@ -277,7 +278,7 @@ class CompletionRequest(SamplingRequest):
 
     @field_validator("prompt")
     @classmethod
-    def _prompts(cls, value):
+    def _prompts(cls, value: Any) -> Any:
         prompts = [value] if isinstance(value, str) or (value and isinstance(value[0], int)) else value
         if not prompts:
             raise ValueError("prompt cannot be empty (an empty list)")
@@ -288,7 +289,7 @@ class CompletionRequest(SamplingRequest):
         return value
 
     @model_validator(mode="after")
-    def _echo_rules(self):
+    def _echo_rules(self) -> Self:
         if self.max_tokens == 0 and not self.echo:
             raise ValueError("max_tokens: 0 needs echo: true (the prompt alone); otherwise at least 1")
         if self.echo and self.stream and (self.logprobs is not None or self.max_tokens == 0):
@@ -361,7 +362,7 @@ class SolveRequest(WholeNumbersBody):
 
     @model_validator(mode="before")
     @classmethod
-    def _no_gold(cls, data):
+    def _no_gold(cls, data: Any) -> Any:
         if isinstance(data, dict) and ({"answer", "gold"} & set(data)):
             raise ValueError("gold answers are not accepted: online solving never looks at gold (mode 'self')")
         return data
@@ -376,7 +377,7 @@ class ClientError(Exception):
         self.status, self.message, self.param, self.code, self.headers = status, message, param, code, headers
 
 
-def request_body(model: type[BaseModel]) -> dict:
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
     """`openapi_extra` documenting a handler's JSON body by the model that validates it (handlers
     read the raw body themselves: size limit before reading, strict JSON)."""
     return {
@@ -391,10 +392,11 @@ def install_request_schemas(app: Any, models: list[type[BaseModel]]) -> None:
     """Add the request models' JSON schemas (and their nested models) to the app's OpenAPI components."""
     base_openapi = app.openapi
 
-    def openapi() -> dict:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = base_openapi()
+    def openapi() -> dict[str, Any]:
+        cached: dict[str, Any] | None = app.openapi_schema
+        if cached is not None:
+            return cached
+        schema: dict[str, Any] = base_openapi()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for model in models:
             body = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -415,7 +417,7 @@ def state_server_limits(app: Any, *, max_tokens: int, max_images: int) -> None:
     app.openapi_schema = None  # built again, with them
 
 
-def _state_server_limits(components: dict, limits: dict) -> None:
+def _state_server_limits(components: dict[str, Any], limits: dict[str, Any]) -> None:
     if not limits:
         return
     for name in ("ChatCompletionRequest", "CompletionRequest", "SolveRequest"):
@@ -428,7 +430,7 @@ def _state_server_limits(components: dict, limits: dict) -> None:
             properties["images"]["maxItems"] = limits["max_images"]
 
 
-def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict:
+def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
@@ -436,14 +438,14 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def usage_body(completions: list[Any], samples_per_prompt: int) -> dict:
+def usage_body(completions: list[Any], samples_per_prompt: int) -> dict[str, Any]:
     """OpenAI's usage: each prompt's tokens once (not once per sample), every sample's tokens."""
     prompt_tokens = sum(c.prompt_tokens for c in completions[:: max(1, samples_per_prompt)])
     completion_tokens = sum(c.completion_tokens for c in completions)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
 
 
-def chat_completion_body(model: str, completions: list[Any], request_id: str) -> dict:
+def chat_completion_body(model: str, completions: list[Any], request_id: str) -> dict[str, Any]:
     return {
         "id": request_id,
         "object": "chat.completion",
@@ -462,14 +464,14 @@ def chat_completion_body(model: str, completions: list[Any], request_id: str) ->
     }
 
 
-def logprobs_body(completion: Any) -> dict | None:
+def logprobs_body(completion: Any) -> dict[str, Any] | None:
     """OpenAI's `choices[].logprobs`: `{"content": [{token, logprob, bytes, top_logprobs}]}`."""
     if getattr(completion, "logprobs", None) is None:
         return None
     return {"content": [step.model_dump() for step in completion.logprobs]}
 
 
-def legacy_logprobs_body(completion: Any, steps: list[Any] | None = None, start: int = 0) -> dict | None:
+def legacy_logprobs_body(completion: Any, steps: list[Any] | None = None, start: int = 0) -> dict[str, Any] | None:
     """/v1/completions' `logprobs`: tokens, token_logprobs, top_logprobs (token -> logprob), text_offset
     (from `start`); `steps` instead of the completion's own (a stream's chunk; echo: prompt first)."""
     if steps is None:
@@ -493,17 +495,17 @@ def legacy_logprobs_body(completion: Any, steps: list[Any] | None = None, start:
 def echo_only(completion: Any) -> Any:
     """The Completion of `max_tokens: 0` with echo: the prompt alone. Like vLLM, the engine
     generated one token for it, which is left out (its text, log-probability and count)."""
-    logprobs = [] if completion.logprobs is not None else None
+    logprobs: list[Any] | None = [] if completion.logprobs is not None else None
     return completion.model_copy(update={"text": "", "completion_tokens": 0, "logprobs": logprobs, "finish_reason": "length"})
 
 
 def text_completion_body(
     model: str, completions: list[Any], request_id: str, samples_per_prompt: int, echo: list[str] | None = None
-) -> dict:
+) -> dict[str, Any]:
     """/v1/completions' body: choices indexed prompt x n + sample; with `echo` (each prompt's text)
     a choice's text and log-probabilities start with its prompt's."""
 
-    def choice(i: int, c: Any) -> dict:
+    def choice(i: int, c: Any) -> dict[str, Any]:
         if echo is None:
             return {"index": i, "text": c.text, "logprobs": legacy_logprobs_body(c), "finish_reason": c.finish_reason}
         prompt = echo[i // max(1, samples_per_prompt)]
@@ -523,9 +525,9 @@ def text_completion_body(
 
 
 def chat_chunk(
-    model: str, request_id: str, created: int, delta: dict, finish_reason: str | None = None,
-    usage: dict | None = None, *, index: int = 0, logprobs: dict | None = None,
-) -> dict:
+    model: str, request_id: str, created: int, delta: dict[str, Any], finish_reason: str | None = None,
+    usage: dict[str, Any] | None = None, *, index: int = 0, logprobs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     chunk = {
         "id": request_id,
         "object": "chat.completion.chunk",

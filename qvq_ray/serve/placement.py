@@ -22,12 +22,12 @@ def bundle_gpu_ids() -> list[str]:
     if group is None:
         return []
 
-    @ray.remote(num_cpus=0, num_gpus=1)
     def probe() -> list[str]:
         return [str(i) for i in ray.get_gpu_ids()]
 
+    remote_probe = ray.remote(num_cpus=0, num_gpus=1)(probe)  # not a decorator: Ray's is untyped here
     refs = [
-        probe.options(
+        remote_probe.options(
             scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
         ).remote()
         for i, bundle in enumerate(group.bundle_specs)

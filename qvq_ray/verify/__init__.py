@@ -53,18 +53,39 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+# `X as X` marks a re-export for type checkers (mypy's no_implicit_reexport).
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from qvq_ray.issues import ISSUES
-    from qvq_ray.verify.calculation import find_claims
-    from qvq_ray.verify.checker import AnswerChecker, CheckedProblem, JudgeHandle
-    from qvq_ray.verify.equivalence import answers_equivalent, canonical_form, quick_equivalent
-    from qvq_ray.verify.extract import detect_issues, extract_final_answer
-    from qvq_ray.verify.health import language_mixing, repetition_loop
-    from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
-    from qvq_ray.verify.verdict import Verdict
-    from qvq_ray.verify.spec import AnswerSpec
-    from qvq_ray.verify.verifier import Verifier, check, check_many, vote
-    from qvq_ray.verify.voting import VoteResult
+    from qvq_ray.issues import ISSUES as ISSUES
+    from qvq_ray.verify.calculation import find_claims as find_claims
+    from qvq_ray.verify.checker import (
+        AnswerChecker as AnswerChecker,
+        CheckedProblem as CheckedProblem,
+        JudgeHandle as JudgeHandle,
+    )
+    from qvq_ray.verify.equivalence import (
+        answers_equivalent as answers_equivalent,
+        canonical_form as canonical_form,
+        quick_equivalent as quick_equivalent,
+    )
+    from qvq_ray.verify.extract import (
+        detect_issues as detect_issues,
+        extract_final_answer as extract_final_answer,
+    )
+    from qvq_ray.verify.health import language_mixing as language_mixing, repetition_loop as repetition_loop
+    from qvq_ray.verify.pool import (
+        VerifyPool as VerifyPool,
+        VerifyTimeout as VerifyTimeout,
+        VerifyWorkerError as VerifyWorkerError,
+    )
+    from qvq_ray.verify.verdict import Verdict as Verdict
+    from qvq_ray.verify.spec import AnswerSpec as AnswerSpec
+    from qvq_ray.verify.verifier import (
+        Verifier as Verifier,
+        check as check,
+        check_many as check_many,
+        vote as vote,
+    )
+    from qvq_ray.verify.voting import VoteResult as VoteResult
 
 
 def __getattr__(name: str) -> Any:

@@ -27,8 +27,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 from qvq_ray.verify.text import normalize_unicode
+
+if TYPE_CHECKING:
+    from qvq_ray.verify.numbers import Number
 
 MAX_OPERAND_CHARS = 120
 MAX_SCAN_CHARS = 400_000
@@ -290,7 +294,7 @@ def holds_fast(lhs: str, op: str, rhs: str) -> bool | None:
         return None
 
 
-def check_claims(claims: list[tuple[str, str, str]], deadline_s: float | None = None) -> dict:
+def check_claims(claims: list[tuple[str, str, str]], deadline_s: float | None = None) -> dict[str, Any]:
     """Evaluate claims (lhs, op, rhs) in a worker. Returns {"false": [claim texts], "unchecked": n}.
     Claims plain arithmetic decides (`holds_fast`) never reach sympy."""
     import time
@@ -329,7 +333,9 @@ def check_claims(claims: list[tuple[str, str, str]], deadline_s: float | None = 
     return {"false": false, "unchecked": unchecked}
 
 
-def _holds(left: complex, right: complex, lhs: str, op: str, rhs: str, parse_number) -> bool:
+def _holds(
+    left: complex, right: complex, lhs: str, op: str, rhs: str, parse_number: Callable[[str], Number | None]
+) -> bool:
     """Whether a claim holds within what its written digits allow (see the module doc)."""
     diff = abs(left - right)
     scale = max(abs(left), abs(right))

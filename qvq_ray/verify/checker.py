@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from qvq_ray.verify.spec import AnswerSpec
-from qvq_ray.verify.verdict import Verdict
+from qvq_ray.verify.verdict import Decider, Verdict
 
 
 class CheckedProblem(Protocol):
@@ -104,7 +104,7 @@ class AnswerChecker(Protocol):
         timeout_s: float | None = None,
         question: str = "",
         problem_key: str | None = None,
-    ) -> tuple[bool | None, str | None]:
+    ) -> tuple[bool | None, Decider | None]:
         """`compare`, and who decided it: 'rules', 'sympy' or 'judge' (None when not judged)."""
         ...
 

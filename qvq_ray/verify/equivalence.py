@@ -250,8 +250,8 @@ class Comparer:
         if gk == ak == "clock":  # two times of day: 10:30 is not 10:45 (nor, as a ratio, 20:60)
             return _same_time(g.text, a.text)
         if gk == "clock" or ak == "clock":  # `5:19` against `\\frac{5}{19}`: a ratio after all
-            g, a = _clock_as_ratio(g), _clock_as_ratio(a)
-            return g is not None and a is not None and self._ratios(g, a, tol)
+            g_ratio, a_ratio = _clock_as_ratio(g), _clock_as_ratio(a)
+            return g_ratio is not None and a_ratio is not None and self._ratios(g_ratio, a_ratio, tol)
         if gk == "ratio" or ak == "ratio":
             return self._ratios(g, a, tol)
         if gk == "union" or ak == "union":
@@ -563,7 +563,7 @@ class Comparer:
         unit = (self.options.unit or "").replace("\\", "").replace("$", "").strip()
         if unit in ("%", "percent"):
             return True
-        return number is not None and not number.infinite and number.value.denominator == 1 and abs(number.value) > 1
+        return number is not None and not number.infinite and number.exact.denominator == 1 and abs(number.exact) > 1
 
     def _problem_unit(self, unit: str | None) -> str | None:
         if not unit:
@@ -760,9 +760,11 @@ def _proportional_numbers(gs: list[str], as_: list[str]) -> bool | None:
     """Whether two ratios of plain numbers are proportional (exact: cross products, zeros where the
     other has zeros); None when a part is no plain number."""
     g_values, a_values = [parse_number(x) for x in gs], [parse_number(x) for x in as_]
-    if any(v is None or v.infinite for v in g_values + a_values):
+    g_numbers = [v for v in g_values if v is not None and not v.infinite]
+    a_numbers = [v for v in a_values if v is not None and not v.infinite]
+    if len(g_numbers) != len(g_values) or len(a_numbers) != len(a_values):
         return None
-    g, a = [v.value for v in g_values], [v.value for v in a_values]
+    g, a = [v.exact for v in g_numbers], [v.exact for v in a_numbers]
     if any((x == 0) != (y == 0) for x, y in zip(g, a)):
         return False
     k = next((i for i, x in enumerate(g) if x != 0), None)

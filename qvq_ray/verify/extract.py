@@ -58,7 +58,7 @@ from typing import NamedTuple
 from qvq_ray.verify.prose import answer_text, before_new_turn, number_word_value, qa_label_removed, strip_end_tokens, subject_count
 from qvq_ray.verify.restatement import BLANK, pinned_answer, restated_answer, settled_value
 from qvq_ray.verify.text import find_command_arg, strip_invisible
-from qvq_ray.verify.verdict import WEAK_EXTRACTIONS
+from qvq_ray.verify.verdict import WEAK_EXTRACTIONS, ExtractionRule
 
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 # One token per step: an escaped character (skipped as a unit, so `\{` and `\\}` count right) or a brace.
@@ -92,7 +92,7 @@ class Extraction(NamedTuple):
     """The final answer as written (None: none found) and the rule that found it (`verdict.EXTRACTIONS`)."""
 
     answer: str | None
-    how: str | None
+    how: ExtractionRule | None
 
 
 _NONE = Extraction(None, None)
@@ -183,7 +183,7 @@ def extract_final_answer(
 _RUNAWAY_DIGITS = re.compile(r"(\d)\1{15,}")  # `0.99999999...`: a repetition loop, no value
 
 
-def _checked(answer: str | None, how: str) -> Extraction:
+def _checked(answer: str | None, how: ExtractionRule | None) -> Extraction:
     if answer is None or not answer.strip() or is_hedge(answer) or _RUNAWAY_DIGITS.search(answer):
         return _NONE
     return Extraction(answer, how)
@@ -253,10 +253,10 @@ class _Box:
 
 def _last_boxes(text: str) -> list[_Box]:
     """The last few box commands with their contents, in order (only those are brace-matched)."""
-    starts: deque = deque(maxlen=_LAST_BOXES)
+    starts: deque[re.Match[str]] = deque(maxlen=_LAST_BOXES)
     for m in _BOX_COMMAND.finditer(text):
         starts.append(m)
-    boxes = []
+    boxes: list[_Box] = []
     for m in reversed(starts):
         content, closed, end = _box_content(text, m.end(), len(text))
         # a box inside this one (`\\boxed{\\boxed{5}}`) is part of its content, not another answer
@@ -361,7 +361,7 @@ def _assignment_prefix(before: str) -> str | None:
 # ---------------------------------------------------------------- statements
 
 
-def _last_statement(text: str):
+def _last_statement(text: str) -> re.Match[str] | None:
     """The last final-answer marker, not counting one the text ends in before its answer (a
     repetition loop cut off at `The correct option letter is (`)."""
     last = None
@@ -380,7 +380,7 @@ _LETTER_NAMED = re.compile(
 )
 
 
-def _last_letter_named(text: str):
+def _last_letter_named(text: str) -> re.Match[str] | None:
     last = None
     for m in _LETTER_NAMED.finditer(text):
         if m.group(1).isupper():
@@ -419,7 +419,7 @@ _LIST_MARKER = re.compile(r"^\s*(?:\(?\d{1,2}[.)）、]|[①②③④⑤⑥⑦�
 _CIRCLED = re.compile("[\u2460-\u2473]")  # ① ... ⑳: part labels
 
 
-def _statement_answer(text: str, marker, choices: list[str]) -> str | None:
+def _statement_answer(text: str, marker: re.Match[str], choices: list[str]) -> str | None:
     rest = text[marker.end() : marker.end() + _MAX_STATEMENT_CHARS * 2]
     lines = rest.split("\n", _MAX_STATEMENT_LINES)[:_MAX_STATEMENT_LINES]
     for k, line in enumerate(lines):
@@ -538,8 +538,7 @@ def _answer_span(sentence: str, choices: list[str]) -> str | None:
     if count is not None:
         return count
     numbers = {n.replace(",", "").replace("−", "-") for n in _NUMBER.findall(plain)}
-    if len(numbers) == 1:
-        m = _NUMBER.search(plain)
+    if len(numbers) == 1 and (m := _NUMBER.search(plain)) is not None:
         return _reduce_value(plain[m.start() :]) or m.group()
     return None
 

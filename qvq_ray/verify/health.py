@@ -170,7 +170,7 @@ def language_mixing(text: str) -> bool:
     totals = {k: sum(v) for k, v in runs.items()}
     if len(totals) < 2:
         return False
-    main = max(totals, key=totals.get)
+    main = max(totals, key=totals.__getitem__)
     for script, lengths in runs.items():
         if script == main:
             continue

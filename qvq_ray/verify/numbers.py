@@ -27,6 +27,7 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from typing import cast
 
 MAX_NUMBER_CHARS = 80
 MAX_EXPONENT = 400
@@ -64,6 +65,11 @@ class Number:
     @property
     def infinite(self) -> bool:
         return isinstance(self.value, float)
+
+    @property
+    def exact(self) -> Fraction:
+        """The value of a finite number (`infinite` is False), typed as the Fraction it then is."""
+        return cast(Fraction, self.value)
 
 
 def parse_number(text: str) -> Number | None:
@@ -125,7 +131,7 @@ def _from_parts(sign: str, int_part: str | None, frac_part: str | None, exp: int
 # ---------------------------------------------------------------- tolerances
 
 
-def parse_tolerance(value) -> list[float | None] | None:
+def parse_tolerance(value: object) -> list[float | None] | None:
     """A tolerance as given: a number, OlympiadBench's `error` string (`"1e-1"`, `",1e-2"`: one per
     answer, empty = none), or a list. Returns one entry per answer (a scalar applies to all), or None."""
     if value is None:
@@ -181,8 +187,8 @@ def numbers_equal(
     """
     if gold.infinite or answer.infinite:
         return gold.value == answer.value
-    g = gold.value
-    a = answer.value * scale
+    g = gold.exact
+    a = answer.exact * scale
     if tolerance is not None:
         return abs(a - g) <= Fraction(tolerance) * (1 + Fraction(1, 10**9)) + Fraction(1, 10**15) * abs(g)
     if precision is not None:
@@ -202,12 +208,18 @@ def values_close(
     noisy = any(w is None or (w.decimal and w.sig > NOISE_SIG_DIGITS) for w in (gold_written, answer_written))
     if noisy and g != 0 and abs(a - g) <= abs(g) * Fraction(REL_TOL):
         return True
-    if gold_written is not None and gold_written.decimal and gold_written.sig >= MIN_GOLD_SIG_DIGITS:
+    if (
+        gold_written is not None
+        and gold_written.decimal
+        and gold_written.ulp is not None  # always set on a decimal
+        and gold_written.sig >= MIN_GOLD_SIG_DIGITS
+    ):
         if abs(a - g) <= gold_written.ulp / 2 * (1 + Fraction(1, 10**9)):
             return True
     if (
         answer_written is not None
         and answer_written.decimal
+        and answer_written.ulp is not None  # always set on a decimal
         and not (gold_written is not None and gold_written.decimal)
         and answer_written.sig >= MIN_ANSWER_SIG_DIGITS
     ):
@@ -235,7 +247,7 @@ def number_text(number: Number) -> str:
     """A canonical text for a plain number (grouping answers): `24.5`, `-3/4`, `oo`."""
     if number.infinite:
         return "-oo" if number.value < 0 else "oo"
-    v = number.value
+    v = number.exact
     if v.denominator == 1:
         return str(v.numerator)
     # terminating decimal?

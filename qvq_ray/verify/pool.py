@@ -43,9 +43,10 @@ import threading
 import time
 import weakref
 from multiprocessing.connection import Connection
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar, cast
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Dotted names a worker may run, each with the (trusted) modules it needs imported first. Add a
 # verification function here to make it callable; the worker checks this table too. The imports
@@ -153,13 +154,14 @@ def _worker_main(conn: Any, parent_pid: int) -> None:
             conn.send(("err", f"result not sendable: {type(exc).__name__}: {exc}"))
 
 
-def _resolve(name: str):
+def _resolve(name: str) -> Callable[..., Any]:
     if name not in ALLOWED_FUNCTIONS:
         raise PermissionError(f"{name!r} is not an allowed verification function")
     for module in ALLOWED_FUNCTIONS[name]:
         importlib.import_module(module)
     module_name, _, attr = name.rpartition(".")
-    return getattr(importlib.import_module(module_name), attr)
+    function: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    return function
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -364,7 +366,7 @@ class VerifyPool:
                 raise VerifyWorkerError(f"verify worker unavailable: {exc}") from exc
         return self._await_reply(worker, fn_qualified_name, timeout)
 
-    async def run_blocking(self, func: Callable[[], Any]) -> Any:
+    async def run_blocking(self, func: Callable[[], T]) -> T:
         """Run a blocking caller of this pool on the pool's own threads (not the loop's default executor)."""
         return await asyncio.get_running_loop().run_in_executor(self._get_executor(), func)
 
@@ -409,4 +411,4 @@ class VerifyPool:
         if message is None:
             self._replace(worker)
             raise VerifyTimeout(f"{name} did not {phase} within {timeout:g}s; its worker was killed")
-        return message
+        return cast("tuple[str, Any]", message)

@@ -110,7 +110,7 @@ def settled_value(last: str, first: str, question: str, text: str) -> str | None
     `first`, stated by its first sentence restating the question. The last unless it is only a
     number of the question's own (`... reaches the threshold of 2`); when they differ and the last
     sentence draws no conclusion (`Therefore, ...`), neither: two answers were given."""
-    key = _number_key(_NUMBER.search(last).group()) if _NUMBER.search(last) else last
+    key = _number_key(m.group()) if (m := _NUMBER.search(last)) else last
     if key == _number_key(first):
         return last
     if key in {_number_key(n) for n in _NUMBER.findall(question)}:

@@ -232,6 +232,7 @@ _RATIO_SEPARATORS = (":", "\\colon", "∶")
 def clock_time(text: str) -> tuple[int, str | None]:
     """(seconds into the day, `a`/`p` or None) of a `clock` node's text: `4:30 PM` -> (59400, 'p')."""
     m = _CLOCK_PARTS.match(text.strip())
+    assert m is not None, text  # a `clock` node's text matched _CLOCK_PARTS when it was read
     hours, minutes, seconds = (int(g or 0) for g in m.group(1, 2, 3))
     found = _MERIDIEM.search(text, m.end())
     meridiem = found.group(1).lower() if found else None

@@ -20,8 +20,10 @@ import math
 import re
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from functools import lru_cache
+from types import FrameType
 
 import sympy
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig, NormalizationConfig, latex2sympy
@@ -49,13 +51,13 @@ class ParseError(ValueError):
 
 
 @contextlib.contextmanager
-def soft_deadline(seconds: float | None):
+def soft_deadline(seconds: float | None) -> Iterator[None]:
     """Raise `SoftTimeout` in this (main) thread after `seconds`; a no-op off the main thread."""
     if seconds is None or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
 
-    def on_alarm(signum, frame):
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
         raise SoftTimeout()
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
@@ -128,7 +130,7 @@ def leaf_latex(text: str) -> str:
 
 
 @lru_cache(maxsize=2048)
-def parse_leaf(text: str):
+def parse_leaf(text: str) -> sympy.Basic:
     """The sympy expression of one leaf (no top-level commas: structures are split before)."""
     if len(text) > MAX_LEAF_CHARS:
         raise ParseError("too long")
@@ -176,16 +178,20 @@ def parses(text: str) -> bool:
 # ---------------------------------------------------------------- guard
 
 
-def _num_value(e) -> float | None:
+def _int_value(p: int) -> float:
+    """`_num_value` of an integer."""
+    if p.bit_length() > 1000:
+        return math.copysign(math.inf, p)
+    return float(p)
+
+
+def _num_value(e: sympy.Basic) -> float | None:
     """A float estimate of a numeric expression's signed value (inf when too large), None if unknown."""
     try:
         if e.is_Integer:
-            p = int(e)
-            if p.bit_length() > 1000:
-                return math.copysign(math.inf, p)
-            return float(p)
+            return _int_value(int(e))
         if e.is_Rational:
-            return _num_value(sympy.Integer(e.p)) / _num_value(sympy.Integer(e.q)) if e.q.bit_length() < 1000 else 0.0
+            return _int_value(int(e.p)) / _int_value(int(e.q)) if e.q.bit_length() < 1000 else 0.0
         if e.is_Float:
             f = float(e)
             return f
@@ -203,10 +209,10 @@ def _num_value(e) -> float | None:
         return 0.0
     if lm > 300:
         return math.copysign(math.inf, sign)
-    return sign * 10.0**lm
+    return sign * float(10.0**lm)
 
 
-def _sign(e) -> int | None:
+def _sign(e: sympy.Basic) -> int | None:
     if e.is_Number:
         if e.is_zero:
             return 0
@@ -244,19 +250,23 @@ def _sign(e) -> int | None:
     return None
 
 
-def _log10(e) -> float | None:
+def _int_log10(p: int) -> float:
+    """`_log10` of an integer."""
+    p = abs(p)
+    if p == 0:
+        return -math.inf
+    bits = p.bit_length()
+    return math.log10(p) if bits < 1000 else bits * math.log10(2)
+
+
+def _log10(e: sympy.Basic) -> float | None:
     """log10|e| estimated from the unevaluated tree (inf when astronomically large), None if unknown."""
     if e.free_symbols:
         return None
     if e.is_Integer:
-        p = abs(int(e))
-        if p == 0:
-            return -math.inf
-        bits = p.bit_length()
-        return math.log10(p) if bits < 1000 else bits * math.log10(2)
+        return _int_log10(int(e))
     if e.is_Rational:
-        a, b = _log10(sympy.Integer(e.p)), _log10(sympy.Integer(e.q))
-        return a - b
+        return _int_log10(int(e.p)) - _int_log10(int(e.q))
     if e.is_Float:
         return math.log10(abs(float(e))) if e != 0 else -math.inf
     if e.is_NumberSymbol:
@@ -282,8 +292,8 @@ def _log10(e) -> float | None:
             total += la
         return total
     if isinstance(e, sympy.Add):
-        logs = [_log10(a) for a in e.args]
-        if any(la is None for la in logs):
+        logs = [la for a in e.args if (la := _log10(a)) is not None]
+        if len(logs) != len(e.args):
             return None
         return max(logs) + math.log10(len(logs))
     if isinstance(e, sympy.factorial):
@@ -304,13 +314,15 @@ def _log10(e) -> float | None:
         x = _num_value(e.args[0])
         return None if x is None else x * math.log10(math.e)
     # other functions of numbers: bounded by their arguments for our purposes
-    logs = [_log10(a) for a in e.args] if e.args else [0.0]
-    if any(la is None for la in logs):
+    if not e.args:
+        return 0.0  # max(max([0.0]), 0.0)
+    logs = [la for a in e.args if (la := _log10(a)) is not None]
+    if len(logs) != len(e.args):
         return None
     return max(max(logs), 0.0)
 
 
-def is_huge(e) -> bool:
+def is_huge(e: sympy.Basic) -> bool:
     """Whether exact evaluation of some part of `e` would exceed `MAX_EXACT_DIGITS` digits."""
     count = 0
     for node in sympy.preorder_traversal(e):
@@ -338,7 +350,7 @@ def is_huge(e) -> bool:
     return False
 
 
-def compare_huge(g, a) -> bool:
+def compare_huge(g: sympy.Basic, a: sympy.Basic) -> bool:
     """Two values at least one of which is astronomically large: decided by magnitude or structure."""
     if g == a:
         return True
@@ -357,7 +369,7 @@ def compare_huge(g, a) -> bool:
 # ---------------------------------------------------------------- values
 
 
-def numeric_value(e):
+def numeric_value(e: sympy.Basic) -> tuple[Fraction | None, tuple[Fraction, Fraction]] | None:
     """(exact Fraction or None, (re, im) as Fractions of a 30-digit approximation) of a closed
     expression, or None when it is not a number. Fractions, not floats: 1/2004! does not underflow."""
     if is_huge(e):
@@ -381,7 +393,7 @@ def numeric_value(e):
     return None, approx
 
 
-def _approx(e) -> tuple[Fraction, Fraction] | None:
+def _approx(e: sympy.Basic) -> tuple[Fraction, Fraction] | None:
     try:
         v = e.evalf(EVALF_DIGITS)
     except SoftTimeout:
@@ -397,7 +409,7 @@ def _approx(e) -> tuple[Fraction, Fraction] | None:
         return None
 
 
-def _to_fraction(x) -> Fraction:
+def _to_fraction(x: sympy.Basic) -> Fraction:
     if x == 0:
         return Fraction(0)
     if getattr(x, "is_Rational", False):
@@ -433,7 +445,7 @@ def scalars_equal(
     answer_number: Number | None = None,
     tolerance: float | None = None,
     precision: int | None = None,
-    answer_scale=None,
+    answer_scale: sympy.Basic | None = None,
     radians_of_gold_degrees: bool = False,
 ) -> bool:
     """Whether two leaves are equal: numerically when closed, by probing when symbolic."""
@@ -455,18 +467,25 @@ def scalars_equal(
     return expressions_equal(g, a)
 
 
-def _names(e) -> set[str]:
+def _names(e: sympy.Basic) -> set[str]:
     names = {str(s) for s in e.free_symbols}
     names |= {str(f.func) for f in e.atoms(AppliedUndef)}
     return names
 
 
-def _closed_equal(g, a, gold_number, answer_number, tolerance, precision) -> bool:
+def _closed_equal(
+    g: sympy.Basic,
+    a: sympy.Basic,
+    gold_number: Number | None,
+    answer_number: Number | None,
+    tolerance: float | None,
+    precision: int | None,
+) -> bool:
     if (g in (sympy.oo, -sympy.oo)) or (a in (sympy.oo, -sympy.oo)):
-        return g == a
+        return bool(g == a)  # sympy's == is structural: a bool already
     gv, av = numeric_value(g), numeric_value(a)
     if gv is None or av is None:
-        return g == a
+        return bool(g == a)
     g_exact, (g_re, g_im) = gv
     a_exact, (a_re, a_im) = av
     if g_im != 0 or a_im != 0:
@@ -488,7 +507,7 @@ def _closed_equal(g, a, gold_number, answer_number, tolerance, precision) -> boo
     return False
 
 
-def expressions_equal(g, a) -> bool:
+def expressions_equal(g: sympy.Basic, a: sympy.Basic) -> bool:
     """Symbolic expressions with the same free symbols: equal at every probe point, or simplify."""
     if g == a:
         return True
@@ -504,7 +523,7 @@ def expressions_equal(g, a) -> bool:
         return False
 
 
-def _probe(values_at) -> bool | None:
+def _probe(values_at: Callable[[int], tuple[complex | None, complex | None]]) -> bool | None:
     """True if all decided probe points agree, False at the first disagreement, None if none decided."""
     agreed = 0
     for k in range(4):
@@ -527,21 +546,21 @@ def _complex_close_probe(x: complex, y: complex) -> bool:
     return abs(x - y) <= 1e-10 * scale
 
 
-def _symbols_of(*exprs):
-    syms = set()
+def _symbols_of(*exprs: sympy.Basic) -> list[sympy.Symbol]:
+    syms: set[sympy.Symbol] = set()
     for e in exprs:
         syms |= e.free_symbols
     return sorted(syms, key=str)
 
 
-def _subs_for(symbols, seed: int) -> dict:
+def _subs_for(symbols: list[sympy.Symbol], seed: int) -> dict[sympy.Symbol, sympy.Float]:
     """Probe values by symbol NAME (a symbol may exist twice with different assumptions)."""
     names = sorted({str(s) for s in symbols})
     value = {name: PROBE_VALUES[(i * 3 + seed) % len(PROBE_VALUES)] + 0.1 * seed for i, name in enumerate(names)}
     return {s: sympy.Float(value[str(s)]) for s in symbols}
 
 
-def _at(e, seed: int, symbols=None) -> complex | None:
+def _at(e: sympy.Basic, seed: int, symbols: list[sympy.Symbol] | None = None) -> complex | None:
     symbols = symbols if symbols is not None else _symbols_of(e)
     subs = _subs_for(symbols, seed)
     try:
@@ -570,7 +589,7 @@ def equations_equal(g_lhs: str, g_rhs: str, a_lhs: str, a_rhs: str) -> bool:
     return _proportional(G, A, sign=0)
 
 
-def _same_side(x, y) -> bool:
+def _same_side(x: sympy.Basic, y: sympy.Basic) -> bool:
     """Two sides of equations: equal values, or equal expressions in the same unknowns."""
     if is_huge(x) or is_huge(y):
         return compare_huge(x, y)
@@ -590,7 +609,7 @@ def inequalities_equal(g_lhs: str, g_op: str, g_rhs: str, a_lhs: str, a_op: str,
     return _proportional(G, A, sign=g_dir * a_dir)
 
 
-def _proportional(G, A, *, sign: int) -> bool:
+def _proportional(G: sympy.Basic, A: sympy.Basic, *, sign: int) -> bool:
     if is_huge(G) or is_huge(A):
         raise Undecidable("astronomically large")
     if _names(G) != _names(A):
@@ -629,7 +648,7 @@ def names_equal(a: str, b: str) -> bool:
     return x == y or str(x) == str(y)
 
 
-def _matrices_equal(g, a) -> bool:
+def _matrices_equal(g: sympy.Basic, a: sympy.Basic) -> bool:
     if not (isinstance(g, sympy.MatrixBase) and isinstance(a, sympy.MatrixBase)):
         return False
     if g.shape != a.shape:

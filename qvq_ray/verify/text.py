@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 
 # Invisible characters a response (or a hostile gold) may hide inside an answer: soft hyphen,
 # zero-width space/joiners, bidi marks and overrides, word joiner and invisible operators, BOM.
@@ -81,7 +82,7 @@ def normalize_unicode(text: str) -> str:
 # ---------------------------------------------------------------- braces and brackets
 
 
-def _brace_depths(text: str, start: int = 0):
+def _brace_depths(text: str, start: int = 0) -> Iterator[tuple[int, int]]:
     """(index, depth after it) of every unescaped `{` / `}` from `start` (`\\x` skips `x`)."""
     depth = 0
     i, n = start, len(text)
@@ -236,7 +237,7 @@ def outer_brackets(text: str) -> tuple[str, str, str] | None:
 
 def find_command_arg(text: str, command: str) -> list[tuple[int, int, str]]:
     """All `\\command{arg}` occurrences as (start, end, arg); unbalanced ones are skipped."""
-    out = []
+    out: list[tuple[int, int, str]] = []
     pos = 0
     while True:
         i = text.find(command, pos)

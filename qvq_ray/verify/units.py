@@ -26,8 +26,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from qvq_ray.verify.text import matching_brace
+
+if TYPE_CHECKING:
+    import sympy
 
 # unit token -> sympy.physics.units attribute (an allowlist: nothing else is ever looked up)
 _UNITS: dict[str, str] = {
@@ -212,7 +216,7 @@ def _algebra_tail(tail: str, tokens: list[tuple[str, int]]) -> bool:
     return tail.startswith("\\frac") and not re.search(r"\\(?:mathrm|text|rm)\b", tail)
 
 
-def _temperature_token(m: re.Match) -> str:
+def _temperature_token(m: re.Match[str]) -> str:
     """degC or degF for a `_TEMPERATURE` match."""
     letter, celsius, fahrenheit, word, chinese = m.group(1, 2, 3, 4, 5)
     if fahrenheit or (letter or "").upper() == "F" or (word or "").lower() == "fahrenheit":
@@ -336,7 +340,7 @@ def _unwrap(text: str) -> str:
     s = _SPACES.sub(" ", text)
     s = _WRAPPERS.sub("", s)
     # drop braces that only grouped text: {m}/{s} -> m/s (exponent braces kept by the token regex)
-    out = []
+    out: list[str] = []
     depth_exp = 0
     i = 0
     while i < len(s):
@@ -379,6 +383,14 @@ def _resolve(token: str) -> tuple[str | None, str, int, int] | None:
     return None
 
 
+def _resolve_known(token: str) -> tuple[str | None, str, int, int]:
+    """`_resolve` of a token `parse_unit_tokens` returned (a known unit)."""
+    found = _resolve(token)
+    if found is None:
+        raise ValueError(f"not a unit: {token!r}")
+    return found
+
+
 def prefixed_apart(x: str | None, y: str | None) -> bool:
     """Whether two unit texts differ by an SI prefix only (`kpc` and `pc`, `mrad` and `rad`): a
     prefix is part of the quantity, even on a unit we do not convert (then read as a label)."""
@@ -412,13 +424,13 @@ def _label(tail: str) -> str | None:
 _BASE = None
 
 
-def unit_scale(unit_text: str):
+def unit_scale(unit_text: str) -> tuple[sympy.Expr, tuple[tuple[str, int], ...]]:
     """(SI scale factor as a sympy number, dimension key) of a unit text from `split_quantity`."""
     return _unit_scale_cached(unit_text)
 
 
 @lru_cache(maxsize=256)
-def _unit_scale_cached(unit_text: str):
+def _unit_scale_cached(unit_text: str) -> tuple[sympy.Expr, tuple[tuple[str, int], ...]]:
     import sympy
     import sympy.physics.units as u
     from sympy.physics.units import convert_to
@@ -429,11 +441,11 @@ def _unit_scale_cached(unit_text: str):
     tokens = parse_unit_tokens(unit_text)
     if tokens is None:
         raise ValueError(f"not a unit: {unit_text!r}")
-    if any(_resolve(token)[1] in _AFFINE for token, _ in tokens):
+    if any(_resolve_known(token)[1] in _AFFINE for token, _ in tokens):
         return sympy.Integer(1), tuple(sorted(tokens))  # °C converts to nothing but itself
     expr = sympy.Integer(1)
     for token, power in tokens:
-        prefix, attr, num, den = _resolve(token)
+        prefix, attr, num, den = _resolve_known(token)
         unit = getattr(u, attr)
         if prefix is not None:
             unit = getattr(u, prefix).scale_factor * unit

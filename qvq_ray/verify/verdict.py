@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -11,12 +11,14 @@ from pydantic import BaseModel, Field
 # add the issue `weak_extraction`, so a policy may re-sample on them (off by default).
 # `judge`: the rules found none and a judge model read the answer (qvq_ray/judge/); weak too.
 # `restatement`: read by restating the question (`Is X the maximum?` -> `X is not the maximum.`); weak too.
-EXTRACTIONS = ("boxed", "statement", "final_sentence", "whole_response", "choice_mention", "judge", "restatement")
+ExtractionRule = Literal[
+    "boxed", "statement", "final_sentence", "whole_response", "choice_mention", "judge", "restatement"
+]
+EXTRACTIONS: tuple[ExtractionRule, ...] = get_args(ExtractionRule)
 WEAK_EXTRACTIONS = frozenset({"final_sentence", "choice_mention", "judge", "restatement"})
-ExtractionRule = Literal[EXTRACTIONS]
 # Who decided a verdict: the string rules, a sympy comparison in a worker, or the judge model.
-DECIDERS = ("rules", "sympy", "judge")
-Decider = Literal[DECIDERS]
+Decider = Literal["rules", "sympy", "judge"]
+DECIDERS: tuple[Decider, ...] = get_args(Decider)
 
 
 class JudgeNote(BaseModel):

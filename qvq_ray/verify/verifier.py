@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from qvq_ray.config import VerifierConfig
 from qvq_ray.issues import USER_CHECK_FAILED
@@ -38,7 +38,7 @@ from qvq_ray.verify.equivalence import NeedsSympy, Options, answer_parses, canon
 from qvq_ray.verify.extract import detect_issues, extract
 from qvq_ray.verify.pool import VerifyPool, VerifyTimeout, VerifyWorkerError
 from qvq_ray.verify.spec import AnswerSpec, has_gold
-from qvq_ray.verify.verdict import Verdict
+from qvq_ray.verify.verdict import Decider, Verdict
 from qvq_ray.verify.voting import VoteResult, cluster_vote
 
 logger = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class Verifier(AnswerChecker):
         gold_given = has_gold(gold)
 
         correct: bool | None = None
-        decided_by = "rules"  # sympy when a worker's comparison decided `correct`; None when not judged
+        decided_by: Decider | None = "rules"  # sympy when a worker's comparison decided `correct`; None when not judged
         need_equivalence = False
         if gold_given:
             if answer is None:
@@ -210,12 +210,12 @@ class Verifier(AnswerChecker):
             for issue in found:
                 _add(issues, issue_name(name, issue))
 
-    def _run(self, request: dict, start: float, budget: float, issues: list[str]) -> dict | None:
+    def _run(self, request: dict[str, Any], start: float, budget: float, issues: list[str]) -> dict[str, Any] | None:
         """One worker call with what is left of the budget; None (and an issue) when it failed."""
         remaining = max(budget - (time.perf_counter() - start), _MIN_CALL_S)
         request["budget_s"] = remaining
         try:
-            return self.pool.call(CHECKS_FN, request, timeout_s=remaining)
+            return cast("dict[str, Any]", self.pool.call(CHECKS_FN, request, timeout_s=remaining))
         except VerifyTimeout as exc:
             logger.warning("check not finished (timeout): %s", exc)
             _add(issues, "timeout")
@@ -235,7 +235,7 @@ class Verifier(AnswerChecker):
         timeout_s: float | None = None,
         question: str = "",
         problem_key: str | None = None,
-    ) -> tuple[bool | None, str | None]:
+    ) -> tuple[bool | None, Decider | None]:
         """`compare` and who decided it ('rules' or 'sympy'; None when not judged). `question` and
         `problem_key` are a judge's (see `AnswerChecker`): the rules and sympy decide without them."""
         return await self.pool.run_blocking(functools.partial(self.compare_sync_detailed, answer, gold, spec, timeout_s=timeout_s))
@@ -248,7 +248,7 @@ class Verifier(AnswerChecker):
 
     def compare_sync_detailed(
         self, answer: str, gold: str, spec: AnswerSpec | None = None, *, timeout_s: float | None = None
-    ) -> tuple[bool | None, str | None]:
+    ) -> tuple[bool | None, Decider | None]:
         """`compare_detailed` for synchronous callers."""
         spec = spec or AnswerSpec()
         start = time.perf_counter()
@@ -262,7 +262,7 @@ class Verifier(AnswerChecker):
 
     def _compare_pair(
         self, answer: str, other: str, spec: AnswerSpec, start: float, budget: float
-    ) -> tuple[bool | None, str | None]:
+    ) -> tuple[bool | None, Decider | None]:
         """One comparison within what is left of the budget (string rules first, else one worker
         call), and who decided it."""
         if answer is None or not has_gold(other):
@@ -279,7 +279,9 @@ class Verifier(AnswerChecker):
             return None, None
         return result["correct"], "sympy"
 
-    def _matches_alternative(self, answer: str, gold: str, spec: AnswerSpec, start: float, budget: float) -> str | None:
+    def _matches_alternative(
+        self, answer: str, gold: str, spec: AnswerSpec, start: float, budget: float
+    ) -> Decider | None:
         """Who found `answer` to match one of the other accepted golds (MMMU lists several); None if none does."""
         for alternative in spec.alternatives:
             if str(alternative) == str(gold):

@@ -279,3 +279,22 @@ def test_a_judge_runs_on_the_engine_actors_and_decides_what_rules_cannot(ray_clu
     assert "rules" not in summary.decided_by
     with sqlite3.connect(cache) as db:
         assert db.execute("SELECT count(*) FROM judge").fetchone()[0] >= 3  # each row asked at least once
+
+
+def test_progress_moves_per_row_between_part_files(ray_cluster, config, tmp_path):
+    """One part file for the whole job (rows_per_batch above the rows), rows solved one at a time:
+    the progress lines still count rows as they are solved, not only when the part file lands."""
+    from qvq_ray.jobs import run_solve_job
+
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(6)))
+    config.batch.rows_per_batch = 16
+    config.batch.max_concurrent_solves = 1
+    config.policy.max_attempts = 1
+    config.sampling.max_tokens = 48
+    lines: list[str] = []
+    summary = run_solve_job(str(problems), str(tmp_path / "out"), config, printer=lines.append, progress_every_s=0.0)
+    assert summary.rows_out == 6 and len(list((tmp_path / "out").glob("part-*"))) == 1
+    done = [int(line.split()[1].split("/")[0]) for line in lines if line.startswith("progress ")]
+    assert [d for d in done if 0 < d < 6], f"progress only moved when the part file landed: {lines}"
+    assert done == sorted(done) and done[-1] == 6, lines

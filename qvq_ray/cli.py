@@ -130,7 +130,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         stopping.enter_context(drop_printed_lines(RAY_STOP_LINES))  # a Ctrl-C's stop stays one line
         replicas = config.batch.num_replicas
         say(f"{text}; loading {config.model.path} ({config.engine.kind} engine, {replicas} "
-            f"replica{'s' if replicas != 1 else ''}): progress shows once the first problems are written ...")
+            f"replica{'s' if replicas != 1 else ''}): progress shows as the first problems are solved ...")
 
     def say(line: str) -> None:
         print(f"qvq-ray solve: {line}", file=sys.stderr, flush=True)

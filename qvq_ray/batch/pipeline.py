@@ -145,11 +145,22 @@ def _images_hint(input_path: str, input_format: str | None, images_dir: str | No
 def prepare_images_batch(batch: pa.Table, config_json: str, image_roots: ImageRoots | None) -> pa.Table:
     """Ray Data task UDF (a function so it runs as stateless CPU tasks); `image_roots`: the folders
     image files may be read from (None: anywhere, `batch.allow_paths_outside`)."""
-    from qvq_ray.batch.stages import PrepareImages
-
     import asyncio
 
-    return asyncio.run(PrepareImages(config_json, image_roots)(batch))
+    from qvq_ray.batch.stages import PrepareImages
+
+    prepared = PrepareImages(config_json, image_roots)(batch)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # a task of its own: no loop in this thread
+        return asyncio.run(prepared)
+    # Fused into the engine actor (Ray Data fuses a task stage into the actor stage after it when
+    # their resources match, e.g. `resources.num_cpus: 0.25` for a remote engine): the actor's loop
+    # runs in this thread, where asyncio.run would refuse. Its own loop on a helper thread instead.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="qvq-ray-prepare") as helper:
+        return helper.submit(asyncio.run, prepared).result()
 
 
 def _ensure_ray(address: str | None, num_cpus: int | None, verbose: bool = False) -> bool:
@@ -223,12 +234,20 @@ def _blocks_of(ds: ray.data.Dataset, rows: int) -> ray.data.Dataset:
 
 
 def build_dataset(
-    plan: ReadPlan, expected_rows: int, config: QvqConfig, *, out_dir: str, run_id: str, image_roots: ImageRoots | None
+    plan: ReadPlan,
+    expected_rows: int,
+    config: QvqConfig,
+    *,
+    out_dir: str,
+    run_id: str,
+    image_roots: ImageRoots | None,
+    solved_counter: Any = None,
 ) -> ray.data.Dataset:
     """The Ray Data plan: read (one streaming task) -> prepare (CPU tasks) -> solve (engine actors,
     row by row) -> score (CPU actor) -> write (part files, on the driver's node). The dataset it
     returns holds one small row per part file written (counts for progress), never the rows.
-    `image_roots`: where the prepare tasks may read image files (None: anywhere)."""
+    `image_roots`: where the prepare tasks may read image files (None: anywhere); `solved_counter`:
+    the job's SolvedRows actor, told of every row the engine actors finish (batch/solved_rows.py)."""
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -256,7 +275,7 @@ def build_dataset(
     ds = _blocks_of(ds, solve_block)  # what a read task yields is gathered into big blocks: cut them
     ds = ds.map(
         SolveProblems,
-        fn_constructor_kwargs={"config_json": config_json},
+        fn_constructor_kwargs={"config_json": config_json, "solved_counter": solved_counter},
         compute=ActorPoolStrategy(
             size=config.batch.num_replicas,
             max_concurrent_calls_per_actor=tasks_per_actor,
@@ -291,10 +310,14 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Problems done, verified, errors, rows/s, tokens/s and the ETA, as blocks land.
+    """Problems done, verified, errors, rows/s, tokens/s and the ETA, as rows are solved.
 
-    On a terminal it is a tqdm bar on stderr (redrawn in place); otherwise (a log file, a pipe, a
-    `printer` given) a plain line every `every_s` seconds and at the end, so logs stay readable."""
+    Two sources: the part files written (`add`, the truth, a block at a time) and the engine
+    actors' per-row counter (`solved`, batch/solved_rows.py), which moves between part files. It
+    shows whichever is further on, never more than the total. On a terminal it is a tqdm bar on
+    stderr (redrawn in place); otherwise (a log file, a pipe, a `printer` given) a plain line every
+    `every_s` seconds and at the end, so logs stay readable. Thread-safe: the counter is read on
+    a thread of its own."""
 
     def __init__(
         self,
@@ -306,11 +329,17 @@ class Progress:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.total, self.done, self.verified, self.errors, self.tokens = total, already, 0, 0, 0
-        self.already = already
+        import threading
+
+        from qvq_ray.batch.solved_rows import COUNT_KEYS
+
+        self.total, self.already = total, already
+        self.written = dict.fromkeys(COUNT_KEYS, 0)
+        self.solved_counts = dict.fromkeys(COUNT_KEYS, 0)
+        self._lock = threading.Lock()
         self.clock = clock
         self.started = clock()
-        self.every_s, self.last = every_s, float("-inf")  # the first block prints at once
+        self.every_s, self.last = every_s, float("-inf")  # the first count prints at once
         stream = stream if stream is not None else sys.stderr
         self.bar = None
         if printer is None and _is_terminal(stream):
@@ -327,23 +356,53 @@ class Progress:
             )
         self.printer = printer or (lambda line: print(line, file=stream, flush=True))
 
+    def _shown(self) -> dict[str, int]:
+        """The counts shown: the part files', unless the per-row counter is further on."""
+        return self.solved_counts if self.solved_counts["rows"] > self.written["rows"] else self.written
+
+    @property
+    def done(self) -> int:
+        return min(self.total, self.already + self._shown()["rows"])
+
+    @property
+    def verified(self) -> int:
+        return self._shown()["verified"]
+
+    @property
+    def errors(self) -> int:
+        return self._shown()["errors"]
+
+    @property
+    def tokens(self) -> int:
+        return self._shown()["completion_tokens"]
+
     def add(self, rows: int, verified: int, errors: int, completion_tokens: int) -> None:
         """A part file was written with these counts (what the write stage reports)."""
-        self.done += rows
-        self.verified += verified
-        self.errors += errors
-        self.tokens += completion_tokens
+        with self._lock:
+            for key, value in zip(self.written, (rows, verified, errors, completion_tokens)):
+                self.written[key] += value
+            self._show(final=self.already + self.written["rows"] >= self.total)
+
+    def solved(self, counts: dict[str, int]) -> None:
+        """The engine actors' per-row counter as it stands (SolvedRows.counts)."""
+        with self._lock:
+            if counts.get("rows", 0) > self.solved_counts["rows"]:
+                self.solved_counts = {key: int(counts.get(key, 0)) for key in self.solved_counts}
+                self._show(final=False)
+
+    def _show(self, *, final: bool) -> None:
         if self.bar is not None:
             self.bar.set_postfix_str(f"verified {self.verified}, errors {self.errors}", refresh=False)
-            self.bar.update(rows)
+            self.bar.n = self.done
+            self.bar.refresh()
             return
         now = self.clock()
-        if now - self.last >= self.every_s or self.done >= self.total:
+        if now - self.last >= self.every_s or final:
             self.last = now
             self.printer(self.line())
 
     def eta_s(self) -> float | None:
-        """Seconds left at the rate so far (None before the first block)."""
+        """Seconds left at the rate so far (None before the first row)."""
         solved = self.done - self.already
         if solved <= 0:
             return None
@@ -362,6 +421,36 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+@contextmanager
+def _counting_solved_rows(progress: Progress, every_s: float = 0.5) -> Iterator[Any]:
+    """The job's SolvedRows actor (its handle is yielded, for the engine actors), read every
+    `every_s` on a daemon thread into `progress`; ended with the block."""
+    import threading
+
+    import ray
+
+    from qvq_ray.batch.solved_rows import SolvedRows
+
+    counter = ray.remote(num_cpus=0)(SolvedRows).remote()
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(every_s):
+            try:
+                progress.solved(ray.get(counter.counts.remote(), timeout=every_s * 4))
+            except Exception:  # a slow read is no progress to show, never a failed job
+                continue
+
+    poller = threading.Thread(target=poll, name="qvq-ray-progress", daemon=True)
+    poller.start()
+    try:
+        yield counter
+    finally:
+        stop.set()
+        poller.join(timeout=every_s * 5)
+        ray.kill(counter)
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -396,6 +485,7 @@ def run_pipeline(
     check_images_first: bool = False,
     verbose: bool = False,
     printer: Callable[[str], None] | None = None,
+    progress_every_s: float = 5.0,
     warn: Callable[[str], None] | None = None,
 ) -> JobRun:
     """Solve a problem set into `out_dir`; with `resume`, ids already there are skipped (crash recovery).
@@ -405,7 +495,8 @@ def run_pipeline(
     `check_images_first` a set none of whose image files exist or may be read) raises
     JobInputError before Ray starts. Image files are read only inside the problem set's folders
     unless `config.batch.allow_paths_outside`. `printer` takes the progress lines (default: stderr,
-    a bar on a terminal); `warn` the warnings (default: stderr). `verbose` shows Ray's own logs.
+    a bar on a terminal, a line every `progress_every_s` otherwise); `warn` the warnings (default: stderr).
+    `verbose` shows Ray's own logs.
     """
     from qvq_ray.results.parts import new_run_id, part_files, written_ids
     from qvq_ray.batch.source import ReadPlan, count_input
@@ -458,11 +549,13 @@ def run_pipeline(
         started_ray = _ensure_ray(address, num_cpus, verbose)
         try:
             _quiet_ray_data(verbose)
-            progress = Progress(count.total, count.total - count.todo, printer=printer)
+            progress = Progress(count.total, count.total - count.todo, every_s=progress_every_s, printer=printer)
             try:
-                with _console_filter(verbose), _read_blocks_of_at_most(READ_BLOCK_BYTES), _read_ahead_bounded():
+                with _console_filter(verbose), _read_blocks_of_at_most(READ_BLOCK_BYTES), _read_ahead_bounded(), \
+                        _counting_solved_rows(progress) as counter:
                     dataset = build_dataset(
-                        plan, count.todo, config, out_dir=str(out), run_id=new_run_id(), image_roots=roots
+                        plan, count.todo, config, out_dir=str(out), run_id=new_run_id(), image_roots=roots,
+                        solved_counter=counter,
                     )
                     for written in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                         for counts in written.to_pylist():

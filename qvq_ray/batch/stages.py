@@ -127,13 +127,16 @@ class SolveProblems(RowStage):
 
     failure_label = "solve failed"
 
-    def __init__(self, config_json: str):
+    def __init__(self, config_json: str, solved_counter: Any = None):
+        from qvq_ray.batch.solved_rows import SolvedTally
         from qvq_ray.engines import build_engine
         from qvq_ray.judge.checker import judging_checker
         from qvq_ray.solver import Solver
         from qvq_ray.verify import Verifier
 
         super().__init__(config_json)
+        # each finished row told to the job's counter: the driver's progress moves per row
+        self.tally = SolvedTally(solved_counter) if solved_counter is not None else None
         self.engine = build_engine(self.config)
         self.verifier = Verifier(self.config.verifier)
         # with verifier.judge, a JudgingChecker whose judge calls go to this actor's engine (or its endpoint)
@@ -153,7 +156,10 @@ class SolveProblems(RowStage):
         return error_row(str(row.get("id") or "?"), row["error"], problem, mode=self.config.policy.mode)
 
     async def __call__(self, row: dict[str, Any]) -> dict[str, Any]:  # a row, not a batch
-        return await self._one(dict(row))
+        out = await self._one(dict(row))
+        if self.tally is not None:
+            self.tally.add(out)
+        return out
 
     async def process(self, row: dict[str, Any]) -> dict[str, Any]:
         problem = _problem_of(row)

@@ -23,7 +23,8 @@ def shared_data_root() -> Path:
     """The shared benchmark samples (MATH-V, MathVista, MMMU, OlympiadBench in their native formats):
     `$QVQ_RAY_SHARED_DATA`, else `../shared/data` beside the repository. They are not in the repository."""
     configured = os.environ.get(SHARED_DATA_ENV)
-    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    root = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    return root.resolve()  # the loaders resolve image paths: so do the expected ones (a linked ../shared)
 
 
 #: Set (to 1) where the shared data must be present: a missing file then fails the run instead of

@@ -84,6 +84,34 @@ def ray_address(ray_cluster) -> str:
     return ray_cluster.get_runtime_context().gcs_address
 
 
+def sim_endpoint_module():
+    """benchmarks/sim_endpoint.py (the simulated OpenAI-compatible endpoint), imported by path once:
+    the benchmarks folder is not a package."""
+    import importlib.util
+    import sys
+
+    if "sim_endpoint" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("sim_endpoint", REPO_ROOT / "benchmarks" / "sim_endpoint.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["sim_endpoint"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["sim_endpoint"]
+
+
+def sim_job_config(base_url: str, *, resources: dict, batch: dict) -> dict:
+    """A batch job's config for the simulated endpoint at `base_url`: one attempt per problem, a
+    token budget above the endpoint's cap (never truncated, never re-sampled), no client retries."""
+    model = sim_endpoint_module().MODEL_NAME
+    return {
+        "model": {"path": model},
+        "engine": {"kind": "openai", "base_url": base_url, "remote_model": model, "max_retries": 0},
+        "sampling": {"max_tokens": 2000},
+        "policy": {"max_attempts": 1},
+        "resources": resources,
+        "batch": batch,
+    }
+
+
 def png_bytes(text: str = "12 + 30", size=(112, 56)) -> bytes:
     from PIL import Image, ImageDraw
 

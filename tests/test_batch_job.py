@@ -287,25 +287,17 @@ def test_progress_moves_per_row_between_part_files(ray_cluster, tmp_path):
     the progress lines count rows as they are solved, not only when the part file lands. With
     `resources.num_cpus: 0.25` and no custom resource, Ray Data fuses the prepare task into the
     engine actor: preparing must work inside its running event loop (it raised, failing every row)."""
-    import importlib.util
-
     from qvq_ray.jobs import run_solve_job
+    from tests.conftest import sim_endpoint_module, sim_job_config
 
-    spec = importlib.util.spec_from_file_location("sim_endpoint_for_progress", ROOT / "benchmarks" / "sim_endpoint.py")
-    sim = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sim)
+    sim = sim_endpoint_module()
     problems = tmp_path / "problems.jsonl"
     problems.write_text("".join(json.dumps({"id": f"p{i}", "question": f"What is {i} + 7?", "answer": str(i + 7)}) + "\n" for i in range(6)))
     lines: list[str] = []
     with sim.SimEndpoint(in_process=True, tokens_per_s=1000.0, server_options={"median": 400, "sigma": 0.2, "cap": 600}) as endpoint:
-        config = QvqConfig.model_validate({
-            "model": {"path": sim.MODEL_NAME},
-            "engine": {"kind": "openai", "base_url": endpoint.base_url, "remote_model": sim.MODEL_NAME, "max_retries": 0},
-            "sampling": {"max_tokens": 2000},
-            "policy": {"max_attempts": 1},
-            "resources": {"num_cpus": 0.25},
-            "batch": {"num_replicas": 1, "max_concurrent_solves": 1, "rows_per_batch": 16},
-        })
+        config = QvqConfig.model_validate(sim_job_config(
+            endpoint.base_url, resources={"num_cpus": 0.25}, batch={"num_replicas": 1, "max_concurrent_solves": 1, "rows_per_batch": 16}
+        ))
         summary = run_solve_job(str(problems), str(tmp_path / "out"), config, printer=lines.append, progress_every_s=0.0)
     assert summary.rows_out == 6 and len(list((tmp_path / "out").glob("part-*"))) == 1
     done = [int(line.split()[1].split("/")[0]) for line in lines if line.startswith("progress ")]

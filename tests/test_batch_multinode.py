@@ -16,7 +16,6 @@ dashboard): each is an actor of the solve stage (`MapWorker(Map(SolveProblems))`
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -27,24 +26,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import sim_endpoint_module, sim_job_config
+
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc (Linux)")]
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB_TIMEOUT_S = 180  # a bound for a machine busy with other work: alone, a job here takes 20-40 s
 
 
-def _sim_endpoint_module():
-    """benchmarks/sim_endpoint.py, imported by path (the benchmarks folder is not a package)."""
-    if "sim_endpoint" in sys.modules:
-        return sys.modules["sim_endpoint"]
-    spec = importlib.util.spec_from_file_location("sim_endpoint", ROOT / "benchmarks" / "sim_endpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sim_endpoint"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sim = _sim_endpoint_module()
+sim = sim_endpoint_module()
 
 
 # ----------------------------------------------------------------------------- who is calling
@@ -182,14 +172,11 @@ def _problems(root: Path, count: int) -> tuple[Path, list[str]]:
 
 
 def _config(path: Path, base_url: str, *, replicas: int, slots: int) -> Path:
-    path.write_text(yaml.safe_dump({
-        "model": {"path": sim.MODEL_NAME},
-        "engine": {"kind": "openai", "base_url": base_url, "remote_model": sim.MODEL_NAME, "max_retries": 0},
-        "sampling": {"max_tokens": 2000},  # above the endpoint's cap: never truncated, never re-sampled
-        "policy": {"max_attempts": 1},
-        "resources": {"num_cpus": 0.25, "custom": {"engine_slot": 1}},
-        "batch": {"num_replicas": replicas, "max_concurrent_solves": slots, "rows_per_batch": 8},
-    }))
+    path.write_text(yaml.safe_dump(sim_job_config(
+        base_url,
+        resources={"num_cpus": 0.25, "custom": {"engine_slot": 1}},
+        batch={"num_replicas": replicas, "max_concurrent_solves": slots, "rows_per_batch": 8},
+    )))
     return path
 
 

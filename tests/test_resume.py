@@ -130,31 +130,19 @@ def _actor_table_line() -> str:
     return "; ".join(f"{e['ActorClassName']} {e['State']} pid {e['Pid']}" for e in actors().values())
 
 
-def _sim_endpoint_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sim_endpoint_for_resume", ROOT / "benchmarks" / "sim_endpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_kill_engine_actor_mid_run_then_resume_gives_one_row_per_id(tmp_path, ray_cluster, ray_address):
     """The engine talks to a simulated endpoint in this process (benchmarks/sim_endpoint.py: ~0.5 s
     a completion, two at a time), so the job is surely solving when its engine actor is killed,
     on a quiet machine as on a busy one (the tiny model could finish all 16 rows first)."""
-    sim = _sim_endpoint_module()
+    from tests.conftest import sim_endpoint_module, sim_job_config
+
+    sim = sim_endpoint_module()
     out = tmp_path / "out"
     with sim.SimEndpoint(in_process=True, tokens_per_s=1000.0, server_options={"median": 500, "sigma": 0.2, "cap": 800}) as endpoint:
         config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump({
-            "model": {"path": sim.MODEL_NAME},
-            "engine": {"kind": "openai", "base_url": endpoint.base_url, "remote_model": sim.MODEL_NAME, "max_retries": 0},
-            "sampling": {"max_tokens": 2000},
-            "policy": {"max_attempts": 1},
-            "resources": {"num_cpus": 0.5},
-            "batch": {"num_replicas": 1, "max_concurrent_solves": 2, "rows_per_batch": 2},
-        }))
+        config.write_text(yaml.safe_dump(sim_job_config(
+            endpoint.base_url, resources={"num_cpus": 0.5}, batch={"num_replicas": 1, "max_concurrent_solves": 2, "rows_per_batch": 2}
+        )))
         assert not _alive_solve_actors(), "another job's engine actor is alive in the session cluster"
         job = _solve(out, config, address=ray_address)
         try:

@@ -377,3 +377,28 @@ def test_an_option_question_answered_with_its_letter_and_text_is_that_letter():
 def test_an_option_named_with_its_letter_survives_a_later_list_of_others():
     text = "The animal with the most legs is option (D) Frogs.\n\nThe Owls have 2, the Insects 6 and the Frogs 4."
     assert extract(text, ANIMALS).answer == "D"
+
+
+# ---------------------------------------------------------------- issue 21, the remaining misses
+
+
+@pytest.mark.parametrize(
+    "text, answer, how",
+    [
+        ("378}", "378", "whole_response"),  # a `\boxed{` the prompt opened, closed by the model
+        ("\\text{The answer is B.}", "B", "statement"),  # the group around the statement closes after it
+        ("The answer is \\frac{1}{2}}.", "\\frac{1}{2}", "statement"),
+        ("The answer is \\{1, 2\\}.", "\\{1, 2\\}", "statement"),  # a literal brace is kept
+        ("The answer is \\frac{1}{2}.", "\\frac{1}{2}", "statement"),  # a matched one too
+    ],
+)
+def test_a_closing_brace_that_opens_nowhere_in_the_answer_is_dropped(text, answer, how):
+    assert extract(text) == (answer, how)
+
+
+def test_a_rate_s_whole_and_the_pronoun_one_are_no_answer():
+    text = "The slowest runner is the one that finishes 1 out of 10 races."
+    assert extract(text).answer is None  # `10 races` is the rate's whole; `one that` is no count
+    assert extract("The share of defects is 0.2, which means two out of ten parts fail.").answer == "0.2"
+    assert number_word_value("one that finishes last") is None
+    assert number_word_value("two that are red") == "2"

@@ -549,8 +549,10 @@ def _copula_span(plain: str, count: str | None) -> str | None:
     of less than 8 in ...`: `of` leads nowhere, `are` to `three models`)."""
     for cop in reversed(list(_COPULA.finditer(plain))[-_MAX_COPULAS:]):
         after = plain[cop.end() :].strip()
-        if cop.group().strip().lower() == "of" and re.match(r"(?i)(?:the|these|those|all)\b", after):
-            continue  # `of the three people, ...`: a part of a whole, not a value
+        if cop.group().strip().lower() == "of" and (
+            re.match(r"(?i)(?:the|these|those|all)\b", after) or re.search(r"(?i)\bout\s*$", plain[: cop.start()])
+        ):
+            continue  # `of the three people, ...`: a part of a whole; `1 out of 10`: a rate's whole, not a value
         value = _clean(_LEADING_ARTICLE.sub("", after).strip())
         if not value:
             continue
@@ -882,10 +884,24 @@ def _clean(text: str) -> str:
                     text = ""
             if text.endswith((".", "。")) and not text.endswith(".."):
                 text = text[:-1]
-            text = _strip_edge_dollars(text)
+            text = _strip_edge_dollars(_strip_unmatched_closers(text))
         if text == prev:
             break
     return text.strip()
+
+
+def _strip_unmatched_closers(text: str) -> str:
+    """`378}` / `B.}` -> `378` / `B.`: closing braces at the end that open nowhere in the answer
+    belong to a group around it (`\\text{The answer is B.}`, a `\\boxed{` the prompt opened
+    and the model closed); `\\}` is a literal brace and `{3}` a matched one, both kept."""
+    if not text.endswith("}"):
+        return text
+    depth = 0
+    for m in _BRACE_TOKEN.finditer(text):
+        depth += {"{": 1, "}": -1}.get(m.group(), 0)
+    while depth < 0 and text.endswith("}") and not text.endswith("\\}"):
+        text, depth = text[:-1].rstrip(), depth + 1
+    return text
 
 
 def _strip_edge_dollars(text: str) -> str:

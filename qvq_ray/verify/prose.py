@@ -148,8 +148,9 @@ NUMBER_WORDS = {
     )
 } | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100}
 _WORD_NUMBER = re.compile(
-    r"(?i)^(" + "|".join(sorted(NUMBER_WORDS, key=len, reverse=True)) + r")\b(?!\s*(?:of|another|or|to|and|by|-)\b)(?!-)"
-)
+    r"(?i)^(" + "|".join(sorted(NUMBER_WORDS, key=len, reverse=True)) + r")\b"
+    r"(?!\s*(?:of|another|or|to|and|by|-)\b)(?!-)(?<!one(?=\s+(?:that|which|who|whose)\b))"
+)  # `(the) one that predicts ...`: the pronoun, no count (`two that are red` counts)
 
 
 _RATE = re.compile(r"(?i)^\S+(?:\s+\w+)?\s+(?:for\s+(?:every|each)|out\s+of|in\s+every|per)\b")

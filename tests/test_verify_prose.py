@@ -396,6 +396,78 @@ def test_a_closing_brace_that_opens_nowhere_in_the_answer_is_dropped(text, answe
     assert extract(text) == (answer, how)
 
 
+ORGANISMS = ["Rabbit", "Fox", "Owl", "Beetle"]
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("C would suffer the most if the trees were cut down. Owls nest in trees.", "C"),
+        ("If the trees were cut down, (B) would suffer the most.", "B"),
+        ("C might suffer the most if the trees were cut down.", None),  # a hedge states nothing
+        ("A lot of animals would suffer the most if the trees were cut down.", None),  # the article `A`
+        ("D would suffer the most if the trees were cut down.", "D"),
+    ],
+)
+def test_an_option_letter_as_the_subject_of_a_restatement_answers(text, answer):
+    question = "Which animal would suffer the most if the trees were cut down?"
+    found = extract(text, ORGANISMS, question=question)
+    assert found.answer == answer
+    assert extract(text, ORGANISMS).answer is None or text.startswith("If")  # the rule needs the question
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("The curve is not increasing at the point x = 2, where it peaks.", "No"),  # a counterexample denies `every`
+        ("The curve is increasing at the point x = 2.", None),  # one point asserts nothing of every point
+        ("The curve is increasing at every point.", "Yes"),
+    ],
+)
+def test_a_universal_is_denied_by_a_counterexample_only(text, answer):
+    assert _restated(text, "Is the curve increasing at every point?", YES_NO) == (answer if answer else (None, None))
+
+
+@pytest.mark.parametrize(
+    "text, answer",
+    [
+        ("The 20 pens go into 4 boxes, so every box holds 5 pens.", "5"),
+        ("The 20 pens go into 4 boxes, and every box then holds five pens.", "5"),
+        ("The 20 pens go into 4 boxes.", None),  # `20 pens` is counted, but not `in every box`
+        ("Every box holds 5 pens, or perhaps every box holds 6 pens.", None),  # a hedge
+    ],
+)
+def test_a_blank_restated_with_its_words_reordered_answers_it(text, answer):
+    question = "Fill in the blank. The 20 pens go into 4 boxes. There are (_) pens in every box."
+    _assert_restated(text, question, answer)
+
+
+@pytest.mark.parametrize(
+    "question, text, answer",
+    [
+        # the sides exchanged: asserting the swapped comparison denies, reversing it too asserts
+        ("Are there more red cubes behind the sphere than blue cylinders?",
+         "There are more blue cylinders behind the sphere than red cubes.", "No"),
+        ("Are there more red cubes behind the sphere than blue cylinders?",
+         "There are fewer blue cylinders behind the sphere than red cubes.", "Yes"),
+        ("Are there more red cubes than blue cylinders?", "There are more blue cylinders than red cubes.", "No"),
+        ("Is the square larger than the circle?", "The circle is larger than the square.", "No"),
+        ("Is the square larger than the circle?", "The circle is smaller than the square.", "Yes"),
+        # a relative clause on a side left out
+        ("Is the number of balls that are left of the box greater than the number of cones?",
+         "The number of balls is greater than the number of cones.", "Yes"),
+        ("Is the number of balls that are left of the box greater than the number of cones?",
+         "The number of balls is less than the number of cones.", "No"),
+        # `X has a higher N than Y` written `the N of X is higher than Y`
+        ("Does Ohio have a higher value than Utah?", "The value of Ohio is higher than that of Utah.", "Yes"),
+        ("Does Ohio have a higher value than Utah?", "The value of Ohio is lower than Utah.", "No"),
+        ("Does Ohio have a higher value than Utah?", "The value of Utah is higher than Ohio.", None),  # not this reading
+    ],
+)
+def test_a_comparison_restated_another_way_answers_it(question, text, answer):
+    assert _restated(text, question, YES_NO) == (answer if answer else (None, None))
+
+
 def test_a_rate_s_whole_and_the_pronoun_one_are_no_answer():
     text = "The slowest runner is the one that finishes 1 out of 10 races."
     assert extract(text).answer is None  # `10 races` is the rate's whole; `one that` is no count

@@ -9,12 +9,20 @@ each does. The rules read words, not meaning, so each one answers only when the 
 single, and gives nothing otherwise (a wrong value accepted costs more than an answer missed):
 
 - `blank_filled`: the question's sentence with a blank (`(_)`, `___`) written back with the blank
-  filled (by a number, or by one option's text);
+  filled (by a number, or by one option's text); or, its words reordered, a clause that counts the
+  blank's noun and holds every other word of its sentence (`..., with each group containing 3 dots`);
 - `counted`: `how many <things> ...` answered by a sentence that counts those things and restates the
   rest of the question (`there are 4 objects left`);
 - `yes_no`: with options yes/no, a sentence that restates the question's proposition word for word
   in order (up to one inserted word between two of its words) answers yes, or no when it is negated
-  inside the proposition; two sentences that disagree, a hedge or a condition, answer nothing;
+  inside the proposition; two sentences that disagree, a hedge or a condition, answer nothing. A
+  comparison may be restated with its sides exchanged (`there are more B than A` denies `Are there
+  more A than B?`), without a relative clause on a side (`the number of cars is greater than ...`
+  for `the number of cars that are left of the bus`), or as `the N of X is higher than Y` for `Does X
+  have a higher N than Y?`; a universal (`each`, `all`) is denied by one counterexample (`f is not
+  continuous at the point 1`) and asserted only whole;
+- `option_lettered`: the first sentence that restates the question has an option's letter as its
+  subject (`A would be most affected by ...`: the article `A` never comes before a verb);
 - `option_paired`: with text options, the first sentence that restates the question and names one
   option's words in order (`the adult spider population would decrease`); two options named, or a
   negation, answer nothing;
@@ -30,6 +38,7 @@ left out on both sides. Every pass is linear over a response's sentences, with b
 from __future__ import annotations
 
 import re
+from typing import Literal, NamedTuple
 
 from qvq_ray.verify.prose import number_word_value
 
@@ -95,6 +104,9 @@ def restated_answer(text: str, question: str | None, choices: list[str]) -> str 
     ask = asked_sentence(question)
     if _HOW_MANY.search(ask):
         return None
+    lettered = option_lettered(sentences, ask, choices)
+    if lettered is not None:
+        return lettered
     if choices and yes_no_options(choices) is not None:
         return yes_no(sentences, ask, choices)
     if choices:
@@ -203,6 +215,8 @@ def blank_filled(text: str, question: str, choices: list[str]) -> str | None:
         hit.group(1).lower()
         for hit in re.finditer(r"(?i)(?<![\w'.,])(" + "|".join(sorted(fillers, key=len, reverse=True)) + ")" + suffix, text)
     }
+    if not found and not choices:
+        found = _count_in_reordered_blank(text, question, m, after[0])
     if len(found) != 1:
         return None
     value = found.pop()
@@ -211,6 +225,29 @@ def blank_filled(text: str, question: str, choices: list[str]) -> str | None:
             return None
         return next(c for c in choices if c.strip().lower() == value)
     return value if value[0].isdigit() else number_word_value(value)
+
+
+_CLAUSE = re.compile(r"[,;:]\s+")
+
+
+def _count_in_reordered_blank(text: str, question: str, blank: re.Match[str], noun: str) -> set[str]:
+    """`There are (_) dots in each group.` answered by `..., with each group containing 3 dots.`:
+    the count written before the blank's noun, in a clause that holds every other content word of
+    the blank's sentence (in any order); a clause missing one (`9 dots divided into 3 groups`:
+    no `each`) counts something else."""
+    sentence = [s for s in _SENTENCE.split(question[: blank.start()]) if s.strip()][-1:]
+    rest = _SENTENCE.split(question[blank.end() :], maxsplit=1)[0]
+    wanted = set(content_words(" ".join(sentence) + " " + rest)) - {stem(noun)} - _NEGATION
+    if not wanted:
+        return set()
+    found = set()
+    clauses = [c for sentence in _sentences(text) if not _UNSTATED.search(sentence) for c in _CLAUSE.split(sentence)]
+    for clause in clauses:
+        if not wanted <= set(content_words(clause)):
+            continue
+        for hit in re.finditer(r"(?i)(?<![\w'.,])(\d+(?:\.\d+)?|" + _COUNT_WORD + r")\s+" + re.escape(noun) + r"\b", clause):
+            found.add(hit.group(1).lower())
+    return found
 
 
 # ---------------------------------------------------------------- how many
@@ -259,20 +296,22 @@ def proposition(ask: str) -> list[str]:
     return [] if any(w in _NEGATION for w in words) else words
 
 
-def polarity(sentence: str, prop: list[str]) -> bool | None:
+def polarity(sentence: str, readings: list[Claim]) -> bool | None:
     """True when the sentence asserts the proposition, False when it denies it (one negation
     before its end, or its comparison reversed: `more` for `less`), None when it does neither (not
-    restated, hedged, a negation after it). `The maximum is X` restates `Is X the maximum?` too."""
+    restated, hedged, a negation after it). `The maximum is X` restates `Is X the maximum?` too.
+    `readings`: the proposition's readings (`claims`)."""
     if _UNSTATED.search(sentence):
         return None
     for reading in (sentence, _copula_swapped(sentence)):
         if reading is None:
             continue
         words = content_words(reading)
-        for claim, same in _claims(prop):
-            found = _asserted(words, claim, _MAX_GAP if same else 0)
-            if found is not None:
-                return found if same else not found
+        for claim in readings:
+            found = _asserted(words, claim.words, _MAX_GAP if claim.gap else 0)
+            if found is None or (claim.says == "denied_only" and found):
+                continue
+            return not found if claim.says == "opposite" else found
     return None
 
 
@@ -283,15 +322,82 @@ _COMPARATIVES = {
 }
 
 
-def _claims(prop: list[str]) -> list[tuple[list[str], bool]]:
-    """The proposition, and (when it holds one comparison) the same with the comparison reversed,
-    which asserts the opposite: `X is less than Y` denies `Is X more than Y?`."""
-    claims = [(prop, True)]
+_UNIVERSAL = frozenset({"each", "every", "all", "always", "everywhere"})
+
+
+class Claim(NamedTuple):
+    """A way a sentence may restate a yes/no question's proposition: its words, whether a word may
+    be inserted between two of them (`gap`), and what asserting them says of the proposition:
+    `same`, `opposite`, or `denied_only` (denying them denies it; asserting them says nothing)."""
+
+    words: list[str]
+    gap: bool
+    says: Literal["same", "opposite", "denied_only"]
+
+
+def _claims(prop: list[str], swapped: bool) -> list[Claim]:
+    """How a sentence may restate the proposition (`swapped`: one whose comparison has its sides
+    exchanged, which asserts the opposite): the proposition itself; when it holds one comparison,
+    the comparison reversed, which asserts the opposite (`X is less than Y` denies `Is X more than
+    Y?`); when it holds a universal (`each`, `all`), the same without it, which can only deny (`f
+    is not continuous at x = 1` denies `Is f continuous at each point?`; `f is continuous at x = 1`
+    says nothing of every point)."""
+    claims = [Claim(prop, True, "opposite" if swapped else "same")]
     at = [k for k, w in enumerate(prop) if w in _COMPARATIVES]
     if len(at) == 1:
         k = at[0]
-        claims += [(prop[:k] + [other] + prop[k + 1 :], False) for other in _COMPARATIVES[prop[k]]]
+        claims += [Claim(prop[:k] + [other] + prop[k + 1 :], False, "same" if swapped else "opposite") for other in _COMPARATIVES[prop[k]]]
+    particular = [w for w in prop if w not in _UNIVERSAL]
+    if not swapped and len(prop) > len(particular) >= 2:
+        claims.append(Claim(particular, True, "denied_only"))
     return claims
+
+
+_COMPARISON = r"(?:more|less|fewer|greater|larger|bigger|smaller|higher|lower|longer|shorter|taller)"
+# `the number of cars that are left of the bus greater than ...`: a relative clause on a side of a
+# comparison, which a restatement often leaves out (`the number of cars is greater than ...`).
+_SIDE_CLAUSE = re.compile(r"\s+(?:that|which|who)\s+(?:is|are|was|were)\s+[^?,;]{1,120}?(?=\s+" + _COMPARISON + r"\s+(?:[a-z]+\s+)?than\b)", re.I)
+# `Does X have a higher value than Y?`, which a restatement writes `the value of X is higher than Y`.
+_HAVE_MORE = re.compile(
+    r"^\s*(?:does|do|did)\s+(?P<x>.+?)\s+(?:have|has)\s+(?:a|an)\s+(?P<comp>" + _COMPARISON + r")\s+"
+    r"(?P<n>[a-z]+(?:\s+[a-z]+)?)\s+than\s+(?P<y>.+?)\s*\?\s*$",
+    re.I,
+)
+# `Are there more A [in front of C] than B?` and `Is A greater than B?`: the two sides, to exchange.
+_THERE_MORE = re.compile(r"^\s*(?P<aux>(?:are|is|were|was)\s+there\s+)(?P<comp>more|fewer|less)\s+(?P<a>.+?)\s+than\s+(?P<b>.+?)\s*\?\s*$", re.I)
+_SUBJECT_MORE = re.compile(r"^\s*(?P<aux>is|are|was|were)\s+(?P<a>.+?)\s+(?P<comp>" + _COMPARISON + r")\s+than\s+(?P<b>.+?)\s*\?\s*$", re.I)
+# Where a side's place phrase starts (`big buses in front of the truck`): it stays when sides swap.
+_PLACE = re.compile(r"\s+(?=(?:in\s+front\s+of|behind|(?:to\s+the\s+)?(?:left|right)\s+of|under|above|below|beside|next\s+to|near)\b)", re.I)
+
+
+def claims(ask: str) -> list[Claim]:
+    """Every reading of a yes/no question's proposition a restatement may take (see `_claims`):
+    the question as asked, without a relative clause on a side of its comparison, a `have a
+    higher N than` comparison written as `the N of X is higher than`, and the comparison with its
+    two sides exchanged (`there are more B than A` denies `Are there more A than B?`)."""
+    asked = [ask]
+    dropped = _SIDE_CLAUSE.sub("", ask)
+    if dropped != ask:
+        asked.append(dropped)
+    for text in list(asked):
+        m = _HAVE_MORE.match(text)
+        if m is not None:
+            asked.append(f"Is the {m['n']} of {m['x']} {m['comp']} than {m['y']}?")
+    swaps = []
+    for text in asked:
+        if (m := _THERE_MORE.match(text)) is not None:
+            a, place = (_PLACE.split(m["a"], maxsplit=1) + [""])[:2]
+            swaps.append(f"{m['aux']}{m['comp']} {m['b']} {place} than {a}?")
+            if place:
+                swaps.append(f"{m['aux']}{m['comp']} {m['b']} than {m['a']}?")
+        elif (m := _SUBJECT_MORE.match(text)) is not None:
+            swaps.append(f"{m['aux']} {m['b']} {m['comp']} than {m['a']}?")
+    out: list[Claim] = []
+    for text, swapped in [(t, False) for t in asked] + [(t, True) for t in swaps]:
+        prop = proposition(text)
+        if len(prop) >= 2:
+            out += _claims(prop, swapped)
+    return out
 
 
 _IDENTITY = re.compile(r"^\s*(the\s+[^,;]{1,80}?)\s+is\s+((?:not\s+)?)([^,;]{1,80}?)\s*(?=[,;.!]|$)", re.I)
@@ -351,10 +457,10 @@ def _index_in(words: list[str], plain: list[str], k: int) -> int:
 def yes_no(sentences: list[str], ask: str, choices: list[str]) -> str | None:
     """`Is Periwinkle the maximum?` answered by `Periwinkle is not the maximum.` -> the no option."""
     options = yes_no_options(choices)
-    prop = proposition(ask)
-    if options is None or len(prop) < 2:
+    readings = claims(ask)
+    if options is None or not readings:
         return None
-    said = {p for p in (polarity(s, prop) for s in sentences) if p is not None}
+    said = {p for p in (polarity(s, readings) for s in sentences) if p is not None}
     if len(said) != 1:
         return None
     return options[0] if said.pop() else options[1]
@@ -384,6 +490,30 @@ def option_paired(sentences: list[str], ask: str, choices: list[str]) -> str | N
         if len(hits) > 1 or _UNSTATED.search(clause) or _LETTERED.search(clause) or any(w in _NEGATION for w in words):
             return None
         return choices[hits[0]]
+    return None
+
+
+# An option letter that is a sentence's subject: the article `A` never comes before a verb
+# (`A would be most affected ...`, `(C) is the largest ...`); `I` is the pronoun, never read so.
+_LETTER_VERB = r"(?:\*\*)?(?:\(([A-HJ])\)|([A-HJ]))(?:\*\*)?\s+(?:would|will|is|are|was|were|has|have|had|can|could|should|may|might|must|does|did)\b"
+_LETTER_SUBJECT = re.compile(r"^\s*" + _LETTER_VERB)
+_LETTER_SUBJECT_ANYWHERE = re.compile(r"(?<![\w'])" + _LETTER_VERB)  # a cheap test before the sentences are read
+
+
+def option_lettered(sentences: list[str], ask: str, choices: list[str]) -> str | None:
+    """`Which organism would be most affected ...?` answered by `A would be most affected ...` ->
+    `A`: the first sentence that restates the question with an option's letter as its subject."""
+    if not any(_LETTER_SUBJECT_ANYWHERE.search(sentence) for sentence in sentences):
+        return None
+    for sentence in sentences:
+        if not restates(sentence, ask):
+            continue
+        clause = without_premise(sentence, ask)
+        m = _LETTER_SUBJECT.match(clause)
+        if m is None or _UNSTATED.search(clause):
+            return None
+        letter = m.group(1) or m.group(2)
+        return letter if ord(letter) - ord("A") < len(choices) else None
     return None
 
 

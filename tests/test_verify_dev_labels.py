@@ -62,10 +62,12 @@ def test_agreement_with_adjudicated_labels_on_a_sample():
 
 
 # The open models' chatty sets keep a few misses the string rules cannot read safely (judged in
-# issue 21's report): a yes/no restated with its comparison's sides swapped or paraphrased, an
-# answer followed by a hedge, an option named only as a letter used as a noun. No set may accept a
-# wrong answer. The full sets measure 99.3% (LLaVA), 99.9% (MiniGPT-4), 99.7% (mPLUG-Owl); every
-# other set 100%. The sample (the first 120 of each set) holds two of LLaVA's seven misses.
-FLOORS = {
-    "mathvista/output_llava_llama_2_13b": (0.98, 0),
-}
+# issue 21's reports): an answer spread over two sentences by a pronoun (`... on the crabs and
+# limpets. As a result, their population would decrease.`), a yes/no left to infer from two
+# attributes that differ (`X is shaped like a rectangle, while Y is shaped like an octagon`), and
+# three whose official label is doubtful (an answer then `difficult to predict ... without more
+# information`, a rate `1 out of 10` for the value 1, a range `from 0 to 7` for 7). No set may
+# accept a wrong answer. The full sets measure 99.70% (LLaVA), 99.90% (MiniGPT-4), 99.90%
+# (mPLUG-Owl); every other set 100%. The sample (the first 120 of each set) holds one of them
+# (LLaVA's, the pronoun): 119/120 there, within the default floor of 99%.
+FLOORS: dict[str, tuple[float, int]] = {}

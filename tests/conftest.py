@@ -153,7 +153,7 @@ def running_app(config: dict, name: str):
     try:
         yield f"http://127.0.0.1:{port}/{name}"
     finally:
-        serve.delete(name)
+        serve.delete(name, _blocking=False)
 
 
 def end_process_session(proc, *, interrupt: bool = True) -> None:

@@ -1,8 +1,9 @@
 """Crash and resume: kill -9 of the driver or of an engine actor mid-run, then `--resume`.
 
-Runs the real CLI in a subprocess on the bundled examples; the end state must be exactly one row
-per input id. The driver's kill takes its own local Ray cluster with it; the engine actor's kill
-happens in the session's cluster, which the job joins, and finds its victim in Ray's actor table.
+Runs the real CLI in a subprocess on the bundled examples, joined to the session's cluster (as a
+job on a shared cluster would be); the end state must be exactly one row per input id. The driver's
+kill ends the job (Ray then reaps its actors and tasks, a write mid-way among them); the engine
+actor's victim is found in Ray's actor table.
 """
 
 from __future__ import annotations
@@ -41,16 +42,15 @@ def _config(tmp_path: Path) -> Path:
     return path
 
 
-def _solve(out: Path, config: Path, *extra: str, address: str | None = None) -> subprocess.Popen:
+def _solve(out: Path, config: Path, *extra: str, address: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    cluster = ["--address", address] if address else ["--num-cpus", "2"]
     return subprocess.Popen(
-        [sys.executable, "-m", "qvq_ray.cli", "solve", str(EXAMPLES), "--out", str(out), "--config", str(config), *cluster, *extra],
+        [sys.executable, "-m", "qvq_ray.cli", "solve", str(EXAMPLES), "--out", str(out), "--config", str(config), "--address", address, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
-        start_new_session=True,  # its Ray processes are in its session: kill them with it
+        start_new_session=True,  # a kill of its session never reaches this process
     )
 
 
@@ -72,8 +72,7 @@ def _ids_on_disk(out: Path) -> list[str]:
 
 
 def _kill_session(proc: subprocess.Popen) -> None:
-    """kill -9 of the job and every process of its session: the Ray cluster it started, whose
-    workers (the write tasks among them) run in process groups of their own."""
+    """kill -9 of the job's driver and whatever it started in its own session."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -82,18 +81,18 @@ def _kill_session(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
-def test_kill_driver_then_resume_gives_one_row_per_id(tmp_path):
+def test_kill_driver_then_resume_gives_one_row_per_id(tmp_path, ray_address):
     out = tmp_path / "out"
     config = _config(tmp_path)
-    first = _solve(out, config)
+    first = _solve(out, config, address=ray_address)
     _wait_for_parts(out, 2, first)
     assert first.poll() is None, first.stdout.read()
-    _kill_session(first)  # kill -9 of the driver (and the Ray cluster it started)
+    _kill_session(first)  # kill -9 of the driver: the cluster reaps the job's actors and tasks
     assert first.returncode == -signal.SIGKILL  # killed, not ended on its own before the kill
     before = _ids_on_disk(out)
     assert 0 < len(before) < len(_input_ids()), "the kill should land mid-run"
 
-    second = _solve(out, config, "--resume")
+    second = _solve(out, config, "--resume", address=ray_address)
     output, _ = second.communicate(timeout=300)
     assert second.returncode == 0, output
     assert f"resume: {len(before)} of 16 rows already" in output

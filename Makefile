@@ -20,10 +20,11 @@ demo: setup
 	$(BIN)/qvq-ray solve examples/arithmetic-test --out results/demo --model tiny --config pipelines/configs/arithmetic-self.yaml
 
 # mypy first (strict over qvq_ray/, [tool.mypy] in pyproject.toml; ~15 s cold): a type error fails
-# `make test` before the suite starts.
+# `make test` before the suite starts. Two xdist workers share the session's one Ray cluster and
+# Serve (tests/conftest.py); loadfile keeps a module's tests, and its Serve app, on one worker.
 test: setup
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # lm-eval, guidellm and aiperf, unmodified, against the served tiny model (tests/test_real_clients.py).
 # Each client has its own pinned venv (tests/clients/*.txt), built once into ~/.cache/qvq-ray/client-venvs

@@ -53,8 +53,8 @@ def tiny_model_dir(tmp_path_factory):
 
     Tests that need a model that never answers (re-sampling budgets) and speed use this one; the
     trained `tiny` checkpoint shipped in the package has its own tests."""
-    cache = tmp_path_factory.mktemp("qvq-cache")
-    os.environ["QVQ_RAY_CACHE"] = str(cache)  # inherited by Ray workers started later
+    if not _shared_session_cluster():  # under pytest-xdist the controller built it (pytest_configure)
+        os.environ["QVQ_RAY_CACHE"] = str(tmp_path_factory.mktemp("qvq-cache"))  # inherited by Ray workers started later
     from qvq_ray.models.tiny import resolve_model_path
 
     return resolve_model_path("tiny-random")
@@ -62,17 +62,82 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_cluster(tiny_model_dir):
-    """One real local Ray cluster for the session: 4 logical CPUs on this 2-core machine, 4 fake GPUs
-    (declared resources only: placement tests need them; nothing runs on them)."""
+    """The session's one real local Ray cluster (`_start_session_cluster`): started here, or, under
+    pytest-xdist, the one the controller process started, which each worker joins as a driver."""
     import ray
 
-    ray.init(address="local", num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"QVQ_RAY_CACHE": os.environ["QVQ_RAY_CACHE"]}})
+    shared = _shared_session_cluster()
+    if shared:
+        ray.init(address=shared, log_to_driver=False, runtime_env=_session_runtime_env())
+        yield ray
+        ray.shutdown()  # a driver leaving: the cluster and its Serve stay for the other workers
+        return
+    _start_session_cluster()
     yield ray
+    _end_session_cluster()
+
+
+#: The gcs address of the session cluster the pytest-xdist controller started for its workers.
+_SHARED_CLUSTER_ENV = "QVQ_RAY_TEST_CLUSTER"
+
+
+def _shared_session_cluster() -> str | None:
+    return os.environ.get(_SHARED_CLUSTER_ENV)
+
+
+def _session_runtime_env() -> dict:
+    return {"env_vars": {"QVQ_RAY_CACHE": os.environ["QVQ_RAY_CACHE"]}}
+
+
+def _start_session_cluster() -> str:
+    """A local Ray cluster: 4 logical CPUs on this 2-core machine, 4 fake GPUs (declared resources
+    only: placement tests need them; nothing runs on them). Returns its gcs address."""
+    import ray
+
+    ray.init(address="local", num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False, runtime_env=_session_runtime_env())
+    return ray.get_runtime_context().gcs_address
+
+
+def _end_session_cluster() -> None:
+    import ray
+
     if os.environ.pop(_SERVE_PORT_ENV, None):
         from ray import serve
 
         serve.shutdown()
     ray.shutdown()
+
+
+def _xdist_controller(config) -> bool:
+    """This process is pytest-xdist's controller (`-n N`, N > 0): it runs no test itself."""
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, still one Ray cluster and one Serve for the whole run: the controller
+    builds the tiny checkpoint, starts both before its workers exist, and hands them the addresses
+    through the environment they inherit; each worker joins as a driver of its own (apps under
+    their own names; jobs tell theirs apart by job id)."""
+    if not _xdist_controller(config) or config.option.collectonly:
+        return
+    import tempfile
+
+    config._qvq_ray_cache = os.environ["QVQ_RAY_CACHE"] = tempfile.mkdtemp(prefix="qvq-test-cache-")
+    from qvq_ray.models.tiny import resolve_model_path
+
+    resolve_model_path("tiny-random")
+    os.environ[_SHARED_CLUSTER_ENV] = _start_session_cluster()
+    session_serve_port()
+    config._qvq_ray_session_cluster = True
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_qvq_ray_session_cluster", False):
+        import shutil
+
+        _end_session_cluster()
+        os.environ.pop(_SHARED_CLUSTER_ENV, None)
+        shutil.rmtree(config._qvq_ray_cache, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

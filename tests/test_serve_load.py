@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import running_app
 
 HEALTH_PERIOD_S = 0.5
+APP = "qvq-load"  # this module's app: other apps may be up beside it (pytest-xdist workers)
 APP_CONFIG = {
     "model": {"path": "tiny-random", "served_model_name": "qvq-tiny", "max_pixels": 50176},
     "engine": {"max_batch_size": 8, "torch_threads": 1, "stall_limit_s": 30},
@@ -41,14 +42,14 @@ APP_CONFIG = {
 
 @pytest.fixture(scope="module")
 def base_url(ray_cluster):
-    with running_app(APP_CONFIG, "qvq-load") as url:
+    with running_app(APP_CONFIG, APP) as url:
         yield url
 
 
 def _engine_replicas() -> set[str]:
     import ray
 
-    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if "QvqEngine" in a["name"]}
+    return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if f"{APP}#QvqEngine#" in a["name"]}
 
 
 def _huge_blank_png(side: int = 7000) -> str:

@@ -93,7 +93,7 @@ def prepare_rates(input_dir: Path, config, num_cpus: int) -> tuple[float, float,
         prepare_problem_images(problem_from_row({k: v for k, v in row.items() if k != "error"}).images, config.model)
     plain = len(rows) / (time.perf_counter() - started)
 
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)  # our own cluster, never one found in /tmp/ray
     try:
         started = time.perf_counter()
         rows = _input_rows(str(input_dir), None, None)

@@ -78,7 +78,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{args.port}"
     small = {"messages": [{"role": "user", "content": "2+2?"}], "max_tokens": 2}
     results = []
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # our own cluster, never one found in /tmp/ray
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         serve.run(build_app({"config": CONFIG}), name="probe", route_prefix="/")

@@ -255,7 +255,7 @@ def main() -> None:
     levels = () if args.only_robustness else (1, 8, 32)
 
     direct_ms = 0.0 if args.only_robustness else _direct_latency_ms(repeats=10)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # our own cluster, never one found in /tmp/ray
     results: dict[str, dict] = {}
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})

@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8768)
     args = parser.parse_args()
     url = f"http://127.0.0.1:{args.port}"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # our own cluster, never one found in /tmp/ray
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": args.port})
         serve.run(build_app({"config": CONFIG}), name=APP, route_prefix="/")

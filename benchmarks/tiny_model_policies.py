@@ -45,7 +45,7 @@ def run(input_path: str, out_root: Path, model: str, limit: int | None, num_cpus
     from qvq_ray.config import QvqConfig
 
     summaries: dict[str, dict] = {}
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)  # our own cluster, never one found in /tmp/ray
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -70,6 +70,7 @@ def ray_cluster(tiny_model_dir):
     if shared:
         ray.init(address=shared, log_to_driver=False, runtime_env=_session_runtime_env())
         yield ray
+        _leave_serve()
         ray.shutdown()  # a driver leaving: the cluster and its Serve stay for the other workers
         return
     _start_session_cluster()
@@ -96,6 +97,18 @@ def _start_session_cluster() -> str:
 
     ray.init(address="local", num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False, runtime_env=_session_runtime_env())
     return ray.get_runtime_context().gcs_address
+
+
+def _leave_serve() -> None:
+    """Stop this driver's Serve handles (their routers push metrics to the controller from a thread
+    of their own, which would go on logging errors into closed streams once Ray is disconnected),
+    and forget the controller: Serve itself keeps running for the other drivers."""
+    from ray.serve import context as serve_context
+
+    client = serve_context._global_client
+    if client is not None:
+        client.shutdown_cached_handles()
+        serve_context._disconnect()
 
 
 def _end_session_cluster() -> None:
@@ -264,7 +277,11 @@ def vlmevalkit_tsv(tmp_path_factory) -> Path:
 
 def pytest_collection_modifyitems(config, items):
     """Every test that needs the session's Ray cluster (batch jobs, Serve apps) is `slow`, so
-    `pytest -m "not slow"` is the fast loop; `make test` runs all."""
+    `pytest -m "not slow"` is the fast loop; `make test` runs all. Modules holding slow tests run
+    first: pytest-xdist hands out whole modules in this order, and the many quick ones then fill
+    the gaps at the end instead of one worker finishing a long module alone."""
     for item in items:
         if "ray_cluster" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+    slow_modules = {item.module.__name__ for item in items if item.get_closest_marker("slow") and item.module is not None}
+    items.sort(key=lambda item: item.module is None or item.module.__name__ not in slow_modules)  # stable

@@ -204,6 +204,21 @@ def test_docs_and_openapi_need_a_key_when_keys_are_set_and_document_request_bodi
     assert spec["components"]["schemas"]["SolveRequest"]["properties"]["choices"]["maxItems"] == 26
 
 
+def test_the_engine_deployment_hands_the_ingress_its_tokenizer_and_context(base_url):
+    """The ingress's screen (EngineScreen) is built from what an engine replica says: its own
+    tokenizer's definition and the context of this app (model.max_model_len 4096)."""
+    from ray import serve
+
+    from qvq_ray.engines.context_bound import ContextScreen, ScreenSource
+
+    engine = serve.get_deployment_handle("QvqEngine", app_name="qvq-test")
+    source = ScreenSource(**engine.context_screen_source.remote().result(timeout_s=60))
+    assert source.max_model_len == 4096
+    screen = ContextScreen.from_source(source)
+    assert screen is not None and screen.counter("12 + 30 = 42. " * 10) > 10
+    screen.close()
+
+
 def test_stream_refuses_a_bad_prompt_with_a_status_and_honours_include_usage(base_url, client):
     too_long = {"messages": [{"role": "user", "content": "12 + 30 = 42. " * 3000}], "stream": True}
     response = httpx.post(f"{base_url}/v1/chat/completions", json=too_long, headers=AUTH, timeout=60)

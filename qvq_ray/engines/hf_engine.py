@@ -54,7 +54,14 @@ from qvq_ray.engines.base import (
     raw_prompt_text,
     split_images,
 )
-from qvq_ray.engines.context_bound import ContextScreen, hf_token_counter, over_context_error, refuse_surely_over_context
+from qvq_ray.engines.context_bound import (
+    ContextScreen,
+    ScreenSource,
+    hf_token_counter,
+    over_context_error,
+    refuse_surely_over_context,
+    tokenizer_json,
+)
 from qvq_ray.engines.smallest_first import SmallestFirst
 from qvq_ray.engines.prompt_tokens import chat_prompt_ids, check_chat_template_kwargs, check_raw_prompt, media_tokens
 
@@ -297,6 +304,11 @@ class HFEngine:
         if self._screen is not None:
             self._screen.close()
         self._fail_open(EngineError("engine is closed"))
+
+    def context_screen_source(self) -> ScreenSource | None:
+        """`ContextBounded`: this engine's tokenizer and context, for the Serve ingress's screen."""
+        definition = tokenizer_json(self.tokenizer)
+        return ScreenSource(definition, self.max_model_len) if definition is not None else None
 
     def _fail_open(self, exc: Exception, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Fail every request still in the engine (of `loop` only, when given): none waits forever."""

@@ -69,6 +69,16 @@ class QvqEngine:
             raise InvalidRequestError(f"the {type(self.engine).__name__} engine gives no access to its tokenizer")
         return self.engine
 
+    async def context_screen_source(self) -> dict[str, Any] | None:
+        """The engine's tokenizer definition and context length (`ContextBounded`), for the
+        ingress's screen (`EngineScreen`); None for an engine that cannot say (a remote endpoint)."""
+        from qvq_ray.engines.context_bound import ContextBounded
+
+        if not isinstance(self.engine, ContextBounded):
+            return None
+        source = self.engine.context_screen_source()
+        return source._asdict() if source is not None else None
+
     async def placement(self) -> dict[str, Any]:
         """GPU ids this replica claimed from its placement group, and what the process sees."""
         import os
@@ -93,14 +103,19 @@ class QvqEngineClient:
     """`Engine` over a handle to the `QvqEngine` deployment."""
 
     def __init__(self, handle: Any, model_name: str, replica_retries: int = 2):
+        from qvq_ray.engines.context_bound import EngineScreen
+
         self.handle = handle
         self.model_name = model_name
         self.replica_retries = replica_retries
+        # a prompt surely over the context is refused here, before its body goes to a replica
+        self.screen = EngineScreen(lambda: self.handle.context_screen_source.remote())
 
     async def generate(self, messages: list[Message], sampling: SamplingConfig) -> list[Completion]:
         """Retried when the replica died under it (killed, node lost): Serve routes the retry to a live one.
 
         Generation has no side effects, so a retry is safe."""
+        await self.screen.check(messages, sampling.max_tokens)
         for attempt in range(self.replica_retries + 1):
             try:
                 completions: list[Completion] = await self.handle.generate.remote(messages, sampling.model_dump())
@@ -115,6 +130,7 @@ class QvqEngineClient:
         items have gone to our consumer, a replica's death is `ReplicaLostError` (the consumer
         decides: the Solver, which has shown nothing of the sample to anyone, restarts it; an HTTP
         stream that already sent text ends with an in-band error)."""
+        await self.screen.check(messages, sampling.max_tokens)
         for attempt in range(self.replica_retries + 1):
             response = self.handle.options(stream=True).stream.remote(messages, sampling.model_dump())
             yielded = 0
@@ -164,4 +180,4 @@ class QvqEngineClient:
             raise EngineError(health.reason or "engine replica is not alive")
 
     async def close(self) -> None:
-        return None
+        self.screen.close()

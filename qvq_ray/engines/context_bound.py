@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import string
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
@@ -101,8 +102,19 @@ QWEN2_SPLIT = (
 )
 # In ASCII text, each run of letters and each digit lies in a piece of its own under QWEN2_SPLIT
 # (a piece holds at most one run of letters, or one digit, never both): their count is at most
-# the pieces', hence at most the tokens'.
-_ASCII_PIECE_FLOOR = re.compile(r"[A-Za-z]+|[0-9]")
+# the pieces', hence at most the tokens'. Counted on bytes mapped to classes (a letter -> `a`, a
+# digit -> `d`, anything else -> space): a run of letters starts wherever an `a` follows a space,
+# a `d` or the start. Byte counts, not a regex: 0.7 ms for 262,144 characters against 5.5 ms,
+# and the GIL is held for a fraction of a millisecond at a time (the ingress's event loop shares it).
+_ASCII_CLASSES = bytes(
+    ord("a") if chr(byte) in string.ascii_letters else ord("d") if chr(byte) in string.digits else ord(" ") for byte in range(256)
+)
+
+
+def _ascii_piece_floor(text: str) -> int:
+    classes = text.encode("ascii").translate(_ASCII_CLASSES)
+    letter_runs = classes.count(b" a") + classes.count(b"da") + classes.startswith(b"a")
+    return letter_runs + classes.count(b"d")
 
 
 def pretoken_floor(definition: str) -> Callable[[str], int | None] | None:
@@ -132,7 +144,7 @@ def pretoken_floor(definition: str) -> Callable[[str], int | None] | None:
     def floor(text: str) -> int | None:
         if not text.isascii() or (added_in is not None and added_in.search(text)):
             return None
-        return len(_ASCII_PIECE_FLOOR.findall(text))
+        return _ascii_piece_floor(text)
 
     return floor
 

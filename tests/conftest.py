@@ -16,15 +16,15 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA_ENV = "QVQ_RAY_SHARED_DATA"
 
 
 def shared_data_root() -> Path:
-    """The shared benchmark samples (MATH-V, MathVista, MMMU, OlympiadBench in their native formats):
-    `$QVQ_RAY_SHARED_DATA`, else `../shared/data` beside the repository. They are not in the repository."""
-    configured = os.environ.get(SHARED_DATA_ENV)
-    root = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
-    return root.resolve()  # the loaders resolve image paths: so do the expected ones (a linked ../shared)
+    """The shared benchmark samples (MATH-V, MathVista, MMMU, OlympiadBench in their native formats),
+    where the benchmarks find them (`$QVQ_RAY_SHARED_DATA`, else `../shared/data` beside the
+    repository), resolved: the loaders resolve image paths, so do the expected ones (a linked ../shared)."""
+    from benchmarks.shared_data import shared_data_root as configured_root
+
+    return configured_root().resolve()
 
 
 #: Set (to 1) where the shared data must be present: a missing file then fails the run instead of
@@ -39,7 +39,7 @@ def shared_data(relative: str = "") -> Path:
     if not path.exists():
         reason = (
             f"{relative or 'shared data'} not found at {path}: the shared benchmark samples are read from "
-            f"../shared/data beside the repository (or ${SHARED_DATA_ENV})"
+            f"../shared/data beside the repository (or $QVQ_RAY_SHARED_DATA)"
         )
         if os.environ.get(REQUIRE_SHARED_DATA_ENV) == "1":
             pytest.fail(f"{reason}; ${REQUIRE_SHARED_DATA_ENV}=1 requires it", pytrace=False)
@@ -162,18 +162,29 @@ def ray_address(ray_cluster) -> str:
     return ray_cluster.get_runtime_context().gcs_address
 
 
-def sim_endpoint_module():
-    """benchmarks/sim_endpoint.py (the simulated OpenAI-compatible endpoint), imported by path once:
-    the benchmarks folder is not a package."""
+def script_module(path: Path):
+    """A script outside any package (benchmarks/*.py, examples/*.py, tests/data/...), imported by
+    its path once per process, under its file's stem in sys.modules (so pickling and dataclasses
+    find it)."""
     import importlib.util
     import sys
 
-    if "sim_endpoint" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("sim_endpoint", REPO_ROOT / "benchmarks" / "sim_endpoint.py")
+    name = path.stem
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
-        sys.modules["sim_endpoint"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["sim_endpoint"]
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+def sim_endpoint_module():
+    """benchmarks/sim_endpoint.py, the simulated OpenAI-compatible endpoint."""
+    return script_module(REPO_ROOT / "benchmarks" / "sim_endpoint.py")
 
 
 def sim_job_config(base_url: str, *, resources: dict, batch: dict) -> dict:
@@ -265,13 +276,8 @@ def free_port() -> int:
 def vlmevalkit_tsv(tmp_path_factory) -> Path:
     """A tiny VLMEvalKit `MMMU_DEV_VAL.tsv` (5 rows), built at test time from the shared MMMU sample by
     tests/data/datasets/make_vlmevalkit_tsv.py (it holds MMMU content, so it is never committed)."""
-    import importlib.util
-
     source = shared_data("mmmu/Math/validation-00000-of-00001.parquet")
-    script = REPO_ROOT / "tests" / "data" / "datasets" / "make_vlmevalkit_tsv.py"
-    spec = importlib.util.spec_from_file_location("make_vlmevalkit_tsv", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = script_module(REPO_ROOT / "tests" / "data" / "datasets" / "make_vlmevalkit_tsv.py")
     return module.build(source, tmp_path_factory.mktemp("vlmevalkit"))
 
 

@@ -3,17 +3,15 @@ SIGKILL is replaced while the app keeps answering. Load is bounded and only targ
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import running_app
+from tests.conftest import REPO_ROOT as ROOT, running_app, script_module
 
 APP = "scaling"
 CONFIG = {
@@ -51,14 +49,7 @@ def _running_engine_replicas() -> int:
 
 
 def _mixed_load_module():
-    """benchmarks/mixed_load.py, imported by path (the benchmarks folder is not a package)."""
-    if "mixed_load" in sys.modules:
-        return sys.modules["mixed_load"]
-    spec = importlib.util.spec_from_file_location("mixed_load", Path(__file__).resolve().parent.parent / "benchmarks" / "mixed_load.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mixed_load"] = module
-    spec.loader.exec_module(module)
-    return module
+    return script_module(ROOT / "benchmarks" / "mixed_load.py")
 
 
 Load = _mixed_load_module().Load

@@ -7,25 +7,19 @@ examples/make_visual_arithmetic.py's train split; the test split ships as exampl
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 
 from qvq_ray.config import HFEngineConfig, ModelConfig, PolicyConfig, SamplingConfig, VerifierConfig
+from tests.conftest import script_module
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SET = ROOT / "examples" / "arithmetic-test"
 
 
 def _generator():
-    path = ROOT / "examples" / "make_visual_arithmetic.py"
-    spec = importlib.util.spec_from_file_location("make_visual_arithmetic", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(spec.name, module)
-    spec.loader.exec_module(module)
-    return module
+    return script_module(ROOT / "examples" / "make_visual_arithmetic.py")
 
 
 def test_checkpoint_is_shipped_with_its_hash_and_recipe():

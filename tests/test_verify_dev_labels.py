@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_data
+from tests.conftest import script_module, shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ROOT / "tests" / "data" / "verify" / "dev_labels.json"
 
 
 def _benchmark():
-    sys.path.insert(0, str(ROOT))
-    spec = importlib.util.spec_from_file_location("verifier_benchmark", ROOT / "benchmarks" / "verifier.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module(ROOT / "benchmarks" / "verifier.py")
 
 
 def test_labels_are_labels_only():

@@ -60,7 +60,6 @@ from qvq_ray.engines.context_bound import (
     hf_token_counter,
     over_context_error,
     refuse_surely_over_context,
-    tokenizer_json,
 )
 from qvq_ray.engines.smallest_first import SmallestFirst
 from qvq_ray.engines.prompt_tokens import chat_prompt_ids, check_chat_template_kwargs, check_raw_prompt, media_tokens
@@ -140,7 +139,9 @@ class HFEngine:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-generate")
         # One thread: the fast tokenizer is not safe to call from two threads at once.
         self._prepare_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-prepare")
-        self._screen = ContextScreen.of(self.tokenizer, self.max_model_len)  # long prompts, before the prepare lane
+        # long prompts, before the prepare lane; the same source builds the ingress's screen
+        self._screen_source = ScreenSource.of(self.tokenizer, self.max_model_len)
+        self._screen = ContextScreen.from_source(self._screen_source) if self._screen_source is not None else None
         self._watch = StallWatch(self.engine_config.stall_limit_s)
         self._queue: asyncio.Queue[_Request] | None = None
         self._prepare_lane: SmallestFirst | None = None  # prompt preparation, smallest first
@@ -307,8 +308,7 @@ class HFEngine:
 
     def context_screen_source(self) -> ScreenSource | None:
         """`ContextBounded`: this engine's tokenizer and context, for the Serve ingress's screen."""
-        definition = tokenizer_json(self.tokenizer)
-        return ScreenSource(definition, self.max_model_len) if definition is not None else None
+        return self._screen_source
 
     def _fail_open(self, exc: Exception, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Fail every request still in the engine (of `loop` only, when given): none waits forever."""

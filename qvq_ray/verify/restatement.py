@@ -503,7 +503,7 @@ _LETTER_SUBJECT_ANYWHERE = re.compile(r"(?<![\w'])" + _LETTER_VERB)  # a cheap t
 def option_lettered(sentences: list[str], ask: str, choices: list[str]) -> str | None:
     """`Which organism would be most affected ...?` answered by `A would be most affected ...` ->
     `A`: the first sentence that restates the question with an option's letter as its subject."""
-    if not any(_LETTER_SUBJECT_ANYWHERE.search(sentence) for sentence in sentences):
+    if not choices or not any(_LETTER_SUBJECT_ANYWHERE.search(sentence) for sentence in sentences):
         return None
     for sentence in sentences:
         if not restates(sentence, ask):
